@@ -1,0 +1,260 @@
+"""A model bundle on disk: the manifest, its checksums, its variants and its preprocessing spec.
+
+A bundle is a folder written by the export step (``mmsearch export``)::
+
+    manifest.json          what this module reads (format below)
+    tokenizer.json         a `tokenizers` tokenizer; padding/truncation are set from the manifest
+    image.fp32.onnx        image tower: pixel_values float32 [N,3,H,W] -> image_embeds float32 [N,D]
+    text.fp32.onnx         text tower: input_ids int64 [N,L] (+ attention_mask where listed)
+                           -> text_embeds float32 [N,D]
+    image.fp16.onnx ...    one pair per variant (fp32, fp16, int8); inputs and outputs stay float32
+
+Every tower returns L2-normalised embeddings (projection and normalisation are inside the graph),
+so the runtime never does model math itself.
+
+manifest.json (``format_version`` 1)::
+
+    {
+      "format_version": 1,
+      "name": "clip-vit-base-patch32",
+      "family": "clip" | "siglip" | "chinese_clip",
+      "source": "openai/clip-vit-base-patch32" or the local folder it came from,
+      "embedding_dim": 512,
+      "logit_scale": 100.0,            # exp() already applied
+      "logit_bias": null | float,      # SigLIP only
+      "image": {
+        "input": "pixel_values", "output": "image_embeds",
+        "size": [224, 224],            # [height, width] fed to the tower
+        "resize": "shortest_edge" | "exact",   # shortest_edge: short side -> size, keep aspect
+        "resize_size": 224 | [224, 224],
+        "interpolation": "bicubic" | "bilinear",
+        "crop": "center" | null,
+        "rescale_factor": 0.00392156862745098,
+        "mean": [..3], "std": [..3],
+        "channel_order": "RGB", "layout": "NCHW"
+      },
+      "text": {
+        "inputs": ["input_ids"] | ["input_ids", "attention_mask"],
+        "output": "text_embeds",
+        "context_length": 77,
+        "padding": "longest" | "max_length",   # longest: the tower takes any length <= context
+        "pad_id": 49407,
+        "tokenizer": "tokenizer.json"
+      },
+      "variants": {
+        "fp32": {"image": {"file": "image.fp32.onnx", "sha256": "...", "bytes": 123},
+                 "text":  {"file": "text.fp32.onnx",  "sha256": "...", "bytes": 123},
+                 "fused": {"image": {"Attention": 12, ...}, "text": {...}},
+                 "validation": {"image_min_cosine": .., "text_min_cosine": .., ...}},
+        "fp16": {...}, "int8": {...}
+      },
+      "files": {"tokenizer.json": {"sha256": "...", "bytes": 123}},
+      "opset": 17,
+      "exporter": {"mmsearch": "0.1.0", "torch": "...", "transformers": "...", "onnx": "...",
+                   "onnxruntime": "..."},
+      "created": "2026-11-24T19:30:00Z"
+    }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VARIANTS = ("fp32", "fp16", "int8")
+TOWERS = ("image", "text")
+# Where a verified file's (size, mtime) is remembered, so a query does not re-hash 300 MB each time.
+_VERIFIED_STAMP = ".verified.json"
+
+
+class BundleError(Exception):
+    """A bundle that cannot be used; the message names the file and the reason."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How an image becomes the tower's input; see preprocess.py."""
+
+    size: tuple[int, int]  # (height, width)
+    resize: str  # "shortest_edge" | "exact"
+    resize_size: int | tuple[int, int]
+    interpolation: str
+    crop: str | None
+    rescale_factor: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input: str = "pixel_values"
+    output: str = "image_embeds"
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    inputs: tuple[str, ...]
+    context_length: int
+    padding: str  # "longest" | "max_length"
+    pad_id: int
+    tokenizer: str = "tokenizer.json"
+    output: str = "text_embeds"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def family(self) -> str:
+        return self.manifest["family"]
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.manifest["embedding_dim"])
+
+    @property
+    def variants(self) -> list[str]:
+        return [v for v in VARIANTS if v in self.manifest["variants"]]
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        m = self.manifest["image"]
+        rs = m["resize_size"]
+        return ImageSpec(
+            size=(int(m["size"][0]), int(m["size"][1])),
+            resize=m["resize"],
+            resize_size=int(rs) if isinstance(rs, int) else (int(rs[0]), int(rs[1])),
+            interpolation=m.get("interpolation", "bicubic"),
+            crop=m.get("crop"),
+            rescale_factor=float(m.get("rescale_factor", 1 / 255)),
+            mean=tuple(float(x) for x in m["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(x) for x in m["std"]),  # type: ignore[arg-type]
+            input=m.get("input", "pixel_values"),
+            output=m.get("output", "image_embeds"),
+        )
+
+    @property
+    def text_spec(self) -> TextSpec:
+        m = self.manifest["text"]
+        return TextSpec(
+            inputs=tuple(m.get("inputs", ["input_ids"])),
+            context_length=int(m["context_length"]),
+            padding=m.get("padding", "max_length"),
+            pad_id=int(m.get("pad_id", 0)),
+            tokenizer=m.get("tokenizer", "tokenizer.json"),
+            output=m.get("output", "text_embeds"),
+        )
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    def tower_path(self, variant: str, tower: str) -> Path:
+        """The verified file of one tower of one variant."""
+        if variant not in self.manifest["variants"]:
+            raise BundleError(
+                f"{self.path / MANIFEST}: this bundle has no '{variant}' variant "
+                f"(it has {', '.join(self.variants)})"
+            )
+        entry = self.manifest["variants"][variant][tower]
+        path = self.path / entry["file"]
+        self._verify(path, entry)
+        return path
+
+    def tokenizer_path(self) -> Path:
+        name = self.text_spec.tokenizer
+        path = self.path / name
+        entry = self.manifest.get("files", {}).get(name)
+        if entry:
+            self._verify(path, entry)
+        elif not path.is_file():
+            raise BundleError(f"{path}: the bundle's tokenizer is missing")
+        return path
+
+    def verify_all(self) -> None:
+        """Hash every file the manifest lists, ignoring the remembered stamps."""
+        for variant in self.variants:
+            for tower in TOWERS:
+                entry = self.manifest["variants"][variant][tower]
+                self._verify(self.path / entry["file"], entry, force=True)
+        for name, entry in self.manifest.get("files", {}).items():
+            self._verify(self.path / name, entry, force=True)
+
+    def _verify(self, path: Path, entry: dict[str, Any], force: bool = False) -> None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise BundleError(f"{path}: missing from the bundle (listed in its manifest)") from None
+        key = f"{path.name}:{st.st_size}:{st.st_mtime_ns}:{entry['sha256']}"
+        stamps = self._stamps()
+        if not force and stamps.get(path.name) == key:
+            return
+        if "bytes" in entry and st.st_size != int(entry["bytes"]):
+            raise BundleError(
+                f"{path}: size {st.st_size} does not match the manifest's {entry['bytes']} bytes; "
+                "the bundle is damaged, export it again"
+            )
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise BundleError(
+                f"{path}: sha256 {actual[:12]}... does not match the manifest's "
+                f"{entry['sha256'][:12]}...; the bundle is damaged or was modified, export it again"
+            )
+        stamps[path.name] = key
+        self._save_stamps(stamps)
+
+    def _stamps(self) -> dict[str, str]:
+        try:
+            return json.loads((self.path / _VERIFIED_STAMP).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save_stamps(self, stamps: dict[str, str]) -> None:
+        # Best effort: a read-only bundle is simply verified on every load.
+        try:
+            tmp = self.path / f"{_VERIFIED_STAMP}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(stamps))
+            os.replace(tmp, self.path / _VERIFIED_STAMP)
+        except OSError:
+            pass
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Read and check a bundle's manifest; tower files are hashed when first loaded."""
+    folder = Path(path).expanduser()
+    manifest_path = folder / MANIFEST
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: no such model folder")
+    try:
+        raw = manifest_path.read_bytes()
+        manifest = json.loads(raw)
+    except FileNotFoundError:
+        raise BundleError(f"{manifest_path}: missing; this folder is not an mmsearch model bundle") from None
+    except ValueError as e:
+        raise BundleError(f"{manifest_path}: not valid JSON ({e})") from None
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{manifest_path}: format_version {version!r} is not one this mmsearch reads "
+            f"(it reads {FORMAT_VERSION}); export the model again or upgrade mmsearch"
+        )
+    for key in ("name", "family", "embedding_dim", "image", "text", "variants"):
+        if key not in manifest:
+            raise BundleError(f"{manifest_path}: the manifest has no '{key}'")
+    return Bundle(folder, manifest, hashlib.sha256(raw).hexdigest())
