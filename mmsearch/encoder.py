@@ -1,0 +1,121 @@
+"""Batches in, unit vectors out: the image tower and the text tower of one bundle variant."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .bundle import Bundle
+from .runtime import create_session, expected_device
+
+log = logging.getLogger("mmsearch")
+
+
+def choose_variant(bundle: Bundle, device: str, variant: str | None = None) -> str:
+    """fp16 on CUDA, int8 on the CPU, unless asked otherwise; fp32 where the preferred one is missing."""
+    if variant:
+        if variant not in bundle.variants:
+            from .bundle import BundleError
+
+            raise BundleError(
+                f"{bundle.path}: no '{variant}' variant in this bundle (it has {', '.join(bundle.variants)})"
+            )
+        return variant
+    preferred = "fp16" if device == "cuda" else "int8"
+    return preferred if preferred in bundle.variants else "fp32"
+
+
+class _Tower:
+    def __init__(self, bundle: Bundle, tower: str, variant: str | None, device: str, threads: int | None):
+        # The variant follows the device: fp16 only where a CUDA session is really had.
+        wanted = variant or choose_variant(bundle, expected_device(device))
+        self.session, self.device = create_session(bundle.tower_path(wanted, tower), device, threads=threads)
+        if variant is None and self.device == "cpu" and wanted == "fp16":
+            wanted = choose_variant(bundle, "cpu")
+            self.session, self.device = create_session(bundle.tower_path(wanted, tower), "cpu", threads=threads)
+        self.variant = wanted
+        self.output = self.session.get_outputs()[0].name
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        if self.device == "cuda":
+            # IO binding: inputs are copied to the GPU once, the output stays there until we copy it back.
+            binding = self.session.io_binding()
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            binding.bind_output(self.output, "cuda")
+            self.session.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()[0]
+        return self.session.run([self.output], feeds)[0]
+
+
+class ImageEncoder:
+    """pixel batches [N,3,H,W] float32 -> L2-normalised embeddings [N,D] float32."""
+
+    def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None):
+        self.bundle = bundle
+        self.spec = bundle.image_spec
+        self._tower = _Tower(bundle, "image", variant, device, threads)
+        self._input = self.spec.input
+
+    @property
+    def device(self) -> str:
+        return self._tower.device
+
+    @property
+    def variant(self) -> str:
+        return self._tower.variant
+
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        out = self._tower.run({self._input: np.ascontiguousarray(pixels, dtype=np.float32)})
+        return out.astype(np.float32, copy=False)
+
+
+class TextEncoder:
+    """strings -> L2-normalised embeddings [N,D] float32, tokenized as the manifest says."""
+
+    def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None):
+        self.bundle = bundle
+        self.spec = bundle.text_spec
+        self.tokenizer = load_tokenizer(bundle)
+        self._tower = _Tower(bundle, "text", variant, device, threads)
+
+    @property
+    def device(self) -> str:
+        return self._tower.device
+
+    @property
+    def variant(self) -> str:
+        return self._tower.variant
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids}
+        if "attention_mask" in self.spec.inputs:
+            feeds["attention_mask"] = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        return self._tower.run(feeds).astype(np.float32, copy=False)
+
+
+def load_tokenizer(bundle: Bundle) -> Tokenizer:
+    """The bundle's tokenizer, truncating to the context length and padding as the tower expects."""
+    spec = bundle.text_spec
+    tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path()))
+    tokenizer.enable_truncation(max_length=spec.context_length)
+    if spec.padding == "max_length":
+        tokenizer.enable_padding(pad_id=spec.pad_id, length=spec.context_length)
+    else:  # "longest": the tower takes any length, CLIP's causal mask makes padding inert
+        tokenizer.enable_padding(pad_id=spec.pad_id)
+    return tokenizer
+
+
+def content_tokens(bundle: Bundle) -> int:
+    """How many text tokens one chunk may hold: the context minus the special tokens added."""
+    tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path()))
+    specials = tokenizer.num_special_tokens_to_add(False)
+    return bundle.text_spec.context_length - specials

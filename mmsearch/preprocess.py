@@ -1,0 +1,187 @@
+"""Image decoding and preprocessing, exactly as a bundle's manifest says (see bundle.ImageSpec).
+
+The steps mirror transformers' CLIPImageProcessor / SiglipImageProcessor on a PIL image: convert to
+RGB, resize with PIL (shortest edge or exact size), center crop, rescale to [0, 1], normalise with
+mean/std, channels first. tests/test_preprocess.py holds them to transformers' own output.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .bundle import ImageSpec
+
+try:  # HEIC/HEIF photos, when the optional pillow-heif is installed (`mmsearch doctor` says)
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF_SUPPORTED = True
+except ImportError:  # pragma: no cover - depends on the optional package
+    HEIF_SUPPORTED = False
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+if HEIF_SUPPORTED:
+    IMAGE_SUFFIXES |= {".heic", ".heif"}
+
+# Pillow refuses images past twice this many pixels (decompression bombs); we refuse past it.
+MAX_PIXELS = 250_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+_EXIF_ORIENTATION = 0x0112
+_EXIF_DATETIME_ORIGINAL = 0x9003
+_EXIF_DATETIME = 0x0132
+_EXIF_IFD = 0x8769
+
+
+class ImageDecodeError(Exception):
+    """An image that cannot be read; the message says why (the caller adds the path)."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    pixels: np.ndarray  # float32 [3, H, W], ready for the image tower
+    width: int  # of the upright original, before any draft reduction
+    height: int
+    taken_at: datetime | None  # EXIF DateTimeOriginal, where present
+    orientation: int | None  # the EXIF orientation tag, where present
+
+
+def draft_size(spec: ImageSpec, width: int, height: int) -> tuple[int, int]:
+    """The smallest size a JPEG may be decoded at (libjpeg scales by 1/2, 1/4, 1/8) and still give
+    the resize step at least `factor` times the pixels it needs, so quality holds (measured in
+    benchmarks/draft.py)."""
+    target = max(spec.size) if spec.resize == "exact" else _short_side_target(spec)
+    factor = 2
+    if spec.resize == "exact":
+        return target * factor, target * factor
+    # shortest_edge: keep the short side >= factor * target
+    scale = factor * target / min(width, height)
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _short_side_target(spec: ImageSpec) -> int:
+    rs = spec.resize_size
+    return rs if isinstance(rs, int) else min(rs)
+
+
+def open_image(path: Path | str, spec: ImageSpec | None = None, *, draft: bool = True) -> tuple[Image.Image, int, int, datetime | None, int | None]:
+    """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageDecodeError(f"declares {width}x{height} pixels, more than mmsearch decodes ({MAX_PIXELS:,})")
+            exif = img.getexif()
+            orientation = exif.get(_EXIF_ORIENTATION)
+            taken_at = _exif_datetime(exif)
+            if draft and spec is not None and img.format == "JPEG":
+                img.draft("RGB", draft_size(spec, width, height))
+            img.seek(0)  # first frame of an animation
+            img.load()
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageDecodeError(f"too many pixels ({e})") from None
+    except Image.DecompressionBombWarning as e:
+        raise ImageDecodeError(f"too many pixels ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as e:
+        raise ImageDecodeError(_decode_reason(e)) from None
+    if orientation in (5, 6, 7, 8):  # rotated 90 degrees: the upright picture is height x width
+        width, height = height, width
+    img = ImageOps.exif_transpose(img) if orientation and orientation != 1 else img
+    return _to_rgb(img), width, height, taken_at, orientation if isinstance(orientation, int) else None
+
+
+def _decode_reason(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    if isinstance(e, Image.UnidentifiedImageError) or "cannot identify image file" in text:
+        return "not an image Pillow can read (unknown or damaged format)"
+    if "truncated" in text.lower():
+        return "the image file is truncated"
+    return f"cannot decode the image ({text})"
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: Pillow's convert("RGB") clips at 255, so scale to 8 bits first.
+        arr = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr8 = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def _exif_datetime(exif: Image.Exif) -> datetime | None:
+    raw = None
+    try:
+        raw = exif.get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL) or exif.get(_EXIF_DATETIME)
+    except Exception:
+        raw = exif.get(_EXIF_DATETIME)
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(str(raw).strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def resize_and_crop(img: Image.Image, spec: ImageSpec) -> Image.Image:
+    """PIL resize then center crop, as transformers' image processors do it."""
+    resample = _RESAMPLE.get(spec.interpolation, Image.Resampling.BICUBIC)
+    w, h = img.size
+    if spec.resize == "shortest_edge":
+        target = _short_side_target(spec)
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = target, int(target * long / short)
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    else:
+        rs = spec.resize_size
+        new_h, new_w = (rs, rs) if isinstance(rs, int) else rs
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), resample=resample)
+    if spec.crop == "center":
+        crop_h, crop_w = spec.size
+        top = (new_h - crop_h) // 2
+        left = (new_w - crop_w) // 2
+        img = img.crop((left, top, left + crop_w, top + crop_h))
+    return img
+
+
+def to_tensor(img: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """uint8 HWC RGB -> float32 CHW, rescaled and normalised."""
+    arr = np.asarray(img, dtype=np.float32) * np.float32(spec.rescale_factor)
+    arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def preprocess_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
+    return to_tensor(resize_and_crop(_to_rgb(img), spec), spec)
+
+
+def decode_image(path: Path | str, spec: ImageSpec, *, draft: bool = True) -> DecodedImage:
+    """Read one file into the tower's input; raises ImageDecodeError with the reason."""
+    img, width, height, taken_at, orientation = open_image(path, spec, draft=draft)
+    try:
+        pixels = preprocess_image(img, spec)
+    except (OSError, ValueError) as e:
+        raise ImageDecodeError(_decode_reason(e)) from None
+    return DecodedImage(pixels, width, height, taken_at, orientation)

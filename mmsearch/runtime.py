@@ -1,0 +1,177 @@
+"""onnxruntime sessions: the one place that picks execution providers and falls back.
+
+onnxruntime-gpu lists CUDAExecutionProvider even on a machine with no GPU or no CUDA libraries, so
+"listed" proves nothing: we create the session and look at the providers it actually got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import onnxruntime as ort
+
+log = logging.getLogger("mmsearch")
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceError(Exception):
+    """--device cuda was asked for and CUDA does not work here."""
+
+
+@lru_cache(maxsize=1)
+def _preload_cuda_libraries() -> None:
+    # onnxruntime-gpu >= 1.21 can load CUDA/cuDNN from the nvidia-* pip wheels (torch's, say).
+    # It prints what it cannot find; we report CUDA's state ourselves, in one line.
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            try:
+                preload()
+            except Exception:  # nothing to preload is fine: the system libraries may be there
+                pass
+
+
+def _no_gpu_reason() -> str | None:
+    """A cheap reason CUDA cannot work, checked before paying for a CUDA session attempt."""
+    if not cuda_listed():
+        return "this onnxruntime has no CUDA provider; install onnxruntime-gpu on a machine with an NVIDIA GPU"
+    if sys.platform.startswith("linux") and not glob.glob("/dev/nvidia[0-9]*"):
+        return "no NVIDIA GPU on this machine (no /dev/nvidia* device)"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime():
+    """onnxruntime logs a screenful when its CUDA provider fails to load; we say it in one line."""
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+def cuda_listed() -> bool:
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _cpu_threads() -> int:
+    env = os.environ.get("MMSEARCH_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or _cpu_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: a failed CUDA load is reported by us, once
+    return opts
+
+
+def expected_device(device: str) -> str:
+    """The device a session will most likely get, without creating one (to pick the variant)."""
+    if device == "cpu" or _CUDA_FAILURE or _no_gpu_reason():
+        return "cpu"
+    return "cuda"
+
+
+def create_session(
+    path: Path, device: str = "auto", *, threads: int | None = None
+) -> tuple[ort.InferenceSession, str]:
+    """Open one ONNX graph; returns the session and the device it really runs on ("cuda"/"cpu").
+
+    device="auto" tries CUDA when onnxruntime lists it and falls back to the CPU with one log line;
+    device="cuda" raises DeviceError when CUDA does not really work.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    opts = session_options(threads)
+    if device in ("auto", "cuda"):
+        reason = _CUDA_FAILURE[0] if _CUDA_FAILURE else _no_gpu_reason()
+        if reason is None:
+            _preload_cuda_libraries()
+            cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+            try:
+                with _quiet_onnxruntime():
+                    session = ort.InferenceSession(str(path), opts, providers=[cuda, "CPUExecutionProvider"])
+                if session.get_providers()[0] == "CUDAExecutionProvider":
+                    return session, "cuda"
+                reason = "onnxruntime could not load its CUDA provider (driver or CUDA 13/cuDNN 9 libraries missing)"
+            except Exception as e:  # a broken CUDA install raises rather than falling back
+                reason = f"onnxruntime's CUDA provider failed: {str(e).splitlines()[0]}"
+            _CUDA_FAILURE.append(reason)
+        if device == "cuda":
+            raise DeviceError(f"--device cuda: {reason}")
+        # "auto" on a machine that never had CUDA says nothing; one that lists it but fails says why.
+        if cuda_listed() and not _CUDA_WARNED:
+            _CUDA_WARNED.append(True)
+            log.info("CUDA is not usable here (%s); running on the CPU", reason)
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return session, "cpu"
+
+
+# Reasons CUDA failed in this process: once it has failed, later sessions skip the slow attempt.
+_CUDA_FAILURE: list[str] = []
+_CUDA_WARNED: list[bool] = []
+
+
+def _cuda_known_broken() -> bool:
+    return bool(_CUDA_FAILURE)
+
+
+def cuda_works() -> tuple[bool, str]:
+    """For `mmsearch doctor`: can a CUDA session really be created here? (True, "") or (False, why)."""
+    reason = _CUDA_FAILURE[0] if _CUDA_FAILURE else _no_gpu_reason()
+    if reason:
+        return False, reason
+    # A one-node graph (Identity) in ONNX's protobuf wire format, so that no `onnx` import is needed.
+    _preload_cuda_libraries()
+    try:
+        with _quiet_onnxruntime():
+            session = ort.InferenceSession(
+                _identity_model(), session_options(1), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
+            )
+    except Exception as e:
+        return False, str(e).splitlines()[0]
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return False, "onnxruntime could not load its CUDA provider (driver or CUDA 13/cuDNN 9 libraries missing)"
+    return True, ""
+
+
+def _identity_model() -> bytes:
+    """A serialized ModelProto: y = Identity(x), x float[1], opset 13, ir_version 7."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    def field(num: int, payload: bytes) -> bytes:  # length-delimited field
+        return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+    def int_field(num: int, value: int) -> bytes:
+        return varint(num << 3) + varint(value)
+
+    dim = field(1, int_field(1, 1))  # TensorShapeProto.dim { dim_value: 1 }
+    tensor_type = field(1, int_field(1, 1) + field(2, dim))  # TypeProto.Tensor {elem_type FLOAT, shape}
+
+    def value_info(name: str) -> bytes:
+        return field(1, name.encode()) + field(2, tensor_type)
+
+    node = field(1, b"x") + field(2, b"y") + field(4, b"Identity")
+    graph = field(1, node) + field(2, b"g") + field(11, value_info("x")) + field(12, value_info("y"))
+    opset = field(8, int_field(2, 13))
+    return int_field(1, 7) + field(7, graph) + opset
