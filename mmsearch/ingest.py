@@ -1,0 +1,483 @@
+"""The index run: scan -> decode workers -> encode -> commit.
+
+Durability: each batch of files is committed to the catalog in one transaction (file rows, items,
+vectors) before its vectors enter the ANN index; the ANN file is saved atomically every few seconds
+and at the end. A crash loses at most the ANN's unsaved tail, which the catalog restores on the
+next open (see Index._open_vectors). Work committed before a crash is never encoded again.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import documents
+from .catalog import Catalog
+from .encoder import ImageEncoder, TextEncoder
+from .preprocess import DecodedImage, ImageDecodeError, ImageSpec, decode_image
+from .scanner import FoundFile, Plan, ScanProblem, hash_bytes, hash_file, plan, walk
+from .vectors import VectorIndex
+
+log = logging.getLogger("mmsearch")
+
+SAVE_EVERY_S = 10.0  # how much ANN work a crash may cost: it is rebuilt from the catalog anyway
+MAX_DOCUMENT_BYTES = 4_000_000  # text indexed per document; a 50 MB log file is not 50 MB of meaning
+
+
+@dataclass
+class IndexReport:
+    """What an index run did; `mmsearch index --json` prints exactly this."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    encoded_items: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def error(self, path: str, reason: str) -> None:
+        self.errors.append({"path": display(path), "reason": reason})
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "scanning" | "encoding" | "saving"
+    done: int
+    total: int
+    path: str | None = None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def ann_stamp_path(ann_path) -> str:
+    return f"{ann_path}.json"
+
+
+def write_ann_stamp(ann_path, generation: int) -> None:
+    """Record which catalog generation the saved ANN file reflects (atomically)."""
+    import json
+
+    tmp = f"{ann_stamp_path(ann_path)}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({"generation": generation}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, ann_stamp_path(ann_path))
+
+
+def read_ann_stamp(ann_path) -> int | None:
+    import json
+
+    try:
+        with open(ann_stamp_path(ann_path)) as f:
+            return int(json.load(f)["generation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def display(path: str) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+class _Encoders:
+    """Loads each tower the first time it is needed: a run with nothing new loads no model."""
+
+    def __init__(self, image: Callable[[], ImageEncoder], text: Callable[[], TextEncoder]):
+        self._make_image, self._make_text = image, text
+        self._image: ImageEncoder | None = None
+        self._text: TextEncoder | None = None
+
+    @property
+    def image(self) -> ImageEncoder:
+        if self._image is None:
+            self._image = self._make_image()
+        return self._image
+
+    @property
+    def text(self) -> TextEncoder:
+        if self._text is None:
+            self._text = self._make_text()
+        return self._text
+
+    @property
+    def device(self) -> str | None:
+        enc = self._image or self._text
+        return enc.device if enc else None
+
+
+def run_index(
+    catalog: Catalog,
+    vectors: VectorIndex,
+    encoders: _Encoders,
+    image_spec: ImageSpec,
+    roots: Iterable[str],
+    *,
+    exclude: Iterable[str] = (),
+    include_hidden: bool = False,
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | None = None,
+    workers: int | None = None,
+    batch_size: int = 32,
+) -> IndexReport:
+    report = IndexReport()
+    started = time.monotonic()
+    progress = progress or (lambda p: None)
+    cancelled = cancel or (lambda: False)
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    exclude = list(exclude)
+    run_id = catalog.start_run()
+    saver = _Saver(vectors, catalog)
+    try:
+        plans: list[tuple[int, Plan]] = []
+        for root in roots:
+            root = os.path.abspath(root)
+            if not os.path.isdir(root):
+                # A root that is gone (an unplugged drive) keeps what it had: nothing is deleted.
+                reason = "no such folder" if not os.path.exists(root) else "not a folder"
+                report.error(root, f"{reason}; nothing under it was changed")
+                continue
+            root_id = catalog.add_root(root)
+            problems: list[ScanProblem] = []
+            found = []
+            for f in walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems):
+                found.append(f)
+                if len(found) % 500 == 0:
+                    progress(Progress("scanning", len(found), 0, f.path))
+            p = plan(found, catalog.files_under(root_id), hash_file)
+            _keep_unreadable(p, problems)
+            for prob in problems:
+                report.error(prob.path, prob.reason)
+            plans.append((root_id, p))
+        for root_id, p in plans:
+            _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
+            report.unchanged += len(p.unchanged)
+            report.skipped += len(p.failed)
+        todo = [(root_id, f, None) for root_id, p in plans for f in p.new]
+        todo += [(root_id, f, row) for root_id, p in plans for f, row in p.changed]
+        images = [t for t in todo if t[1].kind == "image"]
+        docs = [t for t in todo if t[1].kind == "document"]
+        total = len(todo)
+        done = [0]
+
+        def tick(path: str) -> None:
+            done[0] += 1
+            progress(Progress("encoding", done[0], total, path))
+
+        progress(Progress("encoding", 0, total))
+        if images and not cancelled():
+            _index_images(catalog, vectors, encoders, image_spec, images, report, tick, cancelled,
+                          workers, batch_size, saver)
+        if docs and not cancelled():
+            _index_documents(catalog, vectors, encoders, docs, report, tick, cancelled, workers, saver)
+        report.cancelled = cancelled()
+        progress(Progress("saving", done[0], total))
+        saver.save()
+    except BaseException:
+        report.cancelled = True
+        try:
+            saver.save()  # what was committed is in the catalog; the ANN file catches up now or on open
+            catalog.finish_run(run_id, "failed", report.to_dict())
+        except Exception:
+            pass
+        raise
+    report.device = encoders.device
+    report.seconds = round(time.monotonic() - started, 3)
+    catalog.finish_run(run_id, "cancelled" if report.cancelled else "done", report.to_dict())
+    return report
+
+
+def _keep_unreadable(p: Plan, problems: list[ScanProblem]) -> None:
+    """Known files under a folder that could not be listed this time are not deleted."""
+    dirs = [prob.path.rstrip(os.sep) + os.sep for prob in problems if "folder" in prob.reason]
+    if dirs:
+        p.missing = [row for row in p.missing if not any(row.fs_path.startswith(d) for d in dirs)]
+
+
+def _apply_moves_and_deletes(catalog: Catalog, vectors: VectorIndex, p: Plan, root_id: int, report: IndexReport) -> None:
+    if not (p.moved or p.missing):
+        return
+    with catalog.write() as conn:
+        for f, row in p.moved:
+            catalog.move_file(conn, row.id, f.path, root_id, f.size, f.mtime_ns)
+        removed = catalog.delete_files(conn, [row.id for row in p.missing])
+    vectors.remove(removed)
+    report.moved += len(p.moved)
+    report.removed += len(p.missing)
+
+
+class _Saver:
+    """Saves the ANN file atomically, at most every SAVE_EVERY_S seconds, and once at the end."""
+
+    def __init__(self, vectors: VectorIndex, catalog: Catalog):
+        self.vectors, self.catalog = vectors, catalog
+        self.last = time.monotonic()
+        self.dirty = False
+
+    def changed(self) -> None:
+        self.dirty = True
+        if time.monotonic() - self.last > SAVE_EVERY_S:
+            self.save()
+
+    def save(self) -> None:
+        if self.dirty:
+            generation = self.catalog.generation()  # read first: the stamp may lag, never lead
+            self.vectors.save()
+            write_ann_stamp(self.vectors.path, generation)
+            self.dirty = False
+        self.last = time.monotonic()
+
+
+# -- images --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Decoded:
+    root_id: int
+    found: FoundFile
+    old: Any  # FileRow | None
+    digest: str | None = None
+    image: DecodedImage | None = None
+    error: str | None = None
+    unchanged_content: bool = False
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _decode_one(task: tuple[int, FoundFile, Any], spec: ImageSpec) -> _Decoded:
+    root_id, found, old = task
+    out = _Decoded(root_id, found, old)
+    try:
+        data = _read(found.path)
+    except FileNotFoundError:
+        out.error = "vanished before it could be read"
+        return out
+    except OSError as e:
+        out.error = f"cannot read ({e.strerror or e})"
+        return out
+    out.digest = hash_bytes(data)
+    if old is not None and old.content_hash == out.digest and old.status == "indexed":
+        out.unchanged_content = True  # touched, not changed: keep the vectors
+        return out
+    if not data:
+        out.error = "empty file (0 bytes)"
+        return out
+    try:
+        out.image = decode_image(io.BytesIO(data), spec)
+    except ImageDecodeError as e:
+        out.error = str(e)
+    except MemoryError:
+        out.error = "not enough memory to decode"
+    return out
+
+
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: list[Any], window: int,
+                 cancelled: Callable[[], bool]) -> Iterator[Any]:
+    """pool.map with a bounded number in flight, so memory stays flat however many files there are."""
+    pending: deque[Future[Any]] = deque()
+    it = iter(items)
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            break
+    while pending:
+        yield pending.popleft().result()
+        if cancelled():
+            for fut in pending:
+                fut.cancel()
+            return
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(fn, nxt))
+
+
+def _index_images(catalog, vectors, encoders, spec, tasks, report, tick, cancelled, workers, batch_size, saver) -> None:
+    batch: list[_Decoded] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-decode") as pool:
+        for dec in _ordered_map(pool, lambda t: _decode_one(t, spec), tasks, window=batch_size * 3, cancelled=cancelled):
+            batch.append(dec)
+            tick(dec.found.path)
+            if len(batch) >= batch_size:
+                _commit_images(catalog, vectors, encoders, batch, report, saver)
+                batch = []
+        if batch and not cancelled():
+            _commit_images(catalog, vectors, encoders, batch, report, saver)
+        elif batch:
+            # Cancelled: what was decoded is small; commit it too so the work is not lost.
+            _commit_images(catalog, vectors, encoders, batch, report, saver)
+
+
+def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, batch: list[_Decoded],
+                   report: IndexReport, saver: _Saver) -> None:
+    good = [d for d in batch if d.image is not None]
+    embeds = encoders.image.encode(np.stack([d.image.pixels for d in good])) if good else np.zeros((0, 0), np.float32)
+    new_ids: list[int] = []
+    new_vecs: list[np.ndarray] = []
+    removed: list[int] = []
+    with catalog.write() as conn:
+        row_of = dict(zip((id(d) for d in good), embeds))
+        for d in batch:
+            f = d.found
+            if d.unchanged_content:
+                catalog.touch_file(conn, d.old.id, f.size, f.mtime_ns)
+                report.unchanged += 1
+                continue
+            if d.error is not None:
+                _, gone = catalog.put_file(conn, path=f.path, root_id=d.root_id, size=f.size, mtime_ns=f.mtime_ns,
+                                           content_hash=d.digest, kind="image", status="error", error=d.error)
+                removed += gone
+                report.error(f.path, d.error)
+                continue
+            img = d.image
+            file_id, gone = catalog.put_file(
+                conn, path=f.path, root_id=d.root_id, size=f.size, mtime_ns=f.mtime_ns, content_hash=d.digest,
+                kind="image", media_type=_media_type(f.path), width=img.width, height=img.height,
+                taken_at=img.taken_at.isoformat() if img.taken_at else None, orientation=img.orientation,
+            )
+            removed += gone
+            vec = row_of[id(d)]
+            new_ids += catalog.add_items(conn, file_id, "image", vec[None])
+            new_vecs.append(vec)
+            if d.old is None:
+                report.added += 1
+            else:
+                report.updated += 1
+    vectors.remove(removed)
+    if new_ids:
+        vectors.add(np.asarray(new_ids, np.int64), np.stack(new_vecs))
+        report.encoded_items += len(new_ids)
+    saver.changed()
+
+
+_MEDIA_TYPES = {
+    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif",
+    ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff", ".heic": "image/heic", ".heif": "image/heif",
+    ".txt": "text/plain", ".md": "text/markdown", ".markdown": "text/markdown", ".pdf": "application/pdf",
+}
+
+
+def _media_type(path: str) -> str | None:
+    return _MEDIA_TYPES.get(os.path.splitext(path)[1].lower())
+
+
+# -- documents -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Extracted:
+    root_id: int
+    found: FoundFile
+    old: Any
+    digest: str | None = None
+    chunks: list[documents.Chunk] | None = None
+    error: str | None = None
+    unchanged_content: bool = False
+
+
+def _extract_one(task: tuple[int, FoundFile, Any], tokenizer: Any, max_tokens: int) -> _Extracted:
+    root_id, found, old = task
+    out = _Extracted(root_id, found, old)
+    try:
+        out.digest = hash_file(found.path)
+        if out.digest is None:
+            raise FileNotFoundError(found.path) if not os.path.exists(found.path) else PermissionError(found.path)
+        if old is not None and old.content_hash == out.digest and old.status == "indexed":
+            out.unchanged_content = True
+            return out
+        pages = documents.extract_pages(_as_path(found.path), max_bytes=MAX_DOCUMENT_BYTES)
+        out.chunks = documents.chunk_pages(pages, tokenizer, max_tokens=max_tokens, overlap_tokens=max_tokens // 5)
+        if not out.chunks:
+            out.error = "no text found"
+    except documents.DocumentError as e:
+        out.error = _strip_path(str(e), found.path)
+    except FileNotFoundError:
+        out.error = "vanished before it could be read"
+    except PermissionError:
+        out.error = "cannot read (permission denied)"
+    except OSError as e:
+        out.error = f"cannot read ({e.strerror or e})"
+    except MemoryError:
+        out.error = "not enough memory to read"
+    return out
+
+
+def _as_path(path: str):
+    from pathlib import Path
+
+    return Path(path)
+
+
+def _strip_path(message: str, path: str) -> str:
+    """DocumentError names the file; the report already does, so keep just the reason."""
+    for prefix in (f"{path}: ", f"{display(path)}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled, workers, saver) -> None:
+    text = encoders.text
+    from .encoder import content_tokens
+
+    max_tokens = content_tokens(text.bundle)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-extract") as pool:
+        fn = lambda t: _extract_one(t, text.tokenizer, max_tokens)  # noqa: E731
+        for ext in _ordered_map(pool, fn, tasks, window=workers * 2, cancelled=cancelled):
+            _commit_document(catalog, vectors, encoders, ext, report, saver, cancelled)
+            tick(ext.found.path)
+
+
+def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, saver, cancelled) -> None:
+    f = ext.found
+    embeds = None
+    if ext.chunks:
+        parts = []
+        for i in range(0, len(ext.chunks), 64):
+            parts.append(encoders.text.encode([c.text for c in ext.chunks[i : i + 64]]))
+        embeds = np.concatenate(parts)
+    with catalog.write() as conn:
+        if ext.unchanged_content:
+            catalog.touch_file(conn, ext.old.id, f.size, f.mtime_ns)
+            report.unchanged += 1
+            return
+        if ext.error is not None:
+            _, gone = catalog.put_file(conn, path=f.path, root_id=ext.root_id, size=f.size, mtime_ns=f.mtime_ns,
+                                       content_hash=ext.digest, kind="document", media_type=_media_type(f.path),
+                                       status="error", error=ext.error)
+            report.error(f.path, ext.error)
+            ids: list[int] = []
+        else:
+            file_id, gone = catalog.put_file(conn, path=f.path, root_id=ext.root_id, size=f.size, mtime_ns=f.mtime_ns,
+                                             content_hash=ext.digest, kind="document", media_type=_media_type(f.path))
+            spans = [(c.page, c.start, c.end, c.text) for c in ext.chunks]
+            ids = catalog.add_items(conn, file_id, "document", embeds, spans)
+            if ext.old is None:
+                report.added += 1
+            else:
+                report.updated += 1
+    vectors.remove(gone)
+    if ids:
+        vectors.add(np.asarray(ids, np.int64), embeds)
+        report.encoded_items += len(ids)
+    saver.changed()

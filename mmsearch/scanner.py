@@ -1,0 +1,159 @@
+"""Walk the roots and classify what is new, changed, moved, unchanged or deleted."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .catalog import FileRow
+from .documents import DOCUMENT_SUFFIXES
+from .preprocess import IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str  # absolute, as the OS gives it (may hold surrogate escapes for non-UTF-8 names)
+    size: int
+    mtime_ns: int
+    kind: str  # "image" | "document"
+
+
+@dataclass
+class ScanProblem:
+    path: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    """What an index run has to do for one root, decided from the scan and the catalog."""
+
+    new: list[FoundFile] = field(default_factory=list)
+    changed: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
+    unchanged: list[FileRow] = field(default_factory=list)
+    missing: list[FileRow] = field(default_factory=list)
+    failed: list[FileRow] = field(default_factory=list)  # in error before and unchanged since
+    moved: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+
+
+def kind_of(name: str) -> str | None:
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in DOCUMENT_SUFFIXES:
+        return "document"
+    return None
+
+
+def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
+         problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
+    """Every indexable file under root, depth first; follows symlinks once (loops are cut)."""
+    patterns = list(exclude)
+    seen_dirs: set[tuple[int, int]] = set()
+    problems = problems if problems is not None else []
+
+    def excluded(path: str, name: str) -> bool:
+        rel = os.path.relpath(path, root)
+        return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path, p) for p in patterns)
+
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+        except OSError as e:
+            problems.append(ScanProblem(folder, f"cannot open folder ({e.strerror or e})"))
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            continue  # a symlink loop, or a folder reached twice
+        seen_dirs.add(key)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:  # vanished or unreadable folder: say so, keep going
+            problems.append(ScanProblem(folder, f"cannot list folder ({e.strerror or e})"))
+            continue
+        subdirs = []
+        for entry in entries:
+            if not include_hidden and entry.name.startswith("."):
+                continue
+            if patterns and excluded(entry.path, entry.name):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append(entry.path)
+                continue
+            kind = kind_of(entry.name)
+            if kind is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError as e:
+                reason = "broken symlink" if entry.is_symlink() else f"cannot stat ({e.strerror or e})"
+                problems.append(ScanProblem(entry.path, reason))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind)
+        stack.extend(reversed(subdirs))
+
+
+def plan(found: Iterable[FoundFile], known: dict[str, FileRow], hash_file: Callable[[str], str | None]) -> Plan:
+    """Compare a scan with the catalog. Files whose size and mtime match are unchanged; a new file
+    whose content hash equals a vanished file's is a move (its vectors are kept)."""
+    result = Plan()
+    seen: set[str] = set()
+    for f in found:
+        seen.add(f.path)
+        row = known.get(f.path)
+        if row is None:
+            result.new.append(f)
+        elif row.size == f.size and row.mtime_ns == f.mtime_ns:
+            # A file that failed before and has not changed is not retried (its error stays listed).
+            (result.unchanged if row.status == "indexed" else result.failed).append(row)
+        else:
+            result.changed.append((f, row))
+    result.missing = [row for path, row in known.items() if path not in seen]
+    if result.missing and result.new:
+        by_hash: dict[str, list[FileRow]] = {}
+        for row in result.missing:
+            if row.content_hash and row.status == "indexed":
+                by_hash.setdefault(row.content_hash, []).append(row)
+        if by_hash:
+            sizes = {r.size for rows in by_hash.values() for r in rows}  # only same-size files can match
+            still_new = []
+            for f in result.new:
+                digest = hash_file(f.path) if f.size in sizes else None
+                rows = by_hash.get(digest or "")
+                if rows:
+                    row = rows.pop()
+                    if not rows:
+                        del by_hash[digest]  # type: ignore[arg-type]
+                    result.moved.append((f, row))
+                    result.missing.remove(row)
+                else:
+                    still_new.append(f)
+            result.new = still_new
+    return result
+
+
+def hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
