@@ -1,0 +1,317 @@
+"""The public API: an index folder, the model it is tied to, and the operations on it.
+
+    from mmsearch import Index
+    with Index.open("~/.mmsearch-photos", model="clip-vit-base-patch32") as idx:
+        report = idx.index(["~/photos"])
+        for hit in idx.search("red car", k=5):
+            print(hit.score, hit.path)
+
+Each CLI command is a few lines over one method here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import paths
+from .bundle import Bundle, BundleError, load_bundle
+from .catalog import Catalog, CatalogError
+from .encoder import ImageEncoder, TextEncoder
+from .ingest import IndexReport, ProgressFn, _Encoders, read_ann_stamp, run_index, write_ann_stamp
+from .preprocess import decode_image
+from .search import Filters, SearchResult, rank
+from .vectors import VectorIndex, VectorIndexError
+
+log = logging.getLogger("mmsearch")
+
+ANN_FILE = "vectors.hnsw"
+LOCK_FILE = "index.lock"
+
+
+class MmsearchError(Exception):
+    """Something the user can fix; the message says what and how."""
+
+
+class IndexBusyError(MmsearchError):
+    pass
+
+
+def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
+    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models."""
+    if model is None:
+        model = paths.DEFAULT_MODEL
+    candidate = Path(model).expanduser()
+    if candidate.is_dir():
+        return load_bundle(candidate)
+    installed = paths.models_dir() / str(model)
+    if installed.is_dir():
+        return load_bundle(installed)
+    hint = (
+        f"mmsearch export {paths.DEFAULT_MODEL_SOURCE}" if str(model) == paths.DEFAULT_MODEL
+        else f"mmsearch export <checkpoint folder or hub id> --name {model}"
+    )
+    raise MmsearchError(
+        f"model '{model}' is not installed (looked for a bundle folder at {candidate} and {installed}). "
+        f"Install it with:\n  {hint}\n(`mmsearch models` lists what is installed.)"
+    )
+
+
+def installed_models() -> list[Bundle]:
+    out = []
+    root = paths.models_dir()
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if (d / "manifest.json").exists():
+                try:
+                    out.append(load_bundle(d))
+                except BundleError as e:
+                    log.warning("%s", e)
+    return out
+
+
+class Index:
+    """An index folder: catalog.db (the truth), vectors.hnsw (the ANN), tied to one model bundle.
+
+    Safe to search from several threads, also while another thread runs `index()`; searches see
+    the last committed state.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, model: str | os.PathLike[str] | None = None,
+                 device: str = "auto", variant: str | None = None, readonly: bool = False):
+        self.path = Path(path).expanduser() if path else paths.default_index_dir()
+        self.device = device
+        self.variant = variant
+        self.readonly = readonly
+        if readonly and not (self.path / "catalog.db").exists():
+            raise MmsearchError(
+                f"{self.path}: no index here yet. Create one with:\n  mmsearch index PATH --index {self.path}"
+            )
+        try:
+            self.catalog = Catalog(self.path, readonly=readonly)
+        except CatalogError as e:
+            raise MmsearchError(str(e)) from None
+        except OSError as e:
+            raise MmsearchError(f"{self.path}: cannot open the index folder ({e.strerror or e})") from None
+        self.bundle = self._bind_model(model)
+        self._vectors: VectorIndex | None = None
+        self._vectors_generation = -1
+        self._lock = threading.RLock()
+        self._image_encoder: ImageEncoder | None = None
+        self._text_encoder: TextEncoder | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> "Index":
+        """Same as Index(path, ...): reads like the CLI."""
+        return cls(path, **kwargs)
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def _bind_model(self, model: str | os.PathLike[str] | None) -> Bundle:
+        recorded_name = self.catalog.meta("model_name")
+        recorded_hash = self.catalog.meta("model_manifest_sha256")
+        if model is None and recorded_name:
+            model = self.catalog.meta("model_path") or recorded_name
+            if not Path(str(model)).is_dir():
+                model = recorded_name
+        try:
+            bundle = resolve_model(model)
+        except BundleError as e:
+            raise MmsearchError(str(e)) from None
+        if recorded_hash and recorded_hash != bundle.manifest_sha256:
+            raise MmsearchError(
+                f"{self.path}: this index was built with model '{recorded_name}' (manifest "
+                f"{recorded_hash[:12]}) and cannot be used with '{bundle.name}' ({bundle.path}, manifest "
+                f"{bundle.manifest_sha256[:12]}): vectors of different models do not compare.\n"
+                f"Query it with --model {self.catalog.meta('model_path') or recorded_name}, or re-index with the "
+                f"new model into a new folder:\n  mmsearch index PATH --index NEW_FOLDER --model {model}\n"
+                f"(or `mmsearch forget` every root / delete {self.path} and index again)."
+            )
+        if not recorded_hash and not self.readonly:
+            with self.catalog.write() as conn:
+                self.catalog.set_meta(conn, "model_name", bundle.name)
+                self.catalog.set_meta(conn, "model_path", str(bundle.path.resolve()))
+                self.catalog.set_meta(conn, "model_manifest_sha256", bundle.manifest_sha256)
+                self.catalog.set_meta(conn, "embedding_dim", str(bundle.embedding_dim))
+        return bundle
+
+    def image_encoder(self) -> ImageEncoder:
+        with self._lock:
+            if self._image_encoder is None:
+                self._image_encoder = ImageEncoder(self.bundle, variant=self.variant, device=self.device)
+            return self._image_encoder
+
+    def text_encoder(self) -> TextEncoder:
+        with self._lock:
+            if self._text_encoder is None:
+                self._text_encoder = TextEncoder(self.bundle, variant=self.variant, device=self.device)
+            return self._text_encoder
+
+    # -- the ANN index -------------------------------------------------------------------------
+
+    @property
+    def ann_path(self) -> Path:
+        return self.path / ANN_FILE
+
+    def vectors(self) -> VectorIndex:
+        """The ANN index, brought in line with the catalog: reloaded or reconciled when the catalog moved on."""
+        with self._lock:
+            generation = self.catalog.generation()
+            if self._vectors is not None and generation == self._vectors_generation:
+                return self._vectors
+            stamp = read_ann_stamp(self.ann_path)
+            if self._vectors is None or (stamp is not None and stamp > self._vectors_generation):
+                try:
+                    self._vectors = VectorIndex.open(self.ann_path, self.bundle.embedding_dim)
+                except VectorIndexError as e:
+                    log.warning("%s; rebuilding it from the catalog", e)
+                    self._vectors = VectorIndex(self.ann_path, self.bundle.embedding_dim)
+                    stamp = None
+            if stamp != generation:
+                added, removed = self._vectors.reconcile(self.catalog.vectors_for, self.catalog.live_item_ids())
+                if (added or removed) and not self.readonly and self._holds_lock:
+                    self._vectors.save()
+                    write_ann_stamp(self.ann_path, generation)
+            self._vectors_generation = generation
+            return self._vectors
+
+    _holds_lock = False
+
+    # -- indexing ------------------------------------------------------------------------------
+
+    def index(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
+              include_hidden: bool = False, progress: ProgressFn | None = None,
+              cancel: Callable[[], bool] | None = None, workers: int | None = None,
+              wait: float | None = None, on_wait: Callable[[], None] | None = None) -> IndexReport:
+        """Index (or update) these folders and return what changed. Only one run at a time writes
+        an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.path / LOCK_FILE))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait:
+                on_wait()
+            try:
+                lock.acquire(timeout=-1 if wait is None else wait)
+            except Timeout:
+                raise IndexBusyError(
+                    f"{self.path}: another `mmsearch index` is writing this index; try again when it finishes"
+                ) from None
+        try:
+            self._holds_lock = True
+            vectors = self.vectors()
+            encoders = _Encoders(self.image_encoder, self.text_encoder)
+            roots = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths_]
+            return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
+                             include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers)
+        finally:
+            self._holds_lock = False
+            with self._lock:
+                self._vectors_generation = self.catalog.generation() if self._vectors is not None else -1
+            lock.release()
+
+    def forget(self, path: str | os.PathLike[str]) -> int:
+        """Drop an indexed root (or every root under path) and all it holds; returns files dropped."""
+        target = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        roots = [(rid, p) for rid, p in self.catalog.roots() if p == target or p.startswith(target.rstrip(os.sep) + os.sep)]
+        if not roots:
+            known = ", ".join(p for _, p in self.catalog.roots()) or "none"
+            raise MmsearchError(f"{target}: not an indexed root (roots: {known})")
+        from filelock import FileLock
+
+        with FileLock(str(self.path / LOCK_FILE)):
+            self._holds_lock = True
+            try:
+                vectors = self.vectors()
+                dropped = 0
+                for rid, _ in roots:
+                    dropped += self.catalog.conn.execute("SELECT count(*) FROM files WHERE root_id = ?", (rid,)).fetchone()[0]
+                    vectors.remove(self.catalog.remove_root(rid))
+                generation = self.catalog.generation()
+                vectors.save()
+                write_ann_stamp(self.ann_path, generation)
+                self._vectors_generation = generation
+            finally:
+                self._holds_lock = False
+        return dropped
+
+    # -- searching -----------------------------------------------------------------------------
+
+    def search(self, text: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
+               type: str = "all", under: str | None = None, after: datetime | None = None,
+               before: datetime | None = None, mode: str = "hybrid") -> list[SearchResult]:
+        """Text or image query -> the k best files. Only the tower the query needs is loaded."""
+        if (text is None) == (image is None):
+            raise MmsearchError("give a text or an image to search for (one of them)")
+        filters = Filters(type=type, under=under, after=after, before=before)
+        if text is not None:
+            vector = self.text_encoder().encode([text])[0] if mode != "keyword" else None
+        else:
+            try:
+                decoded = decode_image(os.fspath(image), self.bundle.image_spec)
+            except Exception as e:
+                raise MmsearchError(f"{image}: {e}") from None
+            vector = self.image_encoder().encode(decoded.pixels)[0]
+            mode = "vector"
+        return rank(self.catalog, self.vectors(), query_vector=vector, query_text=text, k=k, filters=filters, mode=mode)
+
+    def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all", under: str | None = None,
+                after: datetime | None = None, before: datetime | None = None) -> list[SearchResult]:
+        """Files like an indexed file, from its stored vector (the file itself left out)."""
+        target = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        row = self.catalog.file_by_path(target)
+        if row is None or row.status != "indexed":
+            raise MmsearchError(f"{target}: not in this index; index it first or use search(image=...)")
+        item = self.catalog.conn.execute("SELECT id FROM items WHERE file_id = ? ORDER BY id LIMIT 1", (row.id,)).fetchone()
+        ids_vecs = list(self.catalog.vectors_for([item[0]]))
+        vector = ids_vecs[0][1][0]
+        filters = Filters(type=type, under=under, after=after, before=before)
+        hits = rank(self.catalog, self.vectors(), query_vector=vector, query_text=None, k=k + 1, filters=filters,
+                    mode="vector")
+        hits = [h for h in hits if h.path != row.path][:k]
+        return [SearchResult(**{**h.to_dict(), "rank": i + 1}) for i, h in enumerate(hits)]
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        return {
+            "index": str(self.path),
+            "model": self.catalog.meta("model_name") or self.bundle.name,
+            "model_path": self.catalog.meta("model_path"),
+            "schema_version": int(self.catalog.meta("schema_version") or 0),
+            "roots": [p for _, p in self.catalog.roots()],
+            "counts": self.catalog.counts(),
+            "size_bytes": size,
+            "last_run": self.catalog.last_run(),
+            "errors": self.catalog.errors(),
+        }
+
+
+def parse_date(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise MmsearchError(f"'{text}' is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None

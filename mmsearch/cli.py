@@ -1,0 +1,328 @@
+"""The `mmsearch` command: each command is a few lines over mmsearch.api."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Find your photos and documents by meaning. Index folders once, then query them with words or a picture.\n\n"
+    "  mmsearch index ~/photos\n\n  mmsearch query \"red car\"\n\n  mmsearch query --image ~/photos/cat.jpg",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index folder [default: $MMSEARCH_HOME/index].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _errors():
+    """Errors the user can act on become one clear message and exit code 1, not a traceback."""
+    from .api import MmsearchError
+    from .bundle import BundleError
+    from .runtime import DeviceError
+
+    return (MmsearchError, BundleError, DeviceError)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders (or files' folders) to index, recursively.")],
+    index_dir: IndexOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",
+    variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8 [default: fp16 on CUDA, int8 on CPU].")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core].")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another run is writing this index.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index photos and documents under PATHS; a second run only does what changed.
+
+    Images (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC with pillow-heif) and documents (.txt, .md, .pdf).
+    Unchanged files are skipped, changed ones re-encoded, deleted ones removed, moved ones keep their
+    vectors. Ctrl-C stops cleanly: what was finished is kept; run the same command to resume.
+    """
+    _setup_logging()
+    from .api import Index, IndexBusyError
+
+    stop = threading.Event()
+    interrupts = [0]
+
+    def on_sigint(signum, frame):  # first Ctrl-C: finish the batch in hand and save; second: now
+        interrupts[0] += 1
+        if interrupts[0] > 1:
+            raise KeyboardInterrupt
+        stop.set()
+        typer.echo("\nStopping: saving what is finished (Ctrl-C again to quit at once)...", err=True)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with Index(index_dir, model=model, device=device, variant=variant) as idx:
+            with _progress(disabled=as_json) as progress:
+                report = idx.index(
+                    paths, exclude=exclude or (), include_hidden=hidden, progress=progress,
+                    cancel=stop.is_set, workers=workers, wait=0 if no_wait else None,
+                    on_wait=lambda: typer.echo(f"Waiting for another `mmsearch index` on {idx.path} to finish...", err=True),
+                )
+    except IndexBusyError as e:
+        _fail(str(e), 3)
+    except _errors() as e:
+        _fail(str(e))
+    except OSError as e:  # disk full, read-only folder: the last committed state is still readable
+        _fail(f"{getattr(e, 'filename', '') or ''} {e.strerror or e}; the index keeps its last committed state", 2)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_report(report)
+    if report.cancelled:
+        typer.echo("Stopped early. Run the same command again to resume; finished files are not redone.", err=True)
+        raise typer.Exit(130)
+
+
+def _progress(disabled: bool):
+    """A rich progress bar (files/s, ETA) on a terminal; silent otherwise."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():
+        if disabled or not sys.stderr.isatty():
+            yield None
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
+
+        from rich.console import Console
+
+        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>7} files/s"), TimeRemainingColumn()]
+        with Progress(*cols, console=Console(stderr=True), transient=False) as p:
+            task = p.add_task("Scanning", total=None, rate="")
+
+            def update(ev):
+                if ev.phase == "scanning":
+                    p.update(task, description="Scanning", completed=ev.done, total=None)
+                else:
+                    elapsed = p.tasks[0].elapsed or 0
+                    speed = p.tasks[0].speed
+                    p.update(task, description="Indexing" if ev.phase == "encoding" else "Saving",
+                             completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
+
+            yield update
+
+    return bar()
+
+
+def _print_report(report) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    console.print(
+        f"added {report.added}, updated {report.updated}, moved {report.moved}, removed {report.removed}, "
+        f"unchanged {report.unchanged}, skipped {report.skipped}, errors {len(report.errors)} "
+        f"({report.seconds:.1f}s{', ' + report.device if report.device else ''})"
+    )
+    for err in report.errors[:20]:
+        console.print(f"  [yellow]skipped[/yellow] {err['path']}: {err['reason']}", markup=True, highlight=False)
+    if len(report.errors) > 20:
+        console.print(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
+
+
+@app.command()
+def query(
+    text: Annotated[Optional[str], typer.Argument(help="What to look for, in words.")] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="Find what looks like this picture instead.")] = None,
+    index_dir: IndexOpt = None,
+    k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
+    type_: Annotated[str, typer.Option("--type", help="image, document or all.")] = "all",
+    under: Annotated[Optional[Path], typer.Option("--under", help="Only files under this folder.")] = None,
+    after: Annotated[Optional[str], typer.Option("--after", help="Taken (EXIF) or modified on/after DATE (YYYY-MM-DD).")] = None,
+    before: Annotated[Optional[str], typer.Option("--before", help="Taken (EXIF) or modified before DATE.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="For words over documents: hybrid (meaning + keywords), vector or keyword.")] = "hybrid",
+    model: Annotated[Optional[str], typer.Option("--model", help="Model [default: the one the index was built with].")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the index with words or a picture; prints rank, score, kind, path and a snippet."""
+    from .api import Index, parse_date
+    from .search import MODES, TYPES
+
+    if (text is None) == (image is None):
+        _fail("give either TEXT or --image FILE (one of them)", 2)
+    if type_ not in TYPES:
+        _fail(f"--type must be one of {', '.join(TYPES)}", 2)
+    if mode not in MODES:
+        _fail(f"--mode must be one of {', '.join(MODES)}", 2)
+    try:
+        with Index(index_dir, model=model, device=device, variant=variant, readonly=True) as idx:
+            hits = idx.search(text, image=image, k=k, type=type_, under=str(under) if under else None,
+                              after=parse_date(after), before=parse_date(before), mode=mode)
+    except _errors() as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+        return
+    _print_hits(hits)
+
+
+def _print_hits(hits) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not hits:
+        typer.echo("No results.")
+        return
+    table = Table(box=None, show_header=True, header_style="bold")
+    for col in ("#", "score", "kind", "path", "snippet"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        where = f"{h.path}" + (f" (p. {h.page})" if h.page else "")
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.kind, where, h.snippet or "")
+    Console().print(table)
+
+
+@app.command()
+def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """What an index holds: roots, counts, model, size on disk, last run and files in error."""
+    from .api import Index
+
+    try:
+        with Index(index_dir, readonly=True) as idx:
+            info = idx.status()
+    except _errors() as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    c = info["counts"]
+    typer.echo(f"index:   {info['index']} ({info['size_bytes'] / 1e6:.1f} MB)")
+    typer.echo(f"model:   {info['model']}")
+    typer.echo("roots:   " + (", ".join(info["roots"]) or "none"))
+    typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks), {c['errors']} in error")
+    if info["last_run"]:
+        r = info["last_run"]
+        typer.echo(f"last run: {r['started_at']} ({r['status']})")
+    for err in info["errors"]:
+        typer.echo(f"  error: {err['path']}: {err['reason']}")
+
+
+@app.command()
+def forget(path: Annotated[Path, typer.Argument(help="An indexed root folder.")], index_dir: IndexOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Drop an indexed root and everything under it from the index (files on disk are not touched)."""
+    from .api import Index
+
+    try:
+        with Index(index_dir) as idx:
+            dropped = idx.forget(path)
+    except _errors() as e:
+        _fail(str(e))
+    typer.echo(json.dumps({"forgotten": str(path), "files": dropped}) if as_json else f"Forgot {path}: {dropped} files.")
+
+
+@app.command()
+def models(as_json: JsonOpt = False, verify: Annotated[bool, typer.Option("--verify", help="Re-hash every file against its manifest.")] = False) -> None:
+    """List installed model bundles (in $MMSEARCH_HOME/models) with size, family and variants."""
+    from . import paths
+    from .api import installed_models
+    from .bundle import BundleError
+
+    rows = []
+    for b in installed_models():
+        ok = "ok"
+        if verify:
+            try:
+                b.verify_all()
+            except BundleError as e:
+                ok = str(e)
+        rows.append({"name": b.name, "path": str(b.path), "family": b.family, "variants": b.variants,
+                     "embedding_dim": b.embedding_dim, "size_bytes": b.size_bytes(), "verified": ok if verify else None})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo(f"No models installed in {paths.models_dir()}. Install the default with:\n"
+                   f"  mmsearch export {paths.DEFAULT_MODEL_SOURCE}")
+        return
+    for r in rows:
+        extra = f"  {r['verified']}" if verify else ""
+        typer.echo(f"{r['name']:32} {r['family']:12} {','.join(r['variants']):16} {r['size_bytes'] / 1e6:8.1f} MB{extra}")
+
+
+@app.command()
+def export(
+    source: Annotated[str, typer.Argument(help="A Hugging Face checkpoint folder, or a hub id such as openai/clip-vit-base-patch32.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder to write [default: $MMSEARCH_HOME/models/NAME].")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name [default: the source's last path component].")] = None,
+    variants: Annotated[str, typer.Option("--variants", help="Comma-separated: fp32,fp16,int8.")] = "fp32,fp16,int8",
+) -> None:
+    """Turn a CLIP-family checkpoint into a validated ONNX bundle (needs `pip install 'mmsearch[export]'`)."""
+    try:
+        from mmsearch_export import ExportError, export_bundle
+    except ImportError as e:
+        _fail(f"the export step needs torch and transformers ({e}). Install them with:\n"
+              "  pip install torch==2.13.0 && pip install 'mmsearch[export]'")
+    from . import paths
+
+    name = name or source.rstrip("/").split("/")[-1]
+    target = out or paths.models_dir() / name
+    try:
+        path = export_bundle(source, target, name=name, variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+                             progress=lambda msg: typer.echo(msg, err=True))
+    except ExportError as e:
+        _fail(str(e))
+    typer.echo(f"Wrote {path}")
+
+
+@app.command()
+def doctor(as_json: JsonOpt = False) -> None:
+    """What this machine can do: onnxruntime providers, CUDA, HEIC support, installed models."""
+    import onnxruntime as ort
+
+    from . import paths
+    from .preprocess import HEIF_SUPPORTED
+    from .runtime import cuda_works
+
+    ok, why = cuda_works()
+    info = {
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+        "cuda": ok,
+        "cuda_reason": why or None,
+        "heic": HEIF_SUPPORTED,
+        "home": str(paths.home()),
+        "models": [p.name for p in paths.models_dir().iterdir()] if paths.models_dir().is_dir() else [],
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"onnxruntime {info['onnxruntime']}; providers: {', '.join(info['providers'])}")
+    typer.echo(f"CUDA: {'works' if ok else 'not usable: ' + why}")
+    typer.echo(f"HEIC/HEIF: {'yes' if info['heic'] else 'no (pip install pillow-heif)'}")
+    typer.echo(f"MMSEARCH_HOME: {info['home']}; models: {', '.join(info['models']) or 'none'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
