@@ -17,7 +17,7 @@ app = typer.Typer(
     "  mmsearch index ~/photos\n\n  mmsearch query \"red car\"\n\n  mmsearch query --image ~/photos/cat.jpg",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index folder [default: $MMSEARCH_HOME/index].")]
