@@ -1,0 +1,81 @@
+"""The installed `mmsearch` console script, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from engine_helpers import DOCS, make_collection
+
+MMSEARCH = shutil.which("mmsearch") or os.path.join(os.path.dirname(sys.executable), "mmsearch")
+
+
+def run(*args, env=None, check=True):
+    proc = subprocess.run([MMSEARCH, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mmsearch {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture()
+def env(tmp_path):
+    return {**os.environ, "MMSEARCH_HOME": str(tmp_path / "home")}
+
+
+def test_index_query_status_forget_json(tmp_path, tiny_clip_bundle, env):
+    photos = tmp_path / "photos"
+    make_collection(photos)
+    index = tmp_path / "index"
+    out = json.loads(run("index", photos, "--index", index, "--model", tiny_clip_bundle, "--json", env=env).stdout)
+    assert {"added", "updated", "removed", "unchanged", "skipped", "errors"} <= out.keys()
+    assert out["added"] == 6 + len(DOCS) and out["errors"] == []
+    again = json.loads(run("index", photos, "--index", index, "--json", env=env).stdout)
+    assert again["unchanged"] == 6 + len(DOCS) and again["added"] == 0
+
+    hits = json.loads(run("query", "--image", photos / "img0.jpg", "--index", index, "-k", "3", "--json", env=env).stdout)
+    assert hits[0]["path"] == str(photos / "img0.jpg") and hits[0]["kind"] == "image"
+    assert {"path", "kind", "score", "rank"} <= hits[0].keys()
+    text = DOCS["garden.txt"]
+    docs = json.loads(run("query", text, "--index", index, "--type", "document", "--json", env=env).stdout)
+    assert docs[0]["path"] == str(photos / "docs" / "garden.txt") and docs[0]["snippet"]
+    table = run("query", "lemon cake", "--index", index, env=env).stdout
+    assert "recipe.md" in table
+
+    status = json.loads(run("status", "--index", index, "--json", env=env).stdout)
+    assert status["counts"]["image"] == 6 and status["roots"] == [str(photos)]
+    forgot = json.loads(run("forget", photos, "--index", index, "--json", env=env).stdout)
+    assert forgot["files"] == 6 + len(DOCS)
+
+
+def test_missing_model_says_how_to_install(tmp_path, env):
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=1, docs={})
+    proc = run("index", photos, "--index", tmp_path / "index", env=env, check=False)
+    assert proc.returncode == 1
+    assert "mmsearch export openai/clip-vit-base-patch32" in proc.stderr
+
+
+def test_query_without_index_is_a_clear_error(tmp_path, env):
+    proc = run("query", "red car", "--index", tmp_path / "nothing", env=env, check=False)
+    assert proc.returncode == 1 and "no index here" in proc.stderr and "mmsearch index" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["index", "query", "status", "forget", "models", "export", "doctor"])
+def test_every_command_has_help(command):
+    proc = run(command, "--help")
+    assert "Usage" in proc.stdout and len(proc.stdout) > 200
+
+
+def test_query_and_index_never_import_torch():
+    code = (
+        "import sys; from typer.testing import CliRunner; from mmsearch.cli import app; "
+        "CliRunner().invoke(app, ['doctor']); import mmsearch.api, mmsearch.search, mmsearch.ingest; "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
