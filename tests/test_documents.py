@@ -1,0 +1,292 @@
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import pytest
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from mmsearch.documents import Chunk, DocumentError, Page, chunk_pages, extract_pages
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A photograph of a red car parked by the sea!",
+    "Search engines index documents and images; they answer queries by meaning.",
+    "Is this the real life? Is this just fantasy?",
+    "Numbers like 1234 and 56.78 appear in text, as do e-mail addresses and URLs.",
+]
+
+
+def clip_like_tokenizer() -> Tokenizer:
+    """A small BPE shaped like CLIP's: lowercased, whitespace folded, words end in </w>."""
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]", end_of_word_suffix="</w>"))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"], end_of_word_suffix="</w>")
+    tokenizer.train_from_iterator(CORPUS * 5, trainer)
+    return tokenizer
+
+
+def byte_level_tokenizer() -> Tokenizer:
+    """GPT-2 style: tokens carry their leading space, any byte is encodable."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(CORPUS * 5, trainer)
+    return tokenizer
+
+
+TOKENIZERS = {"clip-like": clip_like_tokenizer(), "byte-level": byte_level_tokenizer()}
+
+
+def count(tokenizer: Tokenizer, text: str) -> int:
+    return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def long_text(paragraphs: int = 60, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    words = " ".join(CORPUS).split()
+    return "\n\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 90))) for _ in range(paragraphs))
+
+
+def assert_spans(pages: list[Page], chunks: list[Chunk]) -> None:
+    texts = {page.number: page.text for page in pages}
+    for chunk in chunks:
+        assert texts[chunk.page][chunk.start : chunk.end] == chunk.text
+        assert chunk.text == chunk.text.strip() and chunk.text
+
+
+def make_pdf(pages: list[list[str]]) -> bytes:
+    """A minimal valid PDF: Helvetica text, one line per string, a correct xref table."""
+    objects: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b"", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for lines in pages:
+        ops = ["BT /F1 12 Tf 14 TL 72 720 Td"]
+        for line in lines:
+            ops.append("(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*")
+        ops.append("ET")
+        stream = "\n".join(ops).encode("latin-1")
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            b"/Contents %d 0 R >>" % len(objects)
+        )
+        kids.append(len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), len(kids))
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+# -- extraction --
+
+
+def test_text_file_is_one_page(tmp_path: Path):
+    path = tmp_path / "notes.txt"
+    path.write_text("Hello\r\nworld. Ünïcödé ✓\n", encoding="utf-8")
+    assert extract_pages(path) == [Page(None, "Hello\nworld. Ünïcödé ✓\n")]
+
+
+def test_utf8_bom_is_dropped_and_markdown_is_kept_as_written(tmp_path: Path):
+    path = tmp_path / "README.md"
+    path.write_bytes(b"\xef\xbb\xbf# Title\n\nSome *text*.\n")
+    assert extract_pages(path) == [Page(None, "# Title\n\nSome *text*.\n")]
+
+
+def test_mostly_valid_utf8_is_read_with_replacements(tmp_path: Path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Le café est très bon, déjà vu. ".encode("latin-1") * 20)
+    [page] = extract_pages(path)
+    assert page.text.startswith("Le caf\ufffd est tr\ufffds bon")
+
+
+def test_binary_junk_named_txt_is_refused(tmp_path: Path):
+    junk = tmp_path / "photo.txt"
+    junk.write_bytes(random.Random(1).randbytes(10_000))
+    with pytest.raises(DocumentError, match=r"photo\.txt.*looks binary"):
+        extract_pages(junk)
+    nul = tmp_path / "nul.md"
+    nul.write_bytes(b"text and then \x00\x00\x01\x02 zeros")
+    with pytest.raises(DocumentError, match="looks binary"):
+        extract_pages(nul)
+    high = tmp_path / "high.txt"
+    high.write_bytes(bytes(random.Random(2).randrange(0x80, 0x100) for _ in range(5000)))  # no NUL, no controls
+    with pytest.raises(DocumentError, match="looks binary"):
+        extract_pages(high)
+
+
+def test_big_text_file_is_capped_at_a_character_boundary(tmp_path: Path):
+    path = tmp_path / "big.txt"
+    path.write_text("é" * 1000, encoding="utf-8")  # 2000 bytes
+    [page] = extract_pages(path, max_bytes=1001)  # cuts the 501st é in half: it is left out
+    assert page.text == "é" * 500
+
+
+def test_unknown_suffix_and_missing_file_raise_document_error(tmp_path: Path):
+    with pytest.raises(DocumentError, match=r"x\.docx"):
+        extract_pages(tmp_path / "x.docx")
+    with pytest.raises(DocumentError, match=r"gone\.txt.*cannot be read"):
+        extract_pages(tmp_path / "gone.txt")
+
+
+def test_pdf_text_per_page(tmp_path: Path):
+    path = tmp_path / "report.pdf"
+    path.write_bytes(make_pdf([["Hello world. This is page one.", "Second line."], [], ["Page three (last)."]]))
+    pages = extract_pages(path)
+    assert [p.number for p in pages] == [1, 2, 3]
+    assert pages[0].text == "Hello world. This is page one.\nSecond line."
+    assert pages[1].text == ""
+    assert pages[2].text == "Page three (last)."
+    chunks = chunk_pages(pages, TOKENIZERS["clip-like"], max_tokens=75, overlap_tokens=8)
+    assert [(c.page, c.text) for c in chunks] == [(1, pages[0].text), (3, pages[2].text)]
+
+
+def test_pdf_text_is_capped(tmp_path: Path):
+    path = tmp_path / "long.pdf"
+    path.write_bytes(make_pdf([["a" * 50], ["b" * 50], ["c" * 50]]))
+    pages = extract_pages(path, max_bytes=70)
+    assert [p.text for p in pages] == ["a" * 50, "b" * 20]
+
+
+def test_encrypted_pdf_raises_document_error(tmp_path: Path):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf([["Secret plans."]]))))
+    writer.encrypt(user_password="secret", owner_password="owner")
+    path = tmp_path / "locked.pdf"
+    with open(path, "wb") as f:
+        writer.write(f)
+    with pytest.raises(DocumentError, match=r"locked\.pdf.*is encrypted"):
+        extract_pages(path)
+
+
+def test_pdf_with_only_an_owner_password_is_read(tmp_path: Path):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf([["Open to read."]]))))
+    writer.encrypt(user_password="", owner_password="owner")
+    path = tmp_path / "restricted.pdf"
+    with open(path, "wb") as f:
+        writer.write(f)
+    assert extract_pages(path) == [Page(1, "Open to read.")]
+
+
+def test_corrupt_pdf_raises_document_error(tmp_path: Path):
+    path = tmp_path / "broken.pdf"
+    path.write_bytes(random.Random(3).randbytes(4000))
+    with pytest.raises(DocumentError, match=r"broken\.pdf.*not a readable PDF"):
+        extract_pages(path)
+
+
+# -- chunking --
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_short_text_is_one_chunk_equal_to_the_text(name: str):
+    text = "A photograph of a red car parked by the sea!"
+    assert chunk_pages([Page(None, text)], TOKENIZERS[name], max_tokens=75, overlap_tokens=10) == [
+        Chunk(None, 0, len(text), text)
+    ]
+
+
+def test_whitespace_pages_give_no_chunks():
+    pages = [Page(1, ""), Page(2, "  \n\t\n "), Page(3, "Real text.")]
+    chunks = chunk_pages(pages, TOKENIZERS["clip-like"], max_tokens=75, overlap_tokens=10)
+    assert [(c.page, c.text) for c in chunks] == [(3, "Real text.")]
+
+
+def test_surrounding_whitespace_is_not_part_of_a_chunk():
+    page = Page(None, "\n\n   The quick brown fox.  \n")
+    [chunk] = chunk_pages([page], TOKENIZERS["clip-like"], max_tokens=75, overlap_tokens=10)
+    assert chunk.text == "The quick brown fox." and page.text[chunk.start : chunk.end] == chunk.text
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+@pytest.mark.parametrize("max_tokens,overlap", [(75, 10), (20, 5), (8, 0)])
+def test_long_text_gives_overlapping_chunks_within_the_limit(name: str, max_tokens: int, overlap: int):
+    tokenizer = TOKENIZERS[name]
+    page = Page(None, long_text())
+    chunks = chunk_pages([page], tokenizer, max_tokens=max_tokens, overlap_tokens=overlap)
+    assert len(chunks) > 5
+    assert_spans([page], chunks)
+    assert all(count(tokenizer, c.text) <= max_tokens for c in chunks)
+    # In order, nothing left out, and overlapping when asked to.
+    assert all(a.start < b.start and a.end < b.end for a, b in zip(chunks, chunks[1:]))
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start, c.end))
+    assert all(ch.isspace() for i, ch in enumerate(page.text) if i not in covered)
+    overlaps = [a.end > b.start for a, b in zip(chunks, chunks[1:])]
+    if overlap:
+        # Not every pair: a cut at a paragraph break may leave the overlap to the blank line.
+        assert sum(overlaps) >= len(overlaps) // 2
+    else:
+        assert not any(overlaps)
+
+
+def test_chunks_prefer_to_end_at_sentences():
+    sentence = "The quick brown fox jumps over the lazy dog. "
+    page = Page(None, sentence * 30)
+    chunks = chunk_pages([page], TOKENIZERS["clip-like"], max_tokens=40, overlap_tokens=0)
+    assert len(chunks) > 3
+    assert all(c.text.endswith("dog.") for c in chunks)
+
+
+def test_chunks_prefer_paragraph_breaks():
+    paragraphs = [" ".join(["Is this the real life?"] * 3) for _ in range(12)]
+    page = Page(None, "\n\n".join(paragraphs))
+    chunks = chunk_pages([page], TOKENIZERS["clip-like"], max_tokens=60, overlap_tokens=0)
+    assert all(page.text[c.end : c.end + 2] in ("\n\n", "") for c in chunks)
+
+
+def test_chunks_never_cross_pages():
+    pages = [Page(1, long_text(10, seed=1)), Page(2, long_text(10, seed=2))]
+    chunks = chunk_pages(pages, TOKENIZERS["clip-like"], max_tokens=30, overlap_tokens=5)
+    assert {c.page for c in chunks} == {1, 2}
+    assert_spans(pages, chunks)
+    assert [c.page for c in chunks] == sorted(c.page for c in chunks)
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_text_without_spaces_is_cut_inside_words_within_the_limit(name: str):
+    tokenizer = TOKENIZERS[name]
+    page = Page(None, "photograph" * 200 + " 中文句子。第二句。" * 30 + " " + "x" * 500)
+    chunks = chunk_pages([page], tokenizer, max_tokens=16, overlap_tokens=4)
+    assert_spans([page], chunks)
+    assert all(count(tokenizer, c.text) <= 16 for c in chunks)
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start, c.end))
+    assert all(ch.isspace() for i, ch in enumerate(page.text) if i not in covered)
+
+
+def test_pieces_boundaries_do_not_change_the_counts(monkeypatch: pytest.MonkeyPatch):
+    # Small pieces and batches, so windows straddle many encode calls.
+    monkeypatch.setattr("mmsearch.documents._PIECE_CHARS", 64)
+    monkeypatch.setattr("mmsearch.documents._BATCH_CHARS", 300)
+    tokenizer = TOKENIZERS["clip-like"]
+    page = Page(None, long_text(30) + "\n" + "y" * 400)
+    chunks = chunk_pages([page], tokenizer, max_tokens=20, overlap_tokens=5)
+    assert_spans([page], chunks)
+    assert all(count(tokenizer, c.text) <= 20 for c in chunks)
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start, c.end))
+    assert all(ch.isspace() for i, ch in enumerate(page.text) if i not in covered)
+
+
+def test_bad_limits_are_refused():
+    with pytest.raises(ValueError):
+        chunk_pages([Page(None, "x")], TOKENIZERS["clip-like"], max_tokens=10, overlap_tokens=10)
+    with pytest.raises(ValueError):
+        chunk_pages([Page(None, "x")], TOKENIZERS["clip-like"], max_tokens=0, overlap_tokens=0)
