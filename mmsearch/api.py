@@ -103,6 +103,7 @@ class Index:
         self.bundle = self._bind_model(model)
         self._vectors: VectorIndex | None = None
         self._vectors_generation = -1
+        self._writing = False
         self._lock = threading.RLock()
         self._image_encoder: ImageEncoder | None = None
         self._text_encoder: TextEncoder | None = None
@@ -169,9 +170,12 @@ class Index:
     def ann_path(self) -> Path:
         return self.path / ANN_FILE
 
-    def vectors(self) -> VectorIndex:
-        """The ANN index, brought in line with the catalog: reloaded or reconciled when the catalog moved on."""
+    def vectors(self, *, save: bool = False) -> VectorIndex:
+        """The ANN index, brought in line with the catalog: reloaded or reconciled when the catalog moved on.
+        Only the writer (save=True, holding the index lock) writes the file back."""
         with self._lock:
+            if self._writing and not save:
+                return self._vectors  # an index run in this process keeps it current as it commits
             generation = self.catalog.generation()
             if self._vectors is not None and generation == self._vectors_generation:
                 return self._vectors
@@ -183,15 +187,15 @@ class Index:
                     log.warning("%s; rebuilding it from the catalog", e)
                     self._vectors = VectorIndex(self.ann_path, self.bundle.embedding_dim)
                     stamp = None
-            if stamp != generation:
+            # The stamp says which generation the file reflects; the count catches a file lost or
+            # replaced behind the stamp's back.
+            if stamp != generation or len(self._vectors) != self.catalog.vector_count():
                 added, removed = self._vectors.reconcile(self.catalog.vectors_for, self.catalog.live_item_ids())
-                if (added or removed) and not self.readonly and self._holds_lock:
+                if (added or removed) and save:
                     self._vectors.save()
                     write_ann_stamp(self.ann_path, generation)
             self._vectors_generation = generation
             return self._vectors
-
-    _holds_lock = False
 
     # -- indexing ------------------------------------------------------------------------------
 
@@ -218,16 +222,16 @@ class Index:
                     f"{self.path}: another `mmsearch index` is writing this index; try again when it finishes"
                 ) from None
         try:
-            self._holds_lock = True
-            vectors = self.vectors()
+            vectors = self.vectors(save=True)
+            self._writing = True
             encoders = _Encoders(self.image_encoder, self.text_encoder)
             roots = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths_]
             return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
                              include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers)
         finally:
-            self._holds_lock = False
             with self._lock:
-                self._vectors_generation = self.catalog.generation() if self._vectors is not None else -1
+                self._writing = False
+                self._vectors_generation = self.catalog.generation()
             lock.release()
 
     def forget(self, path: str | os.PathLike[str]) -> int:
@@ -239,20 +243,16 @@ class Index:
             raise MmsearchError(f"{target}: not an indexed root (roots: {known})")
         from filelock import FileLock
 
-        with FileLock(str(self.path / LOCK_FILE)):
-            self._holds_lock = True
-            try:
-                vectors = self.vectors()
-                dropped = 0
-                for rid, _ in roots:
-                    dropped += self.catalog.conn.execute("SELECT count(*) FROM files WHERE root_id = ?", (rid,)).fetchone()[0]
-                    vectors.remove(self.catalog.remove_root(rid))
-                generation = self.catalog.generation()
-                vectors.save()
-                write_ann_stamp(self.ann_path, generation)
-                self._vectors_generation = generation
-            finally:
-                self._holds_lock = False
+        with FileLock(str(self.path / LOCK_FILE)), self._lock:
+            vectors = self.vectors(save=True)
+            dropped = 0
+            for rid, _ in roots:
+                dropped += self.catalog.conn.execute("SELECT count(*) FROM files WHERE root_id = ?", (rid,)).fetchone()[0]
+                vectors.remove(self.catalog.remove_root(rid))
+            generation = self.catalog.generation()
+            vectors.save()
+            write_ann_stamp(self.ann_path, generation)
+            self._vectors_generation = generation
         return dropped
 
     # -- searching -----------------------------------------------------------------------------

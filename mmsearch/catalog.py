@@ -390,6 +390,9 @@ class Catalog:
 
     # -- items and vectors -----------------------------------------------------------------
 
+    def vector_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
     def live_item_ids(self) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT item_id FROM vectors")}
 

@@ -76,7 +76,7 @@ def write_ann_stamp(ann_path, generation: int) -> None:
     """Record which catalog generation the saved ANN file reflects (atomically)."""
     import json
 
-    tmp = f"{ann_stamp_path(ann_path)}.tmp-{os.getpid()}"
+    tmp = f"{ann_stamp_path(ann_path)}.tmp-{os.getpid()}-{threading.get_ident()}"
     with open(tmp, "w") as f:
         json.dump({"generation": generation}, f)
         f.flush()
