@@ -1,6 +1,6 @@
 """The SQLite catalog: the durable truth of an index.
 
-Schema (version 1), written through sqlite-utils, WAL mode, every change in one transaction:
+Schema (version 2), written through sqlite-utils, WAL mode, every change in one transaction:
 
     meta     key/value: schema_version, model name and manifest hash, embedding dim, generation
     roots    the folders the user indexed
@@ -9,7 +9,10 @@ Schema (version 1), written through sqlite-utils, WAL mode, every change in one 
     items    the units that get a vector: an image, or one chunk of a document (page, span, text)
     vectors  item id -> float32 vector, so the ANN index can always be rebuilt without re-encoding
     items_fts  FTS5 over the document chunks' text
-    runs     one row per index run, with its summary
+    runs     one row per index run, with its summary and the writing process's pid
+
+Version 2 added `runs.pid` (a run left 'running' by a killed process is marked 'interrupted' by the
+next run) and an index on files(status), so listing the files in error does not scan every file.
 
 `generation` grows with every transaction that adds or removes items; the ANN file records the
 generation it reflects, so opening an index knows at once whether the two agree.
@@ -21,6 +24,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,12 +35,22 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CATALOG_FILE = "catalog.db"
 
 
 class CatalogError(Exception):
     """A catalog that cannot be used as it is; the message says what to do."""
+
+
+class CatalogWriteError(CatalogError):
+    """The catalog could not be written (disk full, read-only folder, I/O error). The last committed
+    state is intact: SQLite rolled the transaction back."""
+
+
+# Test hook (tests/test_crash.py, benchmarks/killtest.py): seconds to sleep inside every write
+# transaction before it commits, so a SIGKILL can be aimed at an open transaction. Unset in real use.
+_SLOW_COMMIT_S = float(os.environ.get("MMSEARCH_TEST_SLOW_S") or 0)
 
 
 def now() -> str:
@@ -145,8 +159,16 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
-# Migrations from version N to N+1, applied in order inside one transaction on open.
-MIGRATIONS: dict[int, str] = {}
+# Migrations from version N to N+1: statements applied in order, all in one transaction, on open.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "ALTER TABLE runs ADD COLUMN pid INTEGER",
+        "CREATE INDEX IF NOT EXISTS files_status ON files(status)",
+    ],
+}
+
+# A new catalog is the first schema with every migration applied, so both paths give the same tables.
+_SCHEMA_LATEST = [stmt for v in sorted(MIGRATIONS) for stmt in MIGRATIONS[v]]
 
 
 class Catalog:
@@ -163,6 +185,8 @@ class Catalog:
             self._create_or_migrate()
         elif not self.path.exists():
             raise CatalogError(f"{folder}: no index here (no {CATALOG_FILE}); run `mmsearch index PATH --index {folder}` first")
+        else:
+            self._migrate_for_reading()
         self._check_version()
 
     # -- connections -----------------------------------------------------------------------
@@ -172,14 +196,28 @@ class Catalog:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.readonly:
-                uri = f"file:{self.path}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+                conn = self._connect_readonly()
             else:
                 conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 30000")
             self._local.conn = conn
         return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A reading connection. A WAL catalog in a folder this user cannot write (a read-only mount,
+        another user's index) cannot get its shared-memory file; SQLite then reads it only as
+        `immutable`, which is right there: nobody can be writing it through this folder."""
+        uri = f"file:{self.path}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as e:
+            if not _is_readonly_error(e) or os.access(self.folder, os.W_OK):
+                raise
+            conn.close()
+        return sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False, timeout=30)
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -198,47 +236,94 @@ class Catalog:
             raise CatalogError(f"{self.path}: opened read-only")
         with self._write_lock:
             conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise _write_error(self.path, e) from None
             try:
                 yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            else:
+                if _SLOW_COMMIT_S:
+                    time.sleep(_SLOW_COMMIT_S)
                 conn.commit()
+            except BaseException as e:
+                try:
+                    conn.rollback()
+                except sqlite3.Error:
+                    pass
+                if isinstance(e, sqlite3.OperationalError):
+                    raise _write_error(self.path, e) from None
+                raise
 
     # -- schema ----------------------------------------------------------------------------
 
     def _create_or_migrate(self) -> None:
         conn = self.conn
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        # The version is read before anything else: a catalog from a newer mmsearch is left byte for
+        # byte as it is (not even switched to WAL).
         version = self._stored_version()
-        if version is None:
-            # executescript commits any open transaction first, so the script carries its own.
-            conn.executescript(
-                "BEGIN IMMEDIATE;" + _SCHEMA_V1
-                + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
-                + "INSERT OR IGNORE INTO meta VALUES ('generation', '0');"
-                + f"INSERT OR IGNORE INTO meta VALUES ('created', '{now()}');"
-                + "COMMIT;"
-            )
-            return
-        if version > SCHEMA_VERSION:
+        if version is not None and version > SCHEMA_VERSION:
             return  # _check_version refuses it, untouched
-        if version < SCHEMA_VERSION:
-            steps = "".join(MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))
-            conn.executescript(
-                "BEGIN IMMEDIATE;" + steps
-                + f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';"
-                + "COMMIT;"
-            )
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if version is None:
+                # executescript commits any open transaction first, so the script carries its own.
+                conn.executescript(
+                    "BEGIN IMMEDIATE;" + _SCHEMA_V1 + "".join(f"{stmt};" for stmt in _SCHEMA_LATEST)
+                    + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                    + "INSERT OR IGNORE INTO meta VALUES ('generation', '0');"
+                    + f"INSERT OR IGNORE INTO meta VALUES ('created', '{now()}');"
+                    + "COMMIT;"
+                )
+            elif version < SCHEMA_VERSION:
+                self._migrate(conn)
+        except sqlite3.OperationalError as e:
+            raise _write_error(self.path, e) from None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring an older catalog up to SCHEMA_VERSION in one transaction (all steps or none)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0])  # again, under the write lock: another process may have done it
+            for v in range(version, SCHEMA_VERSION):
+                for stmt in MIGRATIONS[v]:
+                    conn.execute(stmt)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+    def _migrate_for_reading(self) -> None:
+        """A reader (a query) of an older catalog migrates it when it may write the folder, so an
+        upgrade of mmsearch does not need an index run before the first query."""
+        version = self._stored_version()
+        if version is None or version >= SCHEMA_VERSION or not os.access(self.folder, os.W_OK):
+            return
+        try:
+            conn = sqlite3.connect(self.path, timeout=30)
+            try:
+                conn.execute("PRAGMA busy_timeout = 30000")
+                self._migrate(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            pass  # _check_version says what to do
 
     def _stored_version(self) -> int | None:
         try:
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.OperationalError:
-            return None
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return None
+            if _is_readonly_error(e):
+                raise CatalogWriteError(
+                    f"{self.path}: the index folder is read-only (or belongs to another user), so it cannot be "
+                    "written; its last committed state stays readable (`mmsearch query` works). Fix its "
+                    "permissions, or index into another folder with --index."
+                ) from None
+            raise CatalogError(f"{self.path}: cannot read the catalog ({e})") from None
         except sqlite3.DatabaseError as e:
             raise CatalogError(f"{self.path}: not a readable SQLite catalog ({e})") from None
         return int(row[0]) if row else None
@@ -253,7 +338,8 @@ class Catalog:
                 f"{SCHEMA_VERSION}); upgrade mmsearch to use it. The index was left untouched."
             )
         if version < SCHEMA_VERSION and self.readonly:
-            raise CatalogError(f"{self.path}: schema {version} needs migrating; run `mmsearch index` once to upgrade it")
+            raise CatalogError(f"{self.path}: schema {version} needs migrating and this folder cannot be written; "
+                               "run `mmsearch index` once (with write access) to upgrade it")
 
     # -- meta --------------------------------------------------------------------------------
 
@@ -447,8 +533,12 @@ class Catalog:
     # -- runs and status ---------------------------------------------------------------------
 
     def start_run(self) -> int:
+        """A new run. The caller holds the index lock, so a run still 'running' died (killed, power
+        lost) without finishing: it is marked 'interrupted'."""
         with self.write() as c:
-            return int(c.execute("INSERT INTO runs(started_at, status) VALUES (?, 'running')", (now(),)).lastrowid)
+            c.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+            return int(c.execute("INSERT INTO runs(started_at, status, pid) VALUES (?, 'running', ?)",
+                                 (now(), os.getpid())).lastrowid)
 
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
         with self.write() as c:
@@ -457,11 +547,12 @@ class Catalog:
 
     def last_run(self) -> dict[str, Any] | None:
         r = self.conn.execute(
-            "SELECT started_at, finished_at, status, summary FROM runs ORDER BY id DESC LIMIT 1"
+            "SELECT started_at, finished_at, status, summary, pid FROM runs ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if r is None:
             return None
-        return {"started_at": r[0], "finished_at": r[1], "status": r[2], "summary": json.loads(r[3]) if r[3] else None}
+        return {"started_at": r[0], "finished_at": r[1], "status": r[2], "summary": json.loads(r[3]) if r[3] else None,
+                "pid": r[4]}
 
     def counts(self) -> dict[str, int]:
         out = {"image": 0, "document": 0, "chunks": 0, "errors": 0}
@@ -475,6 +566,28 @@ class Catalog:
         return [{"path": r[0], "reason": r[1]} for r in self.conn.execute(
             "SELECT path, error FROM files WHERE status = 'error' ORDER BY path LIMIT ?", (limit,)
         )]
+
+
+def _is_readonly_error(e: sqlite3.Error) -> bool:
+    text = str(e).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _write_error(path: Path, e: sqlite3.OperationalError) -> Exception:
+    text = str(e)
+    low = text.lower()
+    if "full" in low:
+        why = "the disk is full"
+    elif "readonly" in low or "read-only" in low:
+        why = "the index folder is read-only"
+    elif "unable to open" in low or "disk i/o" in low:
+        why = f"it cannot be written ({text})"
+    elif "locked" in low or "busy" in low:
+        return CatalogWriteError(f"{path}: another process holds the catalog's write lock too long ({text}); try again")
+    else:
+        return e  # not about the disk: a bug to see as it is
+    return CatalogWriteError(f"{path}: {why}; nothing of the unfinished batch was kept, the index keeps its "
+                             "last committed state. Free space or fix permissions, then run the same command to resume.")
 
 
 def fts_query(text: str) -> str:

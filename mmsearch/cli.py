@@ -62,7 +62,10 @@ def index(
     vectors. Ctrl-C stops cleanly: what was finished is kept; run the same command to resume.
     """
     _setup_logging()
+    import sqlite3
+
     from .api import Index, IndexBusyError
+    from .catalog import CatalogWriteError
 
     stop = threading.Event()
     interrupts = [0]
@@ -75,8 +78,10 @@ def index(
         typer.echo("\nStopping: saving what is finished (Ctrl-C again to quit at once)...", err=True)
 
     signal.signal(signal.SIGINT, on_sigint)
+    idx_path: list[str] = []
     try:
         with Index(index_dir, model=model, device=device, variant=variant) as idx:
+            idx_path.append(str(idx.path))
             with _progress(disabled=as_json) as progress:
                 report = idx.index(
                     paths, exclude=exclude or (), include_hidden=hidden, progress=progress,
@@ -85,10 +90,14 @@ def index(
                 )
     except IndexBusyError as e:
         _fail(str(e), 3)
+    except CatalogWriteError as e:  # disk full, read-only folder: the last committed state is still readable
+        _fail(str(e), 2)
     except _errors() as e:
         _fail(str(e))
-    except OSError as e:  # disk full, read-only folder: the last committed state is still readable
-        _fail(f"{getattr(e, 'filename', '') or ''} {e.strerror or e}; the index keeps its last committed state", 2)
+    except (OSError, sqlite3.Error) as e:
+        where = getattr(e, "filename", None) or (idx_path[0] if idx_path else "")
+        _fail(f"{where}: {getattr(e, 'strerror', None) or e}; the index keeps its last committed state. "
+              "Fix the cause, then run the same command to resume.", 2)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

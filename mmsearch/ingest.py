@@ -22,15 +22,33 @@ from typing import Any
 import numpy as np
 
 from . import documents
-from .catalog import Catalog
+from .catalog import Catalog, CatalogWriteError
 from .encoder import ImageEncoder, TextEncoder
 from .preprocess import DecodedImage, ImageDecodeError, ImageSpec, decode_image
-from .scanner import FoundFile, Plan, ScanProblem, hash_bytes, hash_file, plan, walk
+from .scanner import FoundFile, Plan, ScanProblem, hash_bytes, hash_file, kind_of, plan, walk
 from .vectors import VectorIndex
 
 log = logging.getLogger("mmsearch")
 
-SAVE_EVERY_S = 10.0  # how much ANN work a crash may cost: it is rebuilt from the catalog anyway
+# How much ANN work a crash may cost: it is rebuilt from the catalog anyway. MMSEARCH_SAVE_EVERY_S
+# overrides it (the crash tests save often so their kills land inside ANN saves).
+SAVE_EVERY_S = float(os.environ.get("MMSEARCH_SAVE_EVERY_S") or 10.0)
+# Test hooks for the crash tests (tests/test_crash.py, benchmarks/killtest.py); unset in real use.
+# MMSEARCH_TEST_TRACE=FILE appends the phase each step enters (scan, encode, commit, save, done), and
+# MMSEARCH_TEST_SLOW_S=SECONDS sleeps that long at each step (inside the catalog transaction for
+# commits, see catalog.py; before the ANN file is written and again before its stamp for saves), so a
+# SIGKILL can be aimed at every phase of a run.
+_TRACE = os.environ.get("MMSEARCH_TEST_TRACE")
+_SLOW_S = float(os.environ.get("MMSEARCH_TEST_SLOW_S") or 0)
+
+
+def _test_point(phase: str, sleep: bool = True) -> None:
+    if _TRACE:
+        with open(_TRACE, "a") as f:
+            f.write(phase + "\n")
+    if _SLOW_S and sleep:
+        time.sleep(_SLOW_S)
+ENCODE_SLICE = 8  # images per encoder call: a Ctrl-C waits for at most one slice
 MAX_DOCUMENT_BYTES = 4_000_000  # text indexed per document; a 50 MB log file is not 50 MB of meaning
 
 
@@ -145,10 +163,13 @@ def run_index(
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     exclude = list(exclude)
     run_id = catalog.start_run()
+    _remove_stale_temp_files(vectors.path)
     saver = _Saver(vectors, catalog)
     try:
         plans: list[tuple[int, Plan]] = []
         for root in roots:
+            if cancelled():
+                break
             root = os.path.abspath(root)
             if not os.path.isdir(root):
                 # A root that is gone (an unplugged drive) keeps what it had: nothing is deleted.
@@ -158,15 +179,23 @@ def run_index(
             root_id = catalog.add_root(root)
             problems: list[ScanProblem] = []
             found = []
+            _test_point("scan")
             for f in walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems):
                 found.append(f)
+                if _TRACE and len(found) % 100 == 0:
+                    _test_point("scan")
                 if len(found) % 500 == 0:
                     progress(Progress("scanning", len(found), 0, f.path))
+                    if cancelled():
+                        break
+            if cancelled():
+                break  # a partial scan must not be planned: its unseen files would look deleted
             p = plan(found, catalog.files_under(root_id), hash_file)
             _keep_unreadable(p, problems)
-            for prob in problems:
-                report.error(prob.path, prob.reason)
+            _record_scan_problems(catalog, vectors, p, root_id, problems, report)
             plans.append((root_id, p))
+        if cancelled():
+            plans = []
         for root_id, p in plans:
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += len(p.unchanged)
@@ -190,7 +219,11 @@ def run_index(
             _index_documents(catalog, vectors, encoders, docs, report, tick, cancelled, workers, saver)
         report.cancelled = cancelled()
         progress(Progress("saving", done[0], total))
-        saver.save()
+        if not report.cancelled:
+            # A cancelled run skips this: the catalog holds every finished batch and the ANN file's
+            # unsaved tail (at most SAVE_EVERY_S of work) is added back from it on the next open.
+            saver.save()
+        _test_point("done", sleep=False)
     except BaseException:
         report.cancelled = True
         try:
@@ -203,6 +236,51 @@ def run_index(
     report.seconds = round(time.monotonic() - started, 3)
     catalog.finish_run(run_id, "cancelled" if report.cancelled else "done", report.to_dict())
     return report
+
+
+def _remove_stale_temp_files(ann_path) -> None:
+    """Temp files of ANN saves that a killed run left behind (the index lock is held: none is live)."""
+    folder = os.path.dirname(os.fspath(ann_path)) or "."
+    prefixes = (f"{os.path.basename(ann_path)}.tmp-", f"{os.path.basename(ann_stamp_path(ann_path))}.tmp-")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefixes):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def _record_scan_problems(catalog: Catalog, vectors: VectorIndex, p: Plan, root_id: int,
+                          problems: list[ScanProblem], report: IndexReport) -> None:
+    """Report what the scan could not read, and keep a file-level problem (broken symlink, loop,
+    unstat-able file) in the catalog as a file in error, so `mmsearch status` lists it too."""
+    recorded = []
+    for prob in problems:
+        report.error(prob.path, prob.reason)
+        kind = kind_of(os.path.basename(prob.path))
+        if kind is not None and "folder" not in prob.reason:
+            recorded.append((prob, kind))
+    if not recorded:
+        return
+    paths = {prob.path for prob, _ in recorded}
+    p.missing = [row for row in p.missing if row.fs_path not in paths]
+    removed: list[int] = []
+    with catalog.write() as conn:
+        for prob, kind in recorded:
+            try:
+                st = os.lstat(prob.path)
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime_ns = 0, 0
+            _, gone = catalog.put_file(conn, path=prob.path, root_id=root_id, size=size, mtime_ns=mtime_ns,
+                                       content_hash=None, kind=kind, media_type=_media_type(prob.path),
+                                       status="error", error=prob.reason)
+            removed += gone
+    vectors.remove(removed)
 
 
 def _keep_unreadable(p: Plan, problems: list[ScanProblem]) -> None:
@@ -240,10 +318,35 @@ class _Saver:
     def save(self) -> None:
         if self.dirty:
             generation = self.catalog.generation()  # read first: the stamp may lag, never lead
-            self.vectors.save()
-            write_ann_stamp(self.vectors.path, generation)
+            try:
+                _test_point("save")
+                self.vectors.save()
+                if _SLOW_S:
+                    time.sleep(_SLOW_S)
+                write_ann_stamp(self.vectors.path, generation)
+            except OSError as e:
+                raise CatalogWriteError(
+                    f"{self.vectors.path}: cannot save the vector index ({_why(e)}); the catalog keeps every "
+                    "finished batch and the vector index is rebuilt from it on the next open. Free space or "
+                    "fix permissions, then run the same command to resume."
+                ) from None
+            except RuntimeError as e:  # hnswlib reports a failed write as RuntimeError
+                raise CatalogWriteError(
+                    f"{self.vectors.path}: cannot save the vector index ({e}); the catalog keeps every finished "
+                    "batch. Check free space and permissions, then run the same command to resume."
+                ) from None
             self.dirty = False
         self.last = time.monotonic()
+
+
+def _why(e: OSError) -> str:
+    import errno
+
+    if e.errno == errno.ENOSPC:
+        return "the disk is full"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "the index folder is read-only"
+    return e.strerror or str(e)
 
 
 # -- images --------------------------------------------------------------------------------------
@@ -314,24 +417,40 @@ def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: list
 
 def _index_images(catalog, vectors, encoders, spec, tasks, report, tick, cancelled, workers, batch_size, saver) -> None:
     batch: list[_Decoded] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-decode") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-decode")
+    try:
         for dec in _ordered_map(pool, lambda t: _decode_one(t, spec), tasks, window=batch_size * 3, cancelled=cancelled):
             batch.append(dec)
             tick(dec.found.path)
             if len(batch) >= batch_size:
-                _commit_images(catalog, vectors, encoders, batch, report, saver)
+                _commit_images(catalog, vectors, encoders, batch, report, saver, cancelled)
                 batch = []
-        if batch and not cancelled():
-            _commit_images(catalog, vectors, encoders, batch, report, saver)
-        elif batch:
-            # Cancelled: what was decoded is small; commit it too so the work is not lost.
-            _commit_images(catalog, vectors, encoders, batch, report, saver)
+            if cancelled():
+                break
+        if batch:
+            # Cancelled or at the end: what was decoded is committed too (encoding stops early on a cancel).
+            _commit_images(catalog, vectors, encoders, batch, report, saver, cancelled)
+    finally:
+        # On a cancel, queued decodes are dropped and running ones are not waited for here.
+        pool.shutdown(wait=not cancelled(), cancel_futures=True)
 
 
 def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, batch: list[_Decoded],
-                   report: IndexReport, saver: _Saver) -> None:
+                   report: IndexReport, saver: _Saver, cancelled: Callable[[], bool] = lambda: False) -> None:
     good = [d for d in batch if d.image is not None]
-    embeds = encoders.image.encode(np.stack([d.image.pixels for d in good])) if good else np.zeros((0, 0), np.float32)
+    parts = []
+    for i in range(0, len(good), ENCODE_SLICE):
+        if cancelled():
+            # Stop encoding within one slice of a Ctrl-C; what is not encoded is not committed and
+            # is picked up by the next run.
+            kept = {id(d) for d in good[:i]}
+            batch = [d for d in batch if d.image is None or id(d) in kept]
+            good = good[:i]
+            break
+        _test_point("encode")
+        parts.append(encoders.image.encode(np.stack([d.image.pixels for d in good[i : i + ENCODE_SLICE]])))
+    embeds = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    _test_point("commit", sleep=False)
     new_ids: list[int] = []
     new_vecs: list[np.ndarray] = []
     removed: list[int] = []
@@ -363,6 +482,7 @@ def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, 
                 report.added += 1
             else:
                 report.updated += 1
+    _test_point("ann", sleep=False)
     vectors.remove(removed)
     if new_ids:
         vectors.add(np.asarray(new_ids, np.int64), np.stack(new_vecs))
@@ -441,11 +561,16 @@ def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled,
     from .encoder import content_tokens
 
     max_tokens = content_tokens(text.bundle)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-extract") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-extract")
+    try:
         fn = lambda t: _extract_one(t, text.tokenizer, max_tokens)  # noqa: E731
         for ext in _ordered_map(pool, fn, tasks, window=workers * 2, cancelled=cancelled):
             _commit_document(catalog, vectors, encoders, ext, report, saver, cancelled)
             tick(ext.found.path)
+            if cancelled():
+                break
+    finally:
+        pool.shutdown(wait=not cancelled(), cancel_futures=True)
 
 
 def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, saver, cancelled) -> None:
@@ -454,8 +579,12 @@ def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, saver,
     if ext.chunks:
         parts = []
         for i in range(0, len(ext.chunks), 64):
+            if cancelled():
+                return  # a long document is not half-committed; the next run does it whole
+            _test_point("encode")
             parts.append(encoders.text.encode([c.text for c in ext.chunks[i : i + 64]]))
         embeds = np.concatenate(parts)
+    _test_point("commit", sleep=False)
     with catalog.write() as conn:
         if ext.unchanged_content:
             catalog.touch_file(conn, ext.old.id, f.size, f.mtime_ns)
@@ -476,6 +605,7 @@ def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, saver,
                 report.added += 1
             else:
                 report.updated += 1
+    _test_point("ann", sleep=False)
     vectors.remove(gone)
     if ids:
         vectors.add(np.asarray(ids, np.int64), embeds)
