@@ -1,0 +1,252 @@
+"""Kill `mmsearch index` with SIGKILL over and over, then check the index equals a clean run's.
+
+    python -m benchmarks.killtest --model BUNDLE [--images 2000] [--docs 40] [--kills 100] [--seed 0] [--json FILE]
+
+Without --model a tiny random-weight CLIP bundle is exported first (needs the export extra).
+
+A collection of pictures and text files is indexed once cleanly (the reference). Then a second
+index is built by runs that are each SIGKILLed at a chosen phase: scanning, encoding, inside a
+catalog transaction, or inside an ANN save (the test hooks in mmsearch/ingest.py and catalog.py:
+MMSEARCH_TEST_TRACE logs the phase each step enters, MMSEARCH_TEST_SLOW_S holds each step open a
+little so the kill lands inside it, MMSEARCH_SAVE_EVERY_S=0 saves the ANN after every batch). Each
+run is restarted; a last run without hooks finishes the job. Then:
+
+- the two catalogs hold the same files, with the same status and error, and the same vectors;
+- every item has exactly one vector and every vector an item; no indexed file without items;
+- item ids run 1..N without gaps: no item committed before a kill was ever replaced, i.e. nothing
+  committed was encoded again (ids are AUTOINCREMENT; an uncommitted transaction takes none);
+- the ANN file on disk, loaded as it is, holds exactly the catalog's item ids, and its stamp is the
+  catalog's generation; no temporary files are left in the index folder.
+
+tests/test_crash.py runs a small version (20 kills) in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+PHASES = ("scan", "encode", "commit", "save")
+EXPECTED_FILES = {"catalog.db", "catalog.db-wal", "catalog.db-shm", "vectors.hnsw", "vectors.hnsw.json", "index.lock"}
+
+
+def make_collection(root: Path, n_images: int, n_docs: int, seed: int = 0) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i in range(n_images):
+        folder = root / f"album{i % 7}"
+        folder.mkdir(parents=True, exist_ok=True)
+        small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        img = Image.fromarray(small, "RGB").resize((64, 48), Image.Resampling.NEAREST)
+        fmt = ("jpg", "png")[i % 2]
+        img.save(folder / f"pic{i:05d}.{fmt}", **({"quality": 90} if fmt == "jpg" else {}))
+    words = "harbour boat garden lemon cake river mountain city train bridge winter frost roses basil".split()
+    for i in range(n_docs):
+        text = " ".join(rng.choice(words, 60 + 40 * (i % 4))) + ".\n"
+        (root / "notes").mkdir(parents=True, exist_ok=True)
+        (root / "notes" / f"note{i:03d}.txt").write_text(text * (1 + i % 3))
+    (root / "notes" / "broken.jpg").write_bytes(b"not a picture at all")  # one file in error, too
+
+
+def _cmd(photos: Path, index: Path, bundle: Path) -> list[str]:
+    return [sys.executable, "-m", "mmsearch.cli", "index", str(photos), "--index", str(index), "--model", str(bundle),
+            "--device", "cpu", "--variant", "fp32", "--json"]
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSEARCH_TEST_") and k != "MMSEARCH_SAVE_EVERY_S"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _read_trace(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int = 6, kills: int = 20, seed: int = 0,
+                 slow_s: float = 0.04, log=lambda msg: None) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    photos, clean, killed, trace = work / "photos", work / "clean", work / "killed", work / "trace.log"
+    if not photos.exists():
+        make_collection(photos, n_images, n_docs, seed)
+    started = time.monotonic()
+    ref = subprocess.run(_cmd(photos, clean, bundle), env=_clean_env(), capture_output=True, text=True, timeout=600)
+    if ref.returncode != 0:
+        raise RuntimeError(f"clean run failed: {ref.stderr}")
+    clean_s = time.monotonic() - started
+
+    rng = np.random.default_rng(seed)
+    env = _clean_env() | {"MMSEARCH_TEST_TRACE": str(trace), "MMSEARCH_TEST_SLOW_S": str(slow_s),
+                          "MMSEARCH_SAVE_EVERY_S": "0"}
+    landed: Counter[str] = Counter()
+    done_early = 0
+    attempts = 0
+    target_fallback = False
+    while sum(landed.values()) < kills and attempts < kills * 4:
+        attempts += 1
+        target = "scan" if target_fallback else PHASES[sum(landed.values()) % len(PHASES)]
+        nth = int(rng.integers(1, 4))
+        trace.unlink(missing_ok=True)
+        proc = subprocess.Popen(_cmd(photos, killed, bundle), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        where = None
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            lines = _read_trace(trace)
+            if lines and lines[-1] == target and lines.count(target) >= nth:
+                time.sleep(float(rng.uniform(0, slow_s * 0.8)))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                if proc.returncode == -signal.SIGKILL:
+                    lines = _read_trace(trace)
+                    where = lines[-1] if lines else "startup"
+                break
+            time.sleep(0.002)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"a run hung: {proc.stderr.read() if proc.stderr else ''}")
+        err = proc.stderr.read() if proc.stderr else ""
+        if where is None:
+            if proc.returncode != 0:
+                raise RuntimeError(f"an interrupted-and-restarted run failed (exit {proc.returncode}): {err}")
+            done_early += 1
+            target_fallback = True  # the index is complete: only scans are left to kill
+            continue
+        landed[where] += 1
+        log(f"kill {sum(landed.values()):3d}: in {where} (target {target} #{nth})")
+    final = subprocess.run(_cmd(photos, killed, bundle), env=_clean_env(), capture_output=True, text=True, timeout=600)
+    if final.returncode != 0:
+        raise RuntimeError(f"the last run failed (exit {final.returncode}): {final.stderr}")
+    result = compare(clean, killed, dim=_dim(bundle))
+    result.update(kills=sum(landed.values()), landed=dict(landed), runs_completed_between_kills=done_early,
+                  final_run=json.loads(final.stdout), clean_run_s=round(clean_s, 2),
+                  total_s=round(time.monotonic() - started, 1), images=n_images, docs=n_docs)
+    return result
+
+
+def _dim(bundle: Path) -> int:
+    return int(json.loads((bundle / "manifest.json").read_text())["embedding_dim"])
+
+
+def _snapshot(index: Path) -> dict:
+    conn = sqlite3.connect(f"file:{index / 'catalog.db'}?mode=ro", uri=True)
+    try:
+        files = {r[0]: r[1:] for r in conn.execute("SELECT path, status, error, kind, content_hash FROM files")}
+        vecs: dict[str, list[bytes]] = {}
+        for path, page, start, vec in conn.execute(
+            "SELECT files.path, items.page, items.start, vectors.vector FROM items JOIN files ON files.id = items.file_id"
+            " JOIN vectors ON vectors.item_id = items.id ORDER BY files.path, items.page, items.start"
+        ):
+            vecs.setdefault(path, []).append(vec)
+        q = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "files": files,
+            "vectors": vecs,
+            "items": q("SELECT count(*) FROM items"),
+            "vector_rows": q("SELECT count(*) FROM vectors"),
+            "max_item_id": q("SELECT coalesce(max(id), 0) FROM items"),
+            "items_without_vector": q("SELECT count(*) FROM items WHERE id NOT IN (SELECT item_id FROM vectors)"),
+            "vectors_without_item": q("SELECT count(*) FROM vectors WHERE item_id NOT IN (SELECT id FROM items)"),
+            "indexed_without_items": q("SELECT count(*) FROM files WHERE status = 'indexed' AND id NOT IN "
+                                       "(SELECT file_id FROM items)"),
+            "errors_with_items": q("SELECT count(*) FROM files WHERE status = 'error' AND id IN (SELECT file_id FROM items)"),
+            "item_ids": {r[0] for r in conn.execute("SELECT id FROM items")},
+            "generation": int(q("SELECT value FROM meta WHERE key = 'generation'")),
+            "runs": dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()),
+            "integrity": q("PRAGMA integrity_check"),
+        }
+    finally:
+        conn.close()
+
+
+def compare(clean: Path, killed: Path, *, dim: int) -> dict:
+    """Everything that must hold; returns figures and a list of problems (empty when all holds)."""
+    from mmsearch.ingest import read_ann_stamp
+    from mmsearch.vectors import VectorIndex
+
+    a, b = _snapshot(clean), _snapshot(killed)
+    problems = []
+    if a["files"] != b["files"]:
+        only_a = set(a["files"]) ^ set(b["files"])
+        diff = [p for p in set(a["files"]) & set(b["files"]) if a["files"][p] != b["files"][p]]
+        problems.append(f"files differ: {sorted(only_a)[:5]} in one only; {diff[:5]} differ")
+    max_dev = 0.0
+    for path, va in a["vectors"].items():
+        vb = b["vectors"].get(path)
+        if vb is None or len(vb) != len(va):
+            problems.append(f"{path}: {len(va)} vectors in the clean run, {len(vb or [])} after the kills")
+            continue
+        x = np.stack([np.frombuffer(v, np.float32) for v in va])
+        y = np.stack([np.frombuffer(v, np.float32) for v in vb])
+        max_dev = max(max_dev, float(np.abs(x - y).max()))
+    if max_dev > 1e-4:
+        problems.append(f"vectors differ from the clean run's by up to {max_dev}")
+    for key in ("items_without_vector", "vectors_without_item", "indexed_without_items", "errors_with_items"):
+        if b[key]:
+            problems.append(f"{key}: {b[key]}")
+    if b["items"] != a["items"] or b["vector_rows"] != b["items"]:
+        problems.append(f"items {b['items']} (clean {a['items']}), vector rows {b['vector_rows']}")
+    if b["max_item_id"] != b["items"]:
+        problems.append(f"item ids go up to {b['max_item_id']} for {b['items']} items: committed work was redone")
+    if b["integrity"] != "ok":
+        problems.append(f"integrity_check: {b['integrity']}")
+    ann = VectorIndex.open(killed / "vectors.hnsw", dim)  # as it is on disk, no reconcile
+    if ann.ids() != b["item_ids"]:
+        problems.append(f"ANN file holds {len(ann.ids())} ids, catalog {len(b['item_ids'])}; "
+                        f"{len(ann.ids() - b['item_ids'])} orphaned, {len(b['item_ids'] - ann.ids())} missing")
+    stamp = read_ann_stamp(killed / "vectors.hnsw")
+    if stamp != b["generation"]:
+        problems.append(f"ANN stamp {stamp} != catalog generation {b['generation']}")
+    stray = sorted(p.name for p in killed.iterdir() if p.name not in EXPECTED_FILES)
+    if stray:
+        problems.append(f"stray files in the index folder: {stray}")
+    return {"problems": problems, "items": b["items"], "files": len(b["files"]), "max_vector_deviation": max_dev,
+            "runs": b["runs"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, help="bundle folder [default: export a tiny random CLIP]")
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--docs", type=int, default=40)
+    ap.add_argument("--kills", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--slow", type=float, default=0.04, help="seconds each step is held open (MMSEARCH_TEST_SLOW_S)")
+    ap.add_argument("--work", type=Path, help="work folder [default: a temporary one]")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        bundle = args.model
+        if bundle is None:
+            from mmsearch_export import export_bundle
+            from mmsearch_export.tiny import make_clip_checkpoint
+
+            bundle = export_bundle(make_clip_checkpoint(work / "ck"), work / "bundle", variants=("fp32",))
+        result = run_killtest(work, Path(bundle), n_images=args.images, n_docs=args.docs, kills=args.kills,
+                             seed=args.seed, slow_s=args.slow, log=print)
+    print(json.dumps({k: v for k, v in result.items() if k != "final_run"}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    sys.exit(1 if result["problems"] else 0)
+
+
+if __name__ == "__main__":
+    main()
