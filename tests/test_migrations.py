@@ -1,0 +1,95 @@
+"""Old catalogs are migrated on open; catalogs from a newer mmsearch are refused, byte for byte untouched.
+
+tests/fixtures/schema_v1.db was written by the schema-1 catalog code (commit d2257fc): 3 images and
+1 document chunk with 16-dim vectors (the tiny bundle's dimension), 1 file in error, 1 finished run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mmsearch import Index, MmsearchError
+from mmsearch.catalog import SCHEMA_VERSION, Catalog, CatalogError
+from test_robustness import bundle  # noqa: F401
+
+FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1.db"
+
+
+@pytest.fixture()
+def v1_index(tmp_path) -> Path:
+    folder = tmp_path / "index"
+    folder.mkdir()
+    shutil.copy(FIXTURE, folder / "catalog.db")
+    return folder
+
+
+def test_fixture_is_schema_1():
+    conn = sqlite3.connect(f"file:{FIXTURE}?mode=ro", uri=True)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+    assert "pid" not in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+
+
+def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, bundle):  # noqa: F811
+    with Index(v1_index, model=bundle, device="cpu") as idx:
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        conn = idx.catalog.conn
+        assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
+        plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT path FROM files WHERE status = 'error'"))
+        assert "files_status" in plan
+        assert idx.catalog.counts() == {"image": 3, "document": 1, "chunks": 1, "errors": 1}
+        assert idx.catalog.errors() == [{"path": "/photos/broken.jpg", "reason": "the image file is truncated"}]
+        assert idx.catalog.last_run()["status"] == "done" and idx.catalog.last_run()["summary"] == {"added": 4}
+        # The ANN file did not exist: it is rebuilt from the catalog's vectors, which searches then use.
+        assert idx.vectors().ids() == {1, 2, 3, 4}
+        hits = idx.similar("/photos/img0.jpg", k=3)
+        assert len(hits) == 3 and "/photos/img0.jpg" not in {h.path for h in hits}
+        kw = idx.search("harbour fishing boats", mode="keyword", k=1)
+        assert kw[0].path == "/photos/notes/harbour.txt"
+        run = idx.catalog.start_run()  # the new column is written
+        assert conn.execute("SELECT pid FROM runs WHERE id = ?", (run,)).fetchone()[0] > 0
+
+
+def test_a_reader_migrates_too_and_migration_is_idempotent(v1_index):
+    cat = Catalog(v1_index, readonly=True)
+    assert cat.meta("schema_version") == "2" and cat.counts()["image"] == 3
+    cat.close()
+    again = Catalog(v1_index)
+    assert again.meta("schema_version") == "2"
+    again.close()
+
+
+def test_new_catalog_has_the_same_schema_as_a_migrated_one(v1_index, tmp_path):
+    def shape(folder):
+        c = Catalog(folder)
+        out = {(t, tuple(r[1] for r in c.conn.execute(f"PRAGMA table_info({t})"))) for (t,) in c.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '%fts%' AND name != 'sqlite_sequence'")}
+        idx = {r[0] for r in c.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+        c.close()
+        return out, idx
+
+    assert shape(v1_index) == shape(tmp_path / "fresh")
+
+
+def test_newer_schema_is_refused_clearly_and_left_untouched(tmp_path, bundle):  # noqa: F811
+    folder = tmp_path / "index"
+    folder.mkdir()
+    shutil.copy(FIXTURE, folder / "catalog.db")
+    conn = sqlite3.connect(folder / "catalog.db")
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    digest = hashlib.sha256((folder / "catalog.db").read_bytes()).hexdigest()
+    names = sorted(p.name for p in folder.iterdir())
+    for readonly in (False, True):
+        with pytest.raises(MmsearchError, match=r"newer mmsearch \(schema 99.*upgrade mmsearch.*untouched"):
+            Index(folder, model=bundle, device="cpu", readonly=readonly)
+    with pytest.raises(CatalogError):
+        Catalog(folder)
+    assert hashlib.sha256((folder / "catalog.db").read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in folder.iterdir()) == names
