@@ -1,0 +1,253 @@
+"""Small random-weight image-text checkpoints, built offline, for tests and benchmarks.
+
+Nothing here touches a model hub: the tokenizer is trained on a few hundred generated sentences with
+the `tokenizers` library and the weights are random. Each builder writes a folder that
+``transformers`` loads like a downloaded checkpoint (``CLIPModel.from_pretrained(out)``,
+``AutoTokenizer``, ``AutoImageProcessor``, ``AutoProcessor`` for CLIP).
+
+Presets:
+
+- ``"tiny"``: 32 px images, patch 8, hidden 32, 2 layers, 2 heads, embedding 16 (seconds to export).
+- ``"vit-b-32"`` (CLIP only): the exact ViT-B/32 CLIP architecture (vision 768/12 layers/12 heads,
+  patch 32, 224 px; text 512/12/8, projection 512, vocabulary 49408, context 77). Its tokenizer is
+  a small trained BPE; the embedding table still has 49408 rows, so the cost is the real one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+
+# The pre-tokenizer regex of CLIP's own tokenizer (transformers' CLIPTokenizer).
+_CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+_ADJECTIVES = (
+    "red blue green yellow black white small large old new bright dark wooden metal shiny fluffy "
+    "striped round square tall short happy sleepy wet dry"
+).split()
+_NOUNS = (
+    "cat dog car house tree flower bird boat mountain river beach city street bicycle horse cup "
+    "table chair book phone lamp window door bridge train plane cake apple banana pizza child woman man"
+).split()
+_PLACES = (
+    "in the park|on the table|at night|under the sun|in the snow|next to a wall|on a beach|in a kitchen|"
+    "near the river|on the street|in a forest|at sunset"
+).split("|")
+_TEMPLATES = (
+    "a photo of a {a} {n}",
+    "a {a} {n} {p}",
+    "two {n}s {p}",
+    "{n}",
+    "a close-up photo of the {a} {n}, taken {p}.",
+    "an old picture showing a {a} {n} and a {a2} {n2} {p}",
+    "the {n} is {a}!",
+    "a drawing of a {n} with a {a2} {n2}",
+    "{a} {n}s and {a2} {n2}s, {p}, in the style of a painting from 1987",
+)
+
+
+def sample_texts(count: int = 400, seed: int = 0) -> list[str]:
+    """Varied English captions (1 to ~25 tokens) built from a small grammar."""
+    rng = random.Random(seed)
+    texts = []
+    for i in range(count):
+        template = _TEMPLATES[i % len(_TEMPLATES)]
+        texts.append(
+            template.format(
+                a=rng.choice(_ADJECTIVES),
+                a2=rng.choice(_ADJECTIVES),
+                n=rng.choice(_NOUNS),
+                n2=rng.choice(_NOUNS),
+                p=rng.choice(_PLACES),
+            )
+        )
+    return texts
+
+
+def clip_pipeline(tokenizer: Tokenizer) -> Tokenizer:
+    """Put CLIP's normalizer, pre-tokenizer and decoder on a BPE tokenizer."""
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> Tokenizer:
+    """A CLIP-style byte-level BPE tokenizer trained on `texts`.
+
+    Lower-cases, splits like CLIP, marks word ends with ``</w>``; ``<|startoftext|>`` (id 0) and
+    ``<|endoftext|>`` (id 1) are added around every encoding by a TemplateProcessing
+    post-processor; padding (when a caller enables it) uses ``<|endoftext|>``.
+    """
+    tokenizer = Tokenizer(BPE(unk_token=EOS, end_of_word_suffix="</w>", continuing_subword_prefix="", fuse_unk=False))
+    clip_pipeline(tokenizer)
+    trainer = BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[BOS, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}", special_tokens=[(BOS, bos), (EOS, eos)]
+    )
+    return tokenizer
+
+
+def _bpe_vocab_merges(tokenizer: Tokenizer) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    import json
+
+    model = json.loads(tokenizer.to_str())["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return dict(model["vocab"]), merges  # type: ignore[return-value]
+
+
+_CLIP_PRESETS = {
+    "tiny": dict(
+        vision=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=2),
+        text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  max_position_embeddings=77),
+        projection_dim=16,
+        vocab_size=None,  # the tokenizer's own
+        tokenizer_vocab=600,
+    ),
+    "vit-b-32": dict(
+        vision=dict(image_size=224, patch_size=32, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                    num_attention_heads=12),
+        text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
+                  max_position_embeddings=77),
+        projection_dim=512,
+        vocab_size=49408,
+        tokenizer_vocab=2000,
+    ),
+}
+
+
+def make_clip_checkpoint(
+    out: Path, *, preset: str = "tiny", texts: Sequence[str] | None = None, seed: int = 0
+) -> Path:
+    """Write a random-weight CLIPModel checkpoint (model, tokenizer, image processor) to `out`."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # the same, without torchvision
+
+    if preset not in _CLIP_PRESETS:
+        raise ValueError(f"unknown CLIP preset {preset!r} (have {', '.join(_CLIP_PRESETS)})")
+    p = _CLIP_PRESETS[preset]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    trained = train_bpe_tokenizer(texts if texts is not None else sample_texts(seed=seed), p["tokenizer_vocab"])
+    vocab, merges = _bpe_vocab_merges(trained)
+    context = p["text"]["max_position_embeddings"]
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=context)
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    vocab_size = p["vocab_size"] or len(vocab)
+
+    config = CLIPConfig(
+        text_config=dict(p["text"], vocab_size=vocab_size, bos_token_id=bos, eos_token_id=eos, pad_token_id=eos),
+        vision_config=dict(p["vision"]),
+        projection_dim=p["projection_dim"],
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    size = p["vision"]["image_size"]
+    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    model.save_pretrained(out)
+
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
+    image_processor.save_pretrained(out)  # preprocessor_config.json, as hub checkpoints have it
+    return out
+
+
+_SIGLIP_PRESETS = {
+    "tiny": dict(
+        vision=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=2),
+        text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  max_position_embeddings=64),
+        tokenizer_vocab=600,
+    ),
+}
+
+SIGLIP_PAD = "<pad>"
+SIGLIP_EOS = "</s>"
+SIGLIP_UNK = "<unk>"
+
+
+def train_siglip_tokenizer(texts: Iterable[str], vocab_size: int = 600) -> Tokenizer:
+    """A SigLIP-style tokenizer: lower-case BPE (metaspace words), ``</s>`` appended, no start token."""
+    tokenizer = Tokenizer(BPE(unk_token=SIGLIP_UNK, fuse_unk=True))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase(), normalizers.Strip()]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=[SIGLIP_PAD, SIGLIP_EOS, SIGLIP_UNK], show_progress=False)
+    tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    eos = tokenizer.token_to_id(SIGLIP_EOS)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {SIGLIP_EOS}", pair=f"$A {SIGLIP_EOS} $B {SIGLIP_EOS}", special_tokens=[(SIGLIP_EOS, eos)]
+    )
+    return tokenizer
+
+
+def make_siglip_checkpoint(
+    out: Path, *, preset: str = "tiny", texts: Sequence[str] | None = None, seed: int = 0
+) -> Path:
+    """Write a random-weight SiglipModel checkpoint (model, tokenizer, image processor) to `out`."""
+    import torch
+    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel
+
+    from transformers import SiglipImageProcessorPil as SiglipImageProcessor
+
+    if preset not in _SIGLIP_PRESETS:
+        raise ValueError(f"unknown SigLIP preset {preset!r} (have {', '.join(_SIGLIP_PRESETS)})")
+    p = _SIGLIP_PRESETS[preset]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    trained = train_siglip_tokenizer(texts if texts is not None else sample_texts(seed=seed), p["tokenizer_vocab"])
+    context = p["text"]["max_position_embeddings"]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=trained,
+        eos_token=SIGLIP_EOS,
+        pad_token=SIGLIP_EOS,  # as google/siglip-*: padding with </s>
+        unk_token=SIGLIP_UNK,
+        model_max_length=context,
+        model_input_names=["input_ids"],
+    )
+    eos = tokenizer.eos_token_id
+    config = SiglipConfig(
+        text_config=dict(p["text"], vocab_size=trained.get_vocab_size(), bos_token_id=eos, eos_token_id=eos,
+                         pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(p["vision"]),
+    )
+    torch.manual_seed(seed)
+    model = SiglipModel(config).eval()
+    size = p["vision"]["image_size"]
+    image_processor = SiglipImageProcessor(size={"height": size, "width": size})
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    image_processor.save_pretrained(out)
+    return out
+

@@ -1,0 +1,153 @@
+"""Towers to ONNX files: export, fuse, fp16, int8.
+
+- ``export_tower``: ``torch.onnx.export`` with the TorchScript exporter (``dynamo=False``) at opset
+  17, dynamic batch (and dynamic sequence length where the tower allows it).
+- ``optimize``: onnxruntime's transformer optimizer as ``model_type="clip"`` with the python fusions
+  only (``opt_level=0``), so the file holds standard and contrib ops that both the CPU and the CUDA
+  provider run and the session applies its own graph optimizations at load time. Attention, layer
+  norm (Skip/LayerNormalization) and QuickGelu get fused; the counts go to the manifest.
+- ``to_fp16``: the fused graph in float16 for the CUDA provider, float32 inputs and outputs kept.
+- ``to_int8``: dynamic quantization of the weights (``quantize_dynamic``) for the CPU provider.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+OPSET = 17
+
+# Op types worth counting in a fused/quantized graph (what the manifest's "fused" records).
+FUSED_OPS = (
+    "Attention",
+    "MultiHeadAttention",
+    "QAttention",
+    "SkipLayerNormalization",
+    "LayerNormalization",
+    "QuickGelu",
+    "Gelu",
+    "FastGelu",
+    "BiasGelu",
+    "MatMulInteger",
+    "DynamicQuantizeMatMul",
+    "ConvInteger",
+)
+
+# Quantization settings for the int8 variant. Measured with benchmarks/encoders.py on a ViT-B/32
+# sized CLIP (see the report there): the defaults are per-tensor signed int8 weights.
+INT8_OPTIONS: dict[str, Any] = {
+    "per_channel": False,
+    "reduce_range": False,
+    "op_types": None,  # None: every op type quantize_dynamic knows (MatMul, Attention, Gather, Conv...)
+}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch's exporter and onnxruntime's tools print warnings meant for their developers."""
+    logger_names = ("onnxruntime", "root", "fusion_base", "onnx_model", "onnx_model_bert", "fusion_utils")
+    levels = {name: logging.getLogger(name if name != "root" else None).level for name in logger_names}
+    for name in logger_names:
+        logging.getLogger(name if name != "root" else None).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name if name != "root" else None).setLevel(level)
+
+
+def export_tower(
+    module: torch.nn.Module,
+    example: Sequence[torch.Tensor],
+    path: Path,
+    input_names: Sequence[str],
+    output_name: str,
+    dynamic_axes: dict[str, dict[int, str]],
+) -> Path:
+    """torch.onnx.export of one tower (TorchScript exporter, opset 17)."""
+    with _quiet(), torch.inference_mode():
+        torch.onnx.export(
+            module,
+            tuple(example),
+            str(path),
+            input_names=list(input_names),
+            output_names=[output_name],
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return path
+
+
+def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Fuse attention / layer norm / gelu with onnxruntime's transformer optimizer; returns op counts."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet():
+        model = optimize_model(
+            str(src), model_type="clip", num_heads=num_heads, hidden_size=hidden_size, opt_level=0
+        )
+        model.save_model_to_file(str(dst))
+    return op_counts(dst)
+
+
+def to_fp16(src: Path, dst: Path) -> dict[str, int]:
+    """float16 weights and compute, float32 inputs/outputs (keep_io_types), for the CUDA provider."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    with _quiet():
+        model = OnnxModel(onnx.load(str(src)))
+        model.convert_float_to_float16(keep_io_types=True)
+        model.save_model_to_file(str(dst))
+    return op_counts(dst)
+
+
+def to_int8(src: Path, dst: Path, options: dict[str, Any] | None = None) -> dict[str, int]:
+    """Dynamic int8 quantization of the weights (activations quantized at run time), for the CPU."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    opts = dict(INT8_OPTIONS, **(options or {}))
+    exclude = list(opts.get("nodes_to_exclude") or [])
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # contrib ops defeat ONNX shape inference
+    extra.update(opts.get("extra_options") or {})
+    with _quiet():
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=bool(opts["per_channel"]),
+            reduce_range=bool(opts["reduce_range"]),
+            op_types_to_quantize=opts["op_types"],
+            nodes_to_exclude=exclude,
+            extra_options=extra,
+        )
+    return op_counts(dst)
+
+
+def op_counts(path: Path) -> dict[str, int]:
+    """How many nodes of each fused / quantized op type the graph at `path` holds (zeros left out,
+    except Attention, which is always reported)."""
+    import onnx
+
+    counts = Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node)
+    out = {op: counts[op] for op in FUSED_OPS if counts.get(op)}
+    out.setdefault("Attention", counts.get("Attention", 0))
+    return dict(sorted(out.items()))
+
+
+def attention_count(counts: dict[str, int]) -> int:
+    return sum(counts.get(op, 0) for op in ("Attention", "MultiHeadAttention", "QAttention"))
