@@ -28,12 +28,16 @@ from .encoder import ImageEncoder, TextEncoder
 from .ingest import IndexReport, ProgressFn, _Encoders, read_ann_stamp, run_index, write_ann_stamp
 from .preprocess import decode_image
 from .search import Filters, SearchResult, rank
-from .vectors import VectorIndex, VectorIndexError
+from .vectors import SavedVectors, VectorIndex, VectorIndexError
 
 log = logging.getLogger("mmsearch")
 
 ANN_FILE = "vectors.hnsw"
 LOCK_FILE = "index.lock"
+# Up to this many vectors, every query ranks by an exact scan of the saved ANN file (as fast as the
+# graph there, and exact); past it, the first query in a process scans and later ones load the graph
+# once and walk it (benchmarks/query.py measures both).
+FLAT_SCAN_MAX = 20_000
 
 
 class MmsearchError(Exception):
@@ -107,6 +111,8 @@ class Index:
         self._lock = threading.RLock()
         self._image_encoder: ImageEncoder | None = None
         self._text_encoder: TextEncoder | None = None
+        self._saved: tuple[tuple[int, int, int, int], SavedVectors] | None = None
+        self._searches = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> "Index":
@@ -257,6 +263,41 @@ class Index:
 
     # -- searching -----------------------------------------------------------------------------
 
+    def _search_vectors(self) -> VectorIndex | SavedVectors:
+        """What a query ranks with: the saved ANN file read as a flat matrix (no graph load) when it
+        reflects the catalog's current state and the graph is not loaded already, else the graph."""
+        with self._lock:
+            self._searches += 1
+            if self._vectors is not None or self._writing:
+                return self.vectors()
+            saved = self._saved_vectors()
+            if saved is not None and (len(saved) <= FLAT_SCAN_MAX or self._searches == 1):
+                return saved
+            self._saved = None  # the graph takes over; let the mapping go
+            return self.vectors()
+
+    def _saved_vectors(self) -> SavedVectors | None:
+        generation = self.catalog.generation()
+        if read_ann_stamp(self.ann_path) != generation:
+            return None  # the file lags the catalog (a run in progress, a crash): the checked path reconciles
+        try:
+            st = os.stat(self.ann_path)
+        except OSError:
+            return None
+        key = (generation, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._saved is not None and self._saved[0] == key:
+            return self._saved[1]
+        try:
+            saved = SavedVectors(self.ann_path, self.bundle.embedding_dim)
+        except VectorIndexError:
+            return None
+        # Every item has one vector; counting items reads a small index, counting vectors the blobs.
+        items = self.catalog.conn.execute("SELECT count(*) FROM items").fetchone()[0]
+        if len(saved) != items:
+            return None  # a file replaced behind the stamp's back: the checked path rebuilds
+        self._saved = (key, saved)
+        return saved
+
     def search(self, text: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
                type: str = "all", under: str | None = None, after: datetime | None = None,
                before: datetime | None = None, mode: str = "hybrid") -> list[SearchResult]:
@@ -273,7 +314,8 @@ class Index:
                 raise MmsearchError(f"{image}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
-        return rank(self.catalog, self.vectors(), query_vector=vector, query_text=text, k=k, filters=filters, mode=mode)
+        vectors = self._search_vectors() if vector is not None else None
+        return rank(self.catalog, vectors, query_vector=vector, query_text=text, k=k, filters=filters, mode=mode)
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all", under: str | None = None,
                 after: datetime | None = None, before: datetime | None = None) -> list[SearchResult]:
@@ -286,7 +328,7 @@ class Index:
         ids_vecs = list(self.catalog.vectors_for([item[0]]))
         vector = ids_vecs[0][1][0]
         filters = Filters(type=type, under=under, after=after, before=before)
-        hits = rank(self.catalog, self.vectors(), query_vector=vector, query_text=None, k=k + 1, filters=filters,
+        hits = rank(self.catalog, self._search_vectors(), query_vector=vector, query_text=None, k=k + 1, filters=filters,
                     mode="vector")
         hits = [h for h in hits if h.path != row.path][:k]
         return [SearchResult(**{**h.to_dict(), "rank": i + 1}) for i, h in enumerate(hits)]

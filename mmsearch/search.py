@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import Catalog, ItemRow, db_path
-from .vectors import VectorIndex
+from .vectors import SavedVectors, VectorIndex
 
 MODES = ("vector", "keyword", "hybrid")
 TYPES = ("all", "image", "document")
@@ -69,7 +69,7 @@ class SearchResult:
 
 def rank(
     catalog: Catalog,
-    vectors: VectorIndex,
+    vectors: VectorIndex | SavedVectors | None,
     *,
     query_vector: np.ndarray | None,
     query_text: str | None,
@@ -125,6 +125,8 @@ def _allowed_items(catalog: Catalog, filters: Filters) -> set[int] | None:
 
 def _vector_candidates(catalog, vectors, query_vector, want, allowed, filters) -> list[tuple[int, float]]:
     q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    if isinstance(vectors, SavedVectors):  # exact over the memory-mapped file: a filter is a mask
+        return vectors.search(q, want, allowed=allowed)
     if allowed is not None and len(allowed) <= EXACT_LIMIT:
         # A narrow filter: exact search over the stored vectors beats an ANN walk that rejects most nodes.
         ids, sims = [], []

@@ -13,6 +13,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -247,6 +248,87 @@ class VectorIndex:
         self._live = set(labels[~deleted].tolist())
 
 
+class SavedVectors:
+    """A saved index file read as a flat matrix: exact search by one matrix-vector product over the
+    memory-mapped level-0 records, without loading (or validating) the graph.
+
+    hnswlib stores each element's vector inside its level-0 record, so the file is also a strided
+    float32 matrix. For a one-off query this beats loading the graph (which reads the same bytes and
+    more, then builds structures); it is exact where the graph is approximate. Only the header is
+    validated: a damaged body gives wrong scores, never a crash, and `live_count` not matching the
+    catalog sends the caller to the checked path.
+    """
+
+    def __init__(self, path: Path, dim: int):
+        self.path = Path(path)
+        self.dim = dim
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except OSError as e:
+            raise VectorIndexError(f"{self.path}: cannot read the index file ({e.strerror or e})") from e
+        try:
+            size = os.fstat(fd).st_size
+            layout = _Layout(self.path, dim, size)
+            self.count = layout.count
+            if layout.count == 0:
+                self._labels = np.zeros(0, np.int64)
+                self._vectors = np.zeros((0, dim), np.float32)
+                self._live = np.zeros(0, bool)
+                self.live_count = 0
+                return
+            data = _map(fd, layout.level0_end)
+        finally:
+            os.close(fd)
+        records = np.frombuffer(data, dtype=np.uint8, count=layout.count * layout.record,
+                                offset=_HEADER.size).reshape(layout.count, layout.record)
+        # A strided [count, dim] view: BLAS reads it in place (row stride = record size).
+        self._vectors = records[:, layout.offset_data : layout.label_offset].view(np.float32)
+        labels = np.ascontiguousarray(records[:, layout.label_offset : layout.label_offset + 8]).view("<u8")[:, 0]
+        self._live = ~(records[:, 2] & _DELETE_MARK).astype(bool) & (labels < 2**63)
+        self._labels = labels.astype(np.int64)
+        self.live_count = int(self._live.sum())
+
+    def __len__(self) -> int:
+        return self.live_count
+
+    def search(self, vector: np.ndarray, k: int, *, allowed: Iterable[int] | None = None,
+               filter: Callable[[int], bool] | None = None) -> list[tuple[int, float]]:
+        """(id, cosine similarity), best first, exact. `allowed` (ids) or `filter(id)` narrow it."""
+        query = VectorIndex._normalise(np.asarray(vector, dtype=np.float32).reshape(1, self.dim))[0]
+        if not self.count or k <= 0:
+            return []
+        scores = self._vectors @ query
+        keep = self._live
+        if allowed is not None:
+            wanted = np.fromiter(allowed, dtype=np.int64) if not isinstance(allowed, np.ndarray) else allowed
+            keep = keep & np.isin(self._labels, wanted)
+        if filter is not None:
+            keep = keep & np.fromiter((filter(int(i)) for i in self._labels), dtype=bool, count=len(self._labels))
+        candidates = np.flatnonzero(keep)
+        if not len(candidates):
+            return []
+        cand_scores = scores[candidates]
+        k = min(int(k), len(candidates))
+        top = np.argpartition(-cand_scores, k - 1)[:k] if k < len(candidates) else np.arange(len(candidates))
+        top = top[np.argsort(-cand_scores[top], kind="stable")]
+        return [(int(self._labels[candidates[i]]), float(cand_scores[i])) for i in top]
+
+
+def _map(fd: int, length: int) -> Any:
+    """The first `length` bytes of a file, read-only: a shared mapping with its page tables filled
+    at once where the platform can (one call instead of a fault per page), else a private copy (on
+    Windows a live mapping would block the writer's atomic replace of the file)."""
+    import mmap
+
+    if os.name == "nt":
+        buf = bytearray(length)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            f.readinto(buf)
+        return buf
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ)
+
+
 def _pairs(labels: np.ndarray, distances: np.ndarray) -> list[tuple[int, float]]:
     # hnswlib's 'ip' distance is 1 - <a, b>.
     return [(int(label), float(1.0 - d)) for label, d in zip(labels, distances)]
@@ -273,6 +355,38 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class _Layout:
+    """The validated header of an hnswlib 0.8 file: where the level-0 records and their parts are."""
+
+    def __init__(self, path: Path, dim: int, size: int):
+        self.path, self.size = path, size
+        if size < _HEADER.size:
+            raise self.bad(f"{size} bytes, shorter than the {_HEADER.size}-byte header")
+        with open(path, "rb") as f:
+            header = f.read(_HEADER.size)
+        (offset_level0, _max_elements, count, record, label_offset, offset_data,
+         max_level, entry, max_m, max_m0, m, _mult, ef_construction) = _HEADER.unpack(header)  # fmt: skip
+        links0 = max_m0 * 4 + 4
+        if not (2 <= m <= 4096 and max_m == m and max_m0 == 2 * m and ef_construction >= 1):
+            raise self.bad(f"implausible graph parameters M={m}, maxM={max_m}, maxM0={max_m0}")
+        if offset_level0 != 0 or offset_data != links0 or record != label_offset + 8 or label_offset <= offset_data:
+            raise self.bad("inconsistent record layout")
+        if label_offset != offset_data + 4 * dim:
+            raise self.bad(f"built for {(label_offset - offset_data) // 4}-dimensional vectors, not {dim}")
+        self.level0_end = _HEADER.size + count * record
+        if self.level0_end + 4 * count > size:
+            raise self.bad(f"truncated: {size} bytes cannot hold {count} elements")
+        if count == 0 and size != _HEADER.size:
+            raise self.bad("trailing bytes after an empty index")
+        if count and not (0 <= max_level < 64 and entry < count):
+            raise self.bad(f"entry point {entry} at level {max_level} is out of range")
+        self.count, self.record, self.label_offset, self.offset_data = count, record, label_offset, offset_data
+        self.max_level, self.entry, self.max_m, self.max_m0, self.links0 = max_level, entry, max_m, max_m0, links0
+
+    def bad(self, reason: str) -> VectorIndexError:
+        return VectorIndexError(f"{self.path}: not a usable hnswlib index ({reason}); rebuild it from the catalog")
+
+
 def _check_file(path: Path, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
     """Validate an hnswlib 0.8 file before hnswlib reads it: a bad header or a link pointing past the end
     makes hnswlib crash the process (not raise), at load or at the first query.
@@ -280,32 +394,13 @@ def _check_file(path: Path, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
     Returns the element count, and the labels and deleted marks of the stored elements.
     """
     size = path.stat().st_size
-
-    def bad(reason: str) -> VectorIndexError:
-        return VectorIndexError(f"{path}: not a usable hnswlib index ({reason}); rebuild it from the catalog")
-
-    if size < _HEADER.size:
-        raise bad(f"{size} bytes, shorter than the {_HEADER.size}-byte header")
-    with open(path, "rb") as f:
-        header = f.read(_HEADER.size)
-    (offset_level0, _max_elements, count, record, label_offset, offset_data,
-     max_level, entry, max_m, max_m0, m, _mult, ef_construction) = _HEADER.unpack(header)  # fmt: skip
-    links0 = max_m0 * 4 + 4
-    if not (2 <= m <= 4096 and max_m == m and max_m0 == 2 * m and ef_construction >= 1):
-        raise bad(f"implausible graph parameters M={m}, maxM={max_m}, maxM0={max_m0}")
-    if offset_level0 != 0 or offset_data != links0 or record != label_offset + 8 or label_offset <= offset_data:
-        raise bad("inconsistent record layout")
-    if label_offset != offset_data + 4 * dim:
-        raise bad(f"built for {(label_offset - offset_data) // 4}-dimensional vectors, not {dim}")
-    level0_end = _HEADER.size + count * record
-    if level0_end + 4 * count > size:
-        raise bad(f"truncated: {size} bytes cannot hold {count} elements")
+    layout = _Layout(path, dim, size)
+    bad = layout.bad
+    count, record, label_offset, level0_end = layout.count, layout.record, layout.label_offset, layout.level0_end
+    max_level, entry, max_m, max_m0, links0 = (layout.max_level, layout.entry, layout.max_m, layout.max_m0,
+                                               layout.links0)
     if count == 0:
-        if size != _HEADER.size:
-            raise bad("trailing bytes after an empty index")
         return 0, np.zeros(0, np.int64), np.zeros(0, bool)
-    if not (0 <= max_level < 64 and entry < count):
-        raise bad(f"entry point {entry} at level {max_level} is out of range")
 
     data = np.memmap(path, dtype=np.uint8, mode="r")
     links_m = max_m * 4 + 4

@@ -1,0 +1,92 @@
+"""The query fast path: exact scans of the saved ANN file, and the `mmsearch query` parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmsearch.vectors import SavedVectors, VectorIndex, VectorIndexError
+
+DIM = 16
+
+
+def unit(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture()
+def saved(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    ids = np.arange(100, 400, 3)
+    vecs = unit(len(ids))
+    index = VectorIndex(tmp_path / "v.hnsw", DIM)
+    index.add(ids, vecs)
+    index.remove([103, 106])
+    index.save()
+    return tmp_path / "v.hnsw", ids, vecs
+
+
+def test_scan_is_exact_and_skips_deleted(saved):
+    path, ids, vecs = saved
+    flat = SavedVectors(path, DIM)
+    assert len(flat) == len(ids) - 2
+    q = unit(1, seed=7)[0]
+    scores = vecs @ q
+    live = ~np.isin(ids, [103, 106])
+    order = np.argsort(-np.where(live, scores, -np.inf))[:10]
+    hits = flat.search(q, 10)
+    assert [h[0] for h in hits] == ids[order].tolist()
+    assert np.allclose([h[1] for h in hits], scores[order], atol=1e-6)
+    assert all(h[0] not in (103, 106) for h in flat.search(q, 1000))
+
+
+def test_scan_agrees_with_the_graph_and_filters(saved):
+    path, ids, _ = saved
+    flat, graph = SavedVectors(path, DIM), VectorIndex.open(path, DIM)
+    q = unit(1, seed=3)[0]
+    assert [i for i, _ in flat.search(q, 5)] == [i for i, _ in graph.search(q, 5)]
+    allowed = set(ids[::4].tolist()) - {103, 106}
+    hits = flat.search(q, 1000, allowed=allowed)
+    assert {i for i, _ in hits} == allowed
+    assert flat.search(q, 3, filter=lambda i: i % 2 == 0) == [h for h in flat.search(q, 1000) if h[0] % 2 == 0][:3]
+
+
+def test_damaged_or_foreign_files_raise(tmp_path, saved):
+    path, _, _ = saved
+    with pytest.raises(VectorIndexError):
+        SavedVectors(path, DIM + 1)
+    short = tmp_path / "short.hnsw"
+    short.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(VectorIndexError):
+        SavedVectors(short, DIM)
+    with pytest.raises(VectorIndexError):
+        SavedVectors(tmp_path / "missing.hnsw", DIM)
+    empty = tmp_path / "empty.hnsw"
+    VectorIndex(empty, DIM).save()
+    assert len(SavedVectors(empty, DIM)) == 0 and SavedVectors(empty, DIM).search(unit(1)[0], 3) == []
+
+
+def test_index_queries_scan_the_saved_file_when_it_is_current(tmp_path, tiny_clip_bundle):
+    from engine_helpers import make_collection
+
+    from mmsearch import Index
+    from mmsearch.ingest import write_ann_stamp
+
+    photos = tmp_path / "photos"
+    make_collection(photos)
+    with Index(tmp_path / "index", model=tiny_clip_bundle) as idx:
+        idx.index([photos])
+        graph_hits = idx.search(image=photos / "img0.jpg", k=3)
+    with Index(tmp_path / "index", readonly=True) as idx:
+        assert isinstance(idx._search_vectors(), SavedVectors)
+        hits = idx.search(image=photos / "img0.jpg", k=3)
+        assert [h.path for h in hits] == [h.path for h in graph_hits]
+        under = idx.search(image=photos / "img0.jpg", k=10, under=str(photos / "sub"), type="image")
+        assert under and all("/sub/" in h.path for h in under)
+    # A stamp that lags the catalog (a run in progress, a crash) sends queries to the checked path.
+    write_ann_stamp(tmp_path / "index" / "vectors.hnsw", 0)
+    with Index(tmp_path / "index", readonly=True) as idx:
+        assert isinstance(idx._search_vectors(), VectorIndex)
+        assert [h.path for h in idx.search(image=photos / "img0.jpg", k=3)] == [h.path for h in graph_hits]
