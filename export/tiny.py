@@ -16,12 +16,12 @@ Presets:
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
-from tokenizers.trainers import BpeTrainer
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
@@ -87,26 +87,91 @@ def clip_pipeline(tokenizer: Tokenizer) -> Tokenizer:
     return tokenizer
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> Tokenizer:
-    """A CLIP-style byte-level BPE tokenizer trained on `texts`.
+def learn_bpe(words: Counter[tuple[str, ...]], base: Sequence[str], vocab_size: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """Byte-pair encoding merges learned from word counts, deterministically.
 
-    Lower-cases, splits like CLIP, marks word ends with ``</w>``; ``<|startoftext|>`` (id 0) and
+    `words` maps each word (a tuple of its initial symbols) to its count; `base` is the initial
+    vocabulary. Each step merges the most frequent adjacent pair (ties: the smaller pair), until
+    the vocabulary has `vocab_size` symbols or no pair occurs twice. The `tokenizers` trainer breaks
+    ties in hash order, so the same texts give a different vocabulary from run to run; test
+    checkpoints built from this one are the same every time.
+    """
+    vocab = list(dict.fromkeys(base))
+    known = set(vocab)
+    merges: list[tuple[str, str]] = []
+    corpus = {w: c for w, c in words.items() if len(w) > 0}
+    while len(vocab) < vocab_size:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in corpus.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
+        if best[1] < 2:
+            break
+        (left, right), _ = best
+        merged = left + right
+        merges.append((left, right))
+        if merged not in known:
+            known.add(merged)
+            vocab.append(merged)
+        new_corpus: dict[tuple[str, ...], int] = {}
+        for word, count in corpus.items():
+            out: list[str] = []
+            i = 0
+            while i < len(word):
+                if i + 1 < len(word) and word[i] == left and word[i + 1] == right:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            key = tuple(out)
+            new_corpus[key] = new_corpus.get(key, 0) + count
+        corpus = new_corpus
+    return vocab, merges
+
+
+def _words(tokenizer: Tokenizer, texts: Iterable[str]) -> Counter[str]:
+    """The words `tokenizer`'s normalizer and pre-tokenizer make of `texts`, counted."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        normalized = tokenizer.normalizer.normalize_str(text) if tokenizer.normalizer else text
+        counts.update(piece for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalized))
+    return counts
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> Tokenizer:
+    """A CLIP-style byte-level BPE tokenizer trained on `texts` (deterministic: see `learn_bpe`).
+
+    Lower-cases, splits like CLIP, byte-level symbols with ``</w>`` marking word ends, every byte
+    in the base vocabulary (so nothing is ever unknown). ``<|startoftext|>`` (id 0) and
     ``<|endoftext|>`` (id 1) are added around every encoding by a TemplateProcessing
     post-processor; padding (when a caller enables it) uses ``<|endoftext|>``.
     """
-    tokenizer = Tokenizer(BPE(unk_token=EOS, end_of_word_suffix="</w>", continuing_subword_prefix="", fuse_unk=False))
-    clip_pipeline(tokenizer)
-    trainer = BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[BOS, EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        end_of_word_suffix="</w>",
-        show_progress=False,
+    probe = clip_pipeline(Tokenizer(BPE()))
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    base = [BOS, EOS] + alphabet + [c + "</w>" for c in alphabet]
+    words: Counter[tuple[str, ...]] = Counter()
+    for word, count in _words(probe, texts).items():
+        if word:
+            words[tuple(word[:-1]) + (word[-1] + "</w>",)] += count
+    vocab, merges = learn_bpe(words, base, vocab_size)
+    tokenizer = Tokenizer(
+        BPE(
+            vocab={tok: i for i, tok in enumerate(vocab)},
+            merges=merges,
+            unk_token=EOS,
+            end_of_word_suffix="</w>",
+            continuing_subword_prefix="",
+            fuse_unk=False,
+        )
     )
-    tokenizer.train_from_iterator(list(texts), trainer=trainer)
-    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    clip_pipeline(tokenizer)
+    tokenizer.add_special_tokens([BOS, EOS])
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}", special_tokens=[(BOS, bos), (EOS, eos)]
+        single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}", special_tokens=[(BOS, 0), (EOS, 1)]
     )
     return tokenizer
 
@@ -127,7 +192,7 @@ _CLIP_PRESETS = {
                   max_position_embeddings=77),
         projection_dim=16,
         vocab_size=None,  # the tokenizer's own
-        tokenizer_vocab=600,
+        tokenizer_vocab=1000,
     ),
     "vit-b-32": dict(
         vision=dict(image_size=224, patch_size=32, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
@@ -185,7 +250,7 @@ _SIGLIP_PRESETS = {
                     num_attention_heads=2),
         text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                   max_position_embeddings=64),
-        tokenizer_vocab=600,
+        tokenizer_vocab=1000,
     ),
 }
 
@@ -194,21 +259,29 @@ SIGLIP_EOS = "</s>"
 SIGLIP_UNK = "<unk>"
 
 
-def train_siglip_tokenizer(texts: Iterable[str], vocab_size: int = 600) -> Tokenizer:
-    """A SigLIP-style tokenizer: lower-case BPE (metaspace words), ``</s>`` appended, no start token."""
-    tokenizer = Tokenizer(BPE(unk_token=SIGLIP_UNK, fuse_unk=True))
+def train_siglip_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> Tokenizer:
+    """A SigLIP-style tokenizer: lower-case BPE over metaspace words (``▁photo``), ``</s>`` appended,
+    no start token; characters never seen in `texts` become ``<unk>``. Deterministic (`learn_bpe`)."""
+    tokenizer = Tokenizer(BPE())
     tokenizer.normalizer = normalizers.Sequence(
         [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase(), normalizers.Strip()]
     )
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=[SIGLIP_PAD, SIGLIP_EOS, SIGLIP_UNK], show_progress=False)
-    tokenizer.train_from_iterator(list(texts), trainer=trainer)
-    eos = tokenizer.token_to_id(SIGLIP_EOS)
-    tokenizer.post_processor = processors.TemplateProcessing(
+    counts = _words(tokenizer, texts)
+    alphabet = sorted({ch for word in counts for ch in word})
+    words: Counter[tuple[str, ...]] = Counter({tuple(w): c for w, c in counts.items() if w})
+    vocab, merges = learn_bpe(words, [SIGLIP_PAD, SIGLIP_EOS, SIGLIP_UNK] + alphabet, vocab_size)
+    trained = Tokenizer(BPE(vocab={tok: i for i, tok in enumerate(vocab)}, merges=merges, unk_token=SIGLIP_UNK,
+                            fuse_unk=True))
+    trained.normalizer = tokenizer.normalizer
+    trained.pre_tokenizer = tokenizer.pre_tokenizer
+    trained.decoder = decoders.Metaspace()
+    trained.add_special_tokens([SIGLIP_PAD, SIGLIP_EOS, SIGLIP_UNK])
+    eos = trained.token_to_id(SIGLIP_EOS)
+    trained.post_processor = processors.TemplateProcessing(
         single=f"$A {SIGLIP_EOS}", pair=f"$A {SIGLIP_EOS} $B {SIGLIP_EOS}", special_tokens=[(SIGLIP_EOS, eos)]
     )
-    return tokenizer
+    return trained
 
 
 def make_siglip_checkpoint(
