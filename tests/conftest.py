@@ -1,0 +1,74 @@
+"""Session fixtures shared by the test files: tiny random checkpoints and their exported bundles.
+
+Each is built once per session under pytest's tmp_path_factory (a few seconds each on two cores).
+They need the export extra (torch, transformers, onnx); where it is missing the tests that use
+them are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ensure_export_package() -> None:
+    """`mmsearch_export` is the export/ folder (pyproject maps it); make it importable from a
+    checkout that was not pip-installed."""
+    try:
+        import mmsearch_export  # noqa: F401
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(
+            "mmsearch_export", ROOT / "export" / "__init__.py", submodule_search_locations=[str(ROOT / "export")]
+        )
+        if spec is None or spec.loader is None:
+            return
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mmsearch_export"] = module
+        spec.loader.exec_module(module)
+
+
+_ensure_export_package()
+
+
+def _need_export_extra() -> None:
+    for name in ("torch", "transformers", "onnx"):
+        pytest.importorskip(name, reason=f"the export step needs {name} (pip install mmsearch[export])")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight CLIPModel folder (32 px, hidden 32, embedding 16, context 77)."""
+    _need_export_extra()
+    from mmsearch_export.tiny import make_clip_checkpoint
+
+    return make_clip_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight SiglipModel folder (32 px, hidden 32, context 64, padding to max length)."""
+    _need_export_extra()
+    from mmsearch_export.tiny import make_siglip_checkpoint
+
+    return make_siglip_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-siglip")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_clip_checkpoint: Path) -> Path:
+    """The tiny CLIP exported and validated: fp32, fp16 and int8 (name "tiny-clip")."""
+    from mmsearch_export import export_bundle
+
+    return export_bundle(tiny_clip_checkpoint, tmp_path_factory.mktemp("bundles") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_siglip_checkpoint: Path) -> Path:
+    """The tiny SigLIP exported and validated: fp32, fp16 and int8 (name "tiny-siglip")."""
+    from mmsearch_export import export_bundle
+
+    return export_bundle(tiny_siglip_checkpoint, tmp_path_factory.mktemp("bundles") / "tiny-siglip")
