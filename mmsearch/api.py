@@ -17,18 +17,19 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import paths
 from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError
-from .encoder import ImageEncoder, TextEncoder
-from .ingest import IndexReport, ProgressFn, _Encoders, read_ann_stamp, run_index, write_ann_stamp
-from .preprocess import decode_image
 from .search import Filters, SearchResult, rank
-from .vectors import SavedVectors, VectorIndex, VectorIndexError
+from .vectors import SavedVectors, VectorIndex, VectorIndexError, read_ann_stamp, write_ann_stamp
+
+# A query imports only what it uses: the indexing pipeline (documents, Pillow, the scanner) and the
+# image side load with the first index run or image query (`python -X importtime` shows the cost).
+if TYPE_CHECKING:
+    from .encoder import ImageEncoder, TextEncoder
+    from .ingest import IndexReport, ProgressFn
 
 log = logging.getLogger("mmsearch")
 
@@ -109,6 +110,9 @@ class Index:
         self._vectors_generation = -1
         self._writing = False
         self._lock = threading.RLock()
+        # Each tower loads under its own lock, so a load overlaps the vector work under self._lock.
+        self._image_lock = threading.Lock()
+        self._text_lock = threading.Lock()
         self._image_encoder: ImageEncoder | None = None
         self._text_encoder: TextEncoder | None = None
         self._saved: tuple[tuple[int, int, int, int], SavedVectors] | None = None
@@ -159,14 +163,18 @@ class Index:
         return bundle
 
     def image_encoder(self) -> ImageEncoder:
-        with self._lock:
+        with self._image_lock:
             if self._image_encoder is None:
+                from .encoder import ImageEncoder
+
                 self._image_encoder = ImageEncoder(self.bundle, variant=self.variant, device=self.device)
             return self._image_encoder
 
     def text_encoder(self) -> TextEncoder:
-        with self._lock:
+        with self._text_lock:
             if self._text_encoder is None:
+                from .encoder import TextEncoder
+
                 self._text_encoder = TextEncoder(self.bundle, variant=self.variant, device=self.device)
             return self._text_encoder
 
@@ -214,6 +222,8 @@ class Index:
         if self.readonly:
             raise MmsearchError(f"{self.path}: opened read-only")
         from filelock import FileLock, Timeout
+
+        from .ingest import _Encoders, run_index
 
         lock = FileLock(str(self.path / LOCK_FILE))
         try:
@@ -306,8 +316,21 @@ class Index:
             raise MmsearchError("give a text or an image to search for (one of them)")
         filters = Filters(type=type, under=under, after=after, before=before)
         if text is not None:
-            vector = self.text_encoder().encode([text])[0] if mode != "keyword" else None
+            vector = None
+            if mode != "keyword":
+                loaded = self._text_encoder
+                if loaded is None:
+                    # A cold query: the text tower's session (the largest cost left) is created on
+                    # another thread (onnxruntime releases the GIL) while this one maps the vectors.
+                    encoder = _background(self.text_encoder)
+                    vectors = self._search_vectors()
+                    vector = encoder().encode([text])[0]
+                    return rank(self.catalog, vectors, query_vector=vector, query_text=text, k=k, filters=filters,
+                                mode=mode)
+                vector = loaded.encode([text])[0]
         else:
+            from .preprocess import decode_image
+
             try:
                 decoded = decode_image(os.fspath(image), self.bundle.image_spec)
             except Exception as e:
@@ -348,6 +371,29 @@ class Index:
             "last_run": self.catalog.last_run(),
             "errors": self.catalog.errors(),
         }
+
+
+def _background(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Start fn() on a thread; the returned callable waits for it and returns (or raises) its result."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append((True, fn()))
+        except BaseException as e:  # handed to the caller, raised there
+            out.append((False, e))
+
+    thread = threading.Thread(target=run, name="mmsearch-load", daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join()
+        ok, value = out[0]
+        if not ok:
+            raise value
+        return value
+
+    return result
 
 
 def parse_date(text: str | None) -> datetime | None:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 SCHEMA_VERSION = 2
 CATALOG_FILE = "catalog.db"
@@ -220,7 +219,9 @@ class Catalog:
         return sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False, timeout=30)
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> "sqlite_utils.Database":  # noqa: F821
+        import sqlite_utils  # imported here: a query never needs it (~50 ms of imports)
+
         return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:

@@ -171,41 +171,101 @@ def query(
     as_json: JsonOpt = False,
 ) -> None:
     """Search the index with words or a picture; prints rank, score, kind, path and a snippet."""
+    run_query(text=text, image=image, index_dir=index_dir, k=k, type_=type_, under=under, after=after, before=before,
+              mode=mode, model=model, device=device, variant=variant, as_json=as_json)
+
+
+def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, model, device, variant, as_json) -> None:
+    """The query command's body, shared by typer and the fast path in main(); it never imports typer."""
     from .api import Index, parse_date
     from .search import MODES, TYPES
 
     if (text is None) == (image is None):
-        _fail("give either TEXT or --image FILE (one of them)", 2)
+        _exit("give either TEXT or --image FILE (one of them)", 2)
     if type_ not in TYPES:
-        _fail(f"--type must be one of {', '.join(TYPES)}", 2)
+        _exit(f"--type must be one of {', '.join(TYPES)}", 2)
     if mode not in MODES:
-        _fail(f"--mode must be one of {', '.join(MODES)}", 2)
+        _exit(f"--mode must be one of {', '.join(MODES)}", 2)
     try:
         with Index(index_dir, model=model, device=device, variant=variant, readonly=True) as idx:
             hits = idx.search(text, image=image, k=k, type=type_, under=str(under) if under else None,
                               after=parse_date(after), before=parse_date(before), mode=mode)
     except _errors() as e:
-        _fail(str(e))
+        _exit(str(e))
     if as_json:
-        typer.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+        sys.stdout.write(json.dumps([h.to_dict() for h in hits], indent=2) + "\n")
         return
     _print_hits(hits)
 
 
-def _print_hits(hits) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _exit(message: str, code: int = 1) -> None:
+    sys.stderr.write(f"Error: {message}\n")
+    raise SystemExit(code)
 
+
+def _print_hits(hits) -> None:
+    """A plain aligned table (rich costs ~150 ms of imports, most of a cold query's budget)."""
     if not hits:
-        typer.echo("No results.")
+        sys.stdout.write("No results.\n")
         return
-    table = Table(box=None, show_header=True, header_style="bold")
-    for col in ("#", "score", "kind", "path", "snippet"):
-        table.add_column(col, overflow="fold")
+    rows = [("#", "score", "kind", "path", "snippet")]
     for h in hits:
         where = f"{h.path}" + (f" (p. {h.page})" if h.page else "")
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.kind, where, h.snippet or "")
-    Console().print(table)
+        rows.append((str(h.rank), f"{h.score:.3f}", h.kind, where, (h.snippet or "").replace("\n", " ")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join([*(r[i].rjust(widths[i]) if i < 2 else r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip()
+             for r in rows]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+_QUERY_VALUE_OPTIONS = {  # option -> run_query keyword, for the fast path (kept equal to query() above)
+    "--image": "image", "--index": "index_dir", "-k": "k", "--top": "k", "--type": "type_", "--under": "under",
+    "--after": "after", "--before": "before", "--mode": "mode", "--model": "model", "--device": "device",
+    "--variant": "variant",
+}
+
+
+def _parse_query_fast(args: list[str]) -> dict | None:
+    """`mmsearch query ...` parsed without typer (whose imports cost more than the query itself).
+    Anything unusual (--help, an unknown option, a bad value) returns None: typer then handles it,
+    with its usual messages."""
+    out: dict = dict(text=None, image=None, index_dir=None, k=10, type_="all", under=None, after=None, before=None,
+                     mode="hybrid", model=None, device="auto", variant=None, as_json=False)
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            positional += args[i + 1 :]
+            break
+        if a.startswith("-") and a != "-":
+            name, eq, value = a.partition("=")
+            if name == "--json" and not eq:
+                out["as_json"] = True
+            elif name in _QUERY_VALUE_OPTIONS:
+                if not eq:
+                    if i + 1 >= len(args):
+                        return None
+                    i += 1
+                    value = args[i]
+                out[_QUERY_VALUE_OPTIONS[name]] = value
+            else:
+                return None  # --help, -kN forms, unknown options: typer's job
+        else:
+            positional.append(a)
+        i += 1
+    if len(positional) > 1:
+        return None
+    if positional:
+        out["text"] = positional[0]
+    try:
+        out["k"] = int(out["k"])
+    except ValueError:
+        return None
+    for key in ("image", "index_dir", "under"):
+        if out[key] is not None:
+            out[key] = Path(out[key])
+    return out
 
 
 @app.command()
@@ -330,6 +390,11 @@ def doctor(as_json: JsonOpt = False) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["query"]:
+        parsed = _parse_query_fast(sys.argv[2:])
+        if parsed is not None:
+            run_query(**parsed)
+            return
     app()
 
 

@@ -26,7 +26,7 @@ from .catalog import Catalog, CatalogWriteError
 from .encoder import ImageEncoder, TextEncoder
 from .preprocess import DecodedImage, ImageDecodeError, ImageSpec, decode_image
 from .scanner import FoundFile, Plan, ScanProblem, hash_bytes, hash_file, kind_of, plan, walk
-from .vectors import VectorIndex
+from .vectors import VectorIndex, ann_stamp_path, read_ann_stamp, write_ann_stamp  # noqa: F401 (re-exported)
 
 log = logging.getLogger("mmsearch")
 
@@ -84,32 +84,6 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
-
-
-def ann_stamp_path(ann_path) -> str:
-    return f"{ann_path}.json"
-
-
-def write_ann_stamp(ann_path, generation: int) -> None:
-    """Record which catalog generation the saved ANN file reflects (atomically)."""
-    import json
-
-    tmp = f"{ann_stamp_path(ann_path)}.tmp-{os.getpid()}-{threading.get_ident()}"
-    with open(tmp, "w") as f:
-        json.dump({"generation": generation}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, ann_stamp_path(ann_path))
-
-
-def read_ann_stamp(ann_path) -> int | None:
-    import json
-
-    try:
-        with open(ann_stamp_path(ann_path)) as f:
-            return int(json.load(f)["generation"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def display(path: str) -> str:

@@ -115,8 +115,78 @@ def create_session(
         if cuda_listed() and not _CUDA_WARNED:
             _CUDA_WARNED.append(True)
             log.info("CUDA is not usable here (%s); running on the CPU", reason)
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return session, "cpu"
+    return _cpu_session(path, opts), "cpu"
+
+
+def _cpu_session(path: Path, opts: ort.SessionOptions) -> ort.InferenceSession:
+    """A CPU session, its graph optimisations done once: the optimised graph is cached (per model file,
+    onnxruntime version and CPU, as onnxruntime asks: ENABLE_ALL output holds CPU-specific layouts) and
+    later sessions load it with optimisation off. That takes about a fifth off session creation, most
+    of a cold query's model cost (benchmarks/query.py). Any cache trouble falls back to the plain load."""
+    cache = _optimized_cache_path(path, opts)
+    if cache is not None and cache.is_file():
+        fast = session_options(opts.intra_op_num_threads)
+        fast.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(cache), fast, providers=["CPUExecutionProvider"])
+        except Exception as e:  # a damaged or foreign cache file: drop it, optimise again
+            log.debug("%s: cached optimised graph unusable (%s)", cache, e)
+            with contextlib.suppress(OSError):
+                cache.unlink()
+    tmp = None
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+            opts.optimized_model_filepath = str(tmp)
+        except OSError:
+            tmp = None
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception:
+        if tmp is None:
+            raise
+        opts.optimized_model_filepath = ""  # e.g. the cache folder is not writable: load without saving
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        tmp = None
+    if tmp is not None:
+        try:
+            os.replace(tmp, cache)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return session
+
+
+def _optimized_cache_path(path: Path, opts: ort.SessionOptions) -> Path | None:
+    if os.environ.get("MMSEARCH_NO_ORT_CACHE") or opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    import hashlib
+
+    from .paths import home
+
+    key = "|".join(map(str, (os.path.abspath(path), st.st_size, st.st_mtime_ns, ort.__version__,
+                             int(opts.graph_optimization_level), _cpu_identity())))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return home() / "cache" / "ort" / f"{Path(path).stem}.{digest}.onnx"
+
+
+@lru_cache(maxsize=1)
+def _cpu_identity() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            wanted = [line.strip() for line in f if line.startswith(("model name", "flags"))][:2]
+        if wanted:
+            return ";".join(wanted)
+    except OSError:
+        pass
+    return f"{platform.machine()};{platform.processor()}"
 
 
 # Reasons CUDA failed in this process: once it has failed, later sessions skip the slow attempt.

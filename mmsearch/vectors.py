@@ -33,6 +33,35 @@ class VectorIndexError(Exception):
     """The index file is unreadable or does not match; rebuild it from the catalog."""
 
 
+# The stamp beside the ANN file records which catalog generation the saved file reflects.
+
+
+def ann_stamp_path(ann_path) -> str:
+    return f"{ann_path}.json"
+
+
+def write_ann_stamp(ann_path, generation: int) -> None:
+    """Record which catalog generation the saved ANN file reflects (atomically)."""
+    import json
+
+    tmp = f"{ann_stamp_path(ann_path)}.tmp-{os.getpid()}-{threading.get_ident()}"
+    with open(tmp, "w") as f:
+        json.dump({"generation": generation}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, ann_stamp_path(ann_path))
+
+
+def read_ann_stamp(ann_path) -> int | None:
+    import json
+
+    try:
+        with open(ann_stamp_path(ann_path)) as f:
+            return int(json.load(f)["generation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class VectorIndex:
     """hnswlib index (space='ip' on L2-normalised float32 vectors) whose labels are catalog item ids."""
 

@@ -90,3 +90,36 @@ def test_index_queries_scan_the_saved_file_when_it_is_current(tmp_path, tiny_cli
     with Index(tmp_path / "index", readonly=True) as idx:
         assert isinstance(idx._search_vectors(), VectorIndex)
         assert [h.path for h in idx.search(image=photos / "img0.jpg", k=3)] == [h.path for h in graph_hits]
+
+
+def test_query_fast_parser_matches_the_typer_command():
+    import typer
+
+    from mmsearch.cli import _QUERY_VALUE_OPTIONS, _parse_query_fast, app
+
+    click_query = typer.main.get_command(app).commands["query"]
+    options = {o for p in click_query.params for o in getattr(p, "opts", []) if o.startswith("-")}
+    assert options == set(_QUERY_VALUE_OPTIONS) | {"--json"}
+    parsed = _parse_query_fast(["red car", "--index", "/x", "-k", "3", "--json", "--type=image", "--under", "/p"])
+    assert parsed["text"] == "red car" and parsed["k"] == 3 and parsed["as_json"] and parsed["type_"] == "image"
+    assert parsed["index_dir"] == Path("/x") and parsed["under"] == Path("/p") and parsed["mode"] == "hybrid"
+    for odd in (["--help"], ["a", "-k", "x"], ["a", "b"], ["a", "--index"], ["a", "--nope"]):
+        assert _parse_query_fast(odd) is None  # typer's job
+
+
+def test_cpu_sessions_reuse_the_optimised_graph(tmp_path, tiny_clip_bundle, monkeypatch):
+    from mmsearch.bundle import load_bundle
+    from mmsearch.runtime import _optimized_cache_path, create_session, session_options
+
+    monkeypatch.setenv("MMSEARCH_HOME", str(tmp_path))
+    model = load_bundle(tiny_clip_bundle).tower_path("fp32", "image")
+    cache = _optimized_cache_path(model, session_options())
+    first, _ = create_session(model, "cpu")
+    assert cache.is_file()
+    second, _ = create_session(model, "cpu")
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    name = first.get_inputs()[0].name
+    assert np.allclose(first.run(None, {name: x})[0], second.run(None, {name: x})[0], atol=1e-5)
+    cache.write_bytes(b"not a model")  # damaged: dropped and rebuilt
+    third, _ = create_session(model, "cpu")
+    assert np.allclose(first.run(None, {name: x})[0], third.run(None, {name: x})[0], atol=1e-5)
