@@ -266,10 +266,12 @@ class _Chunker:
     def _boundaries(self, starts: np.ndarray, ends: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The kind of boundary before each new token, and whether it begins with whitespace."""
         previous_end = int(self.ends[-1]) if len(self.ends) else int(starts[0])
-        base = min(previous_end, int(starts[0]))
+        base = max(0, min(previous_end, int(starts[0])) - 2)  # two characters back, to see a sentence end
         codes = np.frombuffer(self.text[base:limit].encode("utf-32-le"), dtype="<u4").astype(np.int64)
-        space = _lookup(_SPACE, codes)
         n = len(codes)
+        if not n:  # only zero-width tokens at the very end: nothing to cut between
+            return np.zeros(len(starts), dtype=np.int64), np.zeros(len(starts), dtype=bool)
+        space = _lookup(_SPACE, codes)
         solid = np.flatnonzero(~space)
         # The gap before a token runs from the previous token's end to the first non-space at or after its
         # start (byte-level tokens carry their leading space with them).

@@ -65,7 +65,9 @@ def read_ann_stamp(ann_path) -> int | None:
 class VectorIndex:
     """hnswlib index (space='ip' on L2-normalised float32 vectors) whose labels are catalog item ids."""
 
-    def __init__(self, path: Path, dim: int, *, M: int = 16, ef_construction: int = 200, ef_search: int = 100):
+    # Defaults from benchmarks/ann.py (200 gaussian clusters, dim 512): recall@10 0.988 at 1M vectors with
+    # p50 1.0 ms on one core; M=16 needs a far larger ef for that, M=24 costs 3% more memory than it.
+    def __init__(self, path: Path, dim: int, *, M: int = 24, ef_construction: int = 200, ef_search: int = 250):
         self.path = Path(path)
         self.dim = dim
         self.ef_search = ef_search

@@ -234,7 +234,11 @@ def test_long_text_gives_overlapping_chunks_within_the_limit(name: str, max_toke
         assert not any(overlaps)
 
 
-def test_chunks_prefer_to_end_at_sentences():
+@pytest.mark.parametrize("piece_chars", [4096, 50])
+def test_chunks_prefer_to_end_at_sentences(piece_chars: int, monkeypatch: pytest.MonkeyPatch):
+    # With 50-character pieces in 100-character batches, sentence ends fall on batch joins too.
+    monkeypatch.setattr("mmsearch.documents._PIECE_CHARS", piece_chars)
+    monkeypatch.setattr("mmsearch.documents._BATCH_CHARS", 2 * piece_chars)
     sentence = "The quick brown fox jumps over the lazy dog. "
     page = Page(None, sentence * 30)
     chunks = chunk_pages([page], TOKENIZERS["clip-like"], max_tokens=40, overlap_tokens=0)

@@ -147,6 +147,19 @@ def test_open_missing_file_is_empty(path: Path):
     assert len(VectorIndex.open(path, DIM)) == 0
 
 
+def test_empty_and_all_deleted_indexes_round_trip(path: Path):
+    VectorIndex(path, DIM).save()
+    assert len(VectorIndex.open(path, DIM)) == 0
+    index = VectorIndex(path, DIM)
+    index.add(np.array([5]), unit(1))
+    index.remove([5])
+    index.save()
+    again = VectorIndex.open(path, DIM)
+    assert len(again) == 0 and again.search(unit(1)[0], 3) == []
+    again.add(np.array([6]), unit(1, seed=2))
+    assert again.ids() == {6}
+
+
 def test_save_is_atomic_and_leaves_no_temporary_files(path: Path):
     index = VectorIndex(path, DIM)
     index.add(np.arange(10), unit(10))
