@@ -30,13 +30,16 @@ def choose_variant(bundle: Bundle, device: str, variant: str | None = None) -> s
 
 
 class _Tower:
-    def __init__(self, bundle: Bundle, tower: str, variant: str | None, device: str, threads: int | None):
+    def __init__(self, bundle: Bundle, tower: str, variant: str | None, device: str, threads: int | None,
+                 spinning: bool = True):
         # The variant follows the device: fp16 only where a CUDA session is really had.
         wanted = variant or choose_variant(bundle, expected_device(device))
-        self.session, self.device = create_session(bundle.tower_path(wanted, tower), device, threads=threads)
+        self.session, self.device = create_session(bundle.tower_path(wanted, tower), device, threads=threads,
+                                                   spinning=spinning)
         if variant is None and self.device == "cpu" and wanted == "fp16":
             wanted = choose_variant(bundle, "cpu")
-            self.session, self.device = create_session(bundle.tower_path(wanted, tower), "cpu", threads=threads)
+            self.session, self.device = create_session(bundle.tower_path(wanted, tower), "cpu", threads=threads,
+                                                       spinning=spinning)
         self.variant = wanted
         self.output = self.session.get_outputs()[0].name
 
@@ -58,7 +61,8 @@ class ImageEncoder:
     def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None):
         self.bundle = bundle
         self.spec = bundle.image_spec
-        self._tower = _Tower(bundle, "image", variant, device, threads)
+        # No busy-waiting between ops: during an index run the decode threads share these cores.
+        self._tower = _Tower(bundle, "image", variant, device, threads, spinning=False)
         self._input = self.spec.input
 
     @property

@@ -68,12 +68,19 @@ def _cpu_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
+def session_options(threads: int | None = None, *, spinning: bool = True) -> ort.SessionOptions:
+    """spinning=False: onnxruntime's worker threads sleep between ops instead of busy-waiting. The
+    image tower runs that way during an index run, where decode threads need the same cores
+    (benchmarks/ingest.py: 2 cores, 4000x3000 JPEGs, 10.4-12.0 images/s without spinning vs 8.6-8.9 with)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or _cpu_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only: a failed CUDA load is reported by us, once
+    spin = os.environ.get("MMSEARCH_ORT_SPIN")  # benchmark knob, overrides the caller
+    if spin is not None:
+        spinning = spin == "1"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return opts
 
 
@@ -85,7 +92,7 @@ def expected_device(device: str) -> str:
 
 
 def create_session(
-    path: Path, device: str = "auto", *, threads: int | None = None
+    path: Path, device: str = "auto", *, threads: int | None = None, spinning: bool = True
 ) -> tuple[ort.InferenceSession, str]:
     """Open one ONNX graph; returns the session and the device it really runs on ("cuda"/"cpu").
 
@@ -94,7 +101,7 @@ def create_session(
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    opts = session_options(threads)
+    opts = session_options(threads, spinning=spinning)
     if device in ("auto", "cuda"):
         reason = _CUDA_FAILURE[0] if _CUDA_FAILURE else _no_gpu_reason()
         if reason is None:
@@ -115,17 +122,17 @@ def create_session(
         if cuda_listed() and not _CUDA_WARNED:
             _CUDA_WARNED.append(True)
             log.info("CUDA is not usable here (%s); running on the CPU", reason)
-    return _cpu_session(path, opts), "cpu"
+    return _cpu_session(path, opts, spinning), "cpu"
 
 
-def _cpu_session(path: Path, opts: ort.SessionOptions) -> ort.InferenceSession:
+def _cpu_session(path: Path, opts: ort.SessionOptions, spinning: bool = True) -> ort.InferenceSession:
     """A CPU session, its graph optimisations done once: the optimised graph is cached (per model file,
     onnxruntime version and CPU, as onnxruntime asks: ENABLE_ALL output holds CPU-specific layouts) and
     later sessions load it with optimisation off. That takes about a fifth off session creation, most
     of a cold query's model cost (benchmarks/query.py). Any cache trouble falls back to the plain load."""
     cache = _optimized_cache_path(path, opts)
     if cache is not None and cache.is_file():
-        fast = session_options(opts.intra_op_num_threads)
+        fast = session_options(opts.intra_op_num_threads, spinning=spinning)
         fast.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             return ort.InferenceSession(str(cache), fast, providers=["CPUExecutionProvider"])
