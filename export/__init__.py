@@ -186,7 +186,8 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
         if "int8" in variants:
             say(f"quantizing {tower} tower to int8")
             path = dst / f"{tower}.int8.onnx"
-            files["int8"][tower], fused["int8"][tower] = path, to_onnx.to_int8(fp32, path)
+            source = fp32 if to_onnx.INT8_OPTIONS.get("from_fused") else raw
+            files["int8"][tower], fused["int8"][tower] = path, to_onnx.to_int8(source, path)
         raw.unlink()
     shutil.rmtree(scratch)
     del towers, image_tower, text_tower
@@ -217,6 +218,14 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
             "fused": fused[variant],
             "validation": figures,
         }
+        if variant == "int8":
+            options = {k: v for k, v in to_onnx.INT8_OPTIONS.items() if k != "from_fused"}
+            variant_entries[variant]["quantization"] = {
+                "method": "onnxruntime.quantization.quantize_dynamic",
+                "weight_type": "QInt8",
+                "quantized_from": "fused graph" if to_onnx.INT8_OPTIONS.get("from_fused") else "plain export",
+                **options,
+            }
 
     manifest = mf.build_manifest(
         name=bundle_name,
