@@ -51,7 +51,7 @@ def baseline_worker(folder: str, ckpt: str, device: str, batch: int) -> None:
         processor = CLIPImageProcessorPil.from_pretrained(ckpt)
     torch.set_grad_enabled(False)
     dtype = torch.float16 if device == "cuda" else torch.float32
-    model = CLIPModel.from_pretrained(ckpt, torch_dtype=dtype).eval().to(device)
+    model = CLIPModel.from_pretrained(ckpt, dtype=dtype).eval().to(device)
     paths = sorted(str(p) for p in Path(folder).glob("*.jpg"))
     load_s = time.perf_counter() - t0
     t = time.perf_counter()
