@@ -1,0 +1,1 @@
+"""Runnable benchmarks, one module per question: ``python -m benchmarks.<name> --help``."""
