@@ -176,7 +176,9 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
                                    t["axes"])
         cfg = t["config"]
         fp32 = dst / f"{tower}.fp32.onnx"
-        counts = to_onnx.optimize(raw, fp32, num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size)
+        model_type = "bert" if (ckpt.family, tower) == ("chinese_clip", "text") else "clip"
+        counts = to_onnx.optimize(raw, fp32, num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size,
+                                  model_type=model_type)
         files["fp32"][tower], fused["fp32"][tower] = fp32, counts
         say(f"fused {tower} tower: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         if "fp16" in variants:
@@ -205,12 +207,7 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
         say(
             f"validated {variant} on {figures['device']}: min cosine image {figures['image_min_cosine']:.6f}, "
             f"text {figures['text_min_cosine']:.6f} (bar {figures['min_cosine_bar']})"
-            + (
-                f", top-1 agreement {figures['top1_agreement_decided']:.1%} of {figures['top1_decided_texts']} "
-                f"decided captions ({figures['top1_agreement']:.1%} of all {figures['top1_texts']})"
-                if "top1_agreement" in figures
-                else ""
-            )
+            + _top1_words(figures)
         )
         variant_entries[variant] = {
             "image": mf.file_entry(files[variant]["image"]),
@@ -240,6 +237,16 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
     )
     manifest["export_seconds"] = round(time.perf_counter() - t0, 1)
     mf.write_manifest(dst, manifest)
+
+
+def _top1_words(figures: dict[str, Any]) -> str:
+    if "top1_agreement" not in figures:
+        return ""
+    plain = f"{figures['top1_agreement']:.1%} of all {figures['top1_texts']}"
+    if not figures["top1_decided_texts"]:
+        return f", top-1 agreement {plain} (PyTorch decides none of the captions: a random-weight model?)"
+    return (f", top-1 agreement {figures['top1_agreement_decided']:.1%} of {figures['top1_decided_texts']} "
+            f"decided captions ({plain})")
 
 
 def _save_tokenizer(ckpt: Any, path: Path) -> None:

@@ -8,6 +8,8 @@ the `tokenizers` library and the weights are random. Each builder writes a folde
 Presets:
 
 - ``"tiny"``: 32 px images, patch 8, hidden 32, 2 layers, 2 heads, embedding 16 (seconds to export).
+- ``make_chinese_clip_checkpoint``: the same "tiny" towers as a ChineseCLIPModel (BERT text tower,
+  a word-level WordPiece vocabulary with single characters, CJK ones included, as fallback).
 - ``"vit-b-32"`` (CLIP only): the exact ViT-B/32 CLIP architecture (vision 768/12 layers/12 heads,
   patch 32, 224 px; text 512/12/8, projection 512, vocabulary 49408, context 77). Its tokenizer is
   a small trained BPE; the embedding table still has 49408 rows, so the cost is the real one.
@@ -324,3 +326,47 @@ def make_siglip_checkpoint(
     image_processor.save_pretrained(out)
     return out
 
+
+
+def make_chinese_clip_checkpoint(
+    out: Path, *, preset: str = "tiny", texts: Sequence[str] | None = None, seed: int = 0
+) -> Path:
+    """Write a random-weight ChineseCLIPModel checkpoint (BERT text tower) to `out`."""
+    import torch
+    from transformers import BertTokenizer, ChineseCLIPConfig, ChineseCLIPModel
+
+    from transformers import ChineseCLIPImageProcessorPil as ChineseCLIPImageProcessor
+
+    if preset != "tiny":
+        raise ValueError(f"unknown Chinese-CLIP preset {preset!r} (have tiny)")
+    p = _CLIP_PRESETS["tiny"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = list(texts if texts is not None else sample_texts(seed=seed))
+    probe = Tokenizer(BPE())
+    probe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    probe.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = _words(probe, corpus)
+    chars = sorted({ch for word in words for ch in word} | set("一张猫狗的照片在公园里红色蓝色"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+    vocab += chars + ["##" + ch for ch in chars]
+    vocab = list(dict.fromkeys(vocab))
+    context = 52  # Chinese-CLIP's own context length
+    tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)}, model_max_length=context)
+    config = ChineseCLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=p["text"]["hidden_size"],
+                         intermediate_size=p["text"]["intermediate_size"],
+                         num_hidden_layers=p["text"]["num_hidden_layers"],
+                         num_attention_heads=p["text"]["num_attention_heads"], max_position_embeddings=64,
+                         pad_token_id=0),
+        vision_config=dict(p["vision"]),
+        projection_dim=p["projection_dim"],
+    )
+    torch.manual_seed(seed)
+    model = ChineseCLIPModel(config).eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    size = p["vision"]["image_size"]
+    ChineseCLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(out)
+    return out

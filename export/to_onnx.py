@@ -33,6 +33,7 @@ FUSED_OPS = (
     "QAttention",
     "SkipLayerNormalization",
     "LayerNormalization",
+    "EmbedLayerNormalization",
     "QuickGelu",
     "Gelu",
     "FastGelu",
@@ -100,13 +101,16 @@ def export_tower(
     return path
 
 
-def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
-    """Fuse attention / layer norm / gelu with onnxruntime's transformer optimizer; returns op counts."""
+def optimize(src: Path, dst: Path, *, num_heads: int, hidden_size: int, model_type: str = "clip") -> dict[str, int]:
+    """Fuse attention / layer norm / gelu with onnxruntime's transformer optimizer; returns op counts.
+
+    model_type "clip" for CLIP/SigLIP encoders (pre-norm ViT/text transformers), "bert" for
+    Chinese-CLIP's BERT text tower."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     with _quiet():
         model = optimize_model(
-            str(src), model_type="clip", num_heads=num_heads, hidden_size=hidden_size, opt_level=0
+            str(src), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size, opt_level=0
         )
         model.save_model_to_file(str(dst))
     return op_counts(dst)

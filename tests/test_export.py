@@ -246,6 +246,32 @@ def test_tokenizer_json_adds_special_tokens(family: str, request: pytest.Fixture
     assert raw["post_processor"] is not None
 
 
+def test_chinese_clip_exports_with_an_attention_mask(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, ChineseCLIPModel
+
+    from mmsearch_export.tiny import make_chinese_clip_checkpoint
+
+    checkpoint = make_chinese_clip_checkpoint(tmp_path / "tiny-cn-clip")
+    bundle = export_bundle(checkpoint, tmp_path / "bundle", variants=("fp32", "int8"))
+    m = _manifest(bundle)
+    assert m["family"] == "chinese_clip"
+    assert m["text"]["inputs"] == ["input_ids", "attention_mask"]
+    assert m["text"]["padding"] == "longest" and m["text"]["context_length"] == 52 and m["text"]["pad_id"] == 0
+    assert m["variants"]["fp32"]["fused"]["text"]["Attention"] == 2  # BERT attention, fused as model_type bert
+    model = ChineseCLIPModel.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    texts = ["一张猫的照片", "a photo of a red cat in the park", "狗"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        ref = torch.nn.functional.normalize(
+            _features(model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])), dim=-1
+        ).numpy()
+    session = _session(bundle / "text.fp32.onnx")
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    out = session.run(None, {"input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()})[0]
+    assert _cos(out, ref).min() > 0.99999
+
+
 # -- the runtime's reader ---------------------------------------------------------------------------
 
 
