@@ -81,13 +81,19 @@ def rank(
     """The k best files for a query vector (and/or its words), best first."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
-    allowed = _allowed_items(catalog, filters)
     want = k * 4 + (1 if exclude_item else 0)  # documents have several chunks: ask for more, group after
-    vector_hits: list[tuple[int, float]] = []
-    if query_vector is not None and mode != "keyword":
-        vector_hits = _vector_candidates(catalog, vectors, query_vector, want, allowed, filters)
-        if exclude_item is not None:
-            vector_hits = [h for h in vector_hits if h[0] != exclude_item]
+    use_vectors = query_vector is not None and mode != "keyword"
+    allowed: set[int] | None = None
+    vector_hits: list[tuple[int, float]] | None = None
+    if use_vectors and isinstance(vectors, SavedVectors) and filters.type != "all" and not filters.narrows:
+        # A kind filter over an exact scan: rank everything, keep that kind among the best, instead of
+        # reading every item id of the kind first (~60 ms on 100k items). A rare kind falls through.
+        vector_hits = _kind_candidates(catalog, vectors, query_vector, want, filters.type)
+    if vector_hits is None:
+        allowed = _allowed_items(catalog, filters)
+        vector_hits = _vector_candidates(catalog, vectors, query_vector, want, allowed, filters) if use_vectors else []
+    if exclude_item is not None:
+        vector_hits = [h for h in vector_hits if h[0] != exclude_item]
     keyword_hits: list[tuple[int, float]] = []
     if query_text and mode != "vector" and filters.type != "image":
         keyword_hits = catalog.keyword_search(query_text, want * 2)
@@ -114,6 +120,20 @@ def rank(
             page=row.page, item_id=item_id, width=row.width, height=row.height, taken_at=row.taken_at,
         ))
     return results
+
+
+def _kind_candidates(catalog: Catalog, vectors: SavedVectors, query_vector, want: int,
+                     kind: str) -> list[tuple[int, float]] | None:
+    """The best `want` items of one kind from an exact scan, or None when the kind is too rare for
+    the first few hundred hits to hold them (the caller then filters by id)."""
+    q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    pool = want * 16
+    hits = vectors.search(q, pool)
+    rows = catalog.items([i for i, _ in hits])
+    kept = [h for h in hits if h[0] in rows and rows[h[0]].kind == kind]
+    if len(kept) >= want or len(hits) < pool:
+        return kept[:want]
+    return None
 
 
 def _allowed_items(catalog: Catalog, filters: Filters) -> set[int] | None:

@@ -123,3 +123,20 @@ def test_cpu_sessions_reuse_the_optimised_graph(tmp_path, tiny_clip_bundle, monk
     cache.write_bytes(b"not a model")  # damaged: dropped and rebuilt
     third, _ = create_session(model, "cpu")
     assert np.allclose(first.run(None, {name: x})[0], third.run(None, {name: x})[0], atol=1e-5)
+
+
+def test_kind_filters_over_the_scan(tmp_path, tiny_clip_bundle):
+    from engine_helpers import DOCS, make_collection
+
+    from mmsearch import Index
+
+    photos = tmp_path / "photos"
+    make_collection(photos)
+    with Index(tmp_path / "index", model=tiny_clip_bundle) as idx:
+        idx.index([photos])
+    with Index(tmp_path / "index", readonly=True) as idx:
+        docs = idx.search("a garden with roses", k=10, type="document", mode="vector")
+        assert isinstance(idx._search_vectors(), SavedVectors)
+        assert len(docs) == len(DOCS) and {h.kind for h in docs} == {"document"}
+        images = idx.search("a garden with roses", k=3, type="image")
+        assert len(images) == 3 and {h.kind for h in images} == {"image"}
