@@ -102,7 +102,9 @@ def _first_line(e: Exception) -> str:
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    # x / ||x||, written out so it exports as plain ReduceL2 + Div (no epsilon clamp to fold)
+    """x / ||x||, first scaled by its largest component so that the sum of squares stays within
+    float16's range in the fp16 variant (it overflows 65504 once ||x|| passes 256)."""
+    x = x / x.abs().amax(dim=-1, keepdim=True)
     return x / torch.linalg.vector_norm(x, ord=2, dim=-1, keepdim=True)
 
 

@@ -373,6 +373,26 @@ def test_a_broken_tower_fails_the_gate(tiny_clip_checkpoint: Path, tmp_path: Pat
     assert not out.exists() and not _leftovers(tmp_path, "out")
 
 
+def test_fp16_survives_large_embeddings(tiny_clip_checkpoint: Path, tmp_path: Path) -> None:
+    """Unnormalised embeddings with a norm far past 256 would overflow a float16 sum of squares.
+
+    On the CPU provider the fp16 graph's reductions may run in float32 anyway; the gate runs fp16
+    on the CUDA provider where it works, and there this is the case that breaks."""
+    from transformers import CLIPModel
+
+    model = CLIPModel.from_pretrained(tiny_clip_checkpoint)
+    with torch.no_grad():
+        model.visual_projection.weight.mul_(2000.0)
+        model.text_projection.weight.mul_(2000.0)
+    big = tmp_path / "big"
+    model.save_pretrained(big)
+    for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"):
+        shutil.copy(tiny_clip_checkpoint / name, big / name)
+    bundle = export_bundle(big, tmp_path / "bundle", variants=("fp32", "fp16"))
+    v = _manifest(bundle)["variants"]["fp16"]["validation"]
+    assert v["image_min_cosine"] >= 0.999 and v["text_min_cosine"] >= 0.999
+
+
 def test_existing_output_is_refused_unless_overwrite(tiny_clip_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
