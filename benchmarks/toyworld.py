@@ -66,7 +66,7 @@ _COLOUR_HSV = {
     "black": ((0.0, 1.0), (0.0, 0.25), (0.0, 0.12)),
 }
 # Radius of an object, as a fraction of the centred square's side.
-_RADIUS = {"small": (0.068, 0.082), "large": (0.128, 0.142)}
+_RADIUS = {"small": (0.080, 0.092), "large": (0.135, 0.148)}
 
 # How a caption says where things are; the matching rules in `_position_holds` / `_relation_holds`
 # leave a margin, so every generated layout is unambiguous.
@@ -147,7 +147,7 @@ def sample_scene(rng: random.Random, count: int | None = None, layout: str | Non
         across = (rng.uniform(0.40, 0.60), rng.uniform(0.40, 0.60))
         along = (a, b)
     else:
-        along = tuple(c + rng.uniform(-0.025, 0.025) for c in (0.18, 0.50, 0.82))
+        along = tuple(c + rng.uniform(-0.012, 0.012) for c in (0.17, 0.50, 0.83))
         across = tuple(rng.uniform(0.42, 0.58) for _ in range(3))
     objects = []
     for p, q in zip(along, across):
@@ -180,6 +180,8 @@ def caption(scene: dict[str, Any], rng: random.Random, *, omit: float = 0.25, pr
     """A caption of `scene` and its claims: what it names (objects in the caption's order, each
     with shape, colour and size or None, and the position, relation or order, or None)."""
     objs = scene["objects"]
+    if scene["kind"] == "row":  # listed in the order they stand
+        objs = sorted(objs, key=lambda o: o["u"] if scene["axis"] == "horizontal" else o["v"])
     if scene["kind"] == "pair" and rng.random() < 0.5:
         objs = [objs[1], objs[0]]
     sized = [rng.random() >= omit for _ in objs]
