@@ -22,14 +22,15 @@ def picture(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
     return Image.fromarray(small, "RGB").resize(size, Image.Resampling.NEAREST)
 
 
-def make_collection(root: Path, n_images: int = 6, docs: dict[str, str] | None = None) -> list[Path]:
+def make_collection(root: Path, n_images: int = 6, docs: dict[str, str] | None = None, first_seed: int = 0) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n_images):
         fmt = ["jpg", "png", "webp"][i % 3]
         p = root / ("sub" if i % 2 else "") / f"img{i}.{fmt}"
         p.parent.mkdir(parents=True, exist_ok=True)
-        picture(i).save(p, quality=95) if fmt == "jpg" else picture(i).save(p)
+        img = picture(first_seed + i)
+        img.save(p, quality=95) if fmt == "jpg" else img.save(p)
         paths.append(p)
     for name, text in (DOCS if docs is None else docs).items():
         p = root / "docs" / name
