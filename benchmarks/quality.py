@@ -125,7 +125,7 @@ def evaluate_variant(world: Path, judge: Judge, model: Path, variant: str, work:
     mismatches: list[str] = []
     t1 = time.monotonic()
     api_index = None
-    if n_cli < len(rows) or n_cli:
+    if not all_cli:
         from mmsearch.api import Index
 
         api_index = Index(index_dir, model=model, device="cpu", variant=variant, readonly=True)
