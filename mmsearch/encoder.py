@@ -55,7 +55,21 @@ class _Tower:
         return self.session.run([self.output], feeds)[0]
 
 
-class ImageEncoder:
+class _Encoder:
+    """What both towers tell about themselves: the device and variant their session really got."""
+
+    _tower: _Tower
+
+    @property
+    def device(self) -> str:
+        return self._tower.device
+
+    @property
+    def variant(self) -> str:
+        return self._tower.variant
+
+
+class ImageEncoder(_Encoder):
     """pixel batches [N,3,H,W] float32 -> L2-normalised embeddings [N,D] float32."""
 
     def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None):
@@ -65,14 +79,6 @@ class ImageEncoder:
         self._tower = _Tower(bundle, "image", variant, device, threads, spinning=False)
         self._input = self.spec.input
 
-    @property
-    def device(self) -> str:
-        return self._tower.device
-
-    @property
-    def variant(self) -> str:
-        return self._tower.variant
-
     def encode(self, pixels: np.ndarray) -> np.ndarray:
         if pixels.ndim == 3:
             pixels = pixels[None]
@@ -80,7 +86,7 @@ class ImageEncoder:
         return out.astype(np.float32, copy=False)
 
 
-class TextEncoder:
+class TextEncoder(_Encoder):
     """strings -> L2-normalised embeddings [N,D] float32, tokenized as the manifest says."""
 
     def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None):
@@ -88,14 +94,6 @@ class TextEncoder:
         self.spec = bundle.text_spec
         self.tokenizer = load_tokenizer(bundle)
         self._tower = _Tower(bundle, "text", variant, device, threads)
-
-    @property
-    def device(self) -> str:
-        return self._tower.device
-
-    @property
-    def variant(self) -> str:
-        return self._tower.variant
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(list(texts))

@@ -276,6 +276,17 @@ def _apply_moves_and_deletes(catalog: Catalog, vectors: VectorIndex, p: Plan, ro
     report.removed += len(p.missing)
 
 
+def _apply_to_ann(vectors: VectorIndex, removed: list[int], ids: list[int], vecs: np.ndarray | None,
+                  report: IndexReport, saver: "_Saver") -> None:
+    """After a batch's catalog commit: the ANN index follows (the catalog restores it after a crash)."""
+    _test_point("ann", sleep=False)
+    vectors.remove(removed)
+    if ids:
+        vectors.add(np.asarray(ids, np.int64), vecs)
+        report.encoded_items += len(ids)
+    saver.changed()
+
+
 class _Saver:
     """Saves the ANN file atomically, at most every SAVE_EVERY_S seconds, and once at the end."""
 
@@ -456,12 +467,7 @@ def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, 
                 report.added += 1
             else:
                 report.updated += 1
-    _test_point("ann", sleep=False)
-    vectors.remove(removed)
-    if new_ids:
-        vectors.add(np.asarray(new_ids, np.int64), np.stack(new_vecs))
-        report.encoded_items += len(new_ids)
-    saver.changed()
+    _apply_to_ann(vectors, removed, new_ids, np.stack(new_vecs) if new_vecs else None, report, saver)
 
 
 _MEDIA_TYPES = {
@@ -579,9 +585,4 @@ def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, saver,
                 report.added += 1
             else:
                 report.updated += 1
-    _test_point("ann", sleep=False)
-    vectors.remove(gone)
-    if ids:
-        vectors.add(np.asarray(ids, np.int64), embeds)
-        report.encoded_items += len(ids)
-    saver.changed()
+    _apply_to_ann(vectors, gone, ids, embeds, report, saver)
