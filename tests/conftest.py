@@ -35,6 +35,21 @@ def _ensure_export_package() -> None:
 _ensure_export_package()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_home(tmp_path_factory: pytest.TempPathFactory):
+    """Every test (and every `mmsearch` subprocess it starts) uses a throwaway MMSEARCH_HOME, so the
+    suite never writes models, indexes or the optimised-graph cache into the user's own."""
+    import os
+
+    old = os.environ.get("MMSEARCH_HOME")
+    os.environ["MMSEARCH_HOME"] = str(tmp_path_factory.mktemp("mmsearch-home"))
+    yield
+    if old is None:
+        os.environ.pop("MMSEARCH_HOME", None)
+    else:
+        os.environ["MMSEARCH_HOME"] = old
+
+
 def _need_export_extra() -> None:
     for name in ("torch", "transformers", "onnx"):
         pytest.importorskip(name, reason=f"the export step needs {name} (pip install mmsearch[export])")

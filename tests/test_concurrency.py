@@ -38,7 +38,8 @@ def photos(tmp_path) -> Path:
 def test_queries_from_other_processes_never_fail_and_see_a_consistent_state(tmp_path, photos, bundle):  # noqa: F811
     index = tmp_path / "index"
     seed = tmp_path / "seed"  # a first small run, so the index exists before the big one starts
-    make_collection(seed, n_images=2, docs={})
+    # Seeds unlike every picture in photos/: the query's own file must be its unambiguous top hit.
+    make_collection(seed, n_images=2, docs={}, first_seed=10_000)
     assert subprocess.run(index_cmd(seed, index, bundle), env=env(), capture_output=True).returncode == 0
     writer = subprocess.Popen(index_cmd(photos, index, bundle), env=env(**SLOW), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
