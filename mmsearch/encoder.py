@@ -31,15 +31,15 @@ def choose_variant(bundle: Bundle, device: str, variant: str | None = None) -> s
 
 class _Tower:
     def __init__(self, bundle: Bundle, tower: str, variant: str | None, device: str, threads: int | None,
-                 spinning: bool = True):
+                 spinning: bool = True, prepack: bool = True):
         # The variant follows the device: fp16 only where a CUDA session is really had.
         wanted = variant or choose_variant(bundle, expected_device(device))
         self.session, self.device = create_session(bundle.tower_path(wanted, tower), device, threads=threads,
-                                                   spinning=spinning)
+                                                   spinning=spinning, prepack=prepack)
         if variant is None and self.device == "cpu" and wanted == "fp16":
             wanted = choose_variant(bundle, "cpu")
             self.session, self.device = create_session(bundle.tower_path(wanted, tower), "cpu", threads=threads,
-                                                       spinning=spinning)
+                                                       spinning=spinning, prepack=prepack)
         self.variant = wanted
         self.output = self.session.get_outputs()[0].name
 
@@ -87,13 +87,16 @@ class ImageEncoder(_Encoder):
 
 
 class TextEncoder(_Encoder):
-    """strings -> L2-normalised embeddings [N,D] float32, tokenized as the manifest says."""
+    """strings -> L2-normalised embeddings [N,D] float32, tokenized as the manifest says.
 
-    def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None):
+    prepack=False opens faster and encodes a little slower (runtime.session_options): for query-only use."""
+
+    def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None,
+                 prepack: bool = True):
         self.bundle = bundle
         self.spec = bundle.text_spec
         self.tokenizer = load_tokenizer(bundle)
-        self._tower = _Tower(bundle, "text", variant, device, threads)
+        self._tower = _Tower(bundle, "text", variant, device, threads, prepack=prepack)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(list(texts))

@@ -95,34 +95,97 @@ def test_index_queries_scan_the_saved_file_when_it_is_current(tmp_path, tiny_cli
 def test_query_fast_parser_matches_the_typer_command():
     import typer
 
-    from mmsearch.cli import _QUERY_VALUE_OPTIONS, _parse_query_fast, app
+    from mmsearch.cli import app
+    from mmsearch.cli_query import QUERY_VALUE_OPTIONS, parse_query_args
 
     click_query = typer.main.get_command(app).commands["query"]
     options = {o for p in click_query.params for o in getattr(p, "opts", []) if o.startswith("-")}
-    assert options == set(_QUERY_VALUE_OPTIONS) | {"--json"}
-    parsed = _parse_query_fast(["red car", "--index", "/x", "-k", "3", "--json", "--type=image", "--under", "/p"])
+    assert options == set(QUERY_VALUE_OPTIONS) | {"--json"}
+    parsed = parse_query_args(["red car", "--index", "/x", "-k", "3", "--json", "--type=image", "--under", "/p"])
     assert parsed["text"] == "red car" and parsed["k"] == 3 and parsed["as_json"] and parsed["type_"] == "image"
     assert parsed["index_dir"] == Path("/x") and parsed["under"] == Path("/p") and parsed["mode"] == "hybrid"
     for odd in (["--help"], ["a", "-k", "x"], ["a", "b"], ["a", "--index"], ["a", "--nope"]):
-        assert _parse_query_fast(odd) is None  # typer's job
+        assert parse_query_args(odd) is None  # typer's job
+
+
+def test_a_plain_query_line_loads_no_cli_framework(tmp_path, tiny_clip_bundle):
+    """`mmsearch query "..."` is answered without typer, click or rich (a fifth of a cold query's
+    budget), and gives the same hits as the typer command."""
+    import json
+    import subprocess
+    import sys
+
+    from engine_helpers import make_collection
+
+    from mmsearch import Index
+
+    photos = tmp_path / "photos"
+    make_collection(photos)
+    with Index(tmp_path / "index", model=tiny_clip_bundle) as idx:
+        idx.index([photos])
+    args = ["query", "a garden with roses", "--index", str(tmp_path / "index"), "-k", "3", "--json"]
+    code = (
+        "import sys, json; sys.argv = ['mmsearch', *json.loads(sys.argv[1])]\n"
+        "from mmsearch.__main__ import main\n"
+        "main()\n"
+        "heavy = [m for m in ('typer', 'click', 'rich', 'torch') if m in sys.modules]\n"
+        "sys.stderr.write('LOADED ' + json.dumps(heavy))"
+    )
+    fast = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
+    assert fast.returncode == 0, fast.stderr
+    assert fast.stderr.strip().endswith("LOADED []")
+    via_typer = subprocess.run([sys.executable, "-m", "mmsearch.cli", *args], capture_output=True, text=True)
+    assert via_typer.returncode == 0, via_typer.stderr
+    assert len(json.loads(fast.stdout)) == 3 and json.loads(fast.stdout) == json.loads(via_typer.stdout)
 
 
 def test_cpu_sessions_reuse_the_optimised_graph(tmp_path, tiny_clip_bundle, monkeypatch):
     from mmsearch.bundle import load_bundle
-    from mmsearch.runtime import _optimized_cache_path, create_session, session_options
+    from mmsearch.runtime import CACHED_MODEL, CACHED_WEIGHTS, _optimized_cache_path, create_session, session_options
 
     monkeypatch.setenv("MMSEARCH_HOME", str(tmp_path))
     model = load_bundle(tiny_clip_bundle).tower_path("fp32", "image")
-    cache = _optimized_cache_path(model, session_options())
+    entry = _optimized_cache_path(model, session_options())
     first, _ = create_session(model, "cpu")
-    assert cache.is_file()
+    assert (entry / CACHED_MODEL).is_file() and (entry / CACHED_WEIGHTS).stat().st_size > 0  # weights apart
     second, _ = create_session(model, "cpu")
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     name = first.get_inputs()[0].name
     assert np.allclose(first.run(None, {name: x})[0], second.run(None, {name: x})[0], atol=1e-5)
-    cache.write_bytes(b"not a model")  # damaged: dropped and rebuilt
+    (entry / CACHED_WEIGHTS).write_bytes(b"truncated")  # damaged: dropped and rebuilt
     third, _ = create_session(model, "cpu")
     assert np.allclose(first.run(None, {name: x})[0], third.run(None, {name: x})[0], atol=1e-5)
+    assert (entry / CACHED_WEIGHTS).stat().st_size > len(b"truncated")
+
+
+def test_optimised_graph_cache_stays_bounded(tmp_path, tiny_clip_bundle, monkeypatch):
+    """A re-exported model replaces its old cache entry; beyond the budget, least recently used go first."""
+    import os
+    import shutil
+
+    from mmsearch import runtime
+    from mmsearch.bundle import load_bundle
+
+    monkeypatch.setenv("MMSEARCH_HOME", str(tmp_path / "home"))
+    bundle = load_bundle(tiny_clip_bundle)
+    model = tmp_path / "text.fp32.onnx"
+    shutil.copy(bundle.tower_path("fp32", "text"), model)
+    runtime.create_session(model, "cpu")
+    cache_dir = tmp_path / "home" / "cache" / "ort"
+    (cache_dir / "stale-from-an-old-version.onnx").write_bytes(b"x")
+    first = sorted(cache_dir.iterdir())
+    assert len(first) == 2
+    os.utime(model, ns=(0, 10**18))  # the same path, re-exported
+    runtime.create_session(model, "cpu")
+    second = sorted(cache_dir.iterdir())
+    assert len(second) == 1 and second[0] not in first
+
+    other = tmp_path / "image.fp32.onnx"
+    shutil.copy(bundle.tower_path("fp32", "image"), other)
+    one_entry = sum(f.stat().st_size for f in second[0].iterdir())
+    monkeypatch.setattr(runtime, "ORT_CACHE_BYTES", one_entry + 1)  # room for about one entry
+    runtime.create_session(other, "cpu")
+    assert [p.name.split(".")[0] for p in cache_dir.iterdir()] == ["image"]
 
 
 def test_kind_filters_over_the_scan(tmp_path, tiny_clip_bundle):
