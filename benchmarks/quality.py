@@ -54,7 +54,7 @@ def mmsearch_command() -> list[str]:
     if exe.exists():
         return [str(exe)]
     found = shutil.which("mmsearch")
-    return [found] if found else [sys.executable, "-m", "mmsearch.cli"]
+    return [found] if found else [sys.executable, "-m", "mmsearch"]
 
 
 def _run(args: list[str], timeout: float = 1800) -> str:

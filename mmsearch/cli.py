@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cli_query import errors as _errors
+
 app = typer.Typer(
     help="Find your photos and documents by meaning. Index folders once, then query them with words or a picture.\n\n"
     "  mmsearch index ~/photos\n\n  mmsearch query \"red car\"\n\n  mmsearch query --image ~/photos/cat.jpg",
@@ -27,15 +29,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)
-
-
-def _errors():
-    """Errors the user can act on become one clear message and exit code 1, not a traceback."""
-    from .api import MmsearchError
-    from .bundle import BundleError
-    from .runtime import DeviceError
-
-    return (MmsearchError, BundleError, DeviceError)
 
 
 def _setup_logging() -> None:
@@ -171,101 +164,10 @@ def query(
     as_json: JsonOpt = False,
 ) -> None:
     """Search the index with words or a picture; prints rank, score, kind, path and a snippet."""
+    from .cli_query import run_query
+
     run_query(text=text, image=image, index_dir=index_dir, k=k, type_=type_, under=under, after=after, before=before,
               mode=mode, model=model, device=device, variant=variant, as_json=as_json)
-
-
-def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, model, device, variant, as_json) -> None:
-    """The query command's body, shared by typer and the fast path in main(); it never imports typer."""
-    from .api import Index, parse_date
-    from .search import MODES, TYPES
-
-    if (text is None) == (image is None):
-        _exit("give either TEXT or --image FILE (one of them)", 2)
-    if type_ not in TYPES:
-        _exit(f"--type must be one of {', '.join(TYPES)}", 2)
-    if mode not in MODES:
-        _exit(f"--mode must be one of {', '.join(MODES)}", 2)
-    try:
-        with Index(index_dir, model=model, device=device, variant=variant, readonly=True) as idx:
-            hits = idx.search(text, image=image, k=k, type=type_, under=str(under) if under else None,
-                              after=parse_date(after), before=parse_date(before), mode=mode)
-    except _errors() as e:
-        _exit(str(e))
-    if as_json:
-        sys.stdout.write(json.dumps([h.to_dict() for h in hits], indent=2) + "\n")
-        return
-    _print_hits(hits)
-
-
-def _exit(message: str, code: int = 1) -> None:
-    sys.stderr.write(f"Error: {message}\n")
-    raise SystemExit(code)
-
-
-def _print_hits(hits) -> None:
-    """A plain aligned table (rich costs ~150 ms of imports, most of a cold query's budget)."""
-    if not hits:
-        sys.stdout.write("No results.\n")
-        return
-    rows = [("#", "score", "kind", "path", "snippet")]
-    for h in hits:
-        where = f"{h.path}" + (f" (p. {h.page})" if h.page else "")
-        rows.append((str(h.rank), f"{h.score:.3f}", h.kind, where, (h.snippet or "").replace("\n", " ")))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join([*(r[i].rjust(widths[i]) if i < 2 else r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip()
-             for r in rows]
-    sys.stdout.write("\n".join(lines) + "\n")
-
-
-_QUERY_VALUE_OPTIONS = {  # option -> run_query keyword, for the fast path (kept equal to query() above)
-    "--image": "image", "--index": "index_dir", "-k": "k", "--top": "k", "--type": "type_", "--under": "under",
-    "--after": "after", "--before": "before", "--mode": "mode", "--model": "model", "--device": "device",
-    "--variant": "variant",
-}
-
-
-def _parse_query_fast(args: list[str]) -> dict | None:
-    """`mmsearch query ...` parsed without typer (whose imports cost more than the query itself).
-    Anything unusual (--help, an unknown option, a bad value) returns None: typer then handles it,
-    with its usual messages."""
-    out: dict = dict(text=None, image=None, index_dir=None, k=10, type_="all", under=None, after=None, before=None,
-                     mode="hybrid", model=None, device="auto", variant=None, as_json=False)
-    positional: list[str] = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--":
-            positional += args[i + 1 :]
-            break
-        if a.startswith("-") and a != "-":
-            name, eq, value = a.partition("=")
-            if name == "--json" and not eq:
-                out["as_json"] = True
-            elif name in _QUERY_VALUE_OPTIONS:
-                if not eq:
-                    if i + 1 >= len(args):
-                        return None
-                    i += 1
-                    value = args[i]
-                out[_QUERY_VALUE_OPTIONS[name]] = value
-            else:
-                return None  # --help, -kN forms, unknown options: typer's job
-        else:
-            positional.append(a)
-        i += 1
-    if len(positional) > 1:
-        return None
-    if positional:
-        out["text"] = positional[0]
-    try:
-        out["k"] = int(out["k"])
-    except ValueError:
-        return None
-    for key in ("image", "index_dir", "under"):
-        if out[key] is not None:
-            out[key] = Path(out[key])
-    return out
 
 
 @app.command()
@@ -390,11 +292,6 @@ def doctor(as_json: JsonOpt = False) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["query"]:
-        parsed = _parse_query_fast(sys.argv[2:])
-        if parsed is not None:
-            run_query(**parsed)
-            return
     app()
 
 
