@@ -2,6 +2,7 @@
 library queries, and a PyTorch + transformers cold query beside them.
 
     python -m benchmarks.query [--n 100000] [--runs 7] [--warm 200] [--json FILE] [--device cpu|cuda]
+                               [--against GIT_REF]
 
 The index is built once (cached under .work/bench/) through the catalog and VectorIndex APIs: one file
 row and one item per vector, clustered unit vectors shaped like CLIP embeddings (512 dims), the ANN
@@ -167,6 +168,8 @@ def cold_rows(index: Path, args: argparse.Namespace) -> tuple[list[dict], dict]:
     add(f'mmsearch query "{QUERY}" --type image', query_cmd + ["--type", "image"], args.runs)
     add(f'mmsearch query "{QUERY}", no optimised-graph cache', query_cmd, args.runs,
         extra_env={"MMSEARCH_NO_ORT_CACHE": "1"})
+    if args.against:
+        rows.extend(against_ref(args.against, index, args))
     add("python -c 'import torch' (baseline's first step)", [py, "-c", "import torch"], args.baseline_runs)
 
     # The baseline: a PyTorch tool's cold query, phases timed inside the process.
@@ -193,6 +196,41 @@ def cold_rows(index: Path, args: argparse.Namespace) -> tuple[list[dict], dict]:
     summary = {"cold_median_s": statistics.median(mm), "baseline_median_s": base,
                "speedup": base / statistics.median(mm), "bar_s": 0.25, "bar_met": statistics.median(mm) <= 0.25}
     return rows, summary
+
+
+def against_ref(ref: str, index: Path, args: argparse.Namespace) -> list[dict]:
+    """The same cold query with mmsearch as of git REF and as checked out, alternating run by run (so
+    both see the same machine load); each side is launched through its own console-script entry."""
+    import compileall
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    tree = BENCH_DIR / f"against-{ref}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), ref], check=True,
+                       capture_output=True)
+    compileall.compile_dir(tree / "mmsearch", quiet=1)
+
+    def launcher(src: Path) -> str:
+        target = tomllib.loads((src / "pyproject.toml").read_text())["project"]["scripts"]["mmsearch"]
+        module, func = target.split(":")
+        return (f"import sys; sys.path.insert(0, {str(src)!r}); sys.argv = ['mmsearch', *sys.argv[1:]]\n"
+                f"from {module} import {func}; {func}()")
+
+    argv = ["query", QUERY, "--index", str(index), "--device", args.device]
+    sides = {ref: [sys.executable, "-c", launcher(tree), *argv], "now": [sys.executable, "-c", launcher(root), *argv]}
+    say(f"cold: {ref} vs now, alternating")
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for i in range(args.runs + 1):
+        for name, cmd in sides.items():
+            t = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name}: {done.stderr[-2000:]}")
+            if i:
+                times[name].append(time.perf_counter() - t)
+    return [{"what": f'mmsearch query "{QUERY}" as of {name} (alternating)', "median_s": statistics.median(t),
+             "min_s": min(t), "max_s": max(t), "runs": len(t)} for name, t in times.items()]
 
 
 def warm_rows(index: Path, args: argparse.Namespace) -> list[dict]:
@@ -254,6 +292,8 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=200, help="warm library queries per series")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--against", metavar="GIT_REF",
+                        help="also time the cold query of mmsearch as of this commit, alternating with this checkout")
     args = parser.parse_args()
 
     bundle = vitb32_bundle()
