@@ -170,6 +170,9 @@ MIGRATIONS: dict[int, list[str]] = {
 _SCHEMA_LATEST = [stmt for v in sorted(MIGRATIONS) for stmt in MIGRATIONS[v]]
 
 
+PAGE_SIZE = 16384
+
+
 class Catalog:
     """One index's SQLite file. Reads use a connection per thread; writes go through `write()`."""
 
@@ -265,6 +268,11 @@ class Catalog:
         if version is not None and version > SCHEMA_VERSION:
             return  # _check_version refuses it, untouched
         try:
+            if version is None:
+                # Fixed when the file is first written. A 2 KB vector row fits once in a 4 KB page and
+                # seven times in a 16 KB one: the catalog of 20k ViT-B/32 vectors is 1.14x their bytes
+                # instead of 2.0x, and reading them all back is twice as fast.
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             if version is None:
