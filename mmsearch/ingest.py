@@ -164,7 +164,7 @@ def run_index(
                         break
             if cancelled():
                 break  # a partial scan must not be planned: its unseen files would look deleted
-            p = plan(found, catalog.files_under(root_id), hash_file)
+            p = plan(found, catalog.files_under(root_id), hash_file, catalog.file_by_path)
             _keep_unreadable(p, problems)
             _record_scan_problems(catalog, vectors, p, root_id, problems, report)
             plans.append((root_id, p))

@@ -108,14 +108,19 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
         stack.extend(reversed(subdirs))
 
 
-def plan(found: Iterable[FoundFile], known: dict[str, FileRow], hash_file: Callable[[str], str | None]) -> Plan:
-    """Compare a scan with the catalog. Files whose size and mtime match are unchanged; a new file
-    whose content hash equals a vanished file's is a move (its vectors are kept)."""
+def plan(found: Iterable[FoundFile], known: dict[str, FileRow], hash_file: Callable[[str], str | None],
+         known_elsewhere: Callable[[str], FileRow | None] = lambda path: None) -> Plan:
+    """Compare a scan of one root with the catalog. Files whose size and mtime match are unchanged; a
+    new file whose content hash equals a vanished file's is a move (its vectors are kept).
+
+    known: this root's files. known_elsewhere(path): a file indexed under another root that overlaps
+    this one (~/photos and ~/photos/2024): it is judged like this root's own, so alternating runs over
+    nested roots encode nothing twice; only this root's own files can go missing."""
     result = Plan()
     seen: set[str] = set()
     for f in found:
         seen.add(f.path)
-        row = known.get(f.path)
+        row = known.get(f.path) or known_elsewhere(f.path)
         if row is None:
             result.new.append(f)
         elif row.size == f.size and row.mtime_ns == f.mtime_ns:

@@ -66,6 +66,20 @@ def test_second_run_encodes_nothing(idx, collection):
     assert again.unchanged == 6 + len(DOCS)
 
 
+def test_nested_roots_encode_nothing_twice(idx, collection):
+    """~/photos, then ~/photos/sub on its own, then ~/photos again: the overlap is indexed once."""
+    first = idx.index([collection])
+    sub = collection / "sub"
+    in_sub = len([p for p in sub.rglob("*") if p.is_file()])
+    for root in (sub, collection, sub):
+        again = idx.index([root])
+        assert again.encoded_items == 0 and again.added == again.updated == again.removed == 0, root
+        assert again.unchanged == (in_sub if root == sub else first.added)
+    (sub / "img1.png").unlink()  # gone from the inner root: a run over either root removes it, once
+    assert idx.index([sub]).removed + idx.index([collection]).removed == 1
+    assert idx.catalog.counts()["image"] == 5 and ann_ids(idx) == catalog_ids(idx)
+
+
 def test_change_delete_rename(idx, collection):
     idx.index([collection])
     before_ids = catalog_ids(idx)
