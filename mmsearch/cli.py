@@ -37,7 +37,9 @@ def _setup_logging() -> None:
 
 @app.command()
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Folders (or files' folders) to index, recursively.")],
+    paths: Annotated[list[Path], typer.Argument(
+        help="Folders to index (recursively) or single files: images (jpg, png, webp, gif, bmp, tiff; heic with "
+             "pillow-heif) and documents (txt, md, pdf).")],
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",

@@ -145,10 +145,13 @@ def run_index(
             if cancelled():
                 break
             root = os.path.abspath(root)
-            if not os.path.isdir(root):
+            if not os.path.exists(root):
                 # A root that is gone (an unplugged drive) keeps what it had: nothing is deleted.
-                reason = "no such folder" if not os.path.exists(root) else "not a folder"
-                report.error(root, f"{reason}; nothing under it was changed")
+                report.error(root, "no such folder or file; nothing under it was changed")
+                continue
+            if os.path.isfile(root) and kind_of(root) is None:
+                suffix = os.path.splitext(root)[1] or "no extension"
+                report.error(root, f"not an image or a document mmsearch reads ({suffix})")
                 continue
             root_id = catalog.add_root(root)
             problems: list[ScanProblem] = []

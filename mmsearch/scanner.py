@@ -53,10 +53,14 @@ def kind_of(name: str) -> str | None:
 
 def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
          problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
-    """Every indexable file under root, depth first; follows symlinks once (loops are cut)."""
+    """Every indexable file under root, depth first; follows symlinks once (loops are cut). A root
+    that is a file is itself the one file found (hidden or excluded names do not apply to it)."""
     patterns = list(exclude)
     seen_dirs: set[tuple[int, int]] = set()
     problems = problems if problems is not None else []
+    if os.path.isfile(root):
+        yield from _single_file(root, problems)
+        return
 
     def excluded(path: str, name: str) -> bool:
         rel = os.path.relpath(path, root)
@@ -106,6 +110,20 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
                 continue
             yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind)
         stack.extend(reversed(subdirs))
+
+
+def _single_file(path: str, problems: list[ScanProblem]) -> Iterator[FoundFile]:
+    kind = kind_of(path)
+    if kind is None:
+        suffix = os.path.splitext(path)[1] or "no extension"
+        problems.append(ScanProblem(path, f"not an image or a document mmsearch reads ({suffix})"))
+        return
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        problems.append(ScanProblem(path, f"cannot stat ({e.strerror or e})"))
+        return
+    yield FoundFile(os.path.abspath(path), st.st_size, st.st_mtime_ns, kind)
 
 
 def plan(found: Iterable[FoundFile], known: dict[str, FileRow], hash_file: Callable[[str], str | None],

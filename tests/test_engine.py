@@ -80,6 +80,24 @@ def test_nested_roots_encode_nothing_twice(idx, collection):
     assert idx.catalog.counts()["image"] == 5 and ann_ids(idx) == catalog_ids(idx)
 
 
+def test_single_files_can_be_indexed(idx, collection, tmp_path):
+    photo, doc = collection / "img0.jpg", collection / "docs" / next(iter(DOCS))
+    first = idx.index([photo, doc])
+    assert first.added == 2 and not first.errors
+    assert idx.search(image=photo, k=1)[0].path == str(photo)
+    assert idx.index([photo, doc]).unchanged == 2
+    odd = tmp_path / "notes.xyz"
+    odd.write_text("x")
+    report = idx.index([odd])
+    assert [(e["path"], e["reason"]) for e in report.errors] == [(str(odd), "not an image or a document mmsearch reads (.xyz)")]
+    assert str(odd) not in idx.status()["roots"]
+    photo.unlink()  # a vanished root changes nothing (it may be an unplugged drive); forget drops it
+    assert "no such folder or file" in idx.index([photo]).errors[0]["reason"]
+    assert idx.catalog.counts()["image"] == 1
+    idx.forget(photo)
+    assert idx.catalog.counts()["image"] == 0 and ann_ids(idx) == catalog_ids(idx)
+
+
 def test_change_delete_rename(idx, collection):
     idx.index([collection])
     before_ids = catalog_ids(idx)
