@@ -175,12 +175,53 @@ class ClipTextTower(nn.Module):
 
 
 class SiglipImageTower(nn.Module):
+    """SigLIP image tower: pixel_values [N,3,H,W] -> image_embeds [N,D], unit length.
+
+    Runs the checkpoint's own embeddings, encoder and post-norm; the attention-pooling head is
+    spelled out here with its weights. transformers' head is a torch.nn.MultiheadAttention, whose
+    TorchScript export computes shapes through Mod/Reshape chains that onnxruntime's symbolic shape
+    inference rejects, and without shapes the optimizer fuses nothing in the whole graph (0 Attention,
+    0 SkipLayerNormalization for a ViT-B/16 SigLIP). This head exports as plain MatMul/Softmax.
+    """
+
     def __init__(self, model: Any):
         super().__init__()
-        self.vision_model = model.vision_model
+        vision = model.vision_model
+        if not getattr(vision, "use_head", True):
+            raise CheckpointError("this SigLIP checkpoint has no attention-pooling head (vision_use_head is false), "
+                                  "so it gives no image embedding")
+        self.embeddings = vision.embeddings
+        self.encoder = vision.encoder
+        self.post_layernorm = vision.post_layernorm
+        head = vision.head
+        self.probe = head.probe
+        attention = head.attention
+        self.num_heads = attention.num_heads
+        self.in_proj_weight = attention.in_proj_weight
+        self.in_proj_bias = attention.in_proj_bias
+        self.out_proj = attention.out_proj
+        self.layernorm = head.layernorm
+        self.mlp = head.mlp
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return l2_normalize(self.vision_model(pixel_values=pixel_values).pooler_output)
+        hidden = self.embeddings(pixel_values)
+        hidden = self.encoder(inputs_embeds=hidden).last_hidden_state
+        hidden = self.post_layernorm(hidden)
+        return l2_normalize(self._pool(hidden))
+
+    def _pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What SiglipMultiheadAttentionPoolingHead computes: one learned query attends over the patches."""
+        n, length, dim = hidden.shape
+        heads = self.num_heads
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q = nn.functional.linear(self.probe, w_q, b_q).reshape(1, heads, 1, dim // heads)  # [1,h,1,d]
+        k = nn.functional.linear(hidden, w_k, b_k).reshape(n, length, heads, dim // heads).transpose(1, 2)
+        v = nn.functional.linear(hidden, w_v, b_v).reshape(n, length, heads, dim // heads).transpose(1, 2)
+        scores = torch.matmul(q * (dim // heads) ** -0.5, k.transpose(-1, -2))  # [n,h,1,L]
+        attended = torch.matmul(scores.softmax(dim=-1), v).transpose(1, 2).reshape(n, dim)  # [n,D]
+        attended = self.out_proj(attended)
+        return attended + self.mlp(self.layernorm(attended))
 
 
 class SiglipTextTower(nn.Module):

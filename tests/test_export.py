@@ -124,6 +124,14 @@ def test_clip_towers_have_fused_attention(tiny_clip_bundle: Path) -> None:
     assert all(any(a.name == "unidirectional" and a.i == 1 for a in n.attribute) for n in attention)
 
 
+def test_siglip_towers_have_fused_attention(tiny_siglip_bundle: Path) -> None:
+    # The image tower's attention-pooling head is written out in export/towers.py so that shape
+    # inference, and with it every fusion in the tower, works (transformers' head blocked them all).
+    fused = _manifest(tiny_siglip_bundle)["variants"]["fp32"]["fused"]
+    assert fused["image"]["Attention"] == 2 and fused["image"]["SkipLayerNormalization"] > 0
+    assert fused["text"]["Attention"] == 2
+
+
 def test_siglip_manifest(tiny_siglip_bundle: Path) -> None:
     m = _manifest(tiny_siglip_bundle)
     assert m["family"] == "siglip"
