@@ -44,9 +44,14 @@ def _no_gpu_reason() -> str | None:
     """A cheap reason CUDA cannot work, checked before paying for a CUDA session attempt."""
     if not cuda_listed():
         return "this onnxruntime has no CUDA provider; install onnxruntime-gpu on a machine with an NVIDIA GPU"
-    if sys.platform.startswith("linux") and not glob.glob("/dev/nvidia[0-9]*"):
+    if not _nvidia_device_present():
         return "no NVIDIA GPU on this machine (no /dev/nvidia* device)"
     return None
+
+
+def _nvidia_device_present() -> bool:
+    # Only Linux says so cheaply; elsewhere a CUDA session attempt is the test.
+    return not sys.platform.startswith("linux") or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 @contextlib.contextmanager
@@ -126,8 +131,9 @@ def create_session(
             _CUDA_FAILURE.append(reason)
         if device == "cuda":
             raise DeviceError(f"--device cuda: {reason}")
-        # "auto" on a machine that never had CUDA says nothing; one that lists it but fails says why.
-        if cuda_listed() and not _CUDA_WARNED:
+        # "auto" on a machine without an NVIDIA GPU says nothing (the CPU is the normal case there,
+        # even with onnxruntime-gpu installed); one with a GPU that CUDA cannot use says why, once.
+        if cuda_listed() and _nvidia_device_present() and not _CUDA_WARNED:
             _CUDA_WARNED.append(True)
             log.info("CUDA is not usable here (%s); running on the CPU", reason)
     return _cpu_session(path, opts, spinning, prepack), "cpu"
