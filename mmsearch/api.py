@@ -97,17 +97,29 @@ class Index:
         self.device = device
         self.variant = variant
         self.readonly = readonly
-        if readonly and not (self.path / "catalog.db").exists():
-            raise MmsearchError(
-                f"{self.path}: no index here yet. Create one with:\n  mmsearch index PATH --index {self.path}"
-            )
+        exists = (self.path / "catalog.db").exists()
+        if readonly and not exists:
+            where = "" if path is None else f" --index {self.path}"
+            raise MmsearchError(f"{self.path}: no index here yet. Create one with:\n  mmsearch index PATH{where}")
+        # The model is bound (resolved, checked against the index, recorded in a new one) when first
+        # needed: status and forget work without it. A model given by name, or a new index's model,
+        # is bound now: a wrong one fails here, before anything is created.
+        self._model: str | os.PathLike[str] | Bundle | None = model
+        self._bundle: Bundle | None = None
+        self._bundle_lock = threading.Lock()
+        if not exists and not readonly:
+            try:
+                self._model = resolve_model(model)
+            except BundleError as e:
+                raise MmsearchError(str(e)) from None
         try:
             self.catalog = Catalog(self.path, readonly=readonly)
         except CatalogError as e:
             raise MmsearchError(str(e)) from None
         except OSError as e:
             raise MmsearchError(f"{self.path}: cannot open the index folder ({e.strerror or e})") from None
-        self.bundle = self._bind_model(model)
+        if model is not None or not exists:
+            self.bundle  # noqa: B018 (binds it)
         self._vectors: VectorIndex | None = None
         self._vectors_generation = -1
         self._writing = False
@@ -136,7 +148,20 @@ class Index:
 
     # -- the model ---------------------------------------------------------------------------
 
-    def _bind_model(self, model: str | os.PathLike[str] | None) -> Bundle:
+    @property
+    def bundle(self) -> Bundle:
+        """The model bundle this index uses (the one it was built with, unless another was given)."""
+        with self._bundle_lock:
+            if self._bundle is None:
+                self._bundle = self._bind_model(self._model)
+            return self._bundle
+
+    @property
+    def embedding_dim(self) -> int:
+        recorded = self.catalog.meta("embedding_dim")
+        return int(recorded) if recorded else self.bundle.embedding_dim
+
+    def _bind_model(self, model: str | os.PathLike[str] | Bundle | None) -> Bundle:
         recorded_name = self.catalog.meta("model_name")
         recorded_hash = self.catalog.meta("model_manifest_sha256")
         if model is None and recorded_name:
@@ -144,7 +169,7 @@ class Index:
             if not Path(str(model)).is_dir():
                 model = recorded_name
         try:
-            bundle = resolve_model(model)
+            bundle = model if isinstance(model, Bundle) else resolve_model(model)
         except BundleError as e:
             raise MmsearchError(str(e)) from None
         if recorded_hash and recorded_hash != bundle.manifest_sha256:
@@ -153,7 +178,7 @@ class Index:
                 f"{recorded_hash[:12]}) and cannot be used with '{bundle.name}' ({bundle.path}, manifest "
                 f"{bundle.manifest_sha256[:12]}): vectors of different models do not compare.\n"
                 f"Query it with --model {self.catalog.meta('model_path') or recorded_name}, or re-index with the "
-                f"new model into a new folder:\n  mmsearch index PATH --index NEW_FOLDER --model {model}\n"
+                f"new model into a new folder:\n  mmsearch index PATH --index NEW_FOLDER --model {model or bundle.path}\n"
                 f"(or `mmsearch forget` every root / delete {self.path} and index again)."
             )
         if not recorded_hash and not self.readonly:
@@ -201,10 +226,10 @@ class Index:
             stamp = read_ann_stamp(self.ann_path)
             if self._vectors is None or (stamp is not None and stamp > self._vectors_generation):
                 try:
-                    self._vectors = VectorIndex.open(self.ann_path, self.bundle.embedding_dim)
+                    self._vectors = VectorIndex.open(self.ann_path, self.embedding_dim)
                 except VectorIndexError as e:
                     log.warning("%s; rebuilding it from the catalog", e)
-                    self._vectors = VectorIndex(self.ann_path, self.bundle.embedding_dim)
+                    self._vectors = VectorIndex(self.ann_path, self.embedding_dim)
                     stamp = None
             # The stamp says which generation the file reflects; the count catches a file lost or
             # replaced behind the stamp's back.
@@ -303,7 +328,7 @@ class Index:
         if self._saved is not None and self._saved[0] == key:
             return self._saved[1]
         try:
-            saved = SavedVectors(self.ann_path, self.bundle.embedding_dim)
+            saved = SavedVectors(self.ann_path, self.embedding_dim)
         except VectorIndexError:
             return None
         # Every item has one vector; counting items reads a small index, counting vectors the blobs.
@@ -367,7 +392,7 @@ class Index:
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         return {
             "index": str(self.path),
-            "model": self.catalog.meta("model_name") or self.bundle.name,
+            "model": self.catalog.meta("model_name") or (self._bundle.name if self._bundle else None),
             "model_path": self.catalog.meta("model_path"),
             "schema_version": int(self.catalog.meta("schema_version") or 0),
             "roots": [p for _, p in self.catalog.roots()],

@@ -198,11 +198,15 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def forget(path: Annotated[Path, typer.Argument(help="An indexed root folder.")], index_dir: IndexOpt = None,
+def forget(path: Annotated[Path, typer.Argument(help="An indexed root (a folder or a file).")], index_dir: IndexOpt = None,
            as_json: JsonOpt = False) -> None:
     """Drop an indexed root and everything under it from the index (files on disk are not touched)."""
+    from . import paths
     from .api import Index
 
+    folder = index_dir.expanduser() if index_dir else paths.default_index_dir()
+    if not (folder / "catalog.db").exists():
+        _fail(f"{folder}: no index here, nothing to forget")
     try:
         with Index(index_dir) as idx:
             dropped = idx.forget(path)

@@ -58,6 +58,24 @@ def test_missing_model_says_how_to_install(tmp_path, env):
     proc = run("index", photos, "--index", tmp_path / "index", env=env, check=False)
     assert proc.returncode == 1
     assert "mmsearch export openai/clip-vit-base-patch32" in proc.stderr
+    assert not (tmp_path / "index").exists()  # a failed first run leaves no empty index behind
+    for command in (["status"], ["forget", photos], ["query", "red car"]):
+        proc = run(*command, env=env, check=False)  # the default index, which does not exist
+        assert proc.returncode == 1 and "no index here" in proc.stderr, (command, proc.stderr)
+    assert "mmsearch index PATH\n" in run("query", "x", env=env, check=False).stderr  # no --index to repeat
+
+
+def test_status_and_forget_work_without_the_model(tmp_path, tiny_clip_bundle, env):
+    photos, index, model = tmp_path / "photos", tmp_path / "index", tmp_path / "model"
+    make_collection(photos, n_images=2, docs={})
+    shutil.copytree(tiny_clip_bundle, model)
+    run("index", photos, "--index", index, "--model", model, env=env)
+    shutil.rmtree(model)  # the bundle was deleted (or lives on an unplugged drive)
+    status = json.loads(run("status", "--index", index, "--json", env=env).stdout)
+    assert status["counts"]["image"] == 2 and status["model"] == "tiny-clip"
+    assert json.loads(run("forget", photos, "--index", index, "--json", env=env).stdout)["files"] == 2
+    proc = run("query", "red car", "--index", index, env=env, check=False)  # a query does need it
+    assert proc.returncode == 1 and "not installed" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_query_without_index_is_a_clear_error(tmp_path, env):
