@@ -166,6 +166,11 @@ def cold_rows(index: Path, args: argparse.Namespace) -> tuple[list[dict], dict]:
         [py, "-c", "import mmsearch.api, mmsearch.encoder, mmsearch.search"], args.runs)
     mm = add(f'mmsearch query "{QUERY}" (hybrid, default)', query_cmd, args.runs, bar_s=0.25)
     add(f'mmsearch query "{QUERY}" --type image', query_cmd + ["--type", "image"], args.runs)
+    from benchmarks.common import photo_collection
+
+    photo = photo_collection(BENCH_DIR / "query-photo", 1, 4000, 3000)[0]
+    add("mmsearch query --image (a 4000x3000 JPEG)", [script, "query", "--image", str(photo), "--index", str(index),
+                                                      "--device", args.device], args.runs)
     add(f'mmsearch query "{QUERY}", no optimised-graph cache', query_cmd, args.runs,
         extra_env={"MMSEARCH_NO_ORT_CACHE": "1"})
     if args.against:

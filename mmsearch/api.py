@@ -194,7 +194,8 @@ class Index:
             if self._image_encoder is None:
                 from .encoder import ImageEncoder
 
-                self._image_encoder = ImageEncoder(self.bundle, variant=self.variant, device=self.device)
+                self._image_encoder = ImageEncoder(self.bundle, variant=self.variant, device=self.device,
+                                                   prepack=not self.readonly)  # as for text, below
             return self._image_encoder
 
     def text_encoder(self) -> TextEncoder:
@@ -361,6 +362,8 @@ class Index:
         else:
             from .preprocess import decode_image
 
+            # (Opening the image tower on a thread while this one decodes was measured: no gain, the
+            # two compete for the same cores; decoding at draft scale takes a few ms.)
             try:
                 decoded = decode_image(os.fspath(image), self.bundle.image_spec)
             except Exception as e:

@@ -70,13 +70,16 @@ class _Encoder:
 
 
 class ImageEncoder(_Encoder):
-    """pixel batches [N,3,H,W] float32 -> L2-normalised embeddings [N,D] float32."""
+    """pixel batches [N,3,H,W] float32 -> L2-normalised embeddings [N,D] float32.
 
-    def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None):
+    prepack=False opens faster and encodes a little slower (runtime.session_options): for query-only use."""
+
+    def __init__(self, bundle: Bundle, *, variant: str | None = None, device: str = "auto", threads: int | None = None,
+                 prepack: bool = True):
         self.bundle = bundle
         self.spec = bundle.image_spec
         # No busy-waiting between ops: during an index run the decode threads share these cores.
-        self._tower = _Tower(bundle, "image", variant, device, threads, spinning=False)
+        self._tower = _Tower(bundle, "image", variant, device, threads, spinning=False, prepack=prepack)
         self._input = self.spec.input
 
     def encode(self, pixels: np.ndarray) -> np.ndarray:
