@@ -219,7 +219,7 @@ class Index:
         """The ANN index, brought in line with the catalog: reloaded or reconciled when the catalog moved on.
         Only the writer (save=True, holding the index lock) writes the file back."""
         with self._lock:
-            if self._writing and not save:
+            if self._writing and not save and self._vectors is not None:
                 return self._vectors  # an index run in this process keeps it current as it commits
             generation = self.catalog.generation()
             if self._vectors is not None and generation == self._vectors_generation:
@@ -354,12 +354,12 @@ class Index:
                     # A cold query: the text tower's session (the largest cost left) is created on
                     # another thread (onnxruntime releases the GIL) while this one maps the vectors.
                     encoder = _background(self.text_encoder)
-                    vectors = self._search_vectors()
+                    mapped = self._search_vectors()
                     vector = encoder().encode([text])[0]
-                    return rank(self.catalog, vectors, query_vector=vector, query_text=text, k=k, filters=filters,
+                    return rank(self.catalog, mapped, query_vector=vector, query_text=text, k=k, filters=filters,
                                 mode=mode)
                 vector = loaded.encode([text])[0]
-        else:
+        elif image is not None:
             from .preprocess import decode_image
 
             # (Opening the image tower on a thread while this one decodes was measured: no gain, the

@@ -30,9 +30,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 SCHEMA_VERSION = 2
 CATALOG_FILE = "catalog.db"
@@ -64,6 +67,12 @@ def db_path(path: str) -> str:
         return path
     except UnicodeEncodeError:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    """The id an INSERT just gave its row (always set after an INSERT)."""
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
 
 
 def path_bytes(path: str) -> bytes | None:
@@ -222,7 +231,7 @@ class Catalog:
         return sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False, timeout=30)
 
     @property
-    def db(self) -> "sqlite_utils.Database":  # noqa: F821
+    def db(self) -> sqlite_utils.Database:
         import sqlite_utils  # imported here: a query never needs it (~50 ms of imports)
 
         return sqlite_utils.Database(self.conn)
@@ -425,7 +434,7 @@ class Catalog:
                 " height, taken_at, orientation, status, error, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key, path_bytes(path), *values),
             )
-            return int(cur.lastrowid), removed
+            return _rowid(cur), removed
         file_id = int(row[0])
         removed = self._delete_items(conn, file_id)
         conn.execute(
@@ -469,7 +478,7 @@ class Catalog:
                 'INSERT INTO items(file_id, kind, page, start, "end", text) VALUES (?,?,?,?,?,?)',
                 (file_id, kind, page, start, end, text),
             )
-            item_id = int(cur.lastrowid)
+            item_id = _rowid(cur)
             conn.execute("INSERT INTO vectors(item_id, vector) VALUES (?, ?)", (item_id, vec.tobytes()))
             ids.append(item_id)
         if ids:
@@ -546,8 +555,8 @@ class Catalog:
         lost) without finishing: it is marked 'interrupted'."""
         with self.write() as c:
             c.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
-            return int(c.execute("INSERT INTO runs(started_at, status, pid) VALUES (?, 'running', ?)",
-                                 (now(), os.getpid())).lastrowid)
+            return _rowid(c.execute("INSERT INTO runs(started_at, status, pid) VALUES (?, 'running', ?)",
+                                    (now(), os.getpid())))
 
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
         with self.write() as c:

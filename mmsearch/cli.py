@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -222,7 +222,7 @@ def models(as_json: JsonOpt = False, verify: Annotated[bool, typer.Option("--ver
     from .api import installed_models
     from .bundle import BundleError
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for b in installed_models():
         ok = "ok"
         if verify:

@@ -17,12 +17,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from . import documents
-from .catalog import Catalog, CatalogWriteError
+from .catalog import Catalog, CatalogWriteError, FileRow
 from .encoder import ImageEncoder, TextEncoder
 from .preprocess import DecodedImage, ImageDecodeError, ImageSpec, decode_image
 from .scanner import FoundFile, Plan, ScanProblem, hash_bytes, hash_file, kind_of, plan, walk
@@ -177,7 +177,7 @@ def run_index(
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += len(p.unchanged)
             report.skipped += len(p.failed)
-        todo = [(root_id, f, None) for root_id, p in plans for f in p.new]
+        todo: list[tuple[int, FoundFile, FileRow | None]] = [(root_id, f, None) for root_id, p in plans for f in p.new]
         todo += [(root_id, f, row) for root_id, p in plans for f, row in p.changed]
         images = [t for t in todo if t[1].kind == "image"]
         docs = [t for t in todo if t[1].kind == "document"]
@@ -284,7 +284,7 @@ def _apply_to_ann(vectors: VectorIndex, removed: list[int], ids: list[int], vecs
     """After a batch's catalog commit: the ANN index follows (the catalog restores it after a crash)."""
     _test_point("ann", sleep=False)
     vectors.remove(removed)
-    if ids:
+    if ids and vecs is not None:
         vectors.add(np.asarray(ids, np.int64), vecs)
         report.encoded_items += len(ids)
     saver.changed()
@@ -436,7 +436,8 @@ def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, 
             good = good[:i]
             break
         _test_point("encode")
-        parts.append(encoders.image.encode(np.stack([d.image.pixels for d in good[i : i + ENCODE_SLICE]])))
+        parts.append(encoders.image.encode(np.stack([cast(DecodedImage, d.image).pixels
+                                                     for d in good[i : i + ENCODE_SLICE]])))
     embeds = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     _test_point("commit", sleep=False)
     new_ids: list[int] = []
@@ -456,7 +457,7 @@ def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, 
                 removed += gone
                 report.error(f.path, d.error)
                 continue
-            img = d.image
+            img = cast(DecodedImage, d.image)  # decoded: failures were recorded above
             file_id, gone = catalog.put_file(
                 conn, path=f.path, root_id=d.root_id, size=f.size, mtime_ns=f.mtime_ns, content_hash=d.digest,
                 kind="image", media_type=_media_type(f.path), width=img.width, height=img.height,
@@ -582,7 +583,7 @@ def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, saver,
         else:
             file_id, gone = catalog.put_file(conn, path=f.path, root_id=ext.root_id, size=f.size, mtime_ns=f.mtime_ns,
                                              content_hash=ext.digest, kind="document", media_type=_media_type(f.path))
-            spans = [(c.page, c.start, c.end, c.text) for c in ext.chunks]
+            spans = [(c.page, c.start, c.end, c.text) for c in ext.chunks or []]
             ids = catalog.add_items(conn, file_id, "document", embeds, spans)
             if ext.old is None:
                 report.added += 1

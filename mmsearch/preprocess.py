@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -77,12 +78,13 @@ def _short_side_target(spec: ImageSpec) -> int:
     return rs if isinstance(rs, int) else min(rs)
 
 
-def open_image(path: Path | str, spec: ImageSpec | None = None, *, draft: bool = True) -> tuple[Image.Image, int, int, datetime | None, int | None]:
+def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, draft: bool = True
+               ) -> tuple[Image.Image, int, int, datetime | None, int | None]:
     """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img: Image.Image = Image.open(path)
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise ImageDecodeError(f"declares {width}x{height} pixels, more than mmsearch decodes ({MAX_PIXELS:,})")
@@ -168,16 +170,16 @@ def resize_and_crop(img: Image.Image, spec: ImageSpec) -> Image.Image:
 
 def to_tensor(img: Image.Image, spec: ImageSpec) -> np.ndarray:
     """uint8 HWC RGB -> float32 CHW, rescaled and normalised."""
-    arr = np.asarray(img, dtype=np.float32) * np.float32(spec.rescale_factor)
-    arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    scaled = np.asarray(img, dtype=np.float32) * np.float32(spec.rescale_factor)
+    normalised = (scaled - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
 
 
 def preprocess_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
     return to_tensor(resize_and_crop(_to_rgb(img), spec), spec)
 
 
-def decode_image(path: Path | str, spec: ImageSpec, *, draft: bool = True) -> DecodedImage:
+def decode_image(path: Path | str | IO[bytes], spec: ImageSpec, *, draft: bool = True) -> DecodedImage:
     """Read one file into the tower's input; raises ImageDecodeError with the reason."""
     img, width, height, taken_at, orientation = open_image(path, spec, draft=draft)
     try:

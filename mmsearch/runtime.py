@@ -178,7 +178,7 @@ def _cpu_session(path: Path, opts: ort.SessionOptions, spinning: bool, prepack: 
         plain = session_options(opts.intra_op_num_threads, spinning=spinning, prepack=prepack)
         session = ort.InferenceSession(str(path), plain, providers=["CPUExecutionProvider"])
         tmp = None
-    if tmp is not None:
+    if tmp is not None and entry is not None:
         try:
             tmp.rename(entry)  # whole entry at once; another process may have won the race: keep theirs
             _prune_cache(entry)

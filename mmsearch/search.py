@@ -27,7 +27,8 @@ class Filters:
     before: datetime | None = None
 
     def sql(self) -> tuple[str, list[Any]]:
-        where, params = ["1"], []
+        where: list[str] = ["1"]
+        params: list[object] = []
         if self.type != "all":
             where.append("items.kind = ?")
             params.append(self.type)
@@ -104,6 +105,7 @@ def rank(
     rows = catalog.items([i for i, _ in vector_hits] + [i for i, _ in keyword_hits])
     vec_groups = _group(vector_hits, rows)
     key_groups = _group(keyword_hits, rows)
+    fused: list[tuple[int, int, float, float | None]]
     if mode == "vector" or not key_groups:
         fused = [(fid, item, score, score) for fid, item, score in vec_groups]
     elif mode == "keyword" or not vec_groups:
@@ -111,7 +113,7 @@ def rank(
         fused = [(fid, item, score, sims.get(fid)) for fid, item, score in key_groups]
     else:
         fused = _rrf(vec_groups, key_groups)
-    results = []
+    results: list[SearchResult] = []
     for fid, item_id, score, sim in fused[:k]:
         row = rows[item_id]
         results.append(SearchResult(
