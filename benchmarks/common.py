@@ -160,6 +160,18 @@ def photo_collection(folder: Path, n: int, width: int, height: int, *, quality: 
 # -- output --------------------------------------------------------------------------------------
 
 
+def checkout(ref: str) -> Path:
+    """A worktree of this repository at git REF (cached by commit under .work/bench/), for --against."""
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", f"{ref}^{{commit}}"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    tree = BENCH_DIR / f"against-{commit}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), commit], check=True,
+                       capture_output=True)
+    return tree
+
+
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": _cpu_name(),

@@ -209,11 +209,10 @@ def against_ref(ref: str, index: Path, args: argparse.Namespace) -> list[dict]:
     import compileall
     import tomllib
 
+    from benchmarks.common import checkout
+
     root = Path(__file__).resolve().parent.parent
-    tree = BENCH_DIR / f"against-{ref}"
-    if not tree.exists():
-        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), ref], check=True,
-                       capture_output=True)
+    tree = checkout(ref)
     compileall.compile_dir(tree / "mmsearch", quiet=1)
 
     def launcher(src: Path) -> str:

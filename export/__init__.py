@@ -203,7 +203,7 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
         if variant == "fp32":
             diff = validate.preprocess_difference(data, image)
             if diff is not None:
-                figures["preprocess_max_abs_diff"] = round(diff, 6)
+                figures.update(diff)
         say(
             f"validated {variant} on {figures['device']}: min cosine image {figures['image_min_cosine']:.6f}, "
             f"text {figures['text_min_cosine']:.6f} (bar {figures['min_cosine_bar']})"

@@ -334,9 +334,12 @@ def validate_variant(
     return figures
 
 
-def preprocess_difference(data: ValidationData, image: dict[str, Any]) -> float | None:
-    """Max |mmsearch.preprocess - the checkpoint's image processor| over the validation images,
-    i.e. whether the manifest's spec reproduces the processor (None where the runtime lacks it)."""
+def preprocess_difference(data: ValidationData, image: dict[str, Any]) -> dict[str, float] | None:
+    """|mmsearch.preprocess - the checkpoint's image processor| over the validation images, i.e.
+    whether the manifest's spec reproduces the processor: the largest difference (one 8-bit level,
+    ~0.015, where a landscape resize skips cropped columns) and the share of values off by more than
+    float rounding. A wrong spec (mean, size, crop) shows as differences of 0.1 and more everywhere.
+    None where the runtime is not importable."""
     try:
         from mmsearch.bundle import Bundle
         from mmsearch.preprocess import preprocess_image
@@ -344,4 +347,6 @@ def preprocess_difference(data: ValidationData, image: dict[str, Any]) -> float 
         return None
     spec = Bundle(Path("."), {"image": image}, "").image_spec
     ours = np.stack([preprocess_image(img, spec) for img in data.images])
-    return float(np.abs(ours - data.pixel_values).max())
+    diff = np.abs(ours - data.pixel_values)
+    return {"preprocess_max_abs_diff": round(float(diff.max()), 6),
+            "preprocess_share_off": round(float((diff > 1e-4).mean()), 6)}

@@ -99,12 +99,17 @@ def test_clip_manifest(tiny_clip_bundle: Path) -> None:
     assert m["variants"]["int8"]["validation"]["top1_agreement_decided"] >= 0.95
     assert m["variants"]["fp32"]["validation"]["text_padding_min_cosine"] >= 0.99999
     # the manifest's preprocessing spec reproduces the checkpoint's image processor
-    assert m["variants"]["fp32"]["validation"]["preprocess_max_abs_diff"] < 1e-4
+    assert_preprocessing_reproduced(m["variants"]["fp32"]["validation"])
     tok = tiny_clip_bundle / "tokenizer.json"
     assert m["files"]["tokenizer.json"] == {"sha256": sha256_file(tok), "bytes": tok.stat().st_size}
     assert sorted(p.name for p in tiny_clip_bundle.iterdir() if not p.name.startswith(".")) == sorted(
         ["manifest.json", "tokenizer.json"] + [f"{t}.{v}.onnx" for t in ("image", "text") for v in ("fp32", "fp16", "int8")]
     )
+
+
+def assert_preprocessing_reproduced(figures: dict) -> None:
+    # Within one 8-bit level (1/255/std) and off at all for a rare value; a wrong spec is off by far more.
+    assert figures["preprocess_max_abs_diff"] <= 0.016 and figures["preprocess_share_off"] <= 1e-3
 
 
 def test_clip_towers_have_fused_attention(tiny_clip_bundle: Path) -> None:
@@ -147,7 +152,7 @@ def test_siglip_manifest(tiny_siglip_bundle: Path) -> None:
     assert text["inputs"] == ["input_ids"]
     assert text["pad_id"] == 1
     assert set(m["variants"]) == {"fp32", "fp16", "int8"}
-    assert m["variants"]["fp32"]["validation"]["preprocess_max_abs_diff"] < 1e-4
+    assert_preprocessing_reproduced(m["variants"]["fp32"]["validation"])
 
 
 # -- the towers against PyTorch, through onnxruntime alone ----------------------------------------
