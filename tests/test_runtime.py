@@ -69,3 +69,12 @@ def test_cli_index_with_device_cuda_fails_clearly(no_cuda, tiny_clip_bundle, tmp
     assert doctor.returncode == 0
     info = json.loads(doctor.stdout)
     assert info["cuda"] is False and info["cuda_reason"] == no_cuda
+
+
+def test_decode_plan_follows_the_device(monkeypatch):
+    from mmsearch import ingest
+
+    monkeypatch.setattr(ingest.os, "cpu_count", lambda: 16)
+    assert ingest.decode_plan("cpu", None, None) == (8, 32)  # the encoder needs cores too
+    assert ingest.decode_plan("cuda", None, None) == (16, 128)  # it does not: decoding takes them all
+    assert ingest.decode_plan("cuda", 3, 7) == (3, 7)  # what the caller asks for wins
