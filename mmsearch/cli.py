@@ -173,6 +173,36 @@ def query(
 
 
 @app.command()
+def similar(
+    path: Annotated[Path, typer.Argument(help="An indexed file (photo or document).")],
+    index_dir: IndexOpt = None,
+    k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
+    type_: Annotated[str, typer.Option("--type", help="image, document or all.")] = "all",
+    under: Annotated[Optional[Path], typer.Option("--under", help="Only files under this folder.")] = None,
+    after: Annotated[Optional[str], typer.Option("--after", help="Taken (EXIF) or modified on/after DATE (YYYY-MM-DD).")] = None,
+    before: Annotated[Optional[str], typer.Option("--before", help="Taken (EXIF) or modified before DATE.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Files like an indexed file, from its stored vector: no model is loaded, the file itself is left out."""
+    from .api import Index, parse_date
+    from .cli_query import print_hits
+    from .search import TYPES
+
+    if type_ not in TYPES:
+        _fail(f"--type must be one of {', '.join(TYPES)}", 2)
+    try:
+        with Index(index_dir, readonly=True) as idx:
+            hits = idx.similar(path, k=k, type=type_, under=str(under) if under else None, after=parse_date(after),
+                               before=parse_date(before))
+    except _errors() as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+        return
+    print_hits(hits)
+
+
+@app.command()
 def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """What an index holds: roots, counts, model, size on disk, last run and files in error."""
     from .api import Index

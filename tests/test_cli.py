@@ -83,7 +83,7 @@ def test_query_without_index_is_a_clear_error(tmp_path, env):
     assert proc.returncode == 1 and "no index here" in proc.stderr and "mmsearch index" in proc.stderr
 
 
-@pytest.mark.parametrize("command", ["index", "query", "status", "forget", "models", "export", "doctor"])
+@pytest.mark.parametrize("command", ["index", "query", "similar", "status", "forget", "models", "export", "doctor"])
 def test_every_command_has_help(command):
     proc = run(command, "--help")
     assert "Usage" in proc.stdout and len(proc.stdout) > 200
@@ -97,3 +97,19 @@ def test_query_and_index_never_import_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_similar_uses_stored_vectors_and_leaves_the_file_out(tmp_path, tiny_clip_bundle, env):
+    photos, index, model = tmp_path / "photos", tmp_path / "index", tmp_path / "model"
+    make_collection(photos)
+    shutil.copytree(tiny_clip_bundle, model)
+    run("index", photos, "--index", index, "--model", model, env=env)
+    by_image = json.loads(run("query", "--image", photos / "img0.jpg", "--index", index, "--type", "image", "-k", "4",
+                              "--json", env=env).stdout)
+    shutil.rmtree(model)  # no model needed: the file's vector is in the catalog
+    hits = json.loads(run("similar", photos / "img0.jpg", "--index", index, "--type", "image", "-k", "3", "--json",
+                          env=env).stdout)
+    assert [h["path"] for h in hits] == [h["path"] for h in by_image[1:]]  # the same ranking, itself left out
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    proc = run("similar", tmp_path / "elsewhere.jpg", "--index", index, env=env, check=False)
+    assert proc.returncode == 1 and "not in this index" in proc.stderr
