@@ -203,3 +203,17 @@ def test_kind_filters_over_the_scan(tmp_path, tiny_clip_bundle):
         assert len(docs) == len(DOCS) and {h.kind for h in docs} == {"document"}
         images = idx.search("a garden with roses", k=3, type="image")
         assert len(images) == 3 and {h.kind for h in images} == {"image"}
+
+
+def test_sessions_open_where_the_cache_cannot_be_written(tmp_path, tiny_clip_bundle, monkeypatch):
+    """An unwritable MMSEARCH_HOME (here: below a plain file) costs the cache, never the session."""
+    from mmsearch.bundle import load_bundle
+    from mmsearch.runtime import create_session
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("MMSEARCH_HOME", str(blocker / "home"))
+    model = load_bundle(tiny_clip_bundle).tower_path("int8", "text")
+    session, device = create_session(model, "cpu")
+    out = session.run(None, {"input_ids": np.array([[1, 5, 2]], np.int64)})[0]
+    assert device == "cpu" and out.shape[0] == 1 and np.isfinite(out).all()
