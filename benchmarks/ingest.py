@@ -84,7 +84,7 @@ def run_mmsearch(folder: Path, bundle: Path, device: str, config: str, variant: 
     index = BENCH_DIR / "ingest-index"
     shutil.rmtree(index, ignore_errors=True)
     env = dict(os.environ)
-    cmd = [str(Path(sys.executable).parent / "mmsearch"), "index", str(folder), "--index", str(index), "--model",
+    cmd = [sys.executable, "-m", "mmsearch", "index", str(folder), "--index", str(index), "--model",
            str(bundle), "--device", device, "--json"]
     if variant:
         cmd += ["--variant", variant]

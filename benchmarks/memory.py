@@ -95,7 +95,7 @@ def main() -> None:
         folder = photos(count, width, height)
         index = BENCH_DIR / f"memory-index-{count}"
         shutil.rmtree(index, ignore_errors=True)
-        cmd = [str(Path(sys.executable).parent / "mmsearch"), "index", str(folder), "--index", str(index),
+        cmd = [sys.executable, "-m", "mmsearch", "index", str(folder), "--index", str(index),
                "--model", str(bundle), "--device", args.device, "--json"]
         say(f"indexing {count} photos ({args.model})")
         done, wall, rss = peak_rss_of(cmd, capture_output=True, text=True)
