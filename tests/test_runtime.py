@@ -78,3 +78,31 @@ def test_decode_plan_follows_the_device(monkeypatch):
     assert ingest.decode_plan("cpu", None, None) == (8, 32)  # the encoder needs cores too
     assert ingest.decode_plan("cuda", None, None) == (16, 128)  # it does not: decoding takes them all
     assert ingest.decode_plan("cuda", 3, 7) == (3, 7)  # what the caller asks for wins
+
+
+@pytest.mark.gpu
+def test_index_and_search_on_cuda_agree_with_the_cpu(tiny_clip_bundle, tmp_path):
+    """The CUDA path end to end: fp16 towers with IO binding, the decode plan for CUDA, one result set."""
+    import numpy as np
+
+    from engine_helpers import make_collection
+    from mmsearch import Index
+
+    ok, why = runtime.cuda_works()
+    if not ok:
+        pytest.skip(f"CUDA provider does not work here: {why}")
+    photos = tmp_path / "photos"
+    make_collection(photos)
+    with Index(tmp_path / "gpu", model=tiny_clip_bundle, device="cuda") as gpu:
+        report = gpu.index([photos])
+        assert report.device == "cuda" and not report.errors
+        assert gpu.image_encoder().variant == "fp16"
+        hits = gpu.search(image=photos / "img0.jpg", k=3, type="image")
+        assert hits[0].path == str(photos / "img0.jpg")
+        gpu_vectors = dict(zip(*next(gpu.catalog.all_vectors())))
+    with Index(tmp_path / "cpu", model=tiny_clip_bundle, device="cpu", variant="fp32") as cpu:
+        cpu.index([photos])
+        cpu_vectors = dict(zip(*next(cpu.catalog.all_vectors())))
+    assert len(gpu_vectors) == len(cpu_vectors)
+    for a, b in zip(gpu_vectors.values(), cpu_vectors.values()):  # same files in the same order
+        assert float(np.dot(a, b)) > 0.999
