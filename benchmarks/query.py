@@ -89,7 +89,7 @@ def build_index(folder: Path, n: int, bundle: Path) -> Path:
     for lo in range(0, n, 20_000):
         index.add(ids[lo : lo + 20_000], vecs[lo : lo + 20_000])
     index.save()
-    write_ann_stamp(folder / ANN_FILE, catalog.generation())
+    write_ann_stamp(folder / ANN_FILE, catalog.generation(), len(index))
     catalog.close()
     say(f"ANN graph: {time.perf_counter() - t:.1f}s")
     done.write_text(key)

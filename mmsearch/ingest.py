@@ -311,7 +311,7 @@ class _Saver:
                 self.vectors.save()
                 if _SLOW_S:
                     time.sleep(_SLOW_S)
-                write_ann_stamp(self.vectors.path, generation)
+                write_ann_stamp(self.vectors.path, generation, len(self.vectors))
             except OSError as e:
                 raise CatalogWriteError(
                     f"{self.vectors.path}: cannot save the vector index ({_why(e)}); the catalog keeps every "

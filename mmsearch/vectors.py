@@ -40,25 +40,35 @@ def ann_stamp_path(ann_path) -> str:
     return f"{ann_path}.json"
 
 
-def write_ann_stamp(ann_path, generation: int) -> None:
-    """Record which catalog generation the saved ANN file reflects (atomically)."""
+def write_ann_stamp(ann_path, generation: int, live: int | None = None) -> None:
+    """Record which catalog generation the saved ANN file reflects, and how many live vectors it
+    holds (atomically). A query checks the file against the stamp instead of counting the catalog."""
     import json
 
     tmp = f"{ann_stamp_path(ann_path)}.tmp-{os.getpid()}-{threading.get_ident()}"
     with open(tmp, "w") as f:
-        json.dump({"generation": generation}, f)
+        json.dump({"generation": generation} if live is None else {"generation": generation, "live": live}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, ann_stamp_path(ann_path))
 
 
 def read_ann_stamp(ann_path) -> int | None:
+    """The catalog generation the saved ANN file reflects (None: no stamp, or an unreadable one)."""
+    stamp = read_ann_stamp_full(ann_path)
+    return stamp[0] if stamp else None
+
+
+def read_ann_stamp_full(ann_path) -> tuple[int, int | None] | None:
+    """(generation, live vector count or None for stamps written before it was recorded)."""
     import json
 
     try:
         with open(ann_stamp_path(ann_path)) as f:
-            return int(json.load(f)["generation"])
-    except (OSError, ValueError, KeyError, TypeError):
+            data = json.load(f)
+        live = data.get("live")
+        return int(data["generation"]), (int(live) if live is not None else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

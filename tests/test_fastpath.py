@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +86,27 @@ def test_index_queries_scan_the_saved_file_when_it_is_current(tmp_path, tiny_cli
         assert [h.path for h in hits] == [h.path for h in graph_hits]
         under = idx.search(image=photos / "img0.jpg", k=10, under=str(photos / "sub"), type="image")
         assert under and all("/sub/" in h.path for h in under)
+    ann = tmp_path / "index" / "vectors.hnsw"
+    stamp = json.loads((tmp_path / "index" / "vectors.hnsw.json").read_text())
+    assert stamp["live"] == len(SavedVectors(ann, 16))  # the run recorded what the file holds
+    # A file swapped behind the stamp's back (same generation, other content) is not trusted.
+    good = ann.read_bytes()
+    smaller = VectorIndex(tmp_path / "other.hnsw", 16)
+    smaller.add(np.array([1]), unit(1))
+    smaller.save()
+    ann.write_bytes((tmp_path / "other.hnsw").read_bytes())
+    with Index(tmp_path / "index", readonly=True) as idx:
+        assert not isinstance(idx._search_vectors(), SavedVectors)
+    ann.write_bytes(good)
     # A stamp that lags the catalog (a run in progress, a crash) sends queries to the checked path.
-    write_ann_stamp(tmp_path / "index" / "vectors.hnsw", 0)
+    write_ann_stamp(ann, 0)
     with Index(tmp_path / "index", readonly=True) as idx:
         assert isinstance(idx._search_vectors(), VectorIndex)
         assert [h.path for h in idx.search(image=photos / "img0.jpg", k=3)] == [h.path for h in graph_hits]
+    # A stamp written before it recorded the count: the catalog is counted instead.
+    (tmp_path / "index" / "vectors.hnsw.json").write_text(json.dumps({"generation": stamp["generation"]}))
+    with Index(tmp_path / "index", readonly=True) as idx:
+        assert isinstance(idx._search_vectors(), SavedVectors)
 
 
 def test_query_fast_parser_matches_the_typer_command():
