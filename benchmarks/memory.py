@@ -4,8 +4,9 @@
 
 Photos: 640x480 JPEGs, each one distinct (a few base pictures from benchmarks/common.py, each file
 with its own random patch drawn on it, so every content hash differs), written once under
-.work/bench/memory-photos/. Each count is a fresh index, run as the real console script; peak RSS is
-GNU time's %M for that process.
+.work/bench/memory-photos/. Each count is a fresh index, indexed twice (a first run, then one where
+nothing changed, the everyday case), each as `python -m mmsearch index`; peak RSS is GNU time's %M
+for that process.
 
 The pass condition: the peak may grow with the collection only by what the collection really needs
 in memory, i.e. the vectors and graph of the ANN index (4 * dim + ~2 * M * 4 bytes per item) plus the
@@ -97,26 +98,28 @@ def main() -> None:
         shutil.rmtree(index, ignore_errors=True)
         cmd = [sys.executable, "-m", "mmsearch", "index", str(folder), "--index", str(index),
                "--model", str(bundle), "--device", args.device, "--json"]
-        say(f"indexing {count} photos ({args.model})")
-        done, wall, rss = peak_rss_of(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(done.stderr[-3000:])
-        report = json.loads(done.stdout)
-        ann_mb = (index / "vectors.hnsw").stat().st_size / 2**20
+        for run in ("first", "again"):  # a first run, then one with nothing changed (the everyday case)
+            say(f"indexing {count} photos ({args.model}), {run} run")
+            done, wall, rss = peak_rss_of(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-3000:])
+            report = json.loads(done.stdout)
+            ann_mb = (index / "vectors.hnsw").stat().st_size / 2**20
+            rows.append({"photos": count, "run": run, "model": args.model, "dim": dim, "encoded": report["encoded_items"],
+                         "unchanged": report["unchanged"], "errors": len(report["errors"]), "seconds": wall,
+                         "images_per_s": report["encoded_items"] / wall, "peak_rss_mb": rss / 2**20 if rss else None,
+                         "ann_file_mb": ann_mb})
         shutil.rmtree(index, ignore_errors=True)
-        rows.append({"photos": count, "model": args.model, "dim": dim, "encoded": report["encoded_items"],
-                     "errors": len(report["errors"]), "seconds": wall, "images_per_s": report["encoded_items"] / wall,
-                     "peak_rss_mb": rss / 2**20 if rss else None, "ann_file_mb": ann_mb})
-    for r in rows[1:]:
-        first = rows[0]
-        if r["peak_rss_mb"] and first["peak_rss_mb"]:
+    for r in rows:
+        first = next(f for f in rows if f["run"] == r["run"])
+        if r is not first and r["peak_rss_mb"] and first["peak_rss_mb"]:
             grew = r["peak_rss_mb"] - first["peak_rss_mb"]
             extra = r["photos"] - first["photos"]
             r["growth_mb"] = grew
             r["growth_per_file_bytes"] = grew * 2**20 / extra
             r["ann_growth_mb"] = r["ann_file_mb"] - first["ann_file_mb"]
     info = machine()
-    print(table(rows, ["photos", "model", "dim", "encoded", "errors", "seconds", "images_per_s", "peak_rss_mb",
+    print(table(rows, ["photos", "run", "model", "dim", "encoded", "unchanged", "errors", "seconds", "peak_rss_mb",
                        "ann_file_mb", "growth_mb", "ann_growth_mb", "growth_per_file_bytes"],
                 title=f"\nPeak RSS of `mmsearch index`, {args.size} JPEGs ({info['cpu']}, {info['cores']} cores)"))
     write_json(args.json, {"benchmark": "memory", "machine": info, "rows": rows, "args": vars(args)})

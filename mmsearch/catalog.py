@@ -69,6 +69,12 @@ def db_path(path: str) -> str:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def _file_row(r: tuple) -> FileRow:
+    """A FileRow from (id, path, path_bytes, size, mtime_ns, content_hash, kind, status)."""
+    fs = os.fsdecode(r[2]) if r[2] is not None else r[1]
+    return FileRow(r[0], r[1], fs, r[3], r[4], r[5], r[6], r[7])
+
+
 def _rowid(cursor: sqlite3.Cursor) -> int:
     """The id an INSERT just gave its row (always set after an INSERT)."""
     assert cursor.lastrowid is not None
@@ -83,7 +89,7 @@ def path_bytes(path: str) -> bytes | None:
         return os.fsencode(path)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRow:
     id: int
     path: str  # as stored (display form)
@@ -397,15 +403,28 @@ class Catalog:
 
     # -- files -------------------------------------------------------------------------------
 
-    def files_under(self, root_id: int) -> dict[str, FileRow]:
-        """Every file of a root, by the path the scanner sees (fs form)."""
-        out: dict[str, FileRow] = {}
-        for r in self.conn.execute(
+    def files_of_root(self, root_id: int) -> Iterator[FileRow]:
+        """Every file of a root, streamed (a root may hold a million)."""
+        cursor = self.conn.execute(
             "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status FROM files WHERE root_id = ?",
             (root_id,),
-        ):
-            fs = os.fsdecode(r[2]) if r[2] is not None else r[1]
-            out[fs] = FileRow(r[0], r[1], fs, r[3], r[4], r[5], r[6], r[7])
+        )
+        for r in cursor:
+            yield _file_row(r)
+
+    def files_by_path(self, paths: Sequence[str]) -> dict[str, FileRow]:
+        """The indexed files among `paths` (as the scanner sees them), under any root."""
+        out: dict[str, FileRow] = {}
+        keys = [db_path(p) for p in paths]
+        for lo in range(0, len(keys), 500):
+            part = keys[lo : lo + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.conn.execute(
+                "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status FROM files"
+                f" WHERE path IN ({marks})", part,
+            ):
+                row = _file_row(r)
+                out[row.fs_path] = row
         return out
 
     def file_by_path(self, path: str) -> FileRow | None:
@@ -413,10 +432,7 @@ class Catalog:
             "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status FROM files WHERE path = ?",
             (db_path(path),),
         ).fetchone()
-        if r is None:
-            return None
-        fs = os.fsdecode(r[2]) if r[2] is not None else r[1]
-        return FileRow(r[0], r[1], fs, r[3], r[4], r[5], r[6], r[7])
+        return None if r is None else _file_row(r)
 
     def put_file(self, conn: sqlite3.Connection, *, path: str, root_id: int, size: int, mtime_ns: int,
                  content_hash: str | None, kind: str, media_type: str | None = None, width: int | None = None,

@@ -8,6 +8,7 @@ next open (see Index._open_vectors). Work committed before a crash is never enco
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -154,19 +155,13 @@ def run_index(
                 continue
             root_id = catalog.add_root(root)
             problems: list[ScanProblem] = []
-            found = []
             _test_point("scan")
-            for f in walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems):
-                found.append(f)
-                if _TRACE and len(found) % 100 == 0:
-                    _test_point("scan")
-                if len(found) % 500 == 0:
-                    progress(Progress("scanning", len(found), 0, f.path))
-                    if cancelled():
-                        break
-            if cancelled():
+            scan = _scanned(walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems),
+                            progress, cancelled)
+            try:
+                p = plan(scan, catalog.files_by_path, functools.partial(catalog.files_of_root, root_id), hash_file)
+            except _ScanCancelled:
                 break  # a partial scan must not be planned: its unseen files would look deleted
-            p = plan(found, catalog.files_under(root_id), hash_file, catalog.file_by_path)
             _keep_unreadable(p, problems)
             _record_scan_problems(catalog, vectors, p, root_id, problems, report)
             plans.append((root_id, p))
@@ -174,12 +169,13 @@ def run_index(
             plans = []
         for root_id, p in plans:
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
-            report.unchanged += len(p.unchanged)
-            report.skipped += len(p.failed)
+            report.unchanged += p.unchanged
+            report.skipped += p.failed
         todo: list[tuple[int, FoundFile, FileRow | None]] = [(root_id, f, None) for root_id, p in plans for f in p.new]
         todo += [(root_id, f, row) for root_id, p in plans for f, row in p.changed]
         images = [t for t in todo if t[1].kind == "image"]
         docs = [t for t in todo if t[1].kind == "document"]
+        vectors.reserve(len(todo))  # one vector per image, one or more per document
         total = len(todo)
         done = [0]
 
@@ -229,6 +225,25 @@ def _remove_stale_temp_files(ann_path) -> None:
                 os.unlink(os.path.join(folder, name))
             except OSError:
                 pass
+
+
+class _ScanCancelled(Exception):
+    pass
+
+
+def _scanned(found: Iterable[FoundFile], progress: ProgressFn, cancelled: Callable[[], bool]) -> Iterator[FoundFile]:
+    """The walk, saying how far it got every 500 files; a cancel ends the plan it feeds."""
+    n = 0
+    for n, f in enumerate(found, 1):
+        yield f
+        if _TRACE and n % 100 == 0:
+            _test_point("scan")
+        if n % 500 == 0:
+            progress(Progress("scanning", n, 0, f.path))
+        if n % 500 == 0 and cancelled():
+            raise _ScanCancelled
+    if cancelled():
+        raise _ScanCancelled
 
 
 def _record_scan_problems(catalog: Catalog, vectors: VectorIndex, p: Plan, root_id: int,

@@ -15,7 +15,7 @@ from .documents import DOCUMENT_SUFFIXES
 from .preprocess import IMAGE_SUFFIXES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FoundFile:
     path: str  # absolute, as the OS gives it (may hold surrogate escapes for non-UTF-8 names)
     size: int
@@ -35,9 +35,9 @@ class Plan:
 
     new: list[FoundFile] = field(default_factory=list)
     changed: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
-    unchanged: list[FileRow] = field(default_factory=list)
+    unchanged: int = 0  # counted, not kept: a re-run over a million unchanged files holds none of them
     missing: list[FileRow] = field(default_factory=list)
-    failed: list[FileRow] = field(default_factory=list)  # in error before and unchanged since
+    failed: int = 0  # in error before and unchanged since
     moved: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
 
@@ -126,27 +126,44 @@ def _single_file(path: str, problems: list[ScanProblem]) -> Iterator[FoundFile]:
     yield FoundFile(os.path.abspath(path), st.st_size, st.st_mtime_ns, kind)
 
 
-def plan(found: Iterable[FoundFile], known: dict[str, FileRow], hash_file: Callable[[str], str | None],
-         known_elsewhere: Callable[[str], FileRow | None] = lambda path: None) -> Plan:
-    """Compare a scan of one root with the catalog. Files whose size and mtime match are unchanged; a
-    new file whose content hash equals a vanished file's is a move (its vectors are kept).
+def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, FileRow]],
+         rows_of_root: Callable[[], Iterable[FileRow]], hash_file: Callable[[str], str | None]) -> Plan:
+    """Compare a scan of one root with the catalog, streaming. Files whose size and mtime match are
+    unchanged; a new file whose content hash equals a vanished file's is a move (its vectors are kept).
 
-    known: this root's files. known_elsewhere(path): a file indexed under another root that overlaps
-    this one (~/photos and ~/photos/2024): it is judged like this root's own, so alternating runs over
-    nested roots encode nothing twice; only this root's own files can go missing."""
+    lookup(paths): the indexed files among paths, under any root, so a file indexed under another
+    root that overlaps this one (~/photos and ~/photos/2024) is judged like this root's own and
+    alternating runs over nested roots encode nothing twice. rows_of_root(): this root's files; only
+    they can go missing. Memory holds what changed, not the collection: the scan is looked up in
+    batches and the files seen are one bit each."""
     result = Plan()
-    seen: set[str] = set()
+    seen = _IdBits()
+    batch: list[FoundFile] = []
+
+    def judge() -> None:
+        rows = lookup([f.path for f in batch])
+        for f in batch:
+            row = rows.get(f.path)
+            if row is None:
+                result.new.append(f)
+                continue
+            seen.add(row.id)
+            if row.size == f.size and row.mtime_ns == f.mtime_ns:
+                # A file that failed before and has not changed is not retried (its error stays listed).
+                if row.status == "indexed":
+                    result.unchanged += 1
+                else:
+                    result.failed += 1
+            else:
+                result.changed.append((f, row))
+        batch.clear()
+
     for f in found:
-        seen.add(f.path)
-        row = known.get(f.path) or known_elsewhere(f.path)
-        if row is None:
-            result.new.append(f)
-        elif row.size == f.size and row.mtime_ns == f.mtime_ns:
-            # A file that failed before and has not changed is not retried (its error stays listed).
-            (result.unchanged if row.status == "indexed" else result.failed).append(row)
-        else:
-            result.changed.append((f, row))
-    result.missing = [row for path, row in known.items() if path not in seen]
+        batch.append(f)
+        if len(batch) >= 500:
+            judge()
+    judge()
+    result.missing = [row for row in rows_of_root() if row.id not in seen]
     if result.missing and result.new:
         by_hash: dict[str, list[FileRow]] = {}
         for row in result.missing:
@@ -168,6 +185,23 @@ def plan(found: Iterable[FoundFile], known: dict[str, FileRow], hash_file: Calla
                     still_new.append(f)
             result.new = still_new
     return result
+
+
+class _IdBits:
+    """A set of catalog ids, one bit each (a set of a million ints takes ~70 MB, this 125 KB)."""
+
+    def __init__(self) -> None:
+        self._bits = bytearray()
+
+    def add(self, i: int) -> None:
+        at = i >> 3
+        if at >= len(self._bits):
+            self._bits.extend(bytes(at + 1 - len(self._bits) + len(self._bits) // 2))
+        self._bits[at] |= 1 << (i & 7)
+
+    def __contains__(self, i: int) -> bool:
+        at = i >> 3
+        return at < len(self._bits) and bool(self._bits[at] >> (i & 7) & 1)
 
 
 def hash_bytes(data: bytes) -> str:

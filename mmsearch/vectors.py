@@ -150,6 +150,15 @@ class VectorIndex:
                         self._deleted.intersection_update(self._index.get_ids_list())
             self._live.update(labels)
 
+    def reserve(self, more: int) -> None:
+        """Make room for `more` vectors at once. Growing by doubling as adds arrive holds the old and
+        the new graph together at each step and ends with up to twice the room needed; an index run
+        knows how many files it will add and asks once."""
+        with self._lock:
+            needed = self._index.element_count + more
+            if needed > self._index.max_elements:
+                self._index.resize_index(needed)
+
     def remove(self, ids: Iterable[int]) -> None:
         """Hide ids from search (hnswlib marks them deleted; their slots are reused by later adds)."""
         with self._lock:

@@ -1,0 +1,41 @@
+"""The scan's plan against the catalog, on its own: what is new, changed, unchanged, missing, moved."""
+
+from __future__ import annotations
+
+from mmsearch.catalog import FileRow
+from mmsearch.scanner import FoundFile, plan
+
+
+def row(id: int, path: str, size: int = 10, mtime: int = 1, digest: str | None = None, status: str = "indexed") -> FileRow:
+    return FileRow(id, path, path, size, mtime, digest or f"h{id}", "image", status)
+
+
+def test_plan_streams_through_lookups_and_keeps_only_changes():
+    # ids far apart: the seen-set grows as needed
+    mine = [row(3, "/r/a.jpg"), row(1_000, "/r/b.jpg"), row(2_000_003, "/r/gone.jpg"), row(9, "/r/err.jpg", status="error"),
+            row(7, "/r/old-name.jpg", size=55, digest="same")]
+    elsewhere = row(400, "/r/sub/c.jpg")  # indexed under another root that overlaps this one
+    by_path = {r.fs_path: r for r in [*mine, elsewhere]}
+    found = [FoundFile("/r/a.jpg", 10, 1, "image"), FoundFile("/r/b.jpg", 11, 2, "image"),  # b changed
+             FoundFile("/r/sub/c.jpg", 10, 1, "image"), FoundFile("/r/err.jpg", 10, 1, "image"),
+             FoundFile("/r/new.jpg", 5, 1, "image"), FoundFile("/r/new-name.jpg", 55, 3, "image")]
+    lookups: list[int] = []
+
+    def lookup(paths):
+        lookups.append(len(paths))
+        return {p: by_path[p] for p in paths if p in by_path}
+
+    p = plan(iter(found), lookup, lambda: iter(mine), lambda path: "same" if path.endswith("new-name.jpg") else "x")
+    assert p.unchanged == 2 and p.failed == 1  # a.jpg and the other root's c.jpg; err.jpg stays as it is
+    assert [(f.path, r.id) for f, r in p.changed] == [("/r/b.jpg", 1_000)]
+    assert [f.path for f in p.new] == ["/r/new.jpg"]
+    assert [(f.path, r.id) for f, r in p.moved] == [("/r/new-name.jpg", 7)]  # same content, new name
+    assert [r.id for r in p.missing] == [2_000_003]
+    assert sum(lookups) == len(found)
+
+
+def test_plan_looks_up_in_batches():
+    found = (FoundFile(f"/r/{i}.jpg", 1, 1, "image") for i in range(1_234))
+    sizes: list[int] = []
+    p = plan(found, lambda paths: sizes.append(len(paths)) or {}, lambda: iter(()), lambda path: None)
+    assert len(p.new) == 1_234 and max(sizes) <= 500 and sum(sizes) == 1_234
