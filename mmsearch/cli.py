@@ -24,6 +24,12 @@ app = typer.Typer(
 
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index folder [default: $MMSEARCH_HOME/index].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+# The filters `query` and `similar` share.
+TopOpt = Annotated[int, typer.Option("-k", "--top", help="How many results.")]
+TypeOpt = Annotated[str, typer.Option("--type", help="image, document or all.")]
+UnderOpt = Annotated[Optional[Path], typer.Option("--under", help="Only files under this folder.")]
+AfterOpt = Annotated[Optional[str], typer.Option("--after", help="Taken (EXIF) or modified on/after DATE (YYYY-MM-DD).")]
+BeforeOpt = Annotated[Optional[str], typer.Option("--before", help="Taken (EXIF) or modified before DATE.")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -154,11 +160,11 @@ def query(
     text: Annotated[Optional[str], typer.Argument(help="What to look for, in words.")] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="Find what looks like this picture instead.")] = None,
     index_dir: IndexOpt = None,
-    k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
-    type_: Annotated[str, typer.Option("--type", help="image, document or all.")] = "all",
-    under: Annotated[Optional[Path], typer.Option("--under", help="Only files under this folder.")] = None,
-    after: Annotated[Optional[str], typer.Option("--after", help="Taken (EXIF) or modified on/after DATE (YYYY-MM-DD).")] = None,
-    before: Annotated[Optional[str], typer.Option("--before", help="Taken (EXIF) or modified before DATE.")] = None,
+    k: TopOpt = 10,
+    type_: TypeOpt = "all",
+    under: UnderOpt = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
     mode: Annotated[str, typer.Option("--mode", help="For words over documents: hybrid (meaning + keywords), vector or keyword.")] = "hybrid",
     model: Annotated[Optional[str], typer.Option("--model", help="Model [default: the one the index was built with].")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
@@ -176,11 +182,11 @@ def query(
 def similar(
     path: Annotated[Path, typer.Argument(help="An indexed file (photo or document).")],
     index_dir: IndexOpt = None,
-    k: Annotated[int, typer.Option("-k", "--top", help="How many results.")] = 10,
-    type_: Annotated[str, typer.Option("--type", help="image, document or all.")] = "all",
-    under: Annotated[Optional[Path], typer.Option("--under", help="Only files under this folder.")] = None,
-    after: Annotated[Optional[str], typer.Option("--after", help="Taken (EXIF) or modified on/after DATE (YYYY-MM-DD).")] = None,
-    before: Annotated[Optional[str], typer.Option("--before", help="Taken (EXIF) or modified before DATE.")] = None,
+    k: TopOpt = 10,
+    type_: TypeOpt = "all",
+    under: UnderOpt = None,
+    after: AfterOpt = None,
+    before: BeforeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Files like an indexed file, from its stored vector: no model is loaded, the file itself is left out."""
