@@ -351,19 +351,18 @@ class Index:
         if (text is None) == (image is None):
             raise MmsearchError("give a text or an image to search for (one of them)")
         filters = Filters(type=type, under=under, after=after, before=before)
+        vector = vectors = None
         if text is not None:
-            vector = None
             if mode != "keyword":
                 loaded = self._text_encoder
                 if loaded is None:
                     # A cold query: the text tower's session (the largest cost left) is created on
                     # another thread (onnxruntime releases the GIL) while this one maps the vectors.
                     encoder = _background(self.text_encoder)
-                    mapped = self._search_vectors()
+                    vectors = self._search_vectors()
                     vector = encoder().encode([text])[0]
-                    return rank(self.catalog, mapped, query_vector=vector, query_text=text, k=k, filters=filters,
-                                mode=mode)
-                vector = loaded.encode([text])[0]
+                else:
+                    vector = loaded.encode([text])[0]
         elif image is not None:
             from .preprocess import decode_image
 
@@ -375,7 +374,8 @@ class Index:
                 raise MmsearchError(f"{image}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
-        vectors = self._search_vectors() if vector is not None else None
+        if vector is not None and vectors is None:
+            vectors = self._search_vectors()
         return rank(self.catalog, vectors, query_vector=vector, query_text=text, k=k, filters=filters, mode=mode)
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all", under: str | None = None,

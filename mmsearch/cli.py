@@ -191,7 +191,7 @@ def similar(
 ) -> None:
     """Files like an indexed file, from its stored vector: no model is loaded, the file itself is left out."""
     from .api import Index, parse_date
-    from .cli_query import print_hits
+    from .cli_query import write_hits
     from .search import TYPES
 
     if type_ not in TYPES:
@@ -202,10 +202,7 @@ def similar(
                                before=parse_date(before))
     except _errors() as e:
         _fail(str(e))
-    if as_json:
-        typer.echo(json.dumps([h.to_dict() for h in hits], indent=2))
-        return
-    print_hits(hits)
+    write_hits(hits, as_json)
 
 
 @app.command()

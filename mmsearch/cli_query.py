@@ -38,12 +38,7 @@ def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, m
                               after=parse_date(after), before=parse_date(before), mode=mode)
     except errors() as e:
         _exit(str(e))
-    if as_json:
-        import json
-
-        sys.stdout.write(json.dumps([h.to_dict() for h in hits], indent=2) + "\n")
-        return
-    print_hits(hits)
+    write_hits(hits, as_json)
 
 
 def _exit(message: str, code: int = 1) -> None:
@@ -51,8 +46,14 @@ def _exit(message: str, code: int = 1) -> None:
     raise SystemExit(code)
 
 
-def print_hits(hits) -> None:
-    """A plain aligned table (rich costs ~150 ms of imports, most of a cold query's budget)."""
+def write_hits(hits, as_json: bool) -> None:
+    """Results as JSON, or as a plain aligned table (rich costs ~150 ms of imports, most of a cold
+    query's budget); for `query` and `similar`."""
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps([h.to_dict() for h in hits], indent=2) + "\n")
+        return
     if not hits:
         sys.stdout.write("No results.\n")
         return

@@ -240,8 +240,8 @@ def _scanned(found: Iterable[FoundFile], progress: ProgressFn, cancelled: Callab
             _test_point("scan")
         if n % 500 == 0:
             progress(Progress("scanning", n, 0, f.path))
-        if n % 500 == 0 and cancelled():
-            raise _ScanCancelled
+            if cancelled():
+                raise _ScanCancelled
     if cancelled():
         raise _ScanCancelled
 
