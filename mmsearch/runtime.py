@@ -99,7 +99,7 @@ def session_options(threads: int | None = None, *, spinning: bool = True, prepac
 
 def expected_device(device: str) -> str:
     """The device a session will most likely get, without creating one (to pick the variant)."""
-    if device == "cpu" or _CUDA_FAILURE or _no_gpu_reason():
+    if device == "cpu" or _cuda_unusable_reason():
         return "cpu"
     return "cuda"
 
@@ -116,7 +116,7 @@ def create_session(
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     opts = session_options(threads, spinning=spinning, prepack=prepack)
     if device in ("auto", "cuda"):
-        reason = _CUDA_FAILURE[0] if _CUDA_FAILURE else _no_gpu_reason()
+        reason = _cuda_unusable_reason()
         if reason is None:
             _preload_cuda_libraries()
             cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
@@ -264,13 +264,15 @@ _CUDA_FAILURE: list[str] = []
 _CUDA_WARNED: list[bool] = []
 
 
-def _cuda_known_broken() -> bool:
-    return bool(_CUDA_FAILURE)
+def _cuda_unusable_reason() -> str | None:
+    """Why CUDA cannot work here, as far as is known without trying: an earlier failure in this
+    process, or a cheap check; None when it is worth a session attempt."""
+    return _CUDA_FAILURE[0] if _CUDA_FAILURE else _no_gpu_reason()
 
 
 def cuda_works() -> tuple[bool, str]:
     """For `mmsearch doctor`: can a CUDA session really be created here? (True, "") or (False, why)."""
-    reason = _CUDA_FAILURE[0] if _CUDA_FAILURE else _no_gpu_reason()
+    reason = _cuda_unusable_reason()
     if reason:
         return False, reason
     # A one-node graph (Identity) in ONNX's protobuf wire format, so that no `onnx` import is needed.
