@@ -19,9 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import paths
+from . import arguments, paths
 from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError
+from .errors import InvalidArgument, MmsearchError
+from .filenames import display_path
 from .search import Filters, SearchResult, rank
 from .vectors import (SavedVectors, VectorIndex, VectorIndexError, read_ann_stamp, read_ann_stamp_full,
                       write_ann_stamp)
@@ -44,8 +46,7 @@ LOCK_FILE = "index.lock"
 FLAT_SCAN_MAX = 10_000
 
 
-class MmsearchError(Exception):
-    """Something the user can fix; the message says what and how."""
+__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "installed_models", "resolve_model"]
 
 
 class IndexBusyError(MmsearchError):
@@ -94,9 +95,9 @@ class Index:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, model: str | os.PathLike[str] | None = None,
                  device: str = "auto", variant: str | None = None, readonly: bool = False):
-        self.path = Path(path).expanduser() if path else paths.default_index_dir()
-        self.device = device
-        self.variant = variant
+        self.path = Path(arguments.user_path(path)) if path else paths.default_index_dir()
+        self.device = arguments.choice("device", device, arguments.DEVICES)
+        self.variant = arguments.optional_choice("variant", variant, arguments.VARIANTS)
         self.readonly = readonly
         exists = (self.path / "catalog.db").exists()
         if readonly and not exists:
@@ -253,6 +254,8 @@ class Index:
         an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`."""
         if self.readonly:
             raise MmsearchError(f"{self.path}: opened read-only")
+        roots = arguments.existing_paths(list(paths_))
+        workers = arguments.at_least_one("workers", workers)
         from filelock import FileLock, Timeout
 
         from .ingest import _Encoders, run_index
@@ -273,7 +276,6 @@ class Index:
             vectors = self.vectors(save=True)
             self._writing = True
             encoders = _Encoders(self.image_encoder, self.text_encoder)
-            roots = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths_]
             return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
                              include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers)
         finally:
@@ -284,7 +286,7 @@ class Index:
 
     def forget(self, path: str | os.PathLike[str]) -> int:
         """Drop an indexed root (or every root under path) and all it holds; returns files dropped."""
-        target = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        target = display_path(arguments.user_path(path))  # roots are stored in display form
         roots = [(rid, p) for rid, p in self.catalog.roots() if p == target or p.startswith(target.rstrip(os.sep) + os.sep)]
         if not roots:
             known = ", ".join(p for _, p in self.catalog.roots()) or "none"
@@ -295,8 +297,9 @@ class Index:
             vectors = self.vectors(save=True)
             dropped = 0
             for rid, _ in roots:
-                dropped += self.catalog.conn.execute("SELECT count(*) FROM files WHERE root_id = ?", (rid,)).fetchone()[0]
-                vectors.remove(self.catalog.remove_root(rid))
+                removed_items, files = self.catalog.remove_root(rid)
+                vectors.remove(removed_items)
+                dropped += files
             generation = self.catalog.generation()
             vectors.save()
             write_ann_stamp(self.ann_path, generation, len(vectors))
@@ -345,12 +348,16 @@ class Index:
         return saved
 
     def search(self, text: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
-               type: str = "all", under: str | None = None, after: datetime | None = None,
-               before: datetime | None = None, mode: str = "hybrid") -> list[SearchResult]:
-        """Text or image query -> the k best files. Only the tower the query needs is loaded."""
+               type: str = "all", under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
+               before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
+        """Text or image query -> the k best files (k whenever k match). Only the tower the query needs
+        is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
         if (text is None) == (image is None):
-            raise MmsearchError("give a text or an image to search for (one of them)")
-        filters = Filters(type=type, under=under, after=after, before=before)
+            raise InvalidArgument("give a text or an image to search for (one of them)")
+        if text is not None:
+            text = arguments.query_text(text)
+        mode = arguments.choice("mode", mode, arguments.MODES)
+        filters = _filters(k, type, under, after, before)
         vector = vectors = None
         if text is not None:
             if mode != "keyword":
@@ -368,31 +375,37 @@ class Index:
 
             # (Opening the image tower on a thread while this one decodes was measured: no gain, the
             # two compete for the same cores; decoding at draft scale takes a few ms.)
+            image = arguments.user_path(image)
             try:
-                decoded = decode_image(os.fspath(image), self.bundle.image_spec)
+                decoded = decode_image(image, self.bundle.image_spec)
+            except FileNotFoundError:
+                raise MmsearchError(f"{display_path(image)}: no such file") from None
             except Exception as e:
-                raise MmsearchError(f"{image}: {e}") from None
+                raise MmsearchError(f"{display_path(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
         if vector is not None and vectors is None:
             vectors = self._search_vectors()
         return rank(self.catalog, vectors, query_vector=vector, query_text=text, k=k, filters=filters, mode=mode)
 
-    def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all", under: str | None = None,
-                after: datetime | None = None, before: datetime | None = None) -> list[SearchResult]:
+    def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
+                under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
+                before: datetime | str | None = None) -> list[SearchResult]:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
-        target = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        target = arguments.user_path(path)
+        filters = _filters(k, type, under, after, before)
         row = self.catalog.file_by_path(target)
-        if row is None or row.status != "indexed":
-            raise MmsearchError(f"{target}: not in this index; index it first or use search(image=...)")
-        item = self.catalog.conn.execute("SELECT id FROM items WHERE file_id = ? ORDER BY id LIMIT 1", (row.id,)).fetchone()
-        ids_vecs = list(self.catalog.vectors_for([item[0]]))
-        vector = ids_vecs[0][1][0]
-        filters = Filters(type=type, under=under, after=after, before=before)
-        hits = rank(self.catalog, self._search_vectors(), query_vector=vector, query_text=None, k=k + 1, filters=filters,
-                    mode="vector")
-        hits = [h for h in hits if h.path != row.path][:k]
-        return [SearchResult(**{**h.to_dict(), "rank": i + 1}) for i, h in enumerate(hits)]
+        if row is None:
+            raise MmsearchError(
+                f"{display_path(target)}: not in this index. Index it first, or search by its content: "
+                "`mmsearch query --image FILE` (library: Index.search(image=...))"
+            )
+        if row.status != "indexed":
+            raise MmsearchError(f"{display_path(target)}: could not be indexed ({self.catalog.file_error(row.id)}); "
+                                "fix that and run `mmsearch index` again")
+        vector = self.catalog.file_vector(row.id)
+        return rank(self.catalog, self._search_vectors(), query_vector=vector, query_text=None, k=k, filters=filters,
+                    mode="vector", exclude_file=row.id)
 
     # -- status --------------------------------------------------------------------------------
 
@@ -434,10 +447,10 @@ def _background(fn: Callable[[], Any]) -> Callable[[], Any]:
     return result
 
 
-def parse_date(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise MmsearchError(f"'{text}' is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+def _filters(k: int, type: str, under: str | os.PathLike[str] | None, after: datetime | str | None,
+             before: datetime | str | None) -> Filters:
+    """A search's filters, checked and normalised (k too, which every search takes)."""
+    arguments.at_least_one("k", k)
+    return Filters(type=arguments.choice("type", type, arguments.TYPES),
+                   under=arguments.user_path(under) if under is not None else None,
+                   after=arguments.when("after", after), before=arguments.when("before", before))

@@ -65,6 +65,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import MmsearchError
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VARIANTS = ("fp32", "fp16", "int8")
@@ -73,7 +75,7 @@ TOWERS = ("image", "text")
 _VERIFIED_STAMP = ".verified.json"
 
 
-class BundleError(Exception):
+class BundleError(MmsearchError):
     """A bundle that cannot be used; the message names the file and the reason."""
 
 

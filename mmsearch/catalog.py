@@ -13,6 +13,10 @@ Schema (version 2), written through sqlite-utils, WAL mode, every change in one 
 
 Version 2 added `runs.pid` (a run left 'running' by a killed process is marked 'interrupted' by the
 next run) and an index on files(status), so listing the files in error does not scan every file.
+Version 3 added `files.time_s`, the file's date as an instant (Unix seconds): the EXIF capture time
+where the photo has one, else the modification time. EXIF times without an offset are the camera's
+wall clock, read as this machine's local time (as photo apps do); `files.taken_at` keeps the EXIF text
+as found, with its offset where the photo records one. Date filters compare instants.
 
 `generation` grows with every transaction that adds or removes items; the ANN file records the
 generation it reflects, so opening an index knows at once whether the two agree.
@@ -34,14 +38,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import MmsearchError
+from .filenames import display_path as db_path
+from .filenames import from_stored, path_bytes
+
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CATALOG_FILE = "catalog.db"
 
 
-class CatalogError(Exception):
+class CatalogError(MmsearchError):
     """A catalog that cannot be used as it is; the message says what to do."""
 
 
@@ -59,34 +67,15 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def db_path(path: str) -> str:
-    """The text we store for a path: itself, or where the name is not UTF-8, a readable escape
-    (the exact bytes go in files.path_bytes)."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
 def _file_row(r: tuple) -> FileRow:
     """A FileRow from (id, path, path_bytes, size, mtime_ns, content_hash, kind, status)."""
-    fs = os.fsdecode(r[2]) if r[2] is not None else r[1]
-    return FileRow(r[0], r[1], fs, r[3], r[4], r[5], r[6], r[7])
+    return FileRow(r[0], r[1], from_stored(r[1], r[2]), r[3], r[4], r[5], r[6], r[7])
 
 
 def _rowid(cursor: sqlite3.Cursor) -> int:
     """The id an INSERT just gave its row (always set after an INSERT)."""
     assert cursor.lastrowid is not None
     return cursor.lastrowid
-
-
-def path_bytes(path: str) -> bytes | None:
-    try:
-        path.encode("utf-8")
-        return None
-    except UnicodeEncodeError:
-        return os.fsencode(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +94,7 @@ class FileRow:
 class ItemRow:
     item_id: int
     file_id: int
-    path: str
+    path: str  # the path that opens the file (see filenames.py for names that are not UTF-8)
     kind: str
     page: int | None
     start: int | None
@@ -178,6 +167,13 @@ MIGRATIONS: dict[int, list[str]] = {
     1: [
         "ALTER TABLE runs ADD COLUMN pid INTEGER",
         "CREATE INDEX IF NOT EXISTS files_status ON files(status)",
+    ],
+    2: [
+        "ALTER TABLE files ADD COLUMN time_s REAL",
+        # Version 2 stored naive EXIF times ("YYYY-MM-DDTHH:MM:SS"); 'utc' reads them as local time.
+        "UPDATE files SET time_s = coalesce(CAST(strftime('%s', replace(substr(taken_at, 1, 19), 'T', ' '), 'utc')"
+        " AS REAL), mtime_ns / 1e9)",
+        "CREATE INDEX IF NOT EXISTS files_time ON files(time_s)",
     ],
 }
 
@@ -390,16 +386,16 @@ class Catalog:
     def roots(self) -> list[tuple[int, str]]:
         return [tuple(r) for r in self.conn.execute("SELECT id, path FROM roots ORDER BY path")]  # type: ignore[misc]
 
-    def remove_root(self, root_id: int) -> list[int]:
-        """Drop a root, its files and items; returns the removed item ids."""
+    def remove_root(self, root_id: int) -> tuple[list[int], int]:
+        """Drop a root, its files and items; returns the removed item ids and how many files went."""
         with self.write() as c:
             ids = [r[0] for r in c.execute(
                 "SELECT items.id FROM items JOIN files ON files.id = items.file_id WHERE files.root_id = ?", (root_id,)
             )]
-            c.execute("DELETE FROM files WHERE root_id = ?", (root_id,))
+            files = c.execute("DELETE FROM files WHERE root_id = ?", (root_id,)).rowcount
             c.execute("DELETE FROM roots WHERE id = ?", (root_id,))
             self._bump(c)
-        return ids
+        return ids, files
 
     # -- files -------------------------------------------------------------------------------
 
@@ -434,20 +430,34 @@ class Catalog:
         ).fetchone()
         return None if r is None else _file_row(r)
 
+    def file_error(self, file_id: int) -> str | None:
+        row = self.conn.execute("SELECT error FROM files WHERE id = ?", (file_id,)).fetchone()
+        return row[0] if row else None
+
+    def file_vector(self, file_id: int) -> np.ndarray:
+        """One vector for a file: an image's own, a document's chunks' mean (renormalised)."""
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM items WHERE file_id = ? ORDER BY id", (file_id,))]
+        vecs = np.concatenate([v for _, v in self.vectors_for(ids)])
+        mean = vecs.mean(axis=0)
+        return (mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32)
+
     def put_file(self, conn: sqlite3.Connection, *, path: str, root_id: int, size: int, mtime_ns: int,
                  content_hash: str | None, kind: str, media_type: str | None = None, width: int | None = None,
-                 height: int | None = None, taken_at: str | None = None, orientation: int | None = None,
+                 height: int | None = None, taken_at: datetime | None = None, orientation: int | None = None,
                  status: str = "indexed", error: str | None = None) -> tuple[int, list[int]]:
-        """Insert or replace a file row; a replaced file's old items go. Returns (file id, removed item ids)."""
+        """Insert or replace a file row; a replaced file's old items go. Returns (file id, removed item ids).
+        taken_at: the EXIF capture time, naive (camera wall clock, read as local time) or aware."""
         key = db_path(path)
         row = conn.execute("SELECT id FROM files WHERE path = ?", (key,)).fetchone()
-        values = (root_id, size, mtime_ns, content_hash, kind, media_type, width, height, taken_at,
-                  orientation, status, error, now())
+        time_s = taken_at.timestamp() if taken_at else mtime_ns / 1e9
+        values = (root_id, size, mtime_ns, content_hash, kind, media_type, width, height,
+                  taken_at.isoformat() if taken_at else None, time_s, orientation, status, error, now())
         removed: list[int] = []
         if row is None:
             cur = conn.execute(
                 "INSERT INTO files(path, path_bytes, root_id, size, mtime_ns, content_hash, kind, media_type, width,"
-                " height, taken_at, orientation, status, error, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " height, taken_at, time_s, orientation, status, error, indexed_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key, path_bytes(path), *values),
             )
             return _rowid(cur), removed
@@ -455,18 +465,23 @@ class Catalog:
         removed = self._delete_items(conn, file_id)
         conn.execute(
             "UPDATE files SET root_id=?, size=?, mtime_ns=?, content_hash=?, kind=?, media_type=?, width=?, height=?,"
-            " taken_at=?, orientation=?, status=?, error=?, indexed_at=? WHERE id = ?",
+            " taken_at=?, time_s=?, orientation=?, status=?, error=?, indexed_at=? WHERE id = ?",
             (*values, file_id),
         )
         return file_id, removed
 
+    # A file without an EXIF time is dated by its modification time, which these two may change.
+    _MTIME_DATE = "time_s = CASE WHEN taken_at IS NULL THEN ? ELSE time_s END"
+
     def touch_file(self, conn: sqlite3.Connection, file_id: int, size: int, mtime_ns: int) -> None:
-        conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
+        conn.execute(f"UPDATE files SET size = ?, mtime_ns = ?, {self._MTIME_DATE} WHERE id = ?",
+                     (size, mtime_ns, mtime_ns / 1e9, file_id))
 
     def move_file(self, conn: sqlite3.Connection, file_id: int, new_path: str, root_id: int, size: int, mtime_ns: int) -> None:
         conn.execute(
-            "UPDATE files SET path = ?, path_bytes = ?, root_id = ?, size = ?, mtime_ns = ? WHERE id = ?",
-            (db_path(new_path), path_bytes(new_path), root_id, size, mtime_ns, file_id),
+            f"UPDATE files SET path = ?, path_bytes = ?, root_id = ?, size = ?, mtime_ns = ?, {self._MTIME_DATE}"
+            " WHERE id = ?",
+            (db_path(new_path), path_bytes(new_path), root_id, size, mtime_ns, mtime_ns / 1e9, file_id),
         )
 
     def delete_files(self, conn: sqlite3.Connection, file_ids: Iterable[int]) -> list[int]:
@@ -541,12 +556,12 @@ class Catalog:
             part = list(ids[i : i + 900])
             marks = ",".join("?" * len(part))
             for r in self.conn.execute(
-                "SELECT items.id, items.file_id, files.path, items.kind, items.page, items.start, items.\"end\","
-                " items.text, files.media_type, files.width, files.height, files.taken_at, files.mtime_ns"
+                "SELECT items.id, items.file_id, files.path, files.path_bytes, items.kind, items.page, items.start,"
+                " items.\"end\", items.text, files.media_type, files.width, files.height, files.taken_at, files.mtime_ns"
                 f" FROM items JOIN files ON files.id = items.file_id WHERE items.id IN ({marks})",
                 part,
             ):
-                out[r[0]] = ItemRow(*r)
+                out[r[0]] = ItemRow(r[0], r[1], from_stored(r[2], r[3]), *r[4:])
         return out
 
     def keyword_search(self, query: str, limit: int) -> list[tuple[int, float]]:
@@ -563,9 +578,26 @@ class Catalog:
             return []
         return [(int(r[0]), float(r[1])) for r in rows]
 
-    def item_ids_where(self, where: str, params: Sequence[Any]) -> list[int]:
-        sql = f"SELECT items.id FROM items JOIN files ON files.id = items.file_id WHERE {where}"
-        return [r[0] for r in self.conn.execute(sql, list(params))]
+    def item_ids_matching(self, *, kind: str | None = None, under: str | None = None, after: float | None = None,
+                          before: float | None = None) -> list[int]:
+        """Items of one kind ("image" | "document"), of files under a folder, dated (files.time_s) at or
+        after / before an instant in Unix seconds; None leaves a condition out."""
+        where, params = ["1"], []  # type: tuple[list[str], list[Any]]
+        if kind is not None:
+            where.append("items.kind = ?")
+            params.append(kind)
+        if under is not None:
+            prefix = db_path(under).rstrip(os.sep) + os.sep
+            where.append("substr(files.path, 1, ?) = ?")
+            params += [len(prefix), prefix]
+        if after is not None:
+            where.append("files.time_s >= ?")
+            params.append(after)
+        if before is not None:
+            where.append("files.time_s < ?")
+            params.append(before)
+        sql = f"SELECT items.id FROM items JOIN files ON files.id = items.file_id WHERE {' AND '.join(where)}"
+        return [r[0] for r in self.conn.execute(sql, params)]
 
     # -- runs and status ---------------------------------------------------------------------
 

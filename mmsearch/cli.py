@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .cli_query import errors as _errors
+from .cli_query import fail as _fail_with
 
 app = typer.Typer(
     help="Find your photos and documents by meaning. Index folders once, then query them with words or a picture.\n\n"
@@ -65,8 +65,15 @@ def index(
     _setup_logging()
     import sqlite3
 
+    from . import arguments
     from .api import Index, IndexBusyError
     from .catalog import CatalogWriteError
+
+    try:  # before the index is opened: a typo creates nothing
+        arguments.existing_paths(paths)
+        arguments.at_least_one("--workers", workers)
+    except Exception as e:
+        _fail_with(e)
 
     stop = threading.Event()
     interrupts = [0]
@@ -93,12 +100,12 @@ def index(
         _fail(str(e), 3)
     except CatalogWriteError as e:  # disk full, read-only folder: the last committed state is still readable
         _fail(str(e), 2)
-    except _errors() as e:
-        _fail(str(e))
     except (OSError, sqlite3.Error) as e:
         where = getattr(e, "filename", None) or (idx_path[0] if idx_path else "")
         _fail(f"{where}: {getattr(e, 'strerror', None) or e}; the index keeps its last committed state. "
               "Fix the cause, then run the same command to resume.", 2)
+    except Exception as e:
+        _fail_with(e)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -141,18 +148,17 @@ def _progress(disabled: bool):
 
 
 def _print_report(report) -> None:
-    from rich.console import Console
-
-    console = Console(stderr=False)
-    console.print(
+    # Plain text: paths are the user's data (a `[red]` in a folder name is not markup), and piped
+    # output is not wrapped.
+    typer.echo(
         f"added {report.added}, updated {report.updated}, moved {report.moved}, removed {report.removed}, "
         f"unchanged {report.unchanged}, skipped {report.skipped}, errors {len(report.errors)} "
         f"({report.seconds:.1f}s{', ' + report.device if report.device else ''})"
     )
     for err in report.errors[:20]:
-        console.print(f"  [yellow]skipped[/yellow] {err['path']}: {err['reason']}", markup=True, highlight=False)
+        typer.echo(f"  skipped {err['path']}: {err['reason']}")
     if len(report.errors) > 20:
-        console.print(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
+        typer.echo(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
 
 
 @app.command()
@@ -190,18 +196,14 @@ def similar(
     as_json: JsonOpt = False,
 ) -> None:
     """Files like an indexed file, from its stored vector: no model is loaded, the file itself is left out."""
-    from .api import Index, parse_date
+    from .api import Index
     from .cli_query import write_hits
-    from .search import TYPES
 
-    if type_ not in TYPES:
-        _fail(f"--type must be one of {', '.join(TYPES)}", 2)
     try:
         with Index(index_dir, readonly=True) as idx:
-            hits = idx.similar(path, k=k, type=type_, under=str(under) if under else None, after=parse_date(after),
-                               before=parse_date(before))
-    except _errors() as e:
-        _fail(str(e))
+            hits = idx.similar(path, k=k, type=type_, under=under, after=after, before=before)
+    except Exception as e:
+        _fail_with(e)
     write_hits(hits, as_json)
 
 
@@ -213,8 +215,8 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     try:
         with Index(index_dir, readonly=True) as idx:
             info = idx.status()
-    except _errors() as e:
-        _fail(str(e))
+    except Exception as e:
+        _fail_with(e)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -243,8 +245,8 @@ def forget(path: Annotated[Path, typer.Argument(help="An indexed root (a folder 
     try:
         with Index(index_dir) as idx:
             dropped = idx.forget(path)
-    except _errors() as e:
-        _fail(str(e))
+    except Exception as e:
+        _fail_with(e)
     typer.echo(json.dumps({"forgotten": str(path), "files": dropped}) if as_json else f"Forgot {path}: {dropped} files.")
 
 

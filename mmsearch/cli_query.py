@@ -12,33 +12,29 @@ import sys
 from pathlib import Path
 
 
-def errors() -> tuple[type[Exception], ...]:
-    """Errors the user can act on: one clear message and exit code 1, not a traceback."""
-    from .api import MmsearchError
-    from .bundle import BundleError
-    from .runtime import DeviceError
-
-    return (MmsearchError, BundleError, DeviceError)
-
-
 def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, model, device, variant, as_json) -> None:
-    """The query command's body, run by cli.query (typer) and by the console script's fast path."""
-    from .api import Index, parse_date
-    from .search import MODES, TYPES
+    """The query command's body, run by cli.query (typer) and by the console script's fast path. The
+    library checks every value; its errors become one line and an exit code (see fail)."""
+    from .api import Index
 
     if (text is None) == (image is None):
         _exit("give either TEXT or --image FILE (one of them)", 2)
-    if type_ not in TYPES:
-        _exit(f"--type must be one of {', '.join(TYPES)}", 2)
-    if mode not in MODES:
-        _exit(f"--mode must be one of {', '.join(MODES)}", 2)
     try:
         with Index(index_dir, model=model, device=device, variant=variant, readonly=True) as idx:
-            hits = idx.search(text, image=image, k=k, type=type_, under=str(under) if under else None,
-                              after=parse_date(after), before=parse_date(before), mode=mode)
-    except errors() as e:
-        _exit(str(e))
+            hits = idx.search(text, image=image, k=k, type=type_, under=under, after=after, before=before, mode=mode)
+    except Exception as e:
+        fail(e)
     write_hits(hits, as_json)
+
+
+def fail(error: Exception) -> None:
+    """An error the user can act on as one line on stderr and an exit code: 2 for a bad argument, 1 for
+    anything else mmsearch raises on purpose. Anything else is a bug: raised as it is."""
+    from .errors import InvalidArgument, MmsearchError
+
+    if not isinstance(error, MmsearchError):
+        raise error
+    _exit(str(error), 2 if isinstance(error, InvalidArgument) else 1)
 
 
 def _exit(message: str, code: int = 1) -> None:
@@ -57,9 +53,11 @@ def write_hits(hits, as_json: bool) -> None:
     if not hits:
         sys.stdout.write("No results.\n")
         return
-    rows = [("#", "score", "kind", "path", "snippet")]
+    from .filenames import display_path
+
+    rows = [("#", hits[0].score_kind, "kind", "path", "snippet")]  # one scale per output: its name heads the column
     for h in hits:
-        where = f"{h.path}" + (f" (p. {h.page})" if h.page else "")
+        where = display_path(h.path) + (f" (p. {h.page})" if h.page else "")
         rows.append((str(h.rank), f"{h.score:.3f}", h.kind, where, (h.snippet or "").replace("\n", " ")))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join([*(r[i].rjust(widths[i]) if i < 2 else r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip()

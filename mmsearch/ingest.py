@@ -491,7 +491,7 @@ def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, 
             file_id, gone = catalog.put_file(
                 conn, path=f.path, root_id=d.root_id, size=f.size, mtime_ns=f.mtime_ns, content_hash=d.digest,
                 kind="image", media_type=_media_type(f.path), width=img.width, height=img.height,
-                taken_at=img.taken_at.isoformat() if img.taken_at else None, orientation=img.orientation,
+                taken_at=img.taken_at, orientation=img.orientation,
             )
             removed += gone
             vec = row_of[id(d)]

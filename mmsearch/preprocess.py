@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .bundle import ImageSpec
+from .errors import MmsearchError
 
 try:  # HEIC/HEIF photos, when the optional pillow-heif is installed (`mmsearch doctor` says)
     from pillow_heif import register_heif_opener
@@ -45,10 +46,12 @@ _RESAMPLE = {
 _EXIF_ORIENTATION = 0x0112
 _EXIF_DATETIME_ORIGINAL = 0x9003
 _EXIF_DATETIME = 0x0132
+_EXIF_OFFSET = 0x9010  # "+02:00": the zone of DateTime (EXIF 2.31)
+_EXIF_OFFSET_ORIGINAL = 0x9011  # the zone of DateTimeOriginal
 _EXIF_IFD = 0x8769
 
 
-class ImageDecodeError(Exception):
+class ImageDecodeError(MmsearchError):
     """An image that cannot be read; the message says why (the caller adds the path)."""
 
 
@@ -57,7 +60,7 @@ class DecodedImage:
     pixels: np.ndarray  # float32 [3, H, W], ready for the image tower
     width: int  # of the upright original, before any draft reduction
     height: int
-    taken_at: datetime | None  # EXIF DateTimeOriginal, where present
+    taken_at: datetime | None  # EXIF DateTimeOriginal where present: aware when the photo records its offset
     orientation: int | None  # the EXIF orientation tag, where present
 
 
@@ -134,17 +137,27 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _exif_datetime(exif: Image.Exif) -> datetime | None:
-    raw = None
+    """DateTimeOriginal (else DateTime), with its offset where the photo records one; naive otherwise
+    (a camera's wall clock: the catalog reads it as local time)."""
     try:
-        raw = exif.get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL) or exif.get(_EXIF_DATETIME)
+        ifd = exif.get_ifd(_EXIF_IFD)
     except Exception:
-        raw = exif.get(_EXIF_DATETIME)
+        ifd = {}
+    raw, offset = ifd.get(_EXIF_DATETIME_ORIGINAL), ifd.get(_EXIF_OFFSET_ORIGINAL)
+    if not raw:
+        raw, offset = exif.get(_EXIF_DATETIME), ifd.get(_EXIF_OFFSET)
     if not raw:
         return None
     try:
-        return datetime.strptime(str(raw).strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S")
+        taken = datetime.strptime(str(raw).strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
+    if offset:
+        try:
+            return datetime.strptime(f"{taken:%Y-%m-%d %H:%M:%S}{str(offset).strip(chr(0) + ' ')}", "%Y-%m-%d %H:%M:%S%z")
+        except ValueError:
+            pass  # a malformed offset: the wall-clock time is still right
+    return taken
 
 
 def resize_and_crop(img: Image.Image, spec: ImageSpec) -> Image.Image:

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from .errors import MmsearchError
+
 log = logging.getLogger("mmsearch")
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class DeviceError(Exception):
+class DeviceError(MmsearchError):
     """--device cuda was asked for and CUDA does not work here."""
 
 

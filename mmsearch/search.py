@@ -2,61 +2,60 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog, ItemRow, db_path
+from . import arguments
+from .catalog import Catalog, ItemRow
+from .filenames import json_fields
 from .vectors import SavedVectors, VectorIndex
 
-MODES = ("vector", "keyword", "hybrid")
-TYPES = ("all", "image", "document")
+MODES = arguments.MODES
+TYPES = arguments.TYPES
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.); robust without score calibration
 EXACT_LIMIT = 50_000  # a filter leaving at most this many items is searched exactly, not through the ANN
 SNIPPET_CHARS = 240
+# What `score` means, one scale per output, fixed by the query (never by what it happens to find):
+SCORE_KINDS = {
+    "vector": "cosine",  # cosine similarity of the file's best item to the query, -1..1
+    "keyword": "bm25",  # SQLite FTS5's BM25 relevance of the best chunk (sign flipped: higher is better)
+    "hybrid": "rrf",  # reciprocal rank fusion of the two rankings: sum of 1 / (60 + rank), at most 2/61
+}
 
 
 @dataclass(frozen=True)
 class Filters:
     type: str = "all"  # "all" | "image" | "document"
     under: str | None = None  # only files under this folder
-    after: datetime | None = None  # EXIF capture time, else file mtime
+    after: datetime | None = None  # aware; compared with each file's date (EXIF capture time, else mtime)
     before: datetime | None = None
-
-    def sql(self) -> tuple[str, list[Any]]:
-        where: list[str] = ["1"]
-        params: list[object] = []
-        if self.type != "all":
-            where.append("items.kind = ?")
-            params.append(self.type)
-        if self.under:
-            prefix = db_path(os.path.abspath(self.under)).rstrip(os.sep) + os.sep
-            where.append("substr(files.path, 1, ?) = ?")
-            params += [len(prefix), prefix]
-        when = "coalesce(files.taken_at, datetime(files.mtime_ns / 1000000000, 'unixepoch'))"
-        if self.after:
-            where.append(f"{when} >= ?")
-            params.append(self.after.isoformat(sep="T" if self.after.tzinfo else " "))
-        if self.before:
-            where.append(f"{when} < ?")
-            params.append(self.before.isoformat(sep="T" if self.before.tzinfo else " "))
-        return " AND ".join(where), params
 
     @property
     def narrows(self) -> bool:
         return bool(self.under or self.after or self.before)
 
+    def item_ids(self, catalog: Catalog) -> set[int] | None:
+        """The items these filters allow (None: all of them)."""
+        if self.type == "all" and not self.narrows:
+            return None
+        return set(catalog.item_ids_matching(
+            kind=None if self.type == "all" else self.type, under=self.under,
+            after=self.after.timestamp() if self.after else None,
+            before=self.before.timestamp() if self.before else None,
+        ))
+
 
 @dataclass(frozen=True)
 class SearchResult:
     rank: int
-    path: str
+    path: str  # opens the file (for a name that is not UTF-8, a str with surrogate escapes)
     kind: str  # "image" | "document"
-    score: float  # cosine similarity (vector), bm25 (keyword) or fused RRF score (hybrid)
-    similarity: float | None  # cosine similarity of the best item, where the vector side found it
+    score: float  # what the results are ordered by, on the scale `score_kind` names (SCORE_KINDS)
+    score_kind: str  # "cosine" | "bm25" | "rrf"
+    similarity: float | None  # cosine similarity of the file's best item to the query vector, if any
     snippet: str | None  # the best chunk of a document
     page: int | None
     item_id: int
@@ -65,7 +64,13 @@ class SearchResult:
     taken_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As `--json` prints it: the path as filenames.json_fields writes it."""
+        out = asdict(self)
+        out.update(json_fields(self.path))
+        return out
+
+
+Hits = list[tuple[int, float]]  # (item id, score), best first
 
 
 def rank(
@@ -77,58 +82,143 @@ def rank(
     k: int,
     filters: Filters,
     mode: str = "hybrid",
-    exclude_item: int | None = None,
+    exclude_file: int | None = None,
 ) -> list[SearchResult]:
-    """The k best files for a query vector (and/or its words), best first."""
+    """The k best files for a query vector and/or its words, best first: k files whenever k match.
+
+    Documents have many items (chunks), so each side asks for more items until it holds k distinct
+    files or has nothing more to give."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
-    want = k * 4 + (1 if exclude_item else 0)  # documents have several chunks: ask for more, group after
     use_vectors = query_vector is not None and mode != "keyword"
-    allowed: set[int] | None = None
-    vector_hits: list[tuple[int, float]] | None = None
-    if use_vectors and isinstance(vectors, SavedVectors) and filters.type != "all" and not filters.narrows:
-        # A kind filter over an exact scan: rank everything, keep that kind among the best, instead of
-        # reading every item id of the kind first (~60 ms on 100k items). A rare kind falls through.
-        vector_hits = _kind_candidates(catalog, vectors, query_vector, want, filters.type)
-    if vector_hits is None:
-        allowed = _allowed_items(catalog, filters)
-        vector_hits = _vector_candidates(catalog, vectors, query_vector, want, allowed, filters) if use_vectors else []
-    if exclude_item is not None:
-        vector_hits = [h for h in vector_hits if h[0] != exclude_item]
-    keyword_hits: list[tuple[int, float]] = []
-    if query_text and mode != "vector" and filters.type != "image":
-        keyword_hits = catalog.keyword_search(query_text, want * 2)
-        if allowed is not None:
-            keyword_hits = [h for h in keyword_hits if h[0] in allowed]
-        elif filters.type == "document":
-            pass  # FTS holds document chunks only
-    rows = catalog.items([i for i, _ in vector_hits] + [i for i, _ in keyword_hits])
-    vec_groups = _group(vector_hits, rows)
-    key_groups = _group(keyword_hits, rows)
-    fused: list[tuple[int, int, float, float | None]]
-    if mode == "vector" or not key_groups:
-        fused = [(fid, item, score, score) for fid, item, score in vec_groups]
-    elif mode == "keyword" or not vec_groups:
-        sims = {fid: s for fid, _, s in vec_groups}
-        fused = [(fid, item, score, sims.get(fid)) for fid, item, score in key_groups]
+    use_words = bool(query_text) and mode != "vector" and filters.type != "image"
+    if not (use_vectors or use_words):
+        return []
+    mode = "hybrid" if use_vectors and use_words else "vector" if use_vectors else "keyword"
+    allowed = _Lazy(lambda: filters.item_ids(catalog))
+    rows: dict[int, ItemRow] = {}
+    vec_groups = key_groups = []  # type: list[tuple[int, int, float]]
+    if use_vectors:
+        assert query_vector is not None and vectors is not None
+        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        vec_groups = _top_files(_vector_search(catalog, vectors, q, filters, allowed), k, catalog, rows, exclude_file)
+    if use_words:
+        assert query_text is not None
+        key_groups = _top_files(_keyword_search(catalog, query_text, allowed), k, catalog, rows, exclude_file)
+    sims = {fid: s for fid, _, s in vec_groups}
+    if mode == "vector":
+        fused = [(fid, item, score) for fid, item, score in vec_groups]
+    elif mode == "keyword":
+        fused = key_groups
     else:
         fused = _rrf(vec_groups, key_groups)
+    fused = fused[:k]
+    if query_vector is not None:  # the cosine of files the vector side did not reach
+        missing = {item: fid for fid, item, _ in fused if fid not in sims}
+        for ids, vecs in catalog.vectors_for(list(missing)):
+            sims.update({missing[int(i)]: float(s) for i, s in zip(ids, vecs @ np.asarray(query_vector, np.float32))})
     results: list[SearchResult] = []
-    for fid, item_id, score, sim in fused[:k]:
+    for fid, item_id, score in fused:
         row = rows[item_id]
+        sim = sims.get(fid)
         results.append(SearchResult(
-            rank=len(results) + 1, path=row.path, kind=row.kind, score=float(score),
+            rank=len(results) + 1, path=row.path, kind=row.kind, score=float(score), score_kind=SCORE_KINDS[mode],
             similarity=None if sim is None else float(sim), snippet=_snippet(row, query_text),
             page=row.page, item_id=item_id, width=row.width, height=row.height, taken_at=row.taken_at,
         ))
     return results
 
 
-def _kind_candidates(catalog: Catalog, vectors: SavedVectors, query_vector, want: int,
-                     kind: str) -> list[tuple[int, float]] | None:
+class _Lazy:
+    """A value computed on first use (the allowed items cost a query; many searches never need them)."""
+
+    def __init__(self, make):
+        self._make, self._done, self._value = make, False, None
+
+    def __call__(self):
+        if not self._done:
+            self._value, self._done = self._make(), True
+        return self._value
+
+
+def _top_files(fetch, k: int, catalog: Catalog, rows: dict[int, ItemRow],
+               exclude_file: int | None) -> list[tuple[int, int, float]]:
+    """At least k files from `fetch(n)` (the n best items), asking for more while items of the same
+    files crowd them out; fewer only when fetch has no more to give."""
+    want = 4 * k + 4
+    while True:
+        hits = fetch(want)
+        rows.update(catalog.items([i for i, _ in hits if i not in rows]))
+        groups = [g for g in _group(hits, rows) if g[0] != exclude_file]
+        if len(groups) >= k or len(hits) < want:
+            return groups
+        want *= 4
+
+
+def _vector_search(catalog: Catalog, vectors, q: np.ndarray, filters: Filters, allowed: _Lazy):
+    """fetch(n) -> the n best items by cosine that the filters allow."""
+    state: dict[str, Any] = {}
+
+    def fetch(n: int) -> Hits:
+        if isinstance(vectors, SavedVectors) and filters.type != "all" and not filters.narrows and not state.get("rare"):
+            # A kind filter over an exact scan: rank everything, keep that kind among the best, instead of
+            # reading every item id of the kind first (~60 ms on 100k items). A rare kind falls through.
+            hits = _kind_candidates(catalog, vectors, q, n, filters.type)
+            if hits is not None:
+                return hits
+            state["rare"] = True
+        ids = allowed()
+        if isinstance(vectors, SavedVectors):  # exact over the memory-mapped file: a filter is a mask
+            return vectors.search(q, n, allowed=ids)
+        if ids is not None and len(ids) <= EXACT_LIMIT:
+            # A narrow filter: exact search over the stored vectors beats an ANN walk that rejects most
+            # nodes. Scored once; later fetches slice the same ranking.
+            if "exact" not in state:
+                state["exact"] = _exact_over_catalog(catalog, ids, q)
+            return state["exact"][:n]
+        if ids is not None:
+            return vectors.search(q, n, filter=lambda label: label in ids)
+        return vectors.search(q, n)
+
+    return fetch
+
+
+def _exact_over_catalog(catalog: Catalog, ids: set[int], q: np.ndarray) -> Hits:
+    all_ids, sims = [], []
+    for batch_ids, batch_vecs in catalog.vectors_for(sorted(ids)):
+        all_ids.append(batch_ids)
+        sims.append(batch_vecs @ q)
+    if not all_ids:
+        return []
+    flat_ids, flat_sims = np.concatenate(all_ids), np.concatenate(sims)
+    order = np.argsort(-flat_sims, kind="stable")
+    return [(int(flat_ids[i]), float(flat_sims[i])) for i in order]
+
+
+def _keyword_search(catalog: Catalog, text: str, allowed: _Lazy):
+    """fetch(n) -> the n best chunks for the words that the filters allow."""
+
+    def fetch(n: int) -> Hits:
+        hits = catalog.keyword_search(text, n)
+        ids = allowed()
+        if ids is None:
+            return hits  # FTS holds document chunks only, so a document filter changes nothing here
+        # Filtering after the limit can leave fewer than n: look further while more exist.
+        kept = [h for h in hits if h[0] in ids]
+        limit = n
+        while len(kept) < n and len(hits) == limit:
+            limit *= 4
+            hits = catalog.keyword_search(text, limit)
+            kept = [h for h in hits if h[0] in ids]
+        return kept[:n]
+
+    return fetch
+
+
+def _kind_candidates(catalog: Catalog, vectors: SavedVectors, q: np.ndarray, want: int,
+                     kind: str) -> Hits | None:
     """The best `want` items of one kind from an exact scan, or None when the kind is too rare for
     the first few hundred hits to hold them (the caller then filters by id)."""
-    q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
     pool = want * 16
     hits = vectors.search(q, pool)
     rows = catalog.items([i for i, _ in hits])
@@ -138,34 +228,7 @@ def _kind_candidates(catalog: Catalog, vectors: SavedVectors, query_vector, want
     return None
 
 
-def _allowed_items(catalog: Catalog, filters: Filters) -> set[int] | None:
-    if filters.type == "all" and not filters.narrows:
-        return None
-    where, params = filters.sql()
-    return set(catalog.item_ids_where(where, params))
-
-
-def _vector_candidates(catalog, vectors, query_vector, want, allowed, filters) -> list[tuple[int, float]]:
-    q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-    if isinstance(vectors, SavedVectors):  # exact over the memory-mapped file: a filter is a mask
-        return vectors.search(q, want, allowed=allowed)
-    if allowed is not None and len(allowed) <= EXACT_LIMIT:
-        # A narrow filter: exact search over the stored vectors beats an ANN walk that rejects most nodes.
-        ids, sims = [], []
-        for batch_ids, batch_vecs in catalog.vectors_for(sorted(allowed)):
-            ids.append(batch_ids)
-            sims.append(batch_vecs @ q)
-        if not ids:
-            return []
-        all_ids, all_sims = np.concatenate(ids), np.concatenate(sims)
-        top = np.argsort(-all_sims)[:want]
-        return [(int(all_ids[i]), float(all_sims[i])) for i in top]
-    if allowed is not None:
-        return vectors.search(q, want, filter=lambda label: label in allowed)
-    return vectors.search(q, want)
-
-
-def _group(hits: list[tuple[int, float]], rows: dict[int, ItemRow]) -> list[tuple[int, int, float]]:
+def _group(hits: Hits, rows: dict[int, ItemRow]) -> list[tuple[int, int, float]]:
     """One entry per file, its best item first seen (hits are best first): (file id, item id, score)."""
     seen: set[int] = set()
     out = []
@@ -178,16 +241,15 @@ def _group(hits: list[tuple[int, float]], rows: dict[int, ItemRow]) -> list[tupl
     return out
 
 
-def _rrf(vec_groups, key_groups) -> list[tuple[int, int, float, float | None]]:
+def _rrf(vec_groups, key_groups) -> list[tuple[int, int, float]]:
     scores: dict[int, float] = {}
     best_item: dict[int, int] = {}
-    sims = {fid: s for fid, _, s in vec_groups}
     for groups in (key_groups, vec_groups):  # keyword first: its chunk holds the words, the better snippet
         for r, (fid, item, _) in enumerate(groups):
             scores[fid] = scores.get(fid, 0.0) + 1.0 / (RRF_K + r + 1)
             best_item.setdefault(fid, item)
     order = sorted(scores, key=lambda f: -scores[f])
-    return [(fid, best_item[fid], scores[fid], sims.get(fid)) for fid in order]
+    return [(fid, best_item[fid], scores[fid]) for fid in order]
 
 
 def _snippet(row: ItemRow, query_text: str | None) -> str | None:

@@ -18,6 +18,8 @@ from typing import Any
 import hnswlib
 import numpy as np
 
+from .errors import MmsearchError
+
 log = logging.getLogger("mmsearch")
 
 # hnswlib 0.8 `saveIndex` header: offsetLevel0, max_elements, cur_element_count, size_data_per_element,
@@ -29,7 +31,7 @@ _INITIAL_CAPACITY = 1024
 _CHECK_ROWS = 65_536  # level-0 records checked per numpy step, to bound memory on big files
 
 
-class VectorIndexError(Exception):
+class VectorIndexError(MmsearchError):
     """The index file is unreadable or does not match; rebuild it from the catalog."""
 
 

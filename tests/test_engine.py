@@ -11,6 +11,7 @@ import pytest
 
 from engine_helpers import DOCS, make_collection, picture, set_mtime
 from mmsearch import Index, MmsearchError
+from mmsearch.errors import InvalidArgument
 
 
 @pytest.fixture()
@@ -92,8 +93,10 @@ def test_single_files_can_be_indexed(idx, collection, tmp_path):
     assert [(e["path"], e["reason"]) for e in report.errors] == [(str(odd), "not an image or a document mmsearch reads (.xyz)")]
     assert str(odd) not in idx.status()["roots"]
     photo.unlink()  # a vanished root changes nothing (it may be an unplugged drive); forget drops it
-    assert "no such folder or file" in idx.index([photo]).errors[0]["reason"]
-    assert idx.catalog.counts()["image"] == 1
+    generation = idx.catalog.generation()
+    with pytest.raises(InvalidArgument, match="img0.jpg: no such folder or file; nothing was indexed"):
+        idx.index([photo, doc])  # nothing is done, not even for the path that exists
+    assert idx.catalog.counts()["image"] == 1 and idx.catalog.generation() == generation
     idx.forget(photo)
     assert idx.catalog.counts()["image"] == 0 and ann_ids(idx) == catalog_ids(idx)
 

@@ -31,7 +31,7 @@ from PIL import Image
 from engine_helpers import make_collection, picture
 from mmsearch import Index
 from mmsearch import ingest as ingest_mod
-from mmsearch.catalog import CatalogWriteError
+from mmsearch.catalog import SCHEMA_VERSION, CatalogWriteError
 
 DROP_CAPS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
 
@@ -257,7 +257,7 @@ def test_hostile_files_through_the_cli_exit_0_bounded_memory_and_status(tmp_path
             assert f"{name}: " in st.stdout, name
     st_json = json.loads(cli("status", "--index", str(index), "--json").stdout)
     assert st_json["counts"]["errors"] >= sum(1 for s, _ in EXPECTED.values() if s == "error")
-    assert st_json["schema_version"] == 2
+    assert st_json["schema_version"] == SCHEMA_VERSION
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------

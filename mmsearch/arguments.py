@@ -1,0 +1,89 @@
+"""What the entry points accept, checked and normalised in one place. The library's methods call
+these, so the CLI (a thin layer over the library) and an app that embeds it get the same answers
+and the same errors for the same input.
+
+Dates: a date or time without a zone is the user's local time (`2024-05-01` is local midnight); one
+with a zone (`2024-05-01T12:00+02:00`) is that instant. Both become an aware datetime, compared with
+each file's date as an instant (see catalog.py, `files.time_s`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+
+from .errors import InvalidArgument
+from .filenames import display_path
+
+DEVICES = ("auto", "cpu", "cuda")
+TYPES = ("all", "image", "document")
+MODES = ("hybrid", "vector", "keyword")
+VARIANTS = ("fp32", "fp16", "int8")
+
+
+def choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """`value` as one of `choices`, case and surrounding spaces ignored ("CPU" is "cpu")."""
+    normal = str(value).strip().lower()
+    if normal not in choices:
+        raise InvalidArgument(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+    return normal
+
+
+def optional_choice(name: str, value: str | None, choices: Sequence[str]) -> str | None:
+    return None if value is None else choice(name, value, choices)
+
+
+def at_least_one(name: str, value: int | None) -> int | None:
+    """A count that must be 1 or more (None: the default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{name} must be a whole number (got {value!r})")
+    if value < 1:
+        raise InvalidArgument(f"{name} must be at least 1 (got {value})")
+    return value
+
+
+def user_path(path: str | os.PathLike[str]) -> str:
+    """A path as the user means it: `~` expanded, made absolute (not resolved: a symlinked folder
+    keeps the name the user indexed it under)."""
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def query_text(text: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidArgument("the query is empty: give words to search for (or an image)")
+    return text
+
+
+def when(name: str, value: datetime | str | None) -> datetime | None:
+    """A date filter as an aware datetime: text is parsed (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], a space
+    instead of the T, an optional zone such as +02:00 or Z); a naive value is local time."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidArgument(
+                f"{name}: {text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time), "
+                "optionally with a zone such as +02:00 or Z"
+            ) from None
+    if not isinstance(value, datetime):
+        raise InvalidArgument(f"{name} must be a datetime or a date string (got {value!r})")
+    return value if value.tzinfo is not None else value.astimezone()  # naive: the local zone
+
+
+def existing_paths(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The paths to index, as user_path gives them; every one must exist, else nothing is done (a
+    typo should not cost a long run, nor create an empty index)."""
+    out = [user_path(p) for p in paths]
+    if not out:
+        raise InvalidArgument("give at least one folder or file to index")
+    missing = [p for p in out if not os.path.exists(p)]
+    if missing:
+        names = ", ".join(display_path(p) for p in missing)
+        raise InvalidArgument(f"{names}: no such folder or file; nothing was indexed")
+    return out
