@@ -58,7 +58,7 @@ def write_hits(hits, as_json: bool) -> None:
     rows = [("#", hits[0].score_kind, "kind", "path", "snippet")]  # one scale per output: its name heads the column
     for h in hits:
         where = display_path(h.path) + (f" (p. {h.page})" if h.page else "")
-        rows.append((str(h.rank), f"{h.score:.3f}", h.kind, where, (h.snippet or "").replace("\n", " ")))
+        rows.append((str(h.rank), f"{h.score:.4g}", h.kind, where, (h.snippet or "").replace("\n", " ")))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join([*(r[i].rjust(widths[i]) if i < 2 else r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip()
              for r in rows]

@@ -55,16 +55,12 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
          problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
     """Every indexable file under root, depth first; follows symlinks once (loops are cut). A root
     that is a file is itself the one file found (hidden or excluded names do not apply to it)."""
-    patterns = list(exclude)
+    excluded = _excluder(root, exclude)
     seen_dirs: set[tuple[int, int]] = set()
     problems = problems if problems is not None else []
     if os.path.isfile(root):
         yield from _single_file(root, problems)
         return
-
-    def excluded(path: str, name: str) -> bool:
-        rel = os.path.relpath(path, root)
-        return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path, p) for p in patterns)
 
     stack = [root]
     while stack:
@@ -88,12 +84,12 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):
                 continue
-            if patterns and excluded(entry.path, entry.name):
-                continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:
                 is_dir = False
+            if excluded is not None and excluded(entry.path, entry.name, is_dir):
+                continue
             if is_dir:
                 subdirs.append(entry.path)
                 continue
@@ -110,6 +106,22 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
                 continue
             yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind)
         stack.extend(reversed(subdirs))
+
+
+def _excluder(root: str, exclude: Iterable[str]) -> Callable[[str, str, bool], bool] | None:
+    """excluded(path, name, is_dir) for --exclude globs: matched against the name, the path relative to
+    the root and the full path, ignoring case (`*.pdf` is meant to skip `REPORT.PDF` too); a pattern
+    ending in `/` matches folders only (`cache/`, `*/build/`)."""
+    patterns = [(p.rstrip("/").lower(), p.endswith("/")) for p in exclude if p.strip("/")]
+    if not patterns:
+        return None
+
+    def excluded(path: str, name: str, is_dir: bool) -> bool:
+        candidates = (name.lower(), os.path.relpath(path, root).lower(), path.lower())
+        return any(fnmatch.fnmatchcase(c, p) for p, folders_only in patterns if is_dir or not folders_only
+                   for c in candidates)
+
+    return excluded
 
 
 def _single_file(path: str, problems: list[ScanProblem]) -> Iterator[FoundFile]:
@@ -148,8 +160,9 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
                 result.new.append(f)
                 continue
             seen.add(row.id)
-            if row.size == f.size and row.mtime_ns == f.mtime_ns:
-                # A file that failed before and has not changed is not retried (its error stays listed).
+            if row.size == f.size and row.mtime_ns == f.mtime_ns and (row.status == "indexed" or row.content_hash):
+                # A file that failed before and has not changed is not retried (its error stays listed),
+                # unless it could not even be read: a chmod or a remount changes no mtime.
                 if row.status == "indexed":
                     result.unchanged += 1
                 else:
@@ -172,6 +185,7 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
         if by_hash:
             sizes = {r.size for rows in by_hash.values() for r in rows}  # only same-size files can match
             still_new = []
+            moved_ids: set[int] = set()
             for f in result.new:
                 digest = hash_file(f.path) if f.size in sizes else None
                 rows = by_hash.get(digest or "")
@@ -180,10 +194,11 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
                     if not rows:
                         del by_hash[digest]  # type: ignore[arg-type]
                     result.moved.append((f, row))
-                    result.missing.remove(row)
+                    moved_ids.add(row.id)
                 else:
                     still_new.append(f)
             result.new = still_new
+            result.missing = [row for row in result.missing if row.id not in moved_ids]
     return result
 
 

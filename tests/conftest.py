@@ -87,3 +87,19 @@ def tiny_siglip_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_siglip_che
     from mmsearch_export import export_bundle
 
     return export_bundle(tiny_siglip_checkpoint, tmp_path_factory.mktemp("bundles") / "tiny-siglip")
+
+
+TOYCLIP = ROOT / "tests" / "fixtures" / "toyclip"
+
+
+@pytest.fixture(scope="session")
+def toyclip() -> Path:
+    """The small CLIP the project trained and committed (benchmarks/train_toyclip.py): a real bundle
+    that needs no torch, context 32 tokens, 128-d vectors."""
+    assert (TOYCLIP / "manifest.json").is_file(), f"{TOYCLIP} is missing (python -m benchmarks.train_toyclip makes it)"
+    return TOYCLIP
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/*.txt from what the CLI prints now (review the diff)")

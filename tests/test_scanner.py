@@ -39,3 +39,39 @@ def test_plan_looks_up_in_batches():
     sizes: list[int] = []
     p = plan(found, lambda paths: sizes.append(len(paths)) or {}, lambda: iter(()), lambda path: None)
     assert len(p.new) == 1_234 and max(sizes) <= 500 and sum(sizes) == 1_234
+
+
+def test_a_file_that_could_not_be_read_is_retried_without_a_touch():
+    """chmod (or a remount) makes a file readable without changing its mtime: a file in error that was
+    never read (no content hash) is tried again; one whose content failed to decode is not."""
+    unread = FileRow(1, "/r/locked.jpg", "/r/locked.jpg", 10, 1, None, "image", "error")
+    corrupt = row(2, "/r/corrupt.jpg", status="error")
+    found = [FoundFile("/r/locked.jpg", 10, 1, "image"), FoundFile("/r/corrupt.jpg", 10, 1, "image")]
+    rows = {r.fs_path: r for r in (unread, corrupt)}
+    p = plan(iter(found), lambda paths: {q: rows[q] for q in paths if q in rows}, lambda: iter(rows.values()),
+             lambda path: None)
+    assert [f.path for f, _ in p.changed] == ["/r/locked.jpg"] and p.failed == 1
+
+
+class _CountingRow(FileRow):
+    """A FileRow that counts comparisons: moves must be matched by id, not searched for in a list."""
+
+    compared = 0
+
+    def __eq__(self, other):
+        _CountingRow.compared += 1
+        return super().__eq__(other)
+
+    __hash__ = FileRow.__hash__
+
+
+def test_moves_are_planned_in_linear_time():
+    n = 3_000
+    old = [_CountingRow(i + 1, f"/r/old/{i}.jpg", f"/r/old/{i}.jpg", 100 + i, 1, f"h{i}", "image", "indexed")
+           for i in range(n)]
+    found = [FoundFile(f"/r/new/{i}.jpg", 100 + i, 2, "image") for i in reversed(range(n))]
+    _CountingRow.compared = 0
+    p = plan(iter(found), lambda paths: {}, lambda: iter(old), lambda path: f"h{path.rsplit('/', 1)[1][:-4]}")
+    assert len(p.moved) == n and not p.missing and not p.new
+    assert all(f.path.rsplit("/", 1)[1] == r.fs_path.rsplit("/", 1)[1] for f, r in p.moved)
+    assert _CountingRow.compared < n  # list.remove per move compared ~n*n/2 rows
