@@ -6,7 +6,7 @@
 Data: `--clusters` gaussian clusters around random unit centres in `--dim` dimensions, normalised; the
 queries are fresh draws from the same clusters (not points of the index). Exact top-k is a chunked
 matmul, so 1M x 512 never needs more than one chunk in memory besides the base itself. Latency is
-VectorIndex.search (lock, normalisation and all) on one thread, one query at a time.
+AnnGraph.search (lock, normalisation and all) on one thread, one query at a time.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsearch.vectors import VectorIndex
+from mmsearch.ann import AnnGraph
 
-DEFAULTS = {"M": 24, "ef_construction": 200, "ef_search": 250}  # keep in step with VectorIndex.__init__
+DEFAULTS = {"M": 24, "ef_construction": 200, "ef_search": 250}  # keep in step with AnnGraph.__init__
 # (M, ef_construction) graphs to build; every graph is searched at each ef in EF_SEARCH.
 GRAPHS = [(24, 200), (16, 200), (12, 100)]
 EF_SEARCH = [100, 150, 250, 400]
@@ -59,7 +59,7 @@ def exact_top_k(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 131_
     return best_ids
 
 
-def measure(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, k: int) -> dict:
+def measure(index: AnnGraph, queries: np.ndarray, truth: np.ndarray, k: int) -> dict:
     hits = 0
     wall, cpu = [], []
     for query, expected in zip(queries, truth):
@@ -91,17 +91,18 @@ def run(n: int, args: argparse.Namespace) -> list[dict]:
     rows = []
     for M, ef_construction in args.graph or GRAPHS:
         with tempfile.TemporaryDirectory() as tmp:
-            index = VectorIndex(Path(tmp) / "ann.bin", args.dim, M=M, ef_construction=ef_construction)
+            index = AnnGraph(args.dim, M=M, ef_construction=ef_construction)
+            path = Path(tmp) / "ann.bin"
             t = time.perf_counter()
             for lo in range(0, n, 50_000):
                 index.add(np.arange(lo, min(n, lo + 50_000)), base[lo : lo + 50_000])
             build_s = time.perf_counter() - t
             t = time.perf_counter()
-            index.save()
-            size = index.path.stat().st_size
+            index.save(path)
+            size = path.stat().st_size
             save_s = time.perf_counter() - t
             t = time.perf_counter()
-            VectorIndex.open(index.path, args.dim)  # validation + hnswlib load, then dropped
+            AnnGraph.load(path, args.dim, range(n))  # hnswlib load, then dropped
             open_s = time.perf_counter() - t
             for ef in args.ef or EF_SEARCH:
                 index.ef_search = ef

@@ -6,17 +6,17 @@ Without --model a tiny random-weight CLIP bundle is exported first (needs the ex
 
 A collection of pictures and text files is indexed once cleanly (the reference). Then a second
 index is built by runs that are each SIGKILLed at a chosen phase: scanning, encoding, inside a
-catalog transaction, or inside an ANN save (the test hooks in mmsearch/ingest.py and catalog.py:
-MMSEARCH_TEST_TRACE logs the phase each step enters, MMSEARCH_TEST_SLOW_S holds each step open a
-little so the kill lands inside it, MMSEARCH_SAVE_EVERY_S=0 saves the ANN after every batch). Each
+catalog transaction, or in the save of the vector files at the end of a run (the test hooks in
+mmsearch/ingest.py and catalog.py: MMSEARCH_TEST_TRACE logs the phase each step enters,
+MMSEARCH_TEST_SLOW_S holds each step open a little so the kill lands inside it). Each
 run is restarted; a last run without hooks finishes the job. Then:
 
 - the two catalogs hold the same files, with the same status and error, and the same vectors;
 - every item has exactly one vector and every vector an item; no indexed file without items;
 - item ids run 1..N without gaps: no item committed before a kill was ever replaced, i.e. nothing
   committed was encoded again (ids are AUTOINCREMENT; an uncommitted transaction takes none);
-- the ANN file on disk, loaded as it is, holds exactly the catalog's item ids, and its stamp is the
-  catalog's generation; no temporary files are left in the index folder.
+- the saved vector files, loaded as they are, hold exactly the catalog's item ids, and their stamp
+  is the catalog's generation; no temporary or older files are left in the index folder.
 
 tests/test_crash.py runs a small version (20 kills) in CI.
 """
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 PHASES = ("scan", "encode", "commit", "save")
-EXPECTED_FILES = {"catalog.db", "catalog.db-wal", "catalog.db-shm", "vectors.hnsw", "vectors.hnsw.json", "index.lock"}
+EXPECTED_FILES = {"catalog.db", "catalog.db-wal", "catalog.db-shm", "vectors.json", "index.lock"}  # + the saved pair
 
 
 def make_collection(root: Path, n_images: int, n_docs: int, seed: int = 0) -> None:
@@ -65,7 +65,7 @@ def _cmd(photos: Path, index: Path, bundle: Path) -> list[str]:
 
 
 def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSEARCH_TEST_") and k != "MMSEARCH_SAVE_EVERY_S"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSEARCH_TEST_")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -90,16 +90,15 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
     clean_s = time.monotonic() - started
 
     rng = np.random.default_rng(seed)
-    env = _clean_env() | {"MMSEARCH_TEST_TRACE": str(trace), "MMSEARCH_TEST_SLOW_S": str(slow_s),
-                          "MMSEARCH_SAVE_EVERY_S": "0"}
+    env = _clean_env() | {"MMSEARCH_TEST_TRACE": str(trace), "MMSEARCH_TEST_SLOW_S": str(slow_s)}
     landed: Counter[str] = Counter()
     done_early = 0
     attempts = 0
-    target_fallback = False
+    work_left = True  # encode and commit kills need files still to index
     while sum(landed.values()) < kills and attempts < kills * 4:
         attempts += 1
-        target = "scan" if target_fallback else PHASES[sum(landed.values()) % len(PHASES)]
-        nth = int(rng.integers(1, 4))
+        target = _next_target(landed, kills, work_left)
+        nth = 1 if target == "save" else int(rng.integers(1, 4))  # a run saves once, at its end
         trace.unlink(missing_ok=True)
         proc = subprocess.Popen(_cmd(photos, killed, bundle), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
@@ -125,7 +124,7 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
             if proc.returncode != 0:
                 raise RuntimeError(f"an interrupted-and-restarted run failed (exit {proc.returncode}): {err}")
             done_early += 1
-            target_fallback = True  # the index is complete: only scans are left to kill
+            work_left = False  # the index is complete: only scans and saves are left to kill
             continue
         landed[where] += 1
         log(f"kill {sum(landed.values()):3d}: in {where} (target {target} #{nth})")
@@ -137,6 +136,19 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
                   final_run=json.loads(final.stdout), clean_run_s=round(clean_s, 2),
                   total_s=round(time.monotonic() - started, 1), images=n_images, docs=n_docs)
     return result
+
+
+def _next_target(landed: Counter[str], kills: int, work_left: bool) -> str:
+    """Scan, encode and commit kills first, in turn; then saves. A run saves once, at its end, so a save
+    kill comes after all the work; the run after it finds the vector files behind the catalog and saves
+    again, so saves stay killable. Past every phase's share, scans and saves alternate."""
+    share = max(1, kills // len(PHASES))
+    early = [p for p in ("scan", "encode", "commit") if landed[p] < share and (work_left or p == "scan")]
+    if early and work_left:
+        return min(early, key=lambda p: (landed[p], PHASES.index(p)))
+    if landed["save"] < share:
+        return "save"
+    return "scan" if landed["scan"] <= landed["save"] else "save"
 
 
 def _dim(bundle: Path) -> int:
@@ -176,8 +188,8 @@ def _snapshot(index: Path) -> dict:
 
 def compare(clean: Path, killed: Path, *, dim: int) -> dict:
     """Everything that must hold; returns figures and a list of problems (empty when all holds)."""
-    from mmsearch.ingest import read_ann_stamp
-    from mmsearch.vectors import VectorIndex
+    from mmsearch.ann import AnnGraph
+    from mmsearch.flatfile import FlatVectors
 
     a, b = _snapshot(clean), _snapshot(killed)
     problems = []
@@ -205,14 +217,17 @@ def compare(clean: Path, killed: Path, *, dim: int) -> dict:
         problems.append(f"item ids go up to {b['max_item_id']} for {b['items']} items: committed work was redone")
     if b["integrity"] != "ok":
         problems.append(f"integrity_check: {b['integrity']}")
-    ann = VectorIndex.open(killed / "vectors.hnsw", dim)  # as it is on disk, no reconcile
-    if ann.ids() != b["item_ids"]:
-        problems.append(f"ANN file holds {len(ann.ids())} ids, catalog {len(b['item_ids'])}; "
-                        f"{len(ann.ids() - b['item_ids'])} orphaned, {len(b['item_ids'] - ann.ids())} missing")
-    stamp = read_ann_stamp(killed / "vectors.hnsw")
-    if stamp != b["generation"]:
-        problems.append(f"ANN stamp {stamp} != catalog generation {b['generation']}")
-    stray = sorted(p.name for p in killed.iterdir() if p.name not in EXPECTED_FILES)
+    stamp = json.loads((killed / "vectors.json").read_text())  # the files as they are on disk, no reconcile
+    flat = FlatVectors(killed / stamp["flat"]["name"], dim)
+    saved = set(flat.ids.tolist())
+    graph = AnnGraph.load(killed / stamp["graph"]["name"], dim, saved)
+    if saved != b["item_ids"] or graph.ids() != saved:
+        problems.append(f"vector files hold {len(saved)} ids, catalog {len(b['item_ids'])}; "
+                        f"{len(saved - b['item_ids'])} orphaned, {len(b['item_ids'] - saved)} missing")
+    if stamp["generation"] != b["generation"]:
+        problems.append(f"vector stamp {stamp['generation']} != catalog generation {b['generation']}")
+    expected = EXPECTED_FILES | {stamp["flat"]["name"], stamp["graph"]["name"]}
+    stray = sorted(p.name for p in killed.iterdir() if p.name not in expected)
     if stray:
         problems.append(f"stray files in the index folder: {stray}")
     return {"problems": problems, "items": b["items"], "files": len(b["files"]), "max_vector_deviation": max_dev,

@@ -104,7 +104,7 @@ def main() -> None:
             if done.returncode != 0:
                 raise RuntimeError(done.stderr[-3000:])
             report = json.loads(done.stdout)
-            ann_mb = (index / "vectors.hnsw").stat().st_size / 2**20
+            ann_mb = sum(p.stat().st_size for p in index.glob("vectors-*.hnsw")) / 2**20
             rows.append({"photos": count, "run": run, "model": args.model, "dim": dim, "encoded": report["encoded_items"],
                          "unchanged": report["unchanged"], "errors": len(report["errors"]), "seconds": wall,
                          "images_per_s": report["encoded_items"] / wall, "peak_rss_mb": rss / 2**20 if rss else None,

@@ -4,7 +4,7 @@ library queries, and a PyTorch + transformers cold query beside them.
     python -m benchmarks.query [--n 100000] [--runs 7] [--warm 200] [--json FILE] [--device cpu|cuda]
                                [--against GIT_REF]
 
-The index is built once (cached under .work/bench/) through the catalog and VectorIndex APIs: one file
+The index is built once (cached under .work/bench/) through the catalog and VectorStore APIs: one file
 row and one item per vector, clustered unit vectors shaped like CLIP embeddings (512 dims), the ANN
 file saved and stamped as an index run leaves it. The model is the ViT-B/32-sized random CLIP bundle
 (benchmarks/common.py).
@@ -50,10 +50,9 @@ def clustered(n: int, dim: int, clusters: int = 200, spread: float = 1.0, seed: 
 
 def build_index(folder: Path, n: int, bundle: Path) -> Path:
     """An index of n image items (file rows + vectors), written through the engine's own APIs."""
-    from mmsearch.api import ANN_FILE, Index
+    from mmsearch.api import Index
     from mmsearch.catalog import Catalog
-    from mmsearch.ingest import write_ann_stamp
-    from mmsearch.vectors import VectorIndex
+    from mmsearch.vectors import VectorStore
 
     import hashlib
 
@@ -85,11 +84,10 @@ def build_index(folder: Path, n: int, bundle: Path) -> Path:
                 ids[i] = catalog.add_items(conn, fid, "image", vecs[i : i + 1])[0]
     say(f"catalog: {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
-    index = VectorIndex(folder / ANN_FILE, dim)
-    for lo in range(0, n, 20_000):
-        index.add(ids[lo : lo + 20_000], vecs[lo : lo + 20_000])
-    index.save()
-    write_ann_stamp(folder / ANN_FILE, catalog.generation(), len(index))
+    store = VectorStore(folder, dim, catalog)
+    store.begin_writing()  # the catalog's vectors go into the graph here, as a run's open does
+    store.save()
+    store.end_writing()
     catalog.close()
     say(f"ANN graph: {time.perf_counter() - t:.1f}s")
     done.write_text(key)

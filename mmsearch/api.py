@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +25,7 @@ from .catalog import Catalog, CatalogError
 from .errors import InvalidArgument, MmsearchError
 from .filenames import display_path
 from .search import Filters, SearchResult, rank
-from .vectors import (SavedVectors, VectorIndex, VectorIndexError, read_ann_stamp, read_ann_stamp_full,
-                      write_ann_stamp)
+from .vectors import VectorStore
 
 # A query imports only what it uses: the indexing pipeline (documents, Pillow, the scanner) and the
 # image side load with the first index run or image query (`python -X importtime` shows the cost).
@@ -36,14 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mmsearch")
 
-ANN_FILE = "vectors.hnsw"
-LOCK_FILE = "index.lock"
-# A query ranks by an exact scan of the saved ANN file (memory-mapped, no graph load) when the file is
-# current: on 100k x 512 that is ~50 ms cold against ~0.5-0.7 s to validate and load the graph
-# (benchmarks/query.py, 2 cores). The graph wins for repeated queries on a big index (0.25 ms a
-# search vs ~12 ms to scan 20k), so past this many vectors only the first query in a process
-# scans and later ones load the graph once.
-FLAT_SCAN_MAX = 10_000
+LOCK_FILE = "index.lock"  # held by the one process that writes the index
+
 
 
 __all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "installed_models", "resolve_model"]
@@ -87,7 +80,7 @@ def installed_models() -> list[Bundle]:
 
 
 class Index:
-    """An index folder: catalog.db (the truth), vectors.hnsw (the ANN), tied to one model bundle.
+    """An index folder: catalog.db (the truth) and its vector files (vectors.py), tied to one model bundle.
 
     Safe to search from several threads, also while another thread runs `index()`; searches see
     the last committed state.
@@ -122,17 +115,13 @@ class Index:
             raise MmsearchError(f"{self.path}: cannot open the index folder ({e.strerror or e})") from None
         if model is not None or not exists:
             self.bundle  # noqa: B018 (binds it)
-        self._vectors: VectorIndex | None = None
-        self._vectors_generation = -1
-        self._writing = False
+        self._store: VectorStore | None = None
         self._lock = threading.RLock()
         # Each tower loads under its own lock, so a load overlaps the vector work under self._lock.
         self._image_lock = threading.Lock()
         self._text_lock = threading.Lock()
         self._image_encoder: ImageEncoder | None = None
         self._text_encoder: TextEncoder | None = None
-        self._saved: tuple[tuple[int, int, int, int], SavedVectors] | None = None
-        self._searches = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> "Index":
@@ -211,38 +200,15 @@ class Index:
                                                  prepack=not self.readonly)
             return self._text_encoder
 
-    # -- the ANN index -------------------------------------------------------------------------
+    # -- the vectors -------------------------------------------------------------------------
 
     @property
-    def ann_path(self) -> Path:
-        return self.path / ANN_FILE
-
-    def vectors(self, *, save: bool = False) -> VectorIndex:
-        """The ANN index, brought in line with the catalog: reloaded or reconciled when the catalog moved on.
-        Only the writer (save=True, holding the index lock) writes the file back."""
+    def vectors(self) -> VectorStore:
+        """The vector store: the graph, the flat file and when they are saved (vectors.py)."""
         with self._lock:
-            if self._writing and not save and self._vectors is not None:
-                return self._vectors  # an index run in this process keeps it current as it commits
-            generation = self.catalog.generation()
-            if self._vectors is not None and generation == self._vectors_generation:
-                return self._vectors
-            stamp = read_ann_stamp(self.ann_path)
-            if self._vectors is None or (stamp is not None and stamp > self._vectors_generation):
-                try:
-                    self._vectors = VectorIndex.open(self.ann_path, self.embedding_dim)
-                except VectorIndexError as e:
-                    log.warning("%s; rebuilding it from the catalog", e)
-                    self._vectors = VectorIndex(self.ann_path, self.embedding_dim)
-                    stamp = None
-            # The stamp says which generation the file reflects; the count catches a file lost or
-            # replaced behind the stamp's back.
-            if stamp != generation or len(self._vectors) != self.catalog.vector_count():
-                added, removed = self._vectors.reconcile(self.catalog.vectors_for, self.catalog.live_item_ids())
-                if (added or removed) and save:
-                    self._vectors.save()
-                    write_ann_stamp(self.ann_path, generation, len(self._vectors))
-            self._vectors_generation = generation
-            return self._vectors
+            if self._store is None:
+                self._store = VectorStore(self.path, self.embedding_dim, self.catalog)
+            return self._store
 
     # -- indexing ------------------------------------------------------------------------------
 
@@ -272,16 +238,14 @@ class Index:
                 raise IndexBusyError(
                     f"{self.path}: another `mmsearch index` is writing this index; try again when it finishes"
                 ) from None
+        vectors = self.vectors
         try:
-            vectors = self.vectors(save=True)
-            self._writing = True
+            vectors.begin_writing()
             encoders = _Encoders(self.image_encoder, self.text_encoder)
             return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
                              include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers)
         finally:
-            with self._lock:
-                self._writing = False
-                self._vectors_generation = self.catalog.generation()
+            vectors.end_writing()
             lock.release()
 
     def forget(self, path: str | os.PathLike[str]) -> int:
@@ -293,59 +257,21 @@ class Index:
             raise MmsearchError(f"{target}: not an indexed root (roots: {known})")
         from filelock import FileLock
 
-        with FileLock(str(self.path / LOCK_FILE)), self._lock:
-            vectors = self.vectors(save=True)
-            dropped = 0
-            for rid, _ in roots:
-                removed_items, files = self.catalog.remove_root(rid)
-                vectors.remove(removed_items)
-                dropped += files
-            generation = self.catalog.generation()
-            vectors.save()
-            write_ann_stamp(self.ann_path, generation, len(vectors))
-            self._vectors_generation = generation
+        with FileLock(str(self.path / LOCK_FILE)):
+            vectors = self.vectors
+            vectors.begin_writing()
+            try:
+                dropped = 0
+                for rid, _ in roots:
+                    removed_items, files = self.catalog.remove_root(rid)
+                    vectors.remove(removed_items)
+                    dropped += files
+                vectors.save()
+            finally:
+                vectors.end_writing()
         return dropped
 
     # -- searching -----------------------------------------------------------------------------
-
-    def _search_vectors(self) -> VectorIndex | SavedVectors:
-        """What a query ranks with: the saved ANN file read as a flat matrix (no graph load) when it
-        reflects the catalog's current state and the graph is not loaded already, else the graph."""
-        with self._lock:
-            self._searches += 1
-            if self._vectors is not None or self._writing:
-                return self.vectors()
-            saved = self._saved_vectors()
-            if saved is not None and (len(saved) <= FLAT_SCAN_MAX or self._searches == 1):
-                return saved
-            self._saved = None  # the graph takes over; let the mapping go
-            return self.vectors()
-
-    def _saved_vectors(self) -> SavedVectors | None:
-        generation = self.catalog.generation()
-        stamp = read_ann_stamp_full(self.ann_path)
-        if stamp is None or stamp[0] != generation:
-            return None  # the file lags the catalog (a run in progress, a crash): the checked path reconciles
-        try:
-            st = os.stat(self.ann_path)
-        except OSError:
-            return None
-        key = (generation, st.st_ino, st.st_size, st.st_mtime_ns)
-        if self._saved is not None and self._saved[0] == key:
-            return self._saved[1]
-        try:
-            saved = SavedVectors(self.ann_path, self.embedding_dim)
-        except VectorIndexError:
-            return None
-        # The stamp says how many live vectors the file had when saved (older stamps: count the
-        # catalog's, ~18 ms cold on 100k items; the stamp costs nothing).
-        live = stamp[1]
-        if live is None:
-            live = self.catalog.vector_count()
-        if len(saved) != live:
-            return None  # a file replaced behind the stamp's back: the checked path rebuilds
-        self._saved = (key, saved)
-        return saved
 
     def search(self, text: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
                type: str = "all", under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
@@ -358,7 +284,7 @@ class Index:
             text = arguments.query_text(text)
         mode = arguments.choice("mode", mode, arguments.MODES)
         filters = _filters(k, type, under, after, before)
-        vector = vectors = None
+        vector = None
         if text is not None:
             if mode != "keyword":
                 loaded = self._text_encoder
@@ -366,7 +292,7 @@ class Index:
                     # A cold query: the text tower's session (the largest cost left) is created on
                     # another thread (onnxruntime releases the GIL) while this one maps the vectors.
                     encoder = _background(self.text_encoder)
-                    vectors = self._search_vectors()
+                    self.vectors.prepare()
                     vector = encoder().encode([text])[0]
                 else:
                     vector = loaded.encode([text])[0]
@@ -384,9 +310,8 @@ class Index:
                 raise MmsearchError(f"{display_path(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
-        if vector is not None and vectors is None:
-            vectors = self._search_vectors()
-        return rank(self.catalog, vectors, query_vector=vector, query_text=text, k=k, filters=filters, mode=mode)
+        return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
+                    k=k, filters=filters, mode=mode)
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
                 under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
@@ -404,7 +329,7 @@ class Index:
             raise MmsearchError(f"{display_path(target)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
         vector = self.catalog.file_vector(row.id)
-        return rank(self.catalog, self._search_vectors(), query_vector=vector, query_text=None, k=k, filters=filters,
+        return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
                     mode="vector", exclude_file=row.id)
 
     # -- status --------------------------------------------------------------------------------

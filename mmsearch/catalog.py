@@ -544,6 +544,15 @@ class Catalog:
                 yield (np.asarray([r[0] for r in rows], dtype=np.int64),
                        np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
 
+    def vectors_after(self, item_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every vector of an item whose id is above `item_id` (ids only grow: what was added since)."""
+        rows = self.conn.execute("SELECT item_id, vector FROM vectors WHERE item_id > ? ORDER BY item_id",
+                                 (item_id,)).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return (np.asarray([r[0] for r in rows], dtype=np.int64),
+                np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+
     def all_vectors(self, batch: int = 10000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         cur = self.conn.execute("SELECT item_id, vector FROM vectors ORDER BY item_id")
         while rows := cur.fetchmany(batch):

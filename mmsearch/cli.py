@@ -137,7 +137,6 @@ def _progress(disabled: bool):
                 if ev.phase == "scanning":
                     p.update(task, description="Scanning", completed=ev.done, total=None)
                 else:
-                    elapsed = p.tasks[0].elapsed or 0
                     speed = p.tasks[0].speed
                     p.update(task, description="Indexing" if ev.phase == "encoding" else "Saving",
                              completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")

@@ -1,9 +1,9 @@
 """The index run: scan -> decode workers -> encode -> commit.
 
 Durability: each batch of files is committed to the catalog in one transaction (file rows, items,
-vectors) before its vectors enter the ANN index; the ANN file is saved atomically every few seconds
-and at the end. A crash loses at most the ANN's unsaved tail, which the catalog restores on the
-next open (see Index._open_vectors). Work committed before a crash is never encoded again.
+vectors) before its vectors enter the graph in memory; the vector files are saved once, at the end
+(vectors.py says why). A crash loses none of the committed work: the catalog holds every vector and
+the next run brings the graph in line with it. Work committed before a crash is never encoded again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import functools
 import io
 import logging
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,13 +26,10 @@ from .catalog import Catalog, CatalogWriteError, FileRow
 from .encoder import ImageEncoder, TextEncoder
 from .preprocess import DecodedImage, ImageDecodeError, ImageSpec, decode_image
 from .scanner import FoundFile, Plan, ScanProblem, hash_bytes, hash_file, kind_of, plan, walk
-from .vectors import VectorIndex, ann_stamp_path, read_ann_stamp, write_ann_stamp  # noqa: F401 (re-exported)
+from .vectors import VectorStore
 
 log = logging.getLogger("mmsearch")
 
-# How much ANN work a crash may cost: it is rebuilt from the catalog anyway. MMSEARCH_SAVE_EVERY_S
-# overrides it (the crash tests save often so their kills land inside ANN saves).
-SAVE_EVERY_S = float(os.environ.get("MMSEARCH_SAVE_EVERY_S") or 10.0)
 # Test hooks for the crash tests (tests/test_crash.py, benchmarks/killtest.py); unset in real use.
 # MMSEARCH_TEST_TRACE=FILE appends the phase each step enters (scan, encode, commit, save, done), and
 # MMSEARCH_TEST_SLOW_S=SECONDS sleeps that long at each step (inside the catalog transaction for
@@ -119,7 +115,7 @@ class _Encoders:
 
 def run_index(
     catalog: Catalog,
-    vectors: VectorIndex,
+    vectors: VectorStore,
     encoders: _Encoders,
     image_spec: ImageSpec,
     roots: Iterable[str],
@@ -137,8 +133,7 @@ def run_index(
     cancelled = cancel or (lambda: False)
     exclude = list(exclude)
     run_id = catalog.start_run()
-    _remove_stale_temp_files(vectors.path)
-    saver = _Saver(vectors, catalog)
+    vectors.remove_stale_temp_files()
     try:
         plans: list[tuple[int, Plan]] = []
         for root in roots:
@@ -186,21 +181,20 @@ def run_index(
         progress(Progress("encoding", 0, total))
         if images and not cancelled():
             _index_images(catalog, vectors, encoders, image_spec, images, report, tick, cancelled,
-                          workers, batch_size, saver)
+                          workers, batch_size)
         if docs and not cancelled():
             _index_documents(catalog, vectors, encoders, docs, report, tick, cancelled,
-                             workers or max(1, min(8, os.cpu_count() or 1)), saver)
+                             workers or max(1, min(8, os.cpu_count() or 1)))
         report.cancelled = cancelled()
         progress(Progress("saving", done[0], total))
         if not report.cancelled:
-            # A cancelled run skips this: the catalog holds every finished batch and the ANN file's
-            # unsaved tail (at most SAVE_EVERY_S of work) is added back from it on the next open.
-            saver.save()
+            # A cancelled run skips this (a Ctrl-C answers at once): the catalog holds every finished
+            # batch and the next run brings the vector files in line with it.
+            _save(vectors)
         _test_point("done", sleep=False)
     except BaseException:
         report.cancelled = True
         try:
-            saver.save()  # what was committed is in the catalog; the ANN file catches up now or on open
             catalog.finish_run(run_id, "failed", report.to_dict())
         except Exception:
             pass
@@ -209,22 +203,6 @@ def run_index(
     report.seconds = round(time.monotonic() - started, 3)
     catalog.finish_run(run_id, "cancelled" if report.cancelled else "done", report.to_dict())
     return report
-
-
-def _remove_stale_temp_files(ann_path) -> None:
-    """Temp files of ANN saves that a killed run left behind (the index lock is held: none is live)."""
-    folder = os.path.dirname(os.fspath(ann_path)) or "."
-    prefixes = (f"{os.path.basename(ann_path)}.tmp-", f"{os.path.basename(ann_stamp_path(ann_path))}.tmp-")
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(prefixes):
-            try:
-                os.unlink(os.path.join(folder, name))
-            except OSError:
-                pass
 
 
 class _ScanCancelled(Exception):
@@ -246,7 +224,7 @@ def _scanned(found: Iterable[FoundFile], progress: ProgressFn, cancelled: Callab
         raise _ScanCancelled
 
 
-def _record_scan_problems(catalog: Catalog, vectors: VectorIndex, p: Plan, root_id: int,
+def _record_scan_problems(catalog: Catalog, vectors: VectorStore, p: Plan, root_id: int,
                           problems: list[ScanProblem], report: IndexReport) -> None:
     """Report what the scan could not read, and keep a file-level problem (broken symlink, loop,
     unstat-able file) in the catalog as a file in error, so `mmsearch status` lists it too."""
@@ -282,7 +260,7 @@ def _keep_unreadable(p: Plan, problems: list[ScanProblem]) -> None:
         p.missing = [row for row in p.missing if not any(row.fs_path.startswith(d) for d in dirs)]
 
 
-def _apply_moves_and_deletes(catalog: Catalog, vectors: VectorIndex, p: Plan, root_id: int, report: IndexReport) -> None:
+def _apply_moves_and_deletes(catalog: Catalog, vectors: VectorStore, p: Plan, root_id: int, report: IndexReport) -> None:
     if not (p.moved or p.missing):
         return
     with catalog.write() as conn:
@@ -294,52 +272,32 @@ def _apply_moves_and_deletes(catalog: Catalog, vectors: VectorIndex, p: Plan, ro
     report.removed += len(p.missing)
 
 
-def _apply_to_ann(vectors: VectorIndex, removed: list[int], ids: list[int], vecs: np.ndarray | None,
-                  report: IndexReport, saver: "_Saver") -> None:
-    """After a batch's catalog commit: the ANN index follows (the catalog restores it after a crash)."""
+def _apply_to_ann(vectors: VectorStore, removed: list[int], ids: list[int], vecs: np.ndarray | None,
+                  report: IndexReport) -> None:
+    """After a batch's catalog commit: the graph follows (the catalog restores it after a crash)."""
     _test_point("ann", sleep=False)
     vectors.remove(removed)
     if ids and vecs is not None:
         vectors.add(np.asarray(ids, np.int64), vecs)
         report.encoded_items += len(ids)
-    saver.changed()
 
 
-class _Saver:
-    """Saves the ANN file atomically, at most every SAVE_EVERY_S seconds, and once at the end."""
-
-    def __init__(self, vectors: VectorIndex, catalog: Catalog):
-        self.vectors, self.catalog = vectors, catalog
-        self.last = time.monotonic()
-        self.dirty = False
-
-    def changed(self) -> None:
-        self.dirty = True
-        if time.monotonic() - self.last > SAVE_EVERY_S:
-            self.save()
-
-    def save(self) -> None:
-        if self.dirty:
-            generation = self.catalog.generation()  # read first: the stamp may lag, never lead
-            try:
-                _test_point("save")
-                self.vectors.save()
-                if _SLOW_S:
-                    time.sleep(_SLOW_S)
-                write_ann_stamp(self.vectors.path, generation, len(self.vectors))
-            except OSError as e:
-                raise CatalogWriteError(
-                    f"{self.vectors.path}: cannot save the vector index ({_why(e)}); the catalog keeps every "
-                    "finished batch and the vector index is rebuilt from it on the next open. Free space or "
-                    "fix permissions, then run the same command to resume."
-                ) from None
-            except RuntimeError as e:  # hnswlib reports a failed write as RuntimeError
-                raise CatalogWriteError(
-                    f"{self.vectors.path}: cannot save the vector index ({e}); the catalog keeps every finished "
-                    "batch. Check free space and permissions, then run the same command to resume."
-                ) from None
-            self.dirty = False
-        self.last = time.monotonic()
+def _save(vectors: VectorStore) -> None:
+    """Save the vector files; a failure says that nothing committed was lost."""
+    try:
+        _test_point("save")
+        vectors.save()
+    except OSError as e:
+        raise CatalogWriteError(
+            f"{vectors.folder}: cannot save the vector files ({_why(e)}); the catalog keeps every finished "
+            "batch and the vector files are rebuilt from it on the next run. Free space or fix permissions, "
+            "then run the same command to resume."
+        ) from None
+    except RuntimeError as e:  # hnswlib reports a failed write as RuntimeError
+        raise CatalogWriteError(
+            f"{vectors.folder}: cannot save the vector files ({e}); the catalog keeps every finished batch. "
+            "Check free space and permissions, then run the same command to resume."
+        ) from None
 
 
 def _why(e: OSError) -> str:
@@ -432,7 +390,7 @@ def decode_plan(device: str, workers: int | None, batch_size: int | None) -> tup
     return workers or max(1, min(8, cores)), batch_size or 32
 
 
-def _index_images(catalog, vectors, encoders, spec, tasks, report, tick, cancelled, workers, batch_size, saver) -> None:
+def _index_images(catalog, vectors, encoders, spec, tasks, report, tick, cancelled, workers, batch_size) -> None:
     workers, batch_size = decode_plan(encoders.image.device, workers, batch_size)
     batch: list[_Decoded] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-decode")
@@ -441,20 +399,20 @@ def _index_images(catalog, vectors, encoders, spec, tasks, report, tick, cancell
             batch.append(dec)
             tick(dec.found.path)
             if len(batch) >= batch_size:
-                _commit_images(catalog, vectors, encoders, batch, report, saver, cancelled)
+                _commit_images(catalog, vectors, encoders, batch, report, cancelled)
                 batch = []
             if cancelled():
                 break
         if batch:
             # Cancelled or at the end: what was decoded is committed too (encoding stops early on a cancel).
-            _commit_images(catalog, vectors, encoders, batch, report, saver, cancelled)
+            _commit_images(catalog, vectors, encoders, batch, report, cancelled)
     finally:
         # On a cancel, queued decodes are dropped and running ones are not waited for here.
         pool.shutdown(wait=not cancelled(), cancel_futures=True)
 
 
-def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, batch: list[_Decoded],
-                   report: IndexReport, saver: _Saver, cancelled: Callable[[], bool] = lambda: False) -> None:
+def _commit_images(catalog: Catalog, vectors: VectorStore, encoders: _Encoders, batch: list[_Decoded],
+                   report: IndexReport, cancelled: Callable[[], bool] = lambda: False) -> None:
     good = [d for d in batch if d.image is not None]
     parts = []
     for i in range(0, len(good), ENCODE_SLICE):
@@ -501,7 +459,7 @@ def _commit_images(catalog: Catalog, vectors: VectorIndex, encoders: _Encoders, 
                 report.added += 1
             else:
                 report.updated += 1
-    _apply_to_ann(vectors, removed, new_ids, np.stack(new_vecs) if new_vecs else None, report, saver)
+    _apply_to_ann(vectors, removed, new_ids, np.stack(new_vecs) if new_vecs else None, report)
 
 
 _MEDIA_TYPES = {
@@ -570,7 +528,7 @@ def _strip_path(message: str, path: str) -> str:
     return message
 
 
-def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled, workers, saver) -> None:
+def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled, workers) -> None:
     text = encoders.text
     from .encoder import content_tokens
 
@@ -579,7 +537,7 @@ def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled,
     try:
         fn = lambda t: _extract_one(t, text.tokenizer, max_tokens)  # noqa: E731
         for ext in _ordered_map(pool, fn, tasks, window=workers * 2, cancelled=cancelled):
-            _commit_document(catalog, vectors, encoders, ext, report, saver, cancelled)
+            _commit_document(catalog, vectors, encoders, ext, report, cancelled)
             tick(ext.found.path)
             if cancelled():
                 break
@@ -587,7 +545,7 @@ def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled,
         pool.shutdown(wait=not cancelled(), cancel_futures=True)
 
 
-def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, saver, cancelled) -> None:
+def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, cancelled) -> None:
     f = ext.found
     embeds = None
     if ext.chunks:
@@ -619,4 +577,4 @@ def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, saver,
                 report.added += 1
             else:
                 report.updated += 1
-    _apply_to_ann(vectors, gone, ids, embeds, report, saver)
+    _apply_to_ann(vectors, gone, ids, embeds, report)

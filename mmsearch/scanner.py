@@ -8,7 +8,6 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .catalog import FileRow
 from .documents import DOCUMENT_SUFFIXES

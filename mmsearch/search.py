@@ -11,12 +11,11 @@ import numpy as np
 from . import arguments
 from .catalog import Catalog, ItemRow
 from .filenames import json_fields
-from .vectors import SavedVectors, VectorIndex
+from .vectors import Searcher, VectorStore
 
 MODES = arguments.MODES
 TYPES = arguments.TYPES
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.); robust without score calibration
-EXACT_LIMIT = 50_000  # a filter leaving at most this many items is searched exactly, not through the ANN
 SNIPPET_CHARS = 240
 # What `score` means, one scale per output, fixed by the query (never by what it happens to find):
 SCORE_KINDS = {
@@ -75,7 +74,7 @@ Hits = list[tuple[int, float]]  # (item id, score), best first
 
 def rank(
     catalog: Catalog,
-    vectors: VectorIndex | SavedVectors | None,
+    vectors: VectorStore | None,
     *,
     query_vector: np.ndarray | None,
     query_text: str | None,
@@ -101,7 +100,8 @@ def rank(
     if use_vectors:
         assert query_vector is not None and vectors is not None
         q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-        vec_groups = _top_files(_vector_search(catalog, vectors, q, filters, allowed), k, catalog, rows, exclude_file)
+        vec_groups = _top_files(_vector_search(catalog, vectors.searcher(), q, filters, allowed), k, catalog, rows,
+                                exclude_file)
     if use_words:
         assert query_text is not None
         key_groups = _top_files(_keyword_search(catalog, query_text, allowed), k, catalog, rows, exclude_file)
@@ -155,44 +155,21 @@ def _top_files(fetch, k: int, catalog: Catalog, rows: dict[int, ItemRow],
         want *= 4
 
 
-def _vector_search(catalog: Catalog, vectors, q: np.ndarray, filters: Filters, allowed: _Lazy):
+def _vector_search(catalog: Catalog, vectors: Searcher, q: np.ndarray, filters: Filters, allowed: _Lazy):
     """fetch(n) -> the n best items by cosine that the filters allow."""
-    state: dict[str, Any] = {}
+    rare = [False]
 
     def fetch(n: int) -> Hits:
-        if isinstance(vectors, SavedVectors) and filters.type != "all" and not filters.narrows and not state.get("rare"):
+        if filters.type != "all" and not filters.narrows and not rare[0] and vectors.scans_exactly:
             # A kind filter over an exact scan: rank everything, keep that kind among the best, instead of
             # reading every item id of the kind first (~60 ms on 100k items). A rare kind falls through.
             hits = _kind_candidates(catalog, vectors, q, n, filters.type)
             if hits is not None:
                 return hits
-            state["rare"] = True
-        ids = allowed()
-        if isinstance(vectors, SavedVectors):  # exact over the memory-mapped file: a filter is a mask
-            return vectors.search(q, n, allowed=ids)
-        if ids is not None and len(ids) <= EXACT_LIMIT:
-            # A narrow filter: exact search over the stored vectors beats an ANN walk that rejects most
-            # nodes. Scored once; later fetches slice the same ranking.
-            if "exact" not in state:
-                state["exact"] = _exact_over_catalog(catalog, ids, q)
-            return state["exact"][:n]
-        if ids is not None:
-            return vectors.search(q, n, filter=lambda label: label in ids)
-        return vectors.search(q, n)
+            rare[0] = True
+        return vectors.search(q, n, allowed=allowed())
 
     return fetch
-
-
-def _exact_over_catalog(catalog: Catalog, ids: set[int], q: np.ndarray) -> Hits:
-    all_ids, sims = [], []
-    for batch_ids, batch_vecs in catalog.vectors_for(sorted(ids)):
-        all_ids.append(batch_ids)
-        sims.append(batch_vecs @ q)
-    if not all_ids:
-        return []
-    flat_ids, flat_sims = np.concatenate(all_ids), np.concatenate(sims)
-    order = np.argsort(-flat_sims, kind="stable")
-    return [(int(flat_ids[i]), float(flat_sims[i])) for i in order]
 
 
 def _keyword_search(catalog: Catalog, text: str, allowed: _Lazy):
@@ -215,7 +192,7 @@ def _keyword_search(catalog: Catalog, text: str, allowed: _Lazy):
     return fetch
 
 
-def _kind_candidates(catalog: Catalog, vectors: SavedVectors, q: np.ndarray, want: int,
+def _kind_candidates(catalog: Catalog, vectors: Searcher, q: np.ndarray, want: int,
                      kind: str) -> Hits | None:
     """The best `want` items of one kind from an exact scan, or None when the kind is too rare for
     the first few hundred hits to hold them (the caller then filters by id)."""

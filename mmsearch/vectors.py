@@ -1,403 +1,347 @@
-"""The approximate-nearest-neighbour index: hnswlib over unit vectors, labelled with catalog item ids.
+"""The vectors of an index folder: one store that owns their files, answers searches and saves.
 
-The catalog (SQLite) is the durable truth; this file is a cache of it that can always be rebuilt. So a
-damaged file is an error the caller answers with `VectorIndex.rebuild`, and `reconcile` repairs drift
-left by a crash between a catalog commit and the next index save.
+Files (all caches of the catalog, which holds every vector and is the truth):
+
+    vectors.json        the stamp, written last: the files of the last save, how many vectors they
+                        hold, the catalog generation they reflect, the hnswlib version that wrote
+                        the graph
+    vectors-N.hnsw      the hnswlib graph of save N (read and written through hnswlib's API only)
+    vectors-N.npy       the same vectors as a flat matrix (flatfile.py), for exact scans
+
+A cold query scans the flat file (memory-mapped, exact) plus, from the catalog, the vectors of items
+added since that save (item ids only grow); items deleted since are dropped when the catalog is asked
+for their rows. So a query is exact and current without loading the graph, also during an index run
+in another process. A process that searches again and again loads the graph once and brings it in
+line with the catalog.
+
+Saving: once at the end of an index run (and of a forget), not during it: a save rewrites both files
+whole (2 GB each at 1M x 512), so saving every few seconds would make a run's speed depend on the
+index's size. A crash loses no committed work: the next run reconciles the graph with the catalog.
+A graph written by another hnswlib version, or any file that does not match its stamp, is rebuilt
+from the catalog instead of being read.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import struct
+import re
 import threading
-from collections.abc import Callable, Iterable
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hnswlib
 import numpy as np
 
-from .errors import MmsearchError
+from . import flatfile
+from .ann import AnnError, AnnGraph, Hits
+from .flatfile import FlatFileError, FlatVectors
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
 
 log = logging.getLogger("mmsearch")
 
-# hnswlib 0.8 `saveIndex` header: offsetLevel0, max_elements, cur_element_count, size_data_per_element,
-# label_offset, offsetData (size_t), maxlevel (int), enterpoint_node (uint32), maxM, maxM0, M (size_t),
-# mult (double), ef_construction (size_t). Level-0 records, then one uint32-prefixed link block per element.
-_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
-_DELETE_MARK = 0x01  # bit in byte 2 of an element's level-0 link header
-_INITIAL_CAPACITY = 1024
-_CHECK_ROWS = 65_536  # level-0 records checked per numpy step, to bound memory on big files
+STAMP = "vectors.json"
+STAMP_FORMAT = 1
+_SAVED = re.compile(r"^vectors-(\d+)\.(hnsw|npy)$")
+_LEGACY = ("vectors.hnsw", "vectors.hnsw.json")  # the single-file layout of earlier versions
+# A process scans the flat file for its first search; past this many vectors, later searches load the
+# graph (0.25 ms a search at 100k, against ~10 ms to scan 100k x 512 and 0.5-0.7 s to load the graph).
+FLAT_SCAN_MAX = 10_000
+# A filter that leaves at most this many items is ranked exactly, not by a graph walk that rejects
+# most nodes.
+EXACT_LIMIT = 50_000
 
 
-class VectorIndexError(MmsearchError):
-    """The index file is unreadable or does not match; rebuild it from the catalog."""
+class VectorStore:
+    """The graph, the flat file and their stamp for one index folder. Thread-safe.
 
+    Reading: `search`. Writing (the caller holds the index lock): `begin_writing`, `add`, `remove`,
+    `reserve`, `save`, `end_writing`."""
 
-# The stamp beside the ANN file records which catalog generation the saved file reflects.
-
-
-def ann_stamp_path(ann_path) -> str:
-    return f"{ann_path}.json"
-
-
-def write_ann_stamp(ann_path, generation: int, live: int | None = None) -> None:
-    """Record which catalog generation the saved ANN file reflects, and how many live vectors it
-    holds (atomically). A query checks the file against the stamp instead of counting the catalog."""
-    import json
-
-    tmp = f"{ann_stamp_path(ann_path)}.tmp-{os.getpid()}-{threading.get_ident()}"
-    with open(tmp, "w") as f:
-        json.dump({"generation": generation} if live is None else {"generation": generation, "live": live}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, ann_stamp_path(ann_path))
-
-
-def read_ann_stamp(ann_path) -> int | None:
-    """The catalog generation the saved ANN file reflects (None: no stamp, or an unreadable one)."""
-    stamp = read_ann_stamp_full(ann_path)
-    return stamp[0] if stamp else None
-
-
-def read_ann_stamp_full(ann_path) -> tuple[int, int | None] | None:
-    """(generation, live vector count or None for stamps written before it was recorded)."""
-    import json
-
-    try:
-        with open(ann_stamp_path(ann_path)) as f:
-            data = json.load(f)
-        live = data.get("live")
-        return int(data["generation"]), (int(live) if live is not None else None)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-class VectorIndex:
-    """hnswlib index (space='ip' on L2-normalised float32 vectors) whose labels are catalog item ids."""
-
-    # Defaults from benchmarks/ann.py (200 gaussian clusters, dim 512): recall@10 0.988 at 1M vectors with
-    # p50 1.0 ms on one core; M=16 needs a far larger ef for that, M=24 costs 3% more memory than it.
-    def __init__(self, path: Path, dim: int, *, M: int = 24, ef_construction: int = 200, ef_search: int = 250):
-        self.path = Path(path)
-        self.dim = dim
-        self.ef_search = ef_search
-        # hnswlib is not safe for an add racing a query, and set_ef is index-wide: one lock for all.
+    def __init__(self, folder: Path, dim: int, catalog: Catalog):
+        self.folder, self.dim, self.catalog = Path(folder), dim, catalog
         self._lock = threading.RLock()
-        self._index = hnswlib.Index(space="ip", dim=dim)
-        self._index.init_index(
-            max_elements=_INITIAL_CAPACITY, M=M, ef_construction=ef_construction, allow_replace_deleted=True
-        )
-        self._live: set[int] = set()
-        self._deleted: set[int] = set()  # labels still in the graph but marked deleted
+        self._graph: AnnGraph | None = None
+        self._graph_generation = -1  # the catalog generation the graph in memory reflects
+        self._flat: tuple[Any, FlatVectors] | None = None  # (stamp key, mapped file)
+        self._writing = False
+        self._dirty = False
+        self._searches = 0
 
-    @classmethod
-    def open(cls, path: Path, dim: int, **params) -> VectorIndex:
-        """Load `path` if it exists, else start empty. A damaged file raises VectorIndexError."""
-        self = cls(path, dim, **params)
-        if self.path.exists():
-            self._load()
-        return self
+    # -- reading -----------------------------------------------------------------------------------
 
-    @classmethod
-    def rebuild(
-        cls, path: Path, dim: int, batches: Iterable[tuple[np.ndarray, np.ndarray]], **params
-    ) -> VectorIndex:
-        """A fresh index from (ids, vectors) batches, saved over whatever is at `path`."""
-        self = cls(path, dim, **params)
-        for ids, vectors in batches:
-            self.add(ids, vectors)
-        self.save()
-        return self
+    def searcher(self) -> Searcher:
+        """What one query searches with: the flat file or the graph, chosen once for all its calls."""
+        return Searcher(self, self._source())
 
-    @property
-    def M(self) -> int:
-        return self._index.M
+    def search(self, query: np.ndarray, k: int, *, allowed: set[int] | None = None) -> Hits:
+        """One search (see Searcher.search)."""
+        return self.searcher().search(query, k, allowed=allowed)
 
-    @property
-    def ef_construction(self) -> int:
-        return self._index.ef_construction
+    def prepare(self) -> None:
+        """Map the flat file now (a cold query does this while its text tower loads on another thread)."""
+        with self._lock:
+            if self._graph is None and not self._writing:
+                self._saved_flat()
+
+    def _source(self) -> AnnGraph | FlatVectors:
+        with self._lock:
+            self._searches += 1
+            if self._graph is not None or self._writing:
+                return self._current_graph()
+            flat = self._saved_flat()
+            if flat is not None and (len(flat) <= FLAT_SCAN_MAX or self._searches == 1):
+                return flat
+            self._flat = None  # the graph takes over; let the mapping go
+            return self._current_graph()
+
+    def _scan(self, flat: FlatVectors, q: np.ndarray, k: int, allowed: set[int] | None) -> Hits:
+        hits = flat.search(q, k, allowed=allowed)
+        ids, vectors = self.catalog.vectors_after(flat.max_id)  # added since the save
+        if not len(ids):
+            return hits
+        if allowed is not None:
+            keep = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+            ids, vectors = ids[keep], vectors[keep]
+        scores = vectors @ (q / max(float(np.linalg.norm(q)), 1e-12))
+        merged_ids = np.concatenate([np.array([i for i, _ in hits], np.int64), ids])
+        merged_scores = np.concatenate([np.array([s for _, s in hits], np.float32), scores.astype(np.float32)])
+        return flatfile.top(merged_ids, merged_scores, k)
+
+    def _saved_flat(self) -> FlatVectors | None:
+        """The flat file of the last save, mapped once per save; an empty one where nothing was saved
+        (then every vector comes from the catalog)."""
+        stamp = self._read_stamp()
+        key = None if stamp is None else (stamp["save"], stamp["flat"]["bytes"])
+        if self._flat is not None and self._flat[0] == key:
+            return self._flat[1]
+        flat: FlatVectors
+        if stamp is None:
+            flat = _EmptyFlat(self.dim)
+        else:
+            try:
+                flat = FlatVectors(self.folder / stamp["flat"]["name"], self.dim)
+            except FlatFileError as e:
+                log.debug("%s", e)
+                flat = _EmptyFlat(self.dim)
+            if len(flat) != stamp["count"]:
+                flat = _EmptyFlat(self.dim)
+        self._flat = (key, flat)
+        return flat
+
+    def _read_stamp(self) -> dict[str, Any] | None:
+        try:
+            stamp = json.loads((self.folder / STAMP).read_text())
+            if stamp.get("format") != STAMP_FORMAT or stamp.get("dim") != self.dim:
+                return None
+            for part in ("graph", "flat"):
+                if not _SAVED.match(stamp[part]["name"]):
+                    return None
+            int(stamp["save"]), int(stamp["count"]), int(stamp["generation"])
+            return stamp
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    # -- the graph ---------------------------------------------------------------------------------
+
+    def _current_graph(self) -> AnnGraph:
+        """The graph, brought in line with the catalog when the catalog moved on."""
+        with self._lock:
+            if self._writing and self._graph is not None:
+                return self._graph  # the run in this process keeps it current as it commits
+            generation = self.catalog.generation()
+            if self._graph is not None and generation == self._graph_generation:
+                return self._graph
+            saved_generation = None
+            if self._graph is None:
+                self._graph, saved_generation = self._load_graph()
+            if saved_generation != generation or len(self._graph) != self.catalog.vector_count():
+                added, removed = self._graph.reconcile(self.catalog.vectors_for, self.catalog.live_item_ids())
+                if added or removed:
+                    self._dirty = True
+                    log.info("%s: vectors brought in line with the catalog: %d added, %d removed", self.folder,
+                             added, removed)
+            self._graph_generation = generation
+            return self._graph
+
+    def _load_graph(self) -> tuple[AnnGraph, int | None]:
+        """The saved graph and the generation it reflects, where its stamp vouches for it; else an
+        empty graph (the caller fills it from the catalog)."""
+        stamp = self._read_stamp()
+        if stamp is None:
+            if any((self.folder / name).exists() for name in _LEGACY):
+                log.info("%s: vector files of an earlier mmsearch; rebuilding them from the catalog", self.folder)
+            return AnnGraph(self.dim), None
+        graph_path = self.folder / stamp["graph"]["name"]
+        why = None
+        if stamp.get("hnswlib") != _hnswlib_version():
+            why = f"written by hnswlib {stamp.get('hnswlib')}, this is {_hnswlib_version()}"
+        elif not graph_path.is_file() or graph_path.stat().st_size != stamp["graph"]["bytes"]:
+            why = "missing, or not the size its stamp records"
+        else:
+            try:
+                flat = FlatVectors(self.folder / stamp["flat"]["name"], self.dim)
+                if len(flat) != stamp["count"]:
+                    raise FlatFileError("its flat file does not hold the count its stamp records")
+                graph = AnnGraph.load(graph_path, self.dim, flat.ids.tolist())
+                return graph, int(stamp["generation"])
+            except (FlatFileError, AnnError) as e:
+                why = str(e)
+        log.info("%s: rebuilding the vector graph from the catalog (%s)", graph_path, why)
+        return AnnGraph(self.dim), None
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def begin_writing(self) -> None:
+        """Hold the graph in memory, current, for an index run (the caller holds the index lock)."""
+        with self._lock:
+            self._current_graph()
+            self._writing = True
+            self._flat = None
+
+    def end_writing(self) -> None:
+        with self._lock:
+            self._writing = False
+            self._graph_generation = self.catalog.generation()
+
+    def _writable_graph(self) -> AnnGraph:
+        graph = self._graph if self._writing else self._current_graph()
+        assert graph is not None
+        return graph
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Insert or update; an id that was removed comes back."""
-        ids, vectors = self._check_batch(ids, vectors)
-        if not len(ids):
-            return
         with self._lock:
-            labels = ids.tolist()
-            revived = [i for i in labels if i in self._deleted]
-            for label in revived:
-                # With allow_replace_deleted, hnswlib refuses to update a deleted label: unmark it first.
-                self._index.unmark_deleted(label)
-                self._deleted.discard(label)
-                self._live.add(label)
-            existing = np.fromiter((i in self._live for i in labels), dtype=bool, count=len(labels))
-            new = ~existing
-            count_new = int(new.sum())
-            needed = self._index.element_count + count_new
-            if needed > self._index.max_elements:
-                self._index.resize_index(max(needed, 2 * self._index.max_elements))
-            if existing.any():
-                # Never replace_deleted here: it would move a live label into a vacant slot and leave its
-                # old slot in the graph as a duplicate.
-                self._index.add_items(vectors[existing], ids[existing], replace_deleted=False)
-            if count_new:
-                self._index.add_items(vectors[new], ids[new], replace_deleted=True)
-                if self._deleted:
-                    # Some deleted slots were reused and their labels are gone; hnswlib doesn't say which.
-                    if count_new >= len(self._deleted):
-                        self._deleted.clear()
-                    else:
-                        self._deleted.intersection_update(self._index.get_ids_list())
-            self._live.update(labels)
+            self._writable_graph().add(ids, vectors)
+            self._dirty = True
+
+    def remove(self, ids: list[int]) -> None:
+        if len(ids):
+            with self._lock:
+                self._writable_graph().remove(ids)
+                self._dirty = True
 
     def reserve(self, more: int) -> None:
-        """Make room for `more` vectors at once. Growing by doubling as adds arrive holds the old and
-        the new graph together at each step and ends with up to twice the room needed; an index run
-        knows how many files it will add and asks once."""
         with self._lock:
-            needed = self._index.element_count + more
-            if needed > self._index.max_elements:
-                self._index.resize_index(needed)
+            self._writable_graph().reserve(more)
 
-    def remove(self, ids: Iterable[int]) -> None:
-        """Hide ids from search (hnswlib marks them deleted; their slots are reused by later adds)."""
+    def __len__(self) -> int:
         with self._lock:
-            for label in ids:
-                label = int(label)
-                if label in self._live:
-                    self._index.mark_deleted(label)
-                    self._live.discard(label)
-                    self._deleted.add(label)
-
-    def search(
-        self, vector: np.ndarray, k: int, *, filter: Callable[[int], bool] | None = None
-    ) -> list[tuple[int, float]]:
-        """(id, cosine similarity), best first. `filter(id)` keeps only the ids it accepts."""
-        query = self._normalise(np.asarray(vector, dtype=np.float32).reshape(1, self.dim))
-        with self._lock:
-            k = min(int(k), len(self._live))
-            if k <= 0:
-                return []
-            self._index.set_ef(max(self.ef_search, k))
-            seen: set[int] = set()
-            if filter is None:
-                try:
-                    labels, distances = self._index.knn_query(query, k=k, num_threads=1)
-                    return _pairs(labels[0], distances[0])
-                except RuntimeError:
-                    # Fewer than k reachable (heavy deletion): search again, noting what the walk accepts.
-                    accept = _recording(lambda _label: True, seen)
-            else:
-                accept = _recording(filter, seen)
-            try:
-                labels, distances = self._index.knn_query(query, k=k, num_threads=1, filter=accept)
-                return _pairs(labels[0], distances[0])
-            except RuntimeError:
-                # hnswlib raises when fewer than k pass; by then the walk has seen every accepted label it
-                # can reach (it doesn't stop until ef are found), so score those exactly.
-                return self._exact(query[0], sorted(seen), k)
+            return len(self._current_graph())
 
     def ids(self) -> set[int]:
-        """Live (not deleted) ids."""
         with self._lock:
-            return set(self._live)
-
-    def __len__(self) -> int:
-        return len(self._live)
-
-    def __contains__(self, label: object) -> bool:
-        return label in self._live
+            return self._current_graph().ids()
 
     def save(self) -> None:
-        """Write atomically: a crash leaves the old file or the new one, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        """Write the graph and the flat file under new names, then the stamp that names them, then drop
+        the old files: a crash at any point leaves the last complete save in force. Nothing to do when
+        nothing changed since the last save."""
         with self._lock:
-            try:
-                self._index.save_index(str(tmp))
-                with open(tmp, "r+b") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-        _fsync_dir(self.path.parent)
-
-    def reconcile(
-        self,
-        catalog_ids_and_vectors: Callable[[set[int]], Iterable[tuple[np.ndarray, np.ndarray]]],
-        live_ids: set[int],
-    ) -> tuple[int, int]:
-        """Make the index agree with the catalog: add back what it lacks, drop what it no longer has.
-
-        `catalog_ids_and_vectors(missing)` yields (ids, vectors) batches of stored vectors for those ids.
-        Returns (added, removed).
-        """
-        with self._lock:
-            missing = set(live_ids) - self._live
-            extra = self._live - set(live_ids)
-        self.remove(extra)
-        if missing:
-            for ids, vectors in catalog_ids_and_vectors(missing):
-                self.add(ids, vectors)
-        with self._lock:
-            added = len(missing & self._live)
-        if added or extra:
-            log.info("%s: reconciled with the catalog: %d added, %d removed", self.path, added, len(extra))
-        return added, len(extra)
-
-    # -- internals --
-
-    def _check_batch(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.asarray(ids).reshape(-1)
-        if ids.size and not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"ids must be integers, got {ids.dtype}")
-        ids = ids.astype(np.int64)
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim) if ids.size else vectors
-        if len(ids) != len(vectors):
-            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        if not ids.size:
-            return ids, vectors
-        if ids.min() < 0:
-            raise ValueError("ids must be >= 0 (hnswlib labels are unsigned)")
-        if not np.isfinite(vectors).all():
-            raise ValueError("vectors contain NaN or infinity")
-        # A repeated id keeps its last vector, as sequential updates would.
-        _, last = np.unique(ids[::-1], return_index=True)
-        keep = np.sort(len(ids) - 1 - last)
-        return ids[keep], self._normalise(vectors[keep])
-
-    @staticmethod
-    def _normalise(vectors: np.ndarray) -> np.ndarray:
-        # Inner product is cosine only on unit vectors; encoders mostly hand those over already (fp16 drift aside).
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
-
-    def _exact(self, query: np.ndarray, labels: list[int], k: int) -> list[tuple[int, float]]:
-        if not labels:
-            return []
-        vectors = np.asarray(self._index.get_items(labels), dtype=np.float32)
-        scores = vectors @ query
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [(labels[i], float(scores[i])) for i in order]
-
-    def _load(self) -> None:
-        try:
-            count, labels, deleted = _check_file(self.path, self.dim)
-            index = hnswlib.Index(space="ip", dim=self.dim)
-            # Our own capacity, not the header's: a bogus max_elements there would be a huge allocation.
-            index.load_index(str(self.path), max_elements=max(count, _INITIAL_CAPACITY), allow_replace_deleted=True)
-        except OSError as e:
-            raise VectorIndexError(f"{self.path}: cannot read the index file ({e.strerror or e})") from e
-        except (RuntimeError, MemoryError) as e:
-            raise VectorIndexError(f"{self.path}: hnswlib could not load it ({e})") from e
-        if index.element_count != count:
-            raise VectorIndexError(f"{self.path}: hnswlib loaded {index.element_count} items, the file holds {count}")
-        self._index = index
-        self._deleted = set(labels[deleted].tolist())
-        self._live = set(labels[~deleted].tolist())
-
-
-class SavedVectors:
-    """A saved index file read as a flat matrix: exact search by one matrix-vector product over the
-    memory-mapped level-0 records, without loading (or validating) the graph.
-
-    hnswlib stores each element's vector inside its level-0 record, so the file is also a strided
-    float32 matrix. For a one-off query this beats loading the graph (which reads the same bytes and
-    more, then builds structures); it is exact where the graph is approximate. Only the header is
-    validated: a damaged body gives wrong scores, never a crash, and `live_count` not matching the
-    catalog sends the caller to the checked path.
-    """
-
-    def __init__(self, path: Path, dim: int):
-        self.path = Path(path)
-        self.dim = dim
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except OSError as e:
-            raise VectorIndexError(f"{self.path}: cannot read the index file ({e.strerror or e})") from e
-        try:
-            size = os.fstat(fd).st_size
-            layout = _Layout(self.path, dim, size)
-            self.count = layout.count
-            if layout.count == 0:
-                self._labels = np.zeros(0, np.int64)
-                self._vectors = np.zeros((0, dim), np.float32)
-                self._live = np.zeros(0, bool)
-                self.live_count = 0
+            if not self._dirty and self._read_stamp() is not None:
                 return
-            data = _map(fd, layout.level0_end)
-        finally:
-            os.close(fd)
-        records = np.frombuffer(data, dtype=np.uint8, count=layout.count * layout.record,
-                                offset=_HEADER.size).reshape(layout.count, layout.record)
-        # A strided [count, dim] view: BLAS reads it in place (row stride = record size).
-        self._vectors = records[:, layout.offset_data : layout.label_offset].view(np.float32)
-        labels = np.ascontiguousarray(records[:, layout.label_offset : layout.label_offset + 8]).view("<u8")[:, 0]
-        self._live = ~(records[:, 2] & _DELETE_MARK).astype(bool) & (labels < 2**63)
-        self._labels = labels.astype(np.int64)
-        self.live_count = int(self._live.sum())
+            graph = self._writable_graph()
+            generation = self.catalog.generation()  # read first: the stamp may lag the catalog, never lead
+            stamp = self._read_stamp()
+            number = (int(stamp["save"]) + 1) if stamp else 1
+            names = {"graph": f"vectors-{number}.hnsw", "flat": f"vectors-{number}.npy"}
+            tmp = {part: self.folder / f"{name}.tmp-{os.getpid()}" for part, name in names.items()}
+            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                graph.save(tmp["graph"])
+                ids = sorted(graph.ids())
+                flatfile.write(tmp["flat"], self.dim, len(ids), (
+                    (np.asarray(ids[lo : lo + 65_536], np.int64), graph.vectors(ids[lo : lo + 65_536]))
+                    for lo in range(0, len(ids), 65_536)))
+                for part, name in names.items():
+                    os.replace(tmp[part], self.folder / name)
+                new_stamp = {
+                    "format": STAMP_FORMAT, "save": number, "generation": generation, "count": len(ids),
+                    "dim": self.dim, "hnswlib": _hnswlib_version(),
+                    **{part: {"name": name, "bytes": (self.folder / name).stat().st_size} for part, name in names.items()},
+                }
+                _write_atomically(self.folder / STAMP, json.dumps(new_stamp, indent=1).encode())
+            except BaseException:
+                for path in tmp.values():
+                    path.unlink(missing_ok=True)
+                raise
+            self._dirty = False
+            self._flat = None
+            self._drop_old_files(keep=set(names.values()))
 
-    def __len__(self) -> int:
-        return self.live_count
+    def _drop_old_files(self, keep: set[str]) -> None:
+        for entry in os.scandir(self.folder):
+            if (_SAVED.match(entry.name) and entry.name not in keep) or entry.name in _LEGACY:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
 
-    def search(self, vector: np.ndarray, k: int, *, allowed: Iterable[int] | None = None,
-               filter: Callable[[int], bool] | None = None) -> list[tuple[int, float]]:
-        """(id, cosine similarity), best first, exact. `allowed` (ids) or `filter(id)` narrow it."""
-        query = VectorIndex._normalise(np.asarray(vector, dtype=np.float32).reshape(1, self.dim))[0]
-        if not self.count or k <= 0:
-            return []
-        scores = self._vectors @ query
-        keep = self._live
-        if allowed is not None:
-            wanted = np.fromiter(allowed, dtype=np.int64) if not isinstance(allowed, np.ndarray) else allowed
-            keep = keep & np.isin(self._labels, wanted)
-        if filter is not None:
-            keep = keep & np.fromiter((filter(int(i)) for i in self._labels), dtype=bool, count=len(self._labels))
-        candidates = np.flatnonzero(keep)
-        if not len(candidates):
-            return []
-        cand_scores = scores[candidates]
-        k = min(int(k), len(candidates))
-        top = np.argpartition(-cand_scores, k - 1)[:k] if k < len(candidates) else np.arange(len(candidates))
-        top = top[np.argsort(-cand_scores[top], kind="stable")]
-        return [(int(self._labels[candidates[i]]), float(cand_scores[i])) for i in top]
-
-
-def _map(fd: int, length: int) -> Any:
-    """The first `length` bytes of a file, read-only: a shared mapping with its page tables filled
-    at once where the platform can (one call instead of a fault per page), else a private copy (on
-    Windows a live mapping would block the writer's atomic replace of the file)."""
-    import mmap
-
-    if os.name == "nt":
-        buf = bytearray(length)
-        with os.fdopen(os.dup(fd), "rb") as f:
-            f.readinto(buf)
-        return buf
-    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-    return mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ)
+    def remove_stale_temp_files(self) -> None:
+        """Temp files of saves that a killed run left behind (the index lock is held: none is live)."""
+        for entry in os.scandir(self.folder):
+            if entry.name.startswith(("vectors-", "vectors.json")) and ".tmp-" in entry.name:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
 
 
-def _pairs(labels: np.ndarray, distances: np.ndarray) -> list[tuple[int, float]]:
-    # hnswlib's 'ip' distance is 1 - <a, b>.
-    return [(int(label), float(1.0 - d)) for label, d in zip(labels, distances)]
+class Searcher:
+    """One query's view of the vectors."""
+
+    def __init__(self, store: VectorStore, source: AnnGraph | FlatVectors):
+        self._store, self._source = store, source
+
+    @property
+    def scans_exactly(self) -> bool:
+        """Every search scans every vector, so asking for many more hits costs nothing."""
+        return isinstance(self._source, FlatVectors)
+
+    def search(self, query: np.ndarray, k: int, *, allowed: set[int] | None = None) -> Hits:
+        """(item id, cosine similarity), best first, at most k; `allowed` narrows to those ids. Ids of
+        items deleted since the last save may appear: the catalog no longer knows them."""
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        source = self._source
+        if isinstance(source, FlatVectors):
+            return self._store._scan(source, q, k, allowed)  # noqa: SLF001
+        if allowed is None:
+            return source.search(q, k)
+        if len(allowed) <= EXACT_LIMIT:
+            return source.exact(q, allowed, k)
+        return source.search(q, k, filter=allowed.__contains__)
 
 
-def _recording(accept: Callable[[int], bool], seen: set[int]) -> Callable[[int], bool]:
-    def wrapped(label: int) -> bool:
-        if accept(label):
-            seen.add(label)
-            return True
-        return False
+class _EmptyFlat(FlatVectors):
+    """No saved vectors: every one comes from the catalog."""
 
-    return wrapped
+    def __init__(self, dim: int):  # noqa: D107 - nothing to map
+        self.path, self.dim = Path(), dim
+        self.ids = np.zeros(0, np.int64)
+        self._vectors = np.zeros((0, dim), np.float32)
+
+
+@lru_cache(maxsize=1)
+def _hnswlib_version() -> str:
+    from importlib.metadata import version  # ~40 ms: only when a graph is loaded or saved
+
+    return version("hnswlib")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable. Directories can't be opened this way on Windows; NTFS journals renames.
+    # Makes the renames durable. Directories can't be opened this way on Windows; NTFS journals renames.
     if os.name == "nt":
         return
     fd = os.open(folder, os.O_RDONLY)
@@ -405,123 +349,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class _Layout:
-    """The validated header of an hnswlib 0.8 file: where the level-0 records and their parts are."""
-
-    def __init__(self, path: Path, dim: int, size: int):
-        self.path, self.size = path, size
-        if size < _HEADER.size:
-            raise self.bad(f"{size} bytes, shorter than the {_HEADER.size}-byte header")
-        with open(path, "rb") as f:
-            header = f.read(_HEADER.size)
-        (offset_level0, _max_elements, count, record, label_offset, offset_data,
-         max_level, entry, max_m, max_m0, m, _mult, ef_construction) = _HEADER.unpack(header)  # fmt: skip
-        links0 = max_m0 * 4 + 4
-        if not (2 <= m <= 4096 and max_m == m and max_m0 == 2 * m and ef_construction >= 1):
-            raise self.bad(f"implausible graph parameters M={m}, maxM={max_m}, maxM0={max_m0}")
-        if offset_level0 != 0 or offset_data != links0 or record != label_offset + 8 or label_offset <= offset_data:
-            raise self.bad("inconsistent record layout")
-        if label_offset != offset_data + 4 * dim:
-            raise self.bad(f"built for {(label_offset - offset_data) // 4}-dimensional vectors, not {dim}")
-        self.level0_end = _HEADER.size + count * record
-        if self.level0_end + 4 * count > size:
-            raise self.bad(f"truncated: {size} bytes cannot hold {count} elements")
-        if count == 0 and size != _HEADER.size:
-            raise self.bad("trailing bytes after an empty index")
-        if count and not (0 <= max_level < 64 and entry < count):
-            raise self.bad(f"entry point {entry} at level {max_level} is out of range")
-        self.count, self.record, self.label_offset, self.offset_data = count, record, label_offset, offset_data
-        self.max_level, self.entry, self.max_m, self.max_m0, self.links0 = max_level, entry, max_m, max_m0, links0
-
-    def bad(self, reason: str) -> VectorIndexError:
-        return VectorIndexError(f"{self.path}: not a usable hnswlib index ({reason}); rebuild it from the catalog")
-
-
-def _check_file(path: Path, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """Validate an hnswlib 0.8 file before hnswlib reads it: a bad header or a link pointing past the end
-    makes hnswlib crash the process (not raise), at load or at the first query.
-
-    Returns the element count, and the labels and deleted marks of the stored elements.
-    """
-    size = path.stat().st_size
-    layout = _Layout(path, dim, size)
-    bad = layout.bad
-    count, record, label_offset, level0_end = layout.count, layout.record, layout.label_offset, layout.level0_end
-    max_level, entry, max_m, max_m0, links0 = (layout.max_level, layout.entry, layout.max_m, layout.max_m0,
-                                               layout.links0)
-    if count == 0:
-        return 0, np.zeros(0, np.int64), np.zeros(0, bool)
-
-    data = np.memmap(path, dtype=np.uint8, mode="r")
-    links_m = max_m * 4 + 4
-
-    # Upper-level link blocks: a uint32 byte length per element, then that many bytes. Most are 0, so
-    # jump from one non-zero word to the next instead of stepping element by element in Python.
-    tail = data[level0_end:]
-    if len(tail) % 4:
-        raise bad("truncated link lists")
-    words = tail.view("<u4")
-    nonzero = np.flatnonzero(words)
-    levels = np.zeros(count, dtype=np.int64)
-    blocks: list[tuple[int, int]] = []  # (word offset of a level's block, level)
-    position = element = 0
-    while element < count:
-        nxt = np.searchsorted(nonzero, position)
-        zero_run = (int(nonzero[nxt]) if nxt < len(nonzero) else len(words)) - position
-        if zero_run >= count - element:
-            position += count - element
-            element = count
-            break
-        position += zero_run
-        element += zero_run
-        if position >= len(words):
-            raise bad("truncated link lists")
-        length = int(words[position])
-        if length % links_m or length // links_m > 64:
-            raise bad(f"bad link block length {length} for element {element}")
-        level = length // links_m
-        levels[element] = level
-        for lv in range(level):
-            blocks.append((position + 1 + lv * links_m // 4, lv + 1))
-        position += 1 + length // 4
-        element += 1
-        if position > len(words):
-            raise bad("truncated link lists")
-    if position != len(words):
-        raise bad(f"{4 * (len(words) - position)} bytes more than the graph needs (or truncated)")
-    if levels[entry] < max_level:
-        raise bad("entry point is not on the top level")
-
-    # Every neighbour id must be a stored element, and one on at least that level.
-    if blocks:
-        starts = np.array([b[0] for b in blocks], dtype=np.int64)
-        block_levels = np.array([b[1] for b in blocks], dtype=np.int64)
-        counts = words[starts] & 0xFFFF
-        neighbours = words[starts[:, None] + 1 + np.arange(max_m)]
-        used = np.arange(max_m) < counts[:, None]
-        if (counts > max_m).any():
-            raise bad("an upper-level link list is longer than M")
-        targets = neighbours[used].astype(np.int64)
-        if (targets >= count).any() or (levels[targets] < np.repeat(block_levels, used.sum(axis=1))).any():
-            raise bad("an upper-level link points outside the graph")
-
-    records = data[_HEADER.size : level0_end].reshape(count, record)
-    labels = np.empty(count, dtype=np.uint64)
-    deleted = np.empty(count, dtype=bool)
-    for lo in range(0, count, _CHECK_ROWS):
-        rows = records[lo : lo + _CHECK_ROWS]
-        head = np.ascontiguousarray(rows[:, :links0]).view("<u4")
-        counts = head[:, 0] & 0xFFFF
-        if (counts > max_m0).any():
-            raise bad("a level-0 link list is longer than 2*M")
-        used = np.arange(max_m0) < counts[:, None]
-        if (head[:, 1:][used] >= count).any():
-            raise bad("a level-0 link points outside the graph")
-        deleted[lo : lo + len(rows)] = (rows[:, 2] & _DELETE_MARK).astype(bool)
-        labels[lo : lo + len(rows)] = np.ascontiguousarray(rows[:, label_offset : label_offset + 8]).view("<u8")[:, 0]
-    if (labels >= 2**63).any() or len(np.unique(labels)) != count:
-        raise bad("bad or repeated labels")
-    del data
-    return count, labels.astype(np.int64), deleted

@@ -132,16 +132,17 @@ def test_similar_on_a_file_in_error_says_why(tmp_path, toyclip):
 
 
 def test_every_error_raised_on_purpose_is_an_mmsearch_error():
+    import mmsearch.ann
     import mmsearch.bundle
     import mmsearch.catalog
+    import mmsearch.flatfile
     import mmsearch.preprocess
     import mmsearch.runtime
-    import mmsearch.vectors
     from mmsearch.api import IndexBusyError
 
     for error in (mmsearch.bundle.BundleError, mmsearch.catalog.CatalogError, mmsearch.catalog.CatalogWriteError,
                   mmsearch.runtime.DeviceError, mmsearch.preprocess.ImageDecodeError,
-                  mmsearch.vectors.VectorIndexError, IndexBusyError, InvalidArgument):
+                  mmsearch.ann.AnnError, mmsearch.flatfile.FlatFileError, IndexBusyError, InvalidArgument):
         assert issubclass(error, MmsearchError), error
 
 

@@ -16,7 +16,7 @@ from engine_helpers import make_collection, picture
 from mmsearch import Index
 from test_robustness import bundle  # noqa: F401
 
-SLOW = {"MMSEARCH_TEST_SLOW_S": "0.05", "MMSEARCH_SAVE_EVERY_S": "0"}  # a run of a few seconds, saving often
+SLOW = {"MMSEARCH_TEST_SLOW_S": "0.05"}  # a run of a few seconds
 
 
 def index_cmd(photos: Path, index: Path, bundle: Path, *extra: str) -> list[str]:  # noqa: F811
@@ -51,7 +51,7 @@ def test_queries_from_other_processes_never_fail_and_see_a_consistent_state(tmp_
     while writer.poll() is None:
         with Index(index, readonly=True) as idx:  # a fresh reader each time, as a query command is
             before = idx.catalog.generation()
-            ann = idx.vectors()
+            ann = idx.vectors
             live = idx.catalog.live_item_ids()
             if idx.catalog.generation() == before:  # no batch committed while we looked
                 compared += 1
@@ -97,7 +97,7 @@ def test_second_index_run_waits_saying_so_or_fails_at_once_with_no_wait(tmp_path
     with Index(index, readonly=True) as idx:
         assert idx.catalog.counts()["image"] == 243
         assert idx.catalog.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert idx.vectors().ids() == idx.catalog.live_item_ids()
+        assert idx.vectors.ids() == idx.catalog.live_item_ids()
         statuses = [r[0] for r in idx.catalog.conn.execute("SELECT status FROM runs ORDER BY id")]
         assert statuses == ["done", "done"]
 
@@ -134,4 +134,4 @@ def test_library_search_from_many_threads_while_another_thread_indexes(tmp_path,
                 t.join(30)
         assert not errors, errors[:3]
         assert report.added == 120
-        assert idx.vectors().ids() == idx.catalog.live_item_ids()
+        assert idx.vectors.ids() == idx.catalog.live_item_ids()

@@ -28,7 +28,7 @@ def idx(tmp_path, tiny_clip_bundle):
 
 
 def ann_ids(index: Index) -> set[int]:
-    return index.vectors().ids()
+    return index.vectors.ids()
 
 
 def catalog_ids(index: Index) -> set[int]:
@@ -201,10 +201,11 @@ def test_searches_from_threads_while_indexing(tmp_path, tiny_clip_bundle, collec
         assert ann_ids(idx) == catalog_ids(idx)
 
 
-def test_reopened_index_reconciles_a_stale_ann_file(tmp_path, tiny_clip_bundle, collection):
+def test_reopened_index_reconciles_missing_vector_files(tmp_path, tiny_clip_bundle, collection):
     with Index(tmp_path / "index", model=tiny_clip_bundle, device="cpu") as idx:
         idx.index([collection])
-    (tmp_path / "index" / "vectors.hnsw").unlink()  # as if the process died before its first save
+    for path in (tmp_path / "index").glob("vectors*"):
+        path.unlink()  # as if the process died before its first save
     with Index(tmp_path / "index", device="cpu") as idx:
         assert ann_ids(idx) == catalog_ids(idx) and len(catalog_ids(idx)) >= 9
         assert idx.search(image=collection / "img0.jpg", k=1)[0].path == str(collection / "img0.jpg")

@@ -6,74 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from mmsearch.vectors import SavedVectors, VectorIndex, VectorIndexError
 
 DIM = 16
 
 
-def unit(n: int, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-@pytest.fixture()
-def saved(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
-    ids = np.arange(100, 400, 3)
-    vecs = unit(len(ids))
-    index = VectorIndex(tmp_path / "v.hnsw", DIM)
-    index.add(ids, vecs)
-    index.remove([103, 106])
-    index.save()
-    return tmp_path / "v.hnsw", ids, vecs
-
-
-def test_scan_is_exact_and_skips_deleted(saved):
-    path, ids, vecs = saved
-    flat = SavedVectors(path, DIM)
-    assert len(flat) == len(ids) - 2
-    q = unit(1, seed=7)[0]
-    scores = vecs @ q
-    live = ~np.isin(ids, [103, 106])
-    order = np.argsort(-np.where(live, scores, -np.inf))[:10]
-    hits = flat.search(q, 10)
-    assert [h[0] for h in hits] == ids[order].tolist()
-    assert np.allclose([h[1] for h in hits], scores[order], atol=1e-6)
-    assert all(h[0] not in (103, 106) for h in flat.search(q, 1000))
-
-
-def test_scan_agrees_with_the_graph_and_filters(saved):
-    path, ids, _ = saved
-    flat, graph = SavedVectors(path, DIM), VectorIndex.open(path, DIM)
-    q = unit(1, seed=3)[0]
-    assert [i for i, _ in flat.search(q, 5)] == [i for i, _ in graph.search(q, 5)]
-    allowed = set(ids[::4].tolist()) - {103, 106}
-    hits = flat.search(q, 1000, allowed=allowed)
-    assert {i for i, _ in hits} == allowed
-    assert flat.search(q, 3, filter=lambda i: i % 2 == 0) == [h for h in flat.search(q, 1000) if h[0] % 2 == 0][:3]
-
-
-def test_damaged_or_foreign_files_raise(tmp_path, saved):
-    path, _, _ = saved
-    with pytest.raises(VectorIndexError):
-        SavedVectors(path, DIM + 1)
-    short = tmp_path / "short.hnsw"
-    short.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(VectorIndexError):
-        SavedVectors(short, DIM)
-    with pytest.raises(VectorIndexError):
-        SavedVectors(tmp_path / "missing.hnsw", DIM)
-    empty = tmp_path / "empty.hnsw"
-    VectorIndex(empty, DIM).save()
-    assert len(SavedVectors(empty, DIM)) == 0 and SavedVectors(empty, DIM).search(unit(1)[0], 3) == []
-
-
-def test_index_queries_scan_the_saved_file_when_it_is_current(tmp_path, tiny_clip_bundle):
-    from engine_helpers import make_collection
+def test_index_queries_scan_the_saved_flat_file(tmp_path, tiny_clip_bundle):
+    """A cold query ranks by an exact scan of the last save's flat file (no graph load), current with
+    the catalog: what a run in another process committed since is scanned from the catalog."""
+    from engine_helpers import make_collection, picture
 
     from mmsearch import Index
-    from mmsearch.ingest import write_ann_stamp
 
     photos = tmp_path / "photos"
     make_collection(photos)
@@ -81,32 +24,24 @@ def test_index_queries_scan_the_saved_file_when_it_is_current(tmp_path, tiny_cli
         idx.index([photos])
         graph_hits = idx.search(image=photos / "img0.jpg", k=3)
     with Index(tmp_path / "index", readonly=True) as idx:
-        assert isinstance(idx._search_vectors(), SavedVectors)
         hits = idx.search(image=photos / "img0.jpg", k=3)
+        assert idx.vectors._graph is None  # answered from the flat file
         assert [h.path for h in hits] == [h.path for h in graph_hits]
         under = idx.search(image=photos / "img0.jpg", k=10, under=str(photos / "sub"), type="image")
         assert under and all("/sub/" in h.path for h in under)
-    ann = tmp_path / "index" / "vectors.hnsw"
-    stamp = json.loads((tmp_path / "index" / "vectors.hnsw.json").read_text())
-    assert stamp["live"] == len(SavedVectors(ann, 16))  # the run recorded what the file holds
-    # A file swapped behind the stamp's back (same generation, other content) is not trusted.
-    good = ann.read_bytes()
-    smaller = VectorIndex(tmp_path / "other.hnsw", 16)
-    smaller.add(np.array([1]), unit(1))
-    smaller.save()
-    ann.write_bytes((tmp_path / "other.hnsw").read_bytes())
+    picture(77).save(photos / "late.png")
+    with Index(tmp_path / "index") as idx:  # committed, but the vector files not saved again (a crash)
+        from mmsearch import ingest
+
+        real_save = ingest._save
+        ingest._save = lambda vectors: None
+        try:
+            idx.index([photos])
+        finally:
+            ingest._save = real_save
     with Index(tmp_path / "index", readonly=True) as idx:
-        assert not isinstance(idx._search_vectors(), SavedVectors)
-    ann.write_bytes(good)
-    # A stamp that lags the catalog (a run in progress, a crash) sends queries to the checked path.
-    write_ann_stamp(ann, 0)
-    with Index(tmp_path / "index", readonly=True) as idx:
-        assert isinstance(idx._search_vectors(), VectorIndex)
-        assert [h.path for h in idx.search(image=photos / "img0.jpg", k=3)] == [h.path for h in graph_hits]
-    # A stamp written before it recorded the count: the catalog is counted instead.
-    (tmp_path / "index" / "vectors.hnsw.json").write_text(json.dumps({"generation": stamp["generation"]}))
-    with Index(tmp_path / "index", readonly=True) as idx:
-        assert isinstance(idx._search_vectors(), SavedVectors)
+        late = idx.search(image=photos / "late.png", k=1)
+        assert late[0].path == str(photos / "late.png") and idx.vectors._graph is None
 
 
 def test_query_fast_parser_matches_the_typer_command():
@@ -128,7 +63,6 @@ def test_query_fast_parser_matches_the_typer_command():
 def test_a_plain_query_line_loads_no_cli_framework(tmp_path, tiny_clip_bundle):
     """`mmsearch query "..."` is answered without typer, click or rich (a fifth of a cold query's
     budget), and gives the same hits as the typer command."""
-    import json
     import subprocess
     import sys
 
@@ -215,8 +149,8 @@ def test_kind_filters_over_the_scan(tmp_path, tiny_clip_bundle):
     with Index(tmp_path / "index", model=tiny_clip_bundle) as idx:
         idx.index([photos])
     with Index(tmp_path / "index", readonly=True) as idx:
+        assert idx.vectors.searcher().scans_exactly
         docs = idx.search("a garden with roses", k=10, type="document", mode="vector")
-        assert isinstance(idx._search_vectors(), SavedVectors)
         assert len(docs) == len(DOCS) and {h.kind for h in docs} == {"document"}
         images = idx.search("a garden with roses", k=3, type="image")
         assert len(images) == 3 and {h.kind for h in images} == {"image"}

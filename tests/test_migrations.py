@@ -46,7 +46,7 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, bundle): 
         assert idx.catalog.errors() == [{"path": "/photos/broken.jpg", "reason": "the image file is truncated"}]
         assert idx.catalog.last_run()["status"] == "done" and idx.catalog.last_run()["summary"] == {"added": 4}
         # The ANN file did not exist: it is rebuilt from the catalog's vectors, which searches then use.
-        assert idx.vectors().ids() == {1, 2, 3, 4}
+        assert idx.vectors.ids() == {1, 2, 3, 4}
         hits = idx.similar("/photos/img0.jpg", k=3)
         assert len(hits) == 3 and "/photos/img0.jpg" not in {h.path for h in hits}
         kw = idx.search("harbour fishing boats", mode="keyword", k=1)

@@ -202,7 +202,7 @@ def test_hostile_files_in_process_each_indexed_or_recorded(tmp_path, bundle, hos
             by_bytes = {bytes(r[0]) for r in idx.catalog.conn.execute(
                 "SELECT path_bytes FROM files WHERE path_bytes IS NOT NULL AND status = 'indexed'")}
             status = idx.status()
-            assert idx.vectors().ids() == idx.catalog.live_item_ids()
+            assert idx.vectors.ids() == idx.catalog.live_item_ids()
             rotated = idx.catalog.conn.execute("SELECT width, height, orientation FROM files WHERE path LIKE '%rotated.jpg'").fetchone()
             hits = idx.search("fox jumps over the lazy dog harbour", k=3, mode="keyword", type="document")
     finally:
@@ -290,7 +290,7 @@ def test_ctrl_c_stops_within_two_seconds_keeps_work_and_says_how_to_resume(tmp_p
         assert idx.catalog.last_run()["status"] == "cancelled"
         kept = idx.catalog.counts()["image"]
         assert kept == report["added"]
-        assert idx.vectors().ids() == idx.catalog.live_item_ids()  # the unsaved ANN tail comes from the catalog
+        assert idx.vectors.ids() == idx.catalog.live_item_ids()  # the unsaved ANN tail comes from the catalog
     again = cli("index", str(photos), "--index", str(index), "--model", str(bundle), "--device", "cpu", "--json")
     assert again.returncode == 0, again.stderr
     rerun = json.loads(again.stdout)
@@ -329,7 +329,7 @@ def test_disk_full_in_a_catalog_commit_fails_clearly_and_keeps_the_committed_sta
         counts = idx.catalog.counts()
         assert counts["image"] >= first["image"]
         assert idx.catalog.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert idx.vectors().ids() == idx.catalog.live_item_ids()
+        assert idx.vectors.ids() == idx.catalog.live_item_ids()
         assert idx.search(image=photos / "img0.jpg", k=1)[0].path == str(photos / "img0.jpg")
     with Index(tmp_path / "index", model=bundle, device="cpu") as idx:  # space again: the run resumes
         report = idx.index([photos])
@@ -347,7 +347,7 @@ def test_disk_full_in_an_ann_save_fails_with_exit_2_and_a_clear_message(tmp_path
     real_replace = os.replace
 
     def replace(src, dst, *a, **kw):
-        if str(dst).endswith("vectors.hnsw"):
+        if str(dst).endswith(".hnsw"):
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         return real_replace(src, dst, *a, **kw)
 

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mmsearch.vectors import VectorIndex, VectorIndexError
+from mmsearch.ann import AnnGraph
+from mmsearch.catalog import Catalog
+from mmsearch.flatfile import FlatVectors
+from mmsearch.vectors import STAMP, VectorStore
 
 DIM = 32
 
@@ -24,20 +28,38 @@ def clustered(n: int, dim: int, clusters: int, seed: int, spread: float = 1.0) -
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "vectors.hnsw"
+def catalog_with(folder: Path, vectors: np.ndarray) -> tuple[Catalog, list[int]]:
+    """A catalog holding one image item per vector (ids 1..n)."""
+    catalog = Catalog(folder)
+    root = catalog.add_root("/photos")
+    ids = []
+    with catalog.write() as conn:
+        for i, vec in enumerate(vectors):
+            fid, _ = catalog.put_file(conn, path=f"/photos/{i}.jpg", root_id=root, size=1, mtime_ns=i,
+                                      content_hash=f"{i:064x}", kind="image")
+            ids += catalog.add_items(conn, fid, "image", vec[None])
+    return catalog, ids
 
 
-def test_empty_index_searches_to_nothing(path: Path):
-    index = VectorIndex(path, DIM)
+def delete_items(catalog: Catalog, ids: list[int]) -> None:
+    with catalog.write() as conn:
+        catalog.delete_files(conn, [r[0] for r in conn.execute(
+            f"SELECT file_id FROM items WHERE id IN ({','.join('?' * len(ids))})", ids)])
+
+
+def saved_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("vectors"))
+
+
+def test_empty_index_searches_to_nothing():
+    index = AnnGraph(DIM)
     assert index.search(unit(1)[0], 5) == []
     assert len(index) == 0 and index.ids() == set()
 
 
-def test_a_vector_finds_itself_first(path: Path):
+def test_a_vector_finds_itself_first():
     x = unit(500)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(1000, 1500), x)
     for i in (0, 17, 499):
         hits = index.search(x[i], 5)
@@ -46,9 +68,9 @@ def test_a_vector_finds_itself_first(path: Path):
         assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
 
 
-def test_scores_are_cosine_similarities_even_for_unnormalised_input(path: Path):
+def test_scores_are_cosine_similarities_even_for_unnormalised_input():
     x = unit(50)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(50), x * 3.0)
     hits = index.search(x[0] * 0.5, 50)
     expected = x @ x[0]
@@ -56,15 +78,15 @@ def test_scores_are_cosine_similarities_even_for_unnormalised_input(path: Path):
         assert score == pytest.approx(expected[label], abs=1e-5)
 
 
-def test_k_is_clipped_to_the_live_count(path: Path):
-    index = VectorIndex(path, DIM)
+def test_k_is_clipped_to_the_live_count():
+    index = AnnGraph(DIM)
     index.add(np.arange(3), unit(3))
     assert len(index.search(unit(1, seed=9)[0], 10)) == 3
 
 
-def test_update_replaces_the_vector(path: Path):
+def test_update_replaces_the_vector():
     x = unit(200)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(200), x)
     index.remove([5, 6, 7])  # vacant slots must not swallow the update
     index.add(np.array([3]), x[150:151])
@@ -75,17 +97,17 @@ def test_update_replaces_the_vector(path: Path):
     assert len(labels) == len(set(labels)) == 197
 
 
-def test_repeated_id_in_one_batch_keeps_the_last_vector(path: Path):
+def test_repeated_id_in_one_batch_keeps_the_last_vector():
     x = unit(3)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.array([1, 1, 2]), x)
     assert len(index) == 2
     assert index.search(x[1], 1)[0][0] == 1
 
 
-def test_remove_hides_from_search_and_ids(path: Path):
+def test_remove_hides_from_search_and_ids():
     x = unit(300)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(300), x)
     index.remove([10, 11, 999])  # 999 was never there: ignored
     assert 10 not in index.ids() and 11 not in index.ids()
@@ -94,9 +116,9 @@ def test_remove_hides_from_search_and_ids(path: Path):
         assert i not in {label for label, _ in index.search(x[i], 20)}
 
 
-def test_readding_a_removed_id_brings_it_back(path: Path):
+def test_readding_a_removed_id_brings_it_back():
     x = unit(100)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(100), x)
     index.remove([42])
     index.add(np.array([42]), x[42:43])
@@ -104,9 +126,9 @@ def test_readding_a_removed_id_brings_it_back(path: Path):
     assert index.search(x[42], 1)[0][0] == 42
 
 
-def test_new_ids_reuse_deleted_slots(path: Path):
+def test_new_ids_reuse_deleted_slots():
     x = unit(400)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(200), x[:200])
     index.remove(range(0, 100))
     index.add(np.arange(1000, 1050), x[200:250])
@@ -119,9 +141,9 @@ def test_new_ids_reuse_deleted_slots(path: Path):
     assert index.search(x[220], 1)[0][0] == 1020
 
 
-def test_capacity_grows_past_the_initial_size(path: Path):
+def test_capacity_grows_past_the_initial_size():
     x = unit(3000)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     for lo in range(0, 3000, 500):
         index.add(np.arange(lo, lo + 500), x[lo : lo + 500])
     assert len(index) == 3000
@@ -129,75 +151,9 @@ def test_capacity_grows_past_the_initial_size(path: Path):
     assert index.search(x[2999], 1)[0][0] == 2999
 
 
-def test_save_then_open_round_trip(path: Path):
-    x = unit(600)
-    index = VectorIndex(path, DIM, M=8, ef_construction=64)
-    index.add(np.arange(600), x)
-    index.remove([1, 2, 3])
-    index.save()
-    again = VectorIndex.open(path, DIM)
-    assert again.ids() == index.ids()
-    assert again.M == 8 and again.ef_construction == 64  # the file's graph parameters win
-    assert again.search(x[100], 5) == index.search(x[100], 5)
-    again.add(np.array([1]), x[1:2])  # a deleted id from the file can come back
-    assert again.search(x[1], 1)[0][0] == 1
-
-
-def test_open_missing_file_is_empty(path: Path):
-    assert len(VectorIndex.open(path, DIM)) == 0
-
-
-def test_empty_and_all_deleted_indexes_round_trip(path: Path):
-    VectorIndex(path, DIM).save()
-    assert len(VectorIndex.open(path, DIM)) == 0
-    index = VectorIndex(path, DIM)
-    index.add(np.array([5]), unit(1))
-    index.remove([5])
-    index.save()
-    again = VectorIndex.open(path, DIM)
-    assert len(again) == 0 and again.search(unit(1)[0], 3) == []
-    again.add(np.array([6]), unit(1, seed=2))
-    assert again.ids() == {6}
-
-
-def test_save_is_atomic_and_leaves_no_temporary_files(path: Path):
-    index = VectorIndex(path, DIM)
-    index.add(np.arange(10), unit(10))
-    index.save()
-    index.add(np.arange(10, 20), unit(10, seed=1))
-    index.save()
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
-    assert len(VectorIndex.open(path, DIM)) == 20
-
-
-def test_failed_save_keeps_the_old_file(path: Path, monkeypatch: pytest.MonkeyPatch):
-    index = VectorIndex(path, DIM)
-    index.add(np.arange(10), unit(10))
-    index.save()
-    before = path.read_bytes()
-    index.add(np.arange(10, 20), unit(10, seed=1))
-
-    def fail(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("mmsearch.vectors.os.fsync", fail)
-    with pytest.raises(OSError):
-        index.save()
-    assert path.read_bytes() == before
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
-
-
-def test_rebuild_from_batches(path: Path):
-    x = unit(250)
-    batches = ((np.arange(lo, lo + 50), x[lo : lo + 50]) for lo in range(0, 250, 50))
-    index = VectorIndex.rebuild(path, DIM, batches)
-    assert path.exists() and len(index) == 250
-    assert VectorIndex.open(path, DIM).ids() == set(range(250))
-
-
-def test_reconcile_adds_missing_and_removes_extra(path: Path):
+def test_reconcile_adds_missing_and_removes_extra():
     x = unit(100)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(0, 80), x[:80])  # 80..99 never made it into the index
     live = set(range(10, 100))  # 0..9 were deleted from the catalog
     asked: list[set[int]] = []
@@ -216,9 +172,9 @@ def test_reconcile_adds_missing_and_removes_extra(path: Path):
     assert len(asked) == 1  # nothing missing: the catalog isn't asked
 
 
-def test_filter_keeps_only_accepted_ids(path: Path):
+def test_filter_keeps_only_accepted_ids():
     x = unit(1000)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(1000), x)
     hits = index.search(x[4], 10, filter=lambda label: label % 2 == 1)
     assert len(hits) == 10 and all(label % 2 == 1 for label, _ in hits)
@@ -226,9 +182,9 @@ def test_filter_keeps_only_accepted_ids(path: Path):
     assert hits[0][0] == [i for i in exact if i % 2 == 1][0]
 
 
-def test_filter_accepting_fewer_than_k_returns_what_there_is(path: Path):
+def test_filter_accepting_fewer_than_k_returns_what_there_is():
     x = unit(1000)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(1000), x)
     index.remove([7])
     hits = index.search(x[0], 10, filter=lambda label: label in (3, 7, 500))
@@ -237,36 +193,9 @@ def test_filter_accepting_fewer_than_k_returns_what_there_is(path: Path):
     assert index.search(x[0], 10, filter=lambda label: False) == []
 
 
-def test_truncated_file_raises_a_clear_error(path: Path):
-    index = VectorIndex(path, DIM)
-    index.add(np.arange(500), unit(500))
-    index.save()
-    data = path.read_bytes()
-    for cut in (0, 50, 96, len(data) // 3, len(data) - 4, len(data) - 1):
-        path.write_bytes(data[:cut])
-        with pytest.raises(VectorIndexError, match=str(path)):
-            VectorIndex.open(path, DIM)
-
-
-def test_garbage_and_wrong_dimension_raise_a_clear_error(path: Path):
-    index = VectorIndex(path, DIM)
-    index.add(np.arange(50), unit(50))
-    index.save()
-    with pytest.raises(VectorIndexError, match="32-dimensional"):
-        VectorIndex.open(path, 64)
-    data = bytearray(path.read_bytes())
-    data[100:104] = b"\xff" * 4  # the first element's first neighbour points nowhere
-    path.write_bytes(bytes(data))
-    with pytest.raises(VectorIndexError, match=str(path)):
-        VectorIndex.open(path, DIM)
-    path.write_bytes(np.random.default_rng(0).bytes(5000))
-    with pytest.raises(VectorIndexError, match=str(path)):
-        VectorIndex.open(path, DIM)
-
-
-def test_searches_from_threads_while_one_adds(path: Path):
+def test_searches_from_threads_while_one_adds():
     x = unit(4000)
-    index = VectorIndex(path, DIM)
+    index = AnnGraph(DIM)
     index.add(np.arange(500), x[:500])
     errors: list[BaseException] = []
     done = threading.Event()
@@ -302,9 +231,155 @@ def test_recall_at_10_on_clustered_vectors_with_the_defaults(tmp_path: Path):
     dim, n, queries = 512, 20_000, 200
     base = clustered(n, dim, clusters=200, seed=1)
     probe = clustered(queries, dim, clusters=200, seed=1)  # same centres, fresh points
-    index = VectorIndex(tmp_path / "recall.hnsw", dim)
+    index = AnnGraph(dim)
     for lo in range(0, n, 5000):
         index.add(np.arange(lo, lo + 5000), base[lo : lo + 5000])
     truth = np.argsort(-(probe @ base.T), axis=1)[:, :10]
     hits = sum(len({i for i, _ in index.search(q, 10)} & set(t.tolist())) for q, t in zip(probe, truth))
     assert hits / truth.size >= 0.98
+
+
+# -- the store: its files, their stamp, and when it trusts them ------------------------------------
+
+
+def test_the_store_saves_a_graph_a_flat_file_and_a_stamp_that_names_them(tmp_path: Path):
+    x = unit(300)
+    catalog, ids = catalog_with(tmp_path, x)
+    store = VectorStore(tmp_path, DIM, catalog)
+    store.begin_writing()  # the graph is filled from the catalog
+    store.save()
+    store.end_writing()
+    assert saved_files(tmp_path) == ["vectors-1.hnsw", "vectors-1.npy", STAMP]
+    flat = np.load(tmp_path / "vectors-1.npy", mmap_mode="r")  # a plain .npy file: any NumPy reads it
+    assert flat["id"].tolist() == ids and np.allclose(flat["vector"], x, atol=1e-6)
+    again = VectorStore(tmp_path, DIM, catalog)
+    hits = again.search(x[7], 5)  # the first search scans the flat file
+    assert hits[0] == (ids[7], pytest.approx(1.0, abs=1e-5))
+    assert again._graph is None
+    assert again.ids() == set(ids)  # loads the saved graph: nothing to reconcile
+    assert again.search(x[7], 5) == hits or [i for i, _ in again.search(x[7], 5)] == [i for i, _ in hits]
+
+
+def test_saves_replace_the_previous_files_and_a_failed_save_keeps_them(tmp_path: Path, monkeypatch):
+    x = unit(60)
+    catalog, ids = catalog_with(tmp_path, x[:30])
+    store = VectorStore(tmp_path, DIM, catalog)
+    store.begin_writing()
+    store.save()
+    stamp_before = (tmp_path / STAMP).read_bytes()
+    store.add(np.arange(1000, 1010), x[30:40])
+
+    def no_space(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("mmsearch.flatfile.os.fsync", no_space)
+    with pytest.raises(OSError):
+        store.save()
+    monkeypatch.undo()
+    assert (tmp_path / STAMP).read_bytes() == stamp_before  # the last complete save is still in force
+    assert saved_files(tmp_path) == ["vectors-1.hnsw", "vectors-1.npy", STAMP]  # no temporary files left
+    store.save()
+    assert saved_files(tmp_path) == ["vectors-2.hnsw", "vectors-2.npy", STAMP]
+    store.end_writing()
+
+
+def test_a_cold_search_is_exact_and_current_without_the_graph(tmp_path: Path):
+    """The flat file of the last save plus, from the catalog, what was added since; what was deleted
+    since is for the catalog to drop (it no longer has the rows)."""
+    x = unit(200)
+    catalog, ids = catalog_with(tmp_path, x[:150])
+    store = VectorStore(tmp_path, DIM, catalog)
+    store.begin_writing()
+    store.save()
+    store.end_writing()
+    root = catalog.roots()[0][0]
+    with catalog.write() as conn:  # another process's run, not saved yet
+        fid, _ = catalog.put_file(conn, path="/photos/new.jpg", root_id=root, size=1, mtime_ns=1,
+                                  content_hash="n" * 64, kind="image")
+        new_id = catalog.add_items(conn, fid, "image", x[180:181])[0]
+    reader = VectorStore(tmp_path, DIM, catalog)
+    hits = reader.search(x[180], 3)
+    assert hits[0][0] == new_id and reader._graph is None
+    exact = np.argsort(-(x[:150] @ x[3]))[:10]
+    assert [i for i, _ in reader.search(x[3], 10)] == [ids[i] for i in exact]
+    allowed = set(ids[::3])
+    assert {i for i, _ in reader.search(x[3], 500, allowed=allowed)} == allowed
+
+
+def test_graph_of_another_hnswlib_version_is_rebuilt_not_read(tmp_path: Path, caplog):
+    x = unit(80)
+    catalog, ids = catalog_with(tmp_path, x)
+    store = VectorStore(tmp_path, DIM, catalog)
+    store.begin_writing()
+    store.save()
+    store.end_writing()
+    stamp = json.loads((tmp_path / STAMP).read_text())
+    stamp["hnswlib"] = "0.7.0"
+    (tmp_path / STAMP).write_text(json.dumps(stamp))
+    graph = tmp_path / stamp["graph"]["name"]
+    graph.write_bytes(b"\xff" * graph.stat().st_size)  # a format this hnswlib must never be handed
+    with caplog.at_level("INFO", logger="mmsearch"):
+        again = VectorStore(tmp_path, DIM, catalog)
+        assert again.ids() == set(ids)
+        assert again.search(x[5], 1)[0][0] == ids[5]
+    assert "written by hnswlib 0.7.0" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["truncate-flat", "garbage-flat", "drop-graph", "bad-stamp", "other-dim"])
+def test_files_that_do_not_match_their_stamp_fall_back_to_the_catalog(tmp_path: Path, damage: str):
+    x = unit(120)
+    catalog, ids = catalog_with(tmp_path, x)
+    store = VectorStore(tmp_path, DIM, catalog)
+    store.begin_writing()
+    store.save()
+    store.end_writing()
+    stamp = json.loads((tmp_path / STAMP).read_text())
+    flat, graph = tmp_path / stamp["flat"]["name"], tmp_path / stamp["graph"]["name"]
+    if damage == "truncate-flat":
+        flat.write_bytes(flat.read_bytes()[:-100])
+    elif damage == "garbage-flat":
+        flat.write_bytes(np.random.default_rng(0).bytes(flat.stat().st_size))
+    elif damage == "drop-graph":
+        graph.unlink()
+    elif damage == "bad-stamp":
+        (tmp_path / STAMP).write_text("{not json")
+    else:
+        stamp["dim"] = DIM * 2
+        (tmp_path / STAMP).write_text(json.dumps(stamp))
+    reader = VectorStore(tmp_path, DIM, catalog)
+    assert reader.search(x[9], 1)[0][0] == ids[9]  # exact, from the catalog where the flat file fails
+    assert reader.ids() == set(ids)
+    writer = VectorStore(tmp_path, DIM, catalog)
+    writer.begin_writing()
+    writer.save()  # a run repairs the files
+    writer.end_writing()
+    assert len(FlatVectors(tmp_path / json.loads((tmp_path / STAMP).read_text())["flat"]["name"], DIM)) == 120
+
+
+def test_files_of_an_earlier_version_are_replaced(tmp_path: Path):
+    x = unit(20)
+    catalog, ids = catalog_with(tmp_path, x)
+    (tmp_path / "vectors.hnsw").write_bytes(b"an hnswlib file of the single-file layout")
+    (tmp_path / "vectors.hnsw.json").write_text('{"generation": 3, "live": 20}')
+    reader = VectorStore(tmp_path, DIM, catalog)
+    assert reader.search(x[4], 1)[0][0] == ids[4]  # never read: the catalog answers
+    writer = VectorStore(tmp_path, DIM, catalog)
+    writer.begin_writing()
+    writer.save()
+    writer.end_writing()
+    assert saved_files(tmp_path) == ["vectors-1.hnsw", "vectors-1.npy", STAMP]
+
+
+def test_deleted_items_leave_the_saved_files(tmp_path: Path):
+    x = unit(40)
+    catalog, ids = catalog_with(tmp_path, x)
+    store = VectorStore(tmp_path, DIM, catalog)
+    store.begin_writing()
+    store.save()
+    delete_items(catalog, ids[:10])
+    store.remove(ids[:10])
+    store.save()
+    store.end_writing()
+    flat = FlatVectors(tmp_path / "vectors-2.npy", DIM)
+    assert flat.ids.tolist() == ids[10:]
+    assert VectorStore(tmp_path, DIM, catalog).ids() == set(ids[10:])
