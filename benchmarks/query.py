@@ -48,16 +48,31 @@ def clustered(n: int, dim: int, clusters: int = 200, spread: float = 1.0, seed: 
     return _clustered(n, dim, clusters, spread, seed)
 
 
+def build_index_with(src: Path, folder: Path, n: int, bundle: Path) -> Path:
+    """build_index run by the mmsearch of another checkout (its catalog and vector files are its own)."""
+    code = (f"import sys; sys.path.insert(0, {str(src)!r}); import importlib.util\n"
+            f"spec = importlib.util.spec_from_file_location('query_bench', {__file__!r})\n"
+            "mod = importlib.util.module_from_spec(spec); sys.modules['query_bench'] = mod; spec.loader.exec_module(mod)\n"
+            f"mod.build_index(mod.Path({str(folder)!r}), {n}, mod.Path({str(bundle)!r}))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # for `benchmarks`
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return folder
+
+
 def build_index(folder: Path, n: int, bundle: Path) -> Path:
-    """An index of n image items (file rows + vectors), written through the engine's own APIs."""
+    """An index of n image items (file rows + vectors), written through the engine's own APIs (those of
+    the mmsearch imported: this checkout's, or another's through build_index_with)."""
+    import mmsearch.vectors
     from mmsearch.api import Index
     from mmsearch.catalog import Catalog
-    from mmsearch.vectors import VectorStore
 
     import hashlib
 
+    layout = "store" if hasattr(mmsearch.vectors, "VectorStore") else "single-file"
     done = folder / "built.txt"
-    key = f"{n} {bundle.resolve()} {hashlib.sha256((bundle / 'manifest.json').read_bytes()).hexdigest()}"
+    key = f"{n} {layout} {bundle.resolve()} {hashlib.sha256((bundle / 'manifest.json').read_bytes()).hexdigest()}"
     if done.exists() and done.read_text().strip() == key:
         return folder
     import shutil
@@ -84,10 +99,17 @@ def build_index(folder: Path, n: int, bundle: Path) -> Path:
                 ids[i] = catalog.add_items(conn, fid, "image", vecs[i : i + 1])[0]
     say(f"catalog: {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
-    store = VectorStore(folder, dim, catalog)
-    store.begin_writing()  # the catalog's vectors go into the graph here, as a run's open does
-    store.save()
-    store.end_writing()
+    if layout == "store":
+        store = mmsearch.vectors.VectorStore(folder, dim, catalog)
+        store.begin_writing()  # the catalog's vectors go into the graph here, as a run's open does
+        store.save()
+        store.end_writing()
+    else:  # the layout before the vector store: one hnswlib file and its stamp
+        index = mmsearch.vectors.VectorIndex(folder / "vectors.hnsw", dim)
+        for lo in range(0, n, 20_000):
+            index.add(ids[lo : lo + 20_000], vecs[lo : lo + 20_000])
+        index.save()
+        mmsearch.vectors.write_ann_stamp(folder / "vectors.hnsw", catalog.generation(), len(index))
     catalog.close()
     say(f"ANN graph: {time.perf_counter() - t:.1f}s")
     done.write_text(key)
@@ -221,8 +243,14 @@ def against_ref(ref: str, index: Path, args: argparse.Namespace) -> list[dict]:
         return (f"import sys; sys.path.insert(0, {str(src)!r}); sys.argv = ['mmsearch', *sys.argv[1:]]\n"
                 f"from {module} import {func}; {func}()")
 
-    argv = ["query", QUERY, "--index", str(index), "--device", args.device]
-    sides = {ref: [sys.executable, "-c", launcher(tree), *argv], "now": [sys.executable, "-c", launcher(root), *argv]}
+    # Each side queries an index its own code wrote (catalog schemas and vector files differ by version).
+    ref_index = build_index_with(tree, BENCH_DIR / f"query-index-{args.n}-{tree.name}", args.n, vitb32_bundle())
+
+    def argv(folder: Path) -> list[str]:
+        return ["query", QUERY, "--index", str(folder), "--device", args.device]
+
+    sides = {ref: [sys.executable, "-c", launcher(tree), *argv(ref_index)],
+             "now": [sys.executable, "-c", launcher(root), *argv(index)]}
     say(f"cold: {ref} vs now, alternating")
     times: dict[str, list[float]] = {name: [] for name in sides}
     for i in range(args.runs + 1):

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from . import cli_query
 from .cli_query import fail as _fail_with
 
 app = typer.Typer(
@@ -22,14 +23,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index folder [default: $MMSEARCH_HOME/index].")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
-# The filters `query` and `similar` share.
-TopOpt = Annotated[int, typer.Option("-k", "--top", help="How many results.")]
-TypeOpt = Annotated[str, typer.Option("--type", help="image, document or all.")]
-UnderOpt = Annotated[Optional[Path], typer.Option("--under", help="Only files under this folder.")]
-AfterOpt = Annotated[Optional[str], typer.Option("--after", help="Taken (EXIF) or modified on/after DATE (YYYY-MM-DD).")]
-BeforeOpt = Annotated[Optional[str], typer.Option("--before", help="Taken (EXIF) or modified before DATE.")]
+IndexOpt = Annotated[Optional[Path], typer.Option("--index", help=cli_query.INDEX.help)]
+JsonOpt = Annotated[bool, typer.Option("--json", help=cli_query.JSON.help)]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -160,50 +155,52 @@ def _print_report(report) -> None:
         typer.echo(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
 
 
-@app.command()
-def query(
-    text: Annotated[Optional[str], typer.Argument(help="What to look for, in words.")] = None,
-    image: Annotated[Optional[Path], typer.Option("--image", help="Find what looks like this picture instead.")] = None,
-    index_dir: IndexOpt = None,
-    k: TopOpt = 10,
-    type_: TypeOpt = "all",
-    under: UnderOpt = None,
-    after: AfterOpt = None,
-    before: BeforeOpt = None,
-    mode: Annotated[str, typer.Option("--mode", help="For words over documents: hybrid (meaning + keywords), vector or keyword.")] = "hybrid",
-    model: Annotated[Optional[str], typer.Option("--model", help="Model [default: the one the index was built with].")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
+def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
+              argument: tuple[str, type, Any, str] | None = None) -> Any:
+    """A typer command made from Option declarations (cli_query.py): the same declarations the fast
+    query path parses with, so the two cannot drift. `argument`: (name, type, default, help)."""
+    import inspect
+
+    params = []
+    if argument is not None:
+        arg_name, arg_type, arg_default, arg_help = argument
+        annotation = Optional[arg_type] if arg_default is None else arg_type
+        params.append(inspect.Parameter(arg_name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=arg_default,
+                                        annotation=Annotated[annotation, typer.Argument(help=arg_help)]))
+    for opt in options:
+        kind = opt.type if opt.type is bool or opt.default is not None else Optional[opt.type]
+        params.append(inspect.Parameter(opt.dest, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt.default,
+                                        annotation=Annotated[kind, typer.Option(*opt.flags, help=opt.help)]))
+
+    def command(**kwargs: Any) -> None:
+        body(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__name__, command.__doc__ = name, body.__doc__
+    return app.command(name)(command)
+
+
+def _query(**kwargs: Any) -> None:
     """Search the index with words or a picture; prints rank, score, kind, path and a snippet."""
-    from .cli_query import run_query
-
-    run_query(text=text, image=image, index_dir=index_dir, k=k, type_=type_, under=under, after=after, before=before,
-              mode=mode, model=model, device=device, variant=variant, as_json=as_json)
+    cli_query.run_query(**kwargs)
 
 
-@app.command()
-def similar(
-    path: Annotated[Path, typer.Argument(help="An indexed file (photo or document).")],
-    index_dir: IndexOpt = None,
-    k: TopOpt = 10,
-    type_: TypeOpt = "all",
-    under: UnderOpt = None,
-    after: AfterOpt = None,
-    before: BeforeOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+def _similar(*, path: Path, index_dir: Optional[Path], k: int, type_: str, under: Optional[Path], after: Optional[str],
+             before: Optional[str], as_json: bool) -> None:
     """Files like an indexed file, from its stored vector: no model is loaded, the file itself is left out."""
     from .api import Index
-    from .cli_query import write_hits
 
     try:
         with Index(index_dir, readonly=True) as idx:
             hits = idx.similar(path, k=k, type=type_, under=under, after=after, before=before)
     except Exception as e:
         _fail_with(e)
-    write_hits(hits, as_json)
+    cli_query.write_hits(hits, as_json)
+
+
+query = _declared("query", _query, cli_query.QUERY_OPTIONS, ("text", str, None, cli_query.QUERY_TEXT_HELP))
+similar = _declared("similar", _similar, (cli_query.INDEX, *cli_query.FILTERS, cli_query.JSON),
+                    ("path", Path, ..., "An indexed file (photo or document)."))
 
 
 @app.command()

@@ -9,7 +9,9 @@ which calls the same run_query.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, model, device, variant, as_json) -> None:
@@ -65,19 +67,48 @@ def write_hits(hits, as_json: bool) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-QUERY_VALUE_OPTIONS = {  # option -> run_query keyword (kept equal to cli.query's options; a test checks)
-    "--image": "image", "--index": "index_dir", "-k": "k", "--top": "k", "--type": "type_", "--under": "under",
-    "--after": "after", "--before": "before", "--mode": "mode", "--model": "model", "--device": "device",
-    "--variant": "variant",
-}
+@dataclass(frozen=True)
+class Option:
+    """One command-line option, declared once: cli.py builds the typer command from it, and the fast
+    path (parse_query_args) parses with it."""
+
+    flags: tuple[str, ...]
+    dest: str  # the keyword of run_query (or of the command's body)
+    type: type  # str, int, Path or bool (a bool is a flag that takes no value)
+    default: Any
+    help: str
+
+
+INDEX = Option(("--index",), "index_dir", Path, None, "Index folder [default: $MMSEARCH_HOME/index].")
+JSON = Option(("--json",), "as_json", bool, False, "Print machine-readable JSON instead of a table.")
+# The filters `query` and `similar` share.
+FILTERS = (
+    Option(("-k", "--top"), "k", int, 10, "How many results (files)."),
+    Option(("--type",), "type_", str, "all", "image, document or all."),
+    Option(("--under",), "under", Path, None, "Only files under this folder."),
+    Option(("--after",), "after", str, None,
+           "Dated (EXIF capture, else modified) at or after DATE: YYYY-MM-DD[THH:MM], local time unless a zone is given."),
+    Option(("--before",), "before", str, None, "Dated before DATE (same forms as --after)."),
+)
+QUERY_TEXT_HELP = "What to look for, in words."
+QUERY_OPTIONS = (
+    Option(("--image",), "image", Path, None, "Find what looks like this picture instead."),
+    INDEX,
+    *FILTERS,
+    Option(("--mode",), "mode", str, "hybrid", "For words over documents: hybrid (meaning + keywords), vector or keyword."),
+    Option(("--model",), "model", str, None, "Model [default: the one the index was built with]."),
+    Option(("--device",), "device", str, "auto", "auto, cpu or cuda."),
+    Option(("--variant",), "variant", str, None, "fp32, fp16 or int8."),
+    JSON,
+)
 
 
 def parse_query_args(args: list[str]) -> dict | None:
-    """`mmsearch query ...` parsed without typer.
+    """`mmsearch query ...` parsed without typer, by QUERY_OPTIONS.
     Anything unusual (--help, an unknown option, a bad value) returns None: typer then handles it,
     with its usual messages."""
-    out: dict = dict(text=None, image=None, index_dir=None, k=10, type_="all", under=None, after=None, before=None,
-                     mode="hybrid", model=None, device="auto", variant=None, as_json=False)
+    by_flag = {flag: opt for opt in QUERY_OPTIONS for flag in opt.flags}
+    out: dict = {"text": None, **{opt.dest: opt.default for opt in QUERY_OPTIONS}}
     positional: list[str] = []
     i = 0
     while i < len(args):
@@ -87,17 +118,23 @@ def parse_query_args(args: list[str]) -> dict | None:
             break
         if a.startswith("-") and a != "-":
             name, eq, value = a.partition("=")
-            if name == "--json" and not eq:
-                out["as_json"] = True
-            elif name in QUERY_VALUE_OPTIONS:
+            opt = by_flag.get(name)
+            if opt is None:
+                return None  # --help, -kN forms, unknown options: typer's job
+            if opt.type is bool:
+                if eq:
+                    return None
+                out[opt.dest] = True
+            else:
                 if not eq:
                     if i + 1 >= len(args):
                         return None
                     i += 1
                     value = args[i]
-                out[QUERY_VALUE_OPTIONS[name]] = value
-            else:
-                return None  # --help, -kN forms, unknown options: typer's job
+                try:
+                    out[opt.dest] = opt.type(value)
+                except ValueError:
+                    return None
         else:
             positional.append(a)
         i += 1
@@ -105,11 +142,4 @@ def parse_query_args(args: list[str]) -> dict | None:
         return None
     if positional:
         out["text"] = positional[0]
-    try:
-        out["k"] = int(out["k"])
-    except ValueError:
-        return None
-    for key in ("image", "index_dir", "under"):
-        if out[key] is not None:
-            out[key] = Path(out[key])
     return out
