@@ -1,6 +1,6 @@
 """The SQLite catalog: the durable truth of an index.
 
-Schema (version 2), written through sqlite-utils, WAL mode, every change in one transaction:
+Schema (version 3), written with the standard library's sqlite3, WAL mode, every change in one transaction:
 
     meta     key/value: schema_version, model name and manifest hash, embedding dim, generation
     roots    the folders the user indexed
@@ -34,16 +34,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import MmsearchError
 from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
-
-if TYPE_CHECKING:
-    import sqlite_utils
 
 SCHEMA_VERSION = 3
 CATALOG_FILE = "catalog.db"
@@ -231,12 +228,6 @@ class Catalog:
                 raise
             conn.close()
         return sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False, timeout=30)
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        import sqlite_utils  # imported here: a query never needs it (~50 ms of imports)
-
-        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

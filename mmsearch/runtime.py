@@ -16,9 +16,15 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-import onnxruntime as ort
-
 from .errors import MmsearchError
+
+try:
+    import onnxruntime as ort
+except ImportError as e:  # mmsearch was installed without its [cpu] or [gpu] extra
+    raise MmsearchError(
+        "onnxruntime is not installed. Install mmsearch with the build for this machine:\n"
+        "  pip install 'mmsearch[cpu]'     (any machine)\n  pip install 'mmsearch[gpu]'     (an NVIDIA GPU)"
+    ) from e
 
 log = logging.getLogger("mmsearch")
 

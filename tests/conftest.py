@@ -100,6 +100,13 @@ def toyclip() -> Path:
     return TOYCLIP
 
 
+@pytest.fixture(scope="session")
+def bundle(toyclip: Path) -> Path:
+    """The model engine tests index and search with: the committed toyclip, so they run where only the
+    runtime is installed (no torch)."""
+    return toyclip
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite tests/golden/*.txt from what the CLI prints now (review the diff)")

@@ -27,11 +27,11 @@ def env(tmp_path):
     return {**os.environ, "MMSEARCH_HOME": str(tmp_path / "home")}
 
 
-def test_index_query_status_forget_json(tmp_path, tiny_clip_bundle, env):
+def test_index_query_status_forget_json(tmp_path, bundle, env):
     photos = tmp_path / "photos"
     make_collection(photos)
     index = tmp_path / "index"
-    out = json.loads(run("index", photos, "--index", index, "--model", tiny_clip_bundle, "--json", env=env).stdout)
+    out = json.loads(run("index", photos, "--index", index, "--model", bundle, "--json", env=env).stdout)
     assert {"added", "updated", "removed", "unchanged", "skipped", "errors"} <= out.keys()
     assert out["added"] == 6 + len(DOCS) and out["errors"] == []
     again = json.loads(run("index", photos, "--index", index, "--json", env=env).stdout)
@@ -65,14 +65,14 @@ def test_missing_model_says_how_to_install(tmp_path, env):
     assert "mmsearch index PATH\n" in run("query", "x", env=env, check=False).stderr  # no --index to repeat
 
 
-def test_status_and_forget_work_without_the_model(tmp_path, tiny_clip_bundle, env):
+def test_status_and_forget_work_without_the_model(tmp_path, bundle, env):
     photos, index, model = tmp_path / "photos", tmp_path / "index", tmp_path / "model"
     make_collection(photos, n_images=2, docs={})
-    shutil.copytree(tiny_clip_bundle, model)
+    shutil.copytree(bundle, model)
     run("index", photos, "--index", index, "--model", model, env=env)
     shutil.rmtree(model)  # the bundle was deleted (or lives on an unplugged drive)
     status = json.loads(run("status", "--index", index, "--json", env=env).stdout)
-    assert status["counts"]["image"] == 2 and status["model"] == "tiny-clip"
+    assert status["counts"]["image"] == 2 and status["model"] == "toyclip"
     assert json.loads(run("forget", photos, "--index", index, "--json", env=env).stdout)["files"] == 2
     proc = run("query", "red car", "--index", index, env=env, check=False)  # a query does need it
     assert proc.returncode == 1 and "not installed" in proc.stderr and "Traceback" not in proc.stderr
@@ -99,10 +99,10 @@ def test_query_and_index_never_import_torch():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_similar_uses_stored_vectors_and_leaves_the_file_out(tmp_path, tiny_clip_bundle, env):
+def test_similar_uses_stored_vectors_and_leaves_the_file_out(tmp_path, bundle, env):
     photos, index, model = tmp_path / "photos", tmp_path / "index", tmp_path / "model"
     make_collection(photos)
-    shutil.copytree(tiny_clip_bundle, model)
+    shutil.copytree(bundle, model)
     run("index", photos, "--index", index, "--model", model, env=env)
     by_image = json.loads(run("query", "--image", photos / "img0.jpg", "--index", index, "--type", "image", "-k", "4",
                               "--json", env=env).stdout)

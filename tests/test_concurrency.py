@@ -14,12 +14,11 @@ import pytest
 
 from engine_helpers import make_collection, picture
 from mmsearch import Index
-from test_robustness import bundle  # noqa: F401
 
 SLOW = {"MMSEARCH_TEST_SLOW_S": "0.05"}  # a run of a few seconds
 
 
-def index_cmd(photos: Path, index: Path, bundle: Path, *extra: str) -> list[str]:  # noqa: F811
+def index_cmd(photos: Path, index: Path, bundle: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "mmsearch.cli", "index", str(photos), "--index", str(index), "--model", str(bundle),
             "--device", "cpu", *extra]
 
@@ -35,7 +34,7 @@ def photos(tmp_path) -> Path:
     return root
 
 
-def test_queries_from_other_processes_never_fail_and_see_a_consistent_state(tmp_path, photos, bundle):  # noqa: F811
+def test_queries_from_other_processes_never_fail_and_see_a_consistent_state(tmp_path, photos, bundle):
     index = tmp_path / "index"
     seed = tmp_path / "seed"  # a first small run, so the index exists before the big one starts
     # Seeds unlike every picture in photos/: the query's own file must be its unambiguous top hit.
@@ -72,7 +71,7 @@ def test_queries_from_other_processes_never_fail_and_see_a_consistent_state(tmp_
     assert seen_counts[0] < 242 and len(set(seen_counts)) > 1  # the readers really ran while it wrote
 
 
-def test_second_index_run_waits_saying_so_or_fails_at_once_with_no_wait(tmp_path, photos, bundle):  # noqa: F811
+def test_second_index_run_waits_saying_so_or_fails_at_once_with_no_wait(tmp_path, photos, bundle):
     index = tmp_path / "index"
     trace = tmp_path / "trace.log"
     first = subprocess.Popen(index_cmd(photos, index, bundle, "--json"), env=env(**SLOW, MMSEARCH_TEST_TRACE=str(trace)),
@@ -102,7 +101,7 @@ def test_second_index_run_waits_saying_so_or_fails_at_once_with_no_wait(tmp_path
         assert statuses == ["done", "done"]
 
 
-def test_library_search_from_many_threads_while_another_thread_indexes(tmp_path, bundle):  # noqa: F811
+def test_library_search_from_many_threads_while_another_thread_indexes(tmp_path, bundle):
     photos = tmp_path / "photos"
     make_collection(photos, n_images=6)
     with Index(tmp_path / "index", model=bundle, device="cpu") as idx:

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from test_robustness import bundle  # noqa: F401  (the shared tiny bundle fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.killtest import run_killtest  # noqa: E402
 
 
 @pytest.mark.slow
-def test_sigkill_at_every_phase_then_resume_equals_a_clean_run(tmp_path, bundle):  # noqa: F811
+def test_sigkill_at_every_phase_then_resume_equals_a_clean_run(tmp_path, bundle):
     result = run_killtest(tmp_path, bundle, n_images=200, n_docs=6, kills=20, seed=1)
     print({k: v for k, v in result.items() if k != "final_run"})
     assert result["problems"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from datetime import datetime
@@ -22,8 +23,8 @@ def collection(tmp_path):
 
 
 @pytest.fixture()
-def idx(tmp_path, tiny_clip_bundle):
-    with Index(tmp_path / "index", model=tiny_clip_bundle, device="cpu") as index:
+def idx(tmp_path, bundle):
+    with Index(tmp_path / "index", model=bundle, device="cpu") as index:
         yield index
 
 
@@ -163,21 +164,25 @@ def test_forget_drops_root_from_both_stores(idx, collection, tmp_path):
     assert all(h.path.startswith(str(other)) for h in idx.search(image=other / "img0.jpg", k=10))
 
 
-def test_index_is_tied_to_its_model(tmp_path, tiny_clip_bundle, tiny_siglip_bundle, collection):
-    with Index(tmp_path / "index", model=tiny_clip_bundle, device="cpu") as idx:
+def test_index_is_tied_to_its_model(tmp_path, bundle, collection):
+    with Index(tmp_path / "index", model=bundle, device="cpu") as idx:
         idx.index([collection])
+    other = tmp_path / "other-model"  # another model: here the same towers under another manifest
+    shutil.copytree(bundle, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "name": "another-model"}))
     with pytest.raises(MmsearchError, match="built with model"):
-        Index(tmp_path / "index", model=tiny_siglip_bundle)
+        Index(tmp_path / "index", model=other)
     with Index(tmp_path / "index", readonly=True) as again:  # the recorded model is found by itself
         assert again.search(image=collection / "img0.jpg", k=1)[0].path == str(collection / "img0.jpg")
 
 
-def test_searches_from_threads_while_indexing(tmp_path, tiny_clip_bundle, collection):
+def test_searches_from_threads_while_indexing(tmp_path, bundle, collection):
     big = tmp_path / "more"
     make_collection(big, n_images=40, docs={}, first_seed=1000)  # no twin of the query picture
     errors: list[BaseException] = []
     stop = threading.Event()
-    with Index(tmp_path / "index", model=tiny_clip_bundle, device="cpu") as idx:
+    with Index(tmp_path / "index", model=bundle, device="cpu") as idx:
         idx.index([collection])
 
         def searcher():
@@ -201,8 +206,8 @@ def test_searches_from_threads_while_indexing(tmp_path, tiny_clip_bundle, collec
         assert ann_ids(idx) == catalog_ids(idx)
 
 
-def test_reopened_index_reconciles_missing_vector_files(tmp_path, tiny_clip_bundle, collection):
-    with Index(tmp_path / "index", model=tiny_clip_bundle, device="cpu") as idx:
+def test_reopened_index_reconciles_missing_vector_files(tmp_path, bundle, collection):
+    with Index(tmp_path / "index", model=bundle, device="cpu") as idx:
         idx.index([collection])
     for path in (tmp_path / "index").glob("vectors*"):
         path.unlink()  # as if the process died before its first save

@@ -11,7 +11,7 @@ import pytest
 DIM = 16
 
 
-def test_index_queries_scan_the_saved_flat_file(tmp_path, tiny_clip_bundle):
+def test_index_queries_scan_the_saved_flat_file(tmp_path, bundle):
     """A cold query ranks by an exact scan of the last save's flat file (no graph load), current with
     the catalog: what a run in another process committed since is scanned from the catalog."""
     from engine_helpers import make_collection, picture
@@ -20,7 +20,7 @@ def test_index_queries_scan_the_saved_flat_file(tmp_path, tiny_clip_bundle):
 
     photos = tmp_path / "photos"
     make_collection(photos)
-    with Index(tmp_path / "index", model=tiny_clip_bundle) as idx:
+    with Index(tmp_path / "index", model=bundle) as idx:
         idx.index([photos])
         graph_hits = idx.search(image=photos / "img0.jpg", k=3)
     with Index(tmp_path / "index", readonly=True) as idx:
@@ -77,7 +77,7 @@ def test_fast_parser_hands_odd_lines_to_typer():
         assert parse_query_args(odd) is None  # typer's job
 
 
-def test_a_plain_query_line_loads_no_cli_framework(tmp_path, tiny_clip_bundle):
+def test_a_plain_query_line_loads_no_cli_framework(tmp_path, bundle):
     """`mmsearch query "..."` is answered without typer, click or rich (a fifth of a cold query's
     budget), and gives the same hits as the typer command."""
     import subprocess
@@ -89,7 +89,7 @@ def test_a_plain_query_line_loads_no_cli_framework(tmp_path, tiny_clip_bundle):
 
     photos = tmp_path / "photos"
     make_collection(photos)
-    with Index(tmp_path / "index", model=tiny_clip_bundle) as idx:
+    with Index(tmp_path / "index", model=bundle) as idx:
         idx.index([photos])
     args = ["query", "a garden with roses", "--index", str(tmp_path / "index"), "-k", "3", "--json"]
     code = (
@@ -107,17 +107,17 @@ def test_a_plain_query_line_loads_no_cli_framework(tmp_path, tiny_clip_bundle):
     assert len(json.loads(fast.stdout)) == 3 and json.loads(fast.stdout) == json.loads(via_typer.stdout)
 
 
-def test_cpu_sessions_reuse_the_optimised_graph(tmp_path, tiny_clip_bundle, monkeypatch):
+def test_cpu_sessions_reuse_the_optimised_graph(tmp_path, bundle, monkeypatch):
     from mmsearch.bundle import load_bundle
     from mmsearch.runtime import CACHED_MODEL, CACHED_WEIGHTS, _optimized_cache_path, create_session, session_options
 
     monkeypatch.setenv("MMSEARCH_HOME", str(tmp_path))
-    model = load_bundle(tiny_clip_bundle).tower_path("fp32", "image")
+    model = load_bundle(bundle).tower_path("fp32", "image")
     entry = _optimized_cache_path(model, session_options())
     first, _ = create_session(model, "cpu")
     assert (entry / CACHED_MODEL).is_file() and (entry / CACHED_WEIGHTS).stat().st_size > 0  # weights apart
     second, _ = create_session(model, "cpu")
-    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     name = first.get_inputs()[0].name
     assert np.allclose(first.run(None, {name: x})[0], second.run(None, {name: x})[0], atol=1e-5)
     (entry / CACHED_WEIGHTS).write_bytes(b"truncated")  # damaged: dropped and rebuilt
@@ -126,7 +126,7 @@ def test_cpu_sessions_reuse_the_optimised_graph(tmp_path, tiny_clip_bundle, monk
     assert (entry / CACHED_WEIGHTS).stat().st_size > len(b"truncated")
 
 
-def test_optimised_graph_cache_stays_bounded(tmp_path, tiny_clip_bundle, monkeypatch):
+def test_optimised_graph_cache_stays_bounded(tmp_path, bundle, monkeypatch):
     """A re-exported model replaces its old cache entry; beyond the budget, least recently used go first."""
     import os
     import shutil
@@ -135,7 +135,7 @@ def test_optimised_graph_cache_stays_bounded(tmp_path, tiny_clip_bundle, monkeyp
     from mmsearch.bundle import load_bundle
 
     monkeypatch.setenv("MMSEARCH_HOME", str(tmp_path / "home"))
-    bundle = load_bundle(tiny_clip_bundle)
+    bundle = load_bundle(bundle)
     model = tmp_path / "text.fp32.onnx"
     shutil.copy(bundle.tower_path("fp32", "text"), model)
     runtime.create_session(model, "cpu")
@@ -156,14 +156,14 @@ def test_optimised_graph_cache_stays_bounded(tmp_path, tiny_clip_bundle, monkeyp
     assert [p.name.split(".")[0] for p in cache_dir.iterdir()] == ["image"]
 
 
-def test_kind_filters_over_the_scan(tmp_path, tiny_clip_bundle):
+def test_kind_filters_over_the_scan(tmp_path, bundle):
     from engine_helpers import DOCS, make_collection
 
     from mmsearch import Index
 
     photos = tmp_path / "photos"
     make_collection(photos)
-    with Index(tmp_path / "index", model=tiny_clip_bundle) as idx:
+    with Index(tmp_path / "index", model=bundle) as idx:
         idx.index([photos])
     with Index(tmp_path / "index", readonly=True) as idx:
         assert idx.vectors.searcher().scans_exactly
@@ -173,7 +173,7 @@ def test_kind_filters_over_the_scan(tmp_path, tiny_clip_bundle):
         assert len(images) == 3 and {h.kind for h in images} == {"image"}
 
 
-def test_sessions_open_where_the_cache_cannot_be_written(tmp_path, tiny_clip_bundle, monkeypatch):
+def test_sessions_open_where_the_cache_cannot_be_written(tmp_path, bundle, monkeypatch):
     """An unwritable MMSEARCH_HOME (here: below a plain file) costs the cache, never the session."""
     from mmsearch.bundle import load_bundle
     from mmsearch.runtime import create_session
@@ -181,7 +181,7 @@ def test_sessions_open_where_the_cache_cannot_be_written(tmp_path, tiny_clip_bun
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     monkeypatch.setenv("MMSEARCH_HOME", str(blocker / "home"))
-    model = load_bundle(tiny_clip_bundle).tower_path("int8", "text")
+    model = load_bundle(bundle).tower_path("int8", "text")
     session, device = create_session(model, "cpu")
     out = session.run(None, {"input_ids": np.array([[1, 5, 2]], np.int64)})[0]
     assert device == "cpu" and out.shape[0] == 1 and np.isfinite(out).all()

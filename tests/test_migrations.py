@@ -15,7 +15,6 @@ import pytest
 
 from mmsearch import Index, MmsearchError
 from mmsearch.catalog import SCHEMA_VERSION, Catalog, CatalogError
-from test_robustness import bundle  # noqa: F401
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1.db"
 
@@ -34,8 +33,8 @@ def test_fixture_is_schema_1():
     assert "pid" not in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
 
 
-def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, bundle):  # noqa: F811
-    with Index(v1_index, model=bundle, device="cpu") as idx:
+def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
+    with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
         assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "3"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
@@ -80,7 +79,7 @@ def test_new_catalog_has_the_same_schema_as_a_migrated_one(v1_index, tmp_path):
     assert shape(v1_index) == shape(tmp_path / "fresh")
 
 
-def test_newer_schema_is_refused_clearly_and_left_untouched(tmp_path, bundle):  # noqa: F811
+def test_newer_schema_is_refused_clearly_and_left_untouched(tmp_path, bundle):
     folder = tmp_path / "index"
     folder.mkdir()
     shutil.copy(FIXTURE, folder / "catalog.db")

@@ -36,23 +36,6 @@ from mmsearch.catalog import SCHEMA_VERSION, CatalogWriteError
 DROP_CAPS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
 
 
-@pytest.fixture(scope="session")
-def bundle(request, tmp_path_factory) -> Path:
-    """The shared tiny CLIP bundle (tests/conftest.py) when there is one, else exported here once."""
-    try:
-        b = request.getfixturevalue("tiny_clip_bundle")
-        return Path(getattr(b, "path", b))
-    except pytest.FixtureLookupError:
-        pass
-    root = tmp_path_factory.getbasetemp() / "robust-tiny-bundle"
-    if not (root / "bundle" / "manifest.json").exists():
-        from mmsearch_export import export_bundle
-        from mmsearch_export.tiny import make_clip_checkpoint
-
-        export_bundle(make_clip_checkpoint(root / "ck"), root / "bundle", variants=("fp32",))
-    return root / "bundle"
-
-
 def cli(*args: str, env: dict | None = None, prefix: list[str] | None = None, timeout: float = 300):
     cmd = [*(prefix or []), sys.executable, "-m", "mmsearch.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
