@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import arguments, paths
 from .bundle import Bundle, BundleError, load_bundle
-from .catalog import Catalog, CatalogError
+from .catalog import Catalog, CatalogError, ModelRecord
 from .errors import InvalidArgument, MmsearchError
 from .filenames import display_path
 from .search import Filters, SearchResult, rank
@@ -96,9 +96,9 @@ class Index:
         if readonly and not exists:
             where = "" if path is None else f" --index {self.path}"
             raise MmsearchError(f"{self.path}: no index here yet. Create one with:\n  mmsearch index PATH{where}")
-        # The model is bound (resolved, checked against the index, recorded in a new one) when first
-        # needed: status and forget work without it. A model given by name, or a new index's model,
-        # is bound now: a wrong one fails here, before anything is created.
+        # The model is resolved and checked against the index when first needed (status and forget work
+        # without it). A new index's model is chosen now and recorded as it is created; a model given
+        # for an existing index is checked now: a wrong one fails here, before anything is written.
         self._model: str | os.PathLike[str] | Bundle | None = model
         self._bundle: Bundle | None = None
         self._bundle_lock = threading.Lock()
@@ -113,8 +113,10 @@ class Index:
             raise MmsearchError(str(e)) from None
         except OSError as e:
             raise MmsearchError(f"{self.path}: cannot open the index folder ({e.strerror or e})") from None
-        if model is not None or not exists:
-            self.bundle  # noqa: B018 (binds it)
+        if not exists and not readonly:
+            self._record_model(self.bundle)
+        elif model is not None:
+            self.bundle  # noqa: B018 (checks it against the index)
         self._store: VectorStore | None = None
         self._lock = threading.RLock()
         # Each tower loads under its own lock, so a load overlaps the vector work under self._lock.
@@ -141,44 +143,41 @@ class Index:
 
     @property
     def bundle(self) -> Bundle:
-        """The model bundle this index uses (the one it was built with, unless another was given)."""
+        """The model bundle this index uses (the one it was built with, unless another was given):
+        resolved and checked against the index, never recorded here."""
         with self._bundle_lock:
             if self._bundle is None:
-                self._bundle = self._bind_model(self._model)
+                self._bundle = self._resolve_model(self._model)
             return self._bundle
 
     @property
     def embedding_dim(self) -> int:
-        recorded = self.catalog.meta("embedding_dim")
-        return int(recorded) if recorded else self.bundle.embedding_dim
+        record = self.catalog.model_record()
+        return record.embedding_dim if record else self.bundle.embedding_dim
 
-    def _bind_model(self, model: str | os.PathLike[str] | Bundle | None) -> Bundle:
-        recorded_name = self.catalog.meta("model_name")
-        recorded_hash = self.catalog.meta("model_manifest_sha256")
-        if model is None and recorded_name:
-            model = self.catalog.meta("model_path") or recorded_name
-            if not Path(str(model)).is_dir():
-                model = recorded_name
+    def _resolve_model(self, model: str | os.PathLike[str] | Bundle | None) -> Bundle:
+        record = self.catalog.model_record()
+        if model is None and record is not None:
+            model = record.path if Path(record.path).is_dir() else record.name
         try:
             bundle = model if isinstance(model, Bundle) else resolve_model(model)
         except BundleError as e:
             raise MmsearchError(str(e)) from None
-        if recorded_hash and recorded_hash != bundle.manifest_sha256:
+        if record is not None and record.manifest_sha256 != bundle.manifest_sha256:
             raise MmsearchError(
-                f"{self.path}: this index was built with model '{recorded_name}' (manifest "
-                f"{recorded_hash[:12]}) and cannot be used with '{bundle.name}' ({bundle.path}, manifest "
+                f"{self.path}: this index was built with model '{record.name}' (manifest "
+                f"{record.manifest_sha256[:12]}) and cannot be used with '{bundle.name}' ({bundle.path}, manifest "
                 f"{bundle.manifest_sha256[:12]}): vectors of different models do not compare.\n"
-                f"Query it with --model {self.catalog.meta('model_path') or recorded_name}, or re-index with the "
+                f"Query it with --model {record.path or record.name}, or re-index with the "
                 f"new model into a new folder:\n  mmsearch index PATH --index NEW_FOLDER --model {model or bundle.path}\n"
                 f"(or `mmsearch forget` every root / delete {self.path} and index again)."
             )
-        if not recorded_hash and not self.readonly:
-            with self.catalog.write() as conn:
-                self.catalog.set_meta(conn, "model_name", bundle.name)
-                self.catalog.set_meta(conn, "model_path", str(bundle.path.resolve()))
-                self.catalog.set_meta(conn, "model_manifest_sha256", bundle.manifest_sha256)
-                self.catalog.set_meta(conn, "embedding_dim", str(bundle.embedding_dim))
         return bundle
+
+    def _record_model(self, bundle: Bundle) -> None:
+        """Tie the index to its model: from now on its vectors only compare with that model's."""
+        self.catalog.record_model(ModelRecord(bundle.name, str(bundle.path.resolve()), bundle.manifest_sha256,
+                                              bundle.embedding_dim))
 
     def image_encoder(self) -> ImageEncoder:
         with self._image_lock:
@@ -238,6 +237,8 @@ class Index:
                 raise IndexBusyError(
                     f"{self.path}: another `mmsearch index` is writing this index; try again when it finishes"
                 ) from None
+        if self.catalog.model_record() is None:  # an index from before models were recorded
+            self._record_model(self.bundle)
         vectors = self.vectors
         try:
             vectors.begin_writing()
@@ -336,11 +337,12 @@ class Index:
 
     def status(self) -> dict[str, Any]:
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        record = self.catalog.model_record()
         return {
             "index": str(self.path),
-            "model": self.catalog.meta("model_name") or (self._bundle.name if self._bundle else None),
-            "model_path": self.catalog.meta("model_path"),
-            "schema_version": int(self.catalog.meta("schema_version") or 0),
+            "model": record.name if record else (self._bundle.name if self._bundle else None),
+            "model_path": record.path if record else None,
+            "schema_version": self.catalog.schema_version(),
             "roots": [p for _, p in self.catalog.roots()],
             "counts": self.catalog.counts(),
             "size_bytes": size,

@@ -88,6 +88,16 @@ class FileRow:
 
 
 @dataclass(frozen=True)
+class ModelRecord:
+    """The model an index was built with: its vectors compare only with that model's."""
+
+    name: str
+    path: str  # the bundle folder it was loaded from
+    manifest_sha256: str
+    embedding_dim: int
+
+
+@dataclass(frozen=True)
 class ItemRow:
     item_id: int
     file_id: int
@@ -360,6 +370,24 @@ class Catalog:
 
     def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def schema_version(self) -> int:
+        return int(self.meta("schema_version") or 0)
+
+    def model_record(self) -> ModelRecord | None:
+        values = dict(self.conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('model_name', 'model_path', 'model_manifest_sha256', 'embedding_dim')"))
+        if "model_manifest_sha256" not in values:
+            return None
+        return ModelRecord(values.get("model_name", ""), values.get("model_path", ""), values["model_manifest_sha256"],
+                           int(values["embedding_dim"]))
+
+    def record_model(self, record: ModelRecord) -> None:
+        with self.write() as conn:
+            for key, value in (("model_name", record.name), ("model_path", record.path),
+                               ("model_manifest_sha256", record.manifest_sha256),
+                               ("embedding_dim", str(record.embedding_dim))):
+                self.set_meta(conn, key, value)
 
     def generation(self) -> int:
         return int(self.meta("generation") or 0)
