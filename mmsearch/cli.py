@@ -61,6 +61,9 @@ def index(
     import sqlite3
 
     from . import arguments
+    from .preprocess import set_process_limits
+
+    set_process_limits()
     from .api import Index, IndexBusyError
     from .catalog import CatalogWriteError
 
@@ -306,7 +309,7 @@ def doctor(as_json: JsonOpt = False) -> None:
     import onnxruntime as ort
 
     from . import paths
-    from .preprocess import HEIF_SUPPORTED
+    from .media import heif_supported
     from .runtime import cuda_works
 
     ok, why = cuda_works()
@@ -315,7 +318,7 @@ def doctor(as_json: JsonOpt = False) -> None:
         "providers": ort.get_available_providers(),
         "cuda": ok,
         "cuda_reason": why or None,
-        "heic": HEIF_SUPPORTED,
+        "heic": heif_supported(),
         "home": str(paths.home()),
         "models": [p.name for p in paths.models_dir().iterdir()] if paths.models_dir().is_dir() else [],
     }

@@ -21,6 +21,10 @@ def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, m
 
     if (text is None) == (image is None):
         _exit("give either TEXT or --image FILE (one of them)", 2)
+    if image is not None:
+        from .preprocess import set_process_limits
+
+        set_process_limits()
     try:
         with Index(index_dir, model=model, device=device, variant=variant, readonly=True) as idx:
             hits = idx.search(text, image=image, k=k, type=type_, under=under, after=after, before=before, mode=mode)

@@ -25,7 +25,8 @@ from . import documents
 from .catalog import Catalog, CatalogWriteError, FileRow
 from .encoder import ImageEncoder, TextEncoder
 from .preprocess import DecodedImage, ImageDecodeError, ImageSpec, decode_image
-from .scanner import FoundFile, Plan, ScanProblem, hash_bytes, hash_file, kind_of, plan, walk
+from .media import kind_of, media_type
+from .scanner import FoundFile, Plan, ScanProblem, hash_bytes, hash_file, plan, walk
 from .vectors import VectorStore
 
 log = logging.getLogger("mmsearch")
@@ -462,15 +463,7 @@ def _commit_images(catalog: Catalog, vectors: VectorStore, encoders: _Encoders, 
     _apply_to_ann(vectors, removed, new_ids, np.stack(new_vecs) if new_vecs else None, report)
 
 
-_MEDIA_TYPES = {
-    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif",
-    ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff", ".heic": "image/heic", ".heif": "image/heif",
-    ".txt": "text/plain", ".md": "text/markdown", ".markdown": "text/markdown", ".pdf": "application/pdf",
-}
-
-
-def _media_type(path: str) -> str | None:
-    return _MEDIA_TYPES.get(os.path.splitext(path)[1].lower())
+_media_type = media_type
 
 
 # -- documents -----------------------------------------------------------------------------------

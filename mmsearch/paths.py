@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from . import settings
 
 DEFAULT_MODEL = "clip-vit-base-patch32"
 DEFAULT_MODEL_SOURCE = "openai/clip-vit-base-patch32"
@@ -11,12 +12,7 @@ DEFAULT_MODEL_SOURCE = "openai/clip-vit-base-patch32"
 
 def home() -> Path:
     """MMSEARCH_HOME, else the platform's user data folder (~/.local/share/mmsearch on Linux)."""
-    env = os.environ.get("MMSEARCH_HOME")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("mmsearch", appauthor=False))
+    return settings.current().home
 
 
 def models_dir() -> Path:

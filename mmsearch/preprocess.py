@@ -7,7 +7,6 @@ mean/std, channels first. tests/test_preprocess.py holds them to transformers' o
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime
@@ -18,23 +17,12 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .bundle import ImageSpec
+from .media import heif_supported
 from .errors import MmsearchError
 
-try:  # HEIC/HEIF photos, when the optional pillow-heif is installed (`mmsearch doctor` says)
-    from pillow_heif import register_heif_opener
-
-    register_heif_opener()
-    HEIF_SUPPORTED = True
-except ImportError:  # pragma: no cover - depends on the optional package
-    HEIF_SUPPORTED = False
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-if HEIF_SUPPORTED:
-    IMAGE_SUFFIXES |= {".heic", ".heif"}
-
-# Pillow refuses images past twice this many pixels (decompression bombs); we refuse past it.
+# Images declaring more pixels are refused before decoding (decompression bombs). The library leaves
+# Pillow's own settings to the app that embeds it; the CLI (an app) sets Pillow's limit to this.
 MAX_PIXELS = 250_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -85,25 +73,22 @@ def _short_side_target(spec: ImageSpec) -> int:
 def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, draft: bool = True
                ) -> tuple[Image.Image, int, int, datetime | None, int | None]:
     """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows."""
+    _register_heif()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img: Image.Image = Image.open(path)
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise ImageDecodeError(f"declares {width}x{height} pixels, more than mmsearch decodes ({MAX_PIXELS:,})")
-            exif = img.getexif()
-            orientation = exif.get(_EXIF_ORIENTATION)
-            taken_at = _exif_datetime(exif)
-            if draft and spec is not None and img.format == "JPEG":
-                img.draft("RGB", draft_size(spec, width, height))
-            img.seek(0)  # first frame of an animation
-            img.load()
+        img: Image.Image = Image.open(path)
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise ImageDecodeError(f"declares {width}x{height} pixels, more than mmsearch decodes ({MAX_PIXELS:,})")
+        exif = img.getexif()
+        orientation = exif.get(_EXIF_ORIENTATION)
+        taken_at = _exif_datetime(exif)
+        if draft and spec is not None and img.format == "JPEG":
+            img.draft("RGB", draft_size(spec, width, height))
+        img.seek(0)  # first frame of an animation
+        img.load()
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageDecodeError(f"too many pixels ({e})") from None
-    except Image.DecompressionBombWarning as e:
         raise ImageDecodeError(f"too many pixels ({e})") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as e:
         raise ImageDecodeError(_decode_reason(e)) from None
@@ -111,6 +96,26 @@ def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, d
         width, height = height, width
     img = ImageOps.exif_transpose(img) if orientation and orientation != 1 else img
     return _to_rgb(img), width, height, taken_at, orientation if isinstance(orientation, int) else None
+
+
+def set_process_limits() -> None:
+    """For an app (the CLI calls it): Pillow's own decompression-bomb limit set to MAX_PIXELS, and its
+    warning for images between its default limit and that one silenced. Process-wide Pillow settings:
+    the library itself never changes them."""
+    import warnings
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+@lru_cache(maxsize=1)
+def _register_heif() -> None:
+    """HEIC/HEIF photos, when the optional pillow-heif is installed (`mmsearch doctor` says): its opener
+    joins Pillow's on first use, not when mmsearch is imported."""
+    if heif_supported():
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
 
 
 def _decode_reason(e: Exception) -> str:

@@ -16,6 +16,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from . import settings
 from .errors import MmsearchError
 
 try:
@@ -77,9 +78,9 @@ def cuda_listed() -> bool:
 
 
 def _cpu_threads() -> int:
-    env = os.environ.get("MMSEARCH_THREADS")
-    if env:
-        return max(1, int(env))
+    threads = settings.current().threads
+    if threads:
+        return threads
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
@@ -96,9 +97,9 @@ def session_options(threads: int | None = None, *, spinning: bool = True, prepac
     opts.intra_op_num_threads = threads or _cpu_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only: a failed CUDA load is reported by us, once
-    spin = os.environ.get("MMSEARCH_ORT_SPIN")  # benchmark knob, overrides the caller
+    spin = settings.current().ort_spin  # a benchmark knob, overrides the caller
     if spin is not None:
-        spinning = spin == "1"
+        spinning = spin
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if not prepack:
         opts.add_session_config_entry("session.disable_prepacking", "1")
@@ -236,7 +237,7 @@ def _remove(entry: Path) -> None:
 
 
 def _optimized_cache_path(path: Path, opts: ort.SessionOptions) -> Path | None:
-    if os.environ.get("MMSEARCH_NO_ORT_CACHE") or opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL:
+    if not settings.current().ort_cache or opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL:
         return None
     try:
         st = os.stat(path)

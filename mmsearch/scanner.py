@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .catalog import FileRow
-from .documents import DOCUMENT_SUFFIXES
-from .preprocess import IMAGE_SUFFIXES
+from .media import kind_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +38,6 @@ class Plan:
     failed: int = 0  # in error before and unchanged since
     moved: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
-
-
-def kind_of(name: str) -> str | None:
-    suffix = os.path.splitext(name)[1].lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in DOCUMENT_SUFFIXES:
-        return "document"
-    return None
 
 
 def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,

@@ -1,0 +1,43 @@
+"""Settings from the environment: the one place mmsearch reads it.
+
+    MMSEARCH_HOME          models, the default index and caches (default: the platform's user data
+                           folder, ~/.local/share/mmsearch on Linux)
+    MMSEARCH_THREADS       onnxruntime threads per session (default: the cores this process may use)
+    MMSEARCH_NO_ORT_CACHE  set: do not cache onnxruntime's optimised graphs under MMSEARCH_HOME/cache
+    MMSEARCH_ORT_SPIN      1 or 0: force onnxruntime's thread spinning on or off (a benchmark knob)
+
+Read when asked, never at import: an app may change them between uses, and tests do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    threads: int | None  # None: one per core
+    ort_cache: bool
+    ort_spin: bool | None  # None: as the caller chooses
+
+
+def current() -> Settings:
+    env = os.environ
+    home = env.get("MMSEARCH_HOME")
+    threads = env.get("MMSEARCH_THREADS")
+    spin = env.get("MMSEARCH_ORT_SPIN")
+    return Settings(
+        home=Path(home).expanduser() if home else _default_home(),
+        threads=max(1, int(threads)) if threads else None,
+        ort_cache=not env.get("MMSEARCH_NO_ORT_CACHE"),
+        ort_spin=None if spin is None else spin == "1",
+    )
+
+
+def _default_home() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("mmsearch", appauthor=False))
