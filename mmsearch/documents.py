@@ -179,6 +179,10 @@ def chunk_pages(pages: list[Page], tokenizer: TokenizerLike, *, max_tokens: int,
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError(f"overlap_tokens must be in [0, max_tokens), got {overlap_tokens}")
+    if getattr(tokenizer, "truncation", None) or getattr(tokenizer, "padding", None):
+        # A truncating tokenizer hides all but the first tokens of every piece: most of the text would
+        # never reach a chunk. encoder.chunk_tokenizer gives the right one.
+        raise ValueError("chunking needs a tokenizer that neither truncates nor pads")
     chunks: list[Chunk] = []
     for page in pages:
         if page.text.strip():

@@ -572,12 +572,13 @@ def _strip_path(message: str, path: str) -> str:
 
 def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled, workers, saver) -> None:
     text = encoders.text
-    from .encoder import content_tokens
+    from .encoder import chunk_tokenizer, content_tokens
 
     max_tokens = content_tokens(text.bundle)
+    tokenizer = chunk_tokenizer(text.bundle)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-extract")
     try:
-        fn = lambda t: _extract_one(t, text.tokenizer, max_tokens)  # noqa: E731
+        fn = lambda t: _extract_one(t, tokenizer, max_tokens)  # noqa: E731
         for ext in _ordered_map(pool, fn, tasks, window=workers * 2, cancelled=cancelled):
             _commit_document(catalog, vectors, encoders, ext, report, saver, cancelled)
             tick(ext.found.path)

@@ -294,3 +294,43 @@ def test_bad_limits_are_refused():
         chunk_pages([Page(None, "x")], TOKENIZERS["clip-like"], max_tokens=10, overlap_tokens=10)
     with pytest.raises(ValueError):
         chunk_pages([Page(None, "x")], TOKENIZERS["clip-like"], max_tokens=0, overlap_tokens=0)
+
+
+def test_a_truncating_or_padding_tokenizer_is_refused():
+    # Such a tokenizer keeps only the first context's worth of tokens of each piece: the rest of the
+    # page would never reach a chunk.
+    truncating = Tokenizer.from_str(TOKENIZERS["clip-like"].to_str())
+    truncating.enable_truncation(max_length=77)
+    padding = Tokenizer.from_str(TOKENIZERS["clip-like"].to_str())
+    padding.enable_padding(length=77)
+    for tokenizer in (truncating, padding):
+        with pytest.raises(ValueError, match="neither truncates nor pads"):
+            chunk_pages([Page(None, long_text())], tokenizer, max_tokens=75, overlap_tokens=10)
+
+
+TOYCLIP = Path(__file__).parent / "fixtures" / "toyclip"
+
+
+def test_an_indexed_document_keeps_every_character(tmp_path: Path):
+    """Python's own documentation (text nobody here wrote) as one 40k-character file: every
+    non-space character lands in a chunk, and words from its last paragraph are found."""
+    import pydoc_data.topics
+
+    from mmsearch import Index
+
+    text = "\n\n".join(pydoc_data.topics.topics[name] for name in ("assignment", "compound", "class"))
+    assert len(text) > 30_000
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "reference.txt").write_text(text, encoding="utf-8")
+    with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
+        idx.index([docs])
+        rows = idx.catalog.conn.execute('SELECT start, "end", text FROM items ORDER BY start').fetchall()
+        covered = bytearray(len(text))
+        for start, end, chunk in rows:
+            assert text[start:end] == chunk
+            covered[start:end] = b"\x01" * (end - start)
+        assert all(ch.isspace() for i, ch in enumerate(text) if not covered[i])
+        last_words = " ".join(text.split()[-6:-2])
+        hits = idx.search(last_words, mode="keyword", k=3)
+        assert hits and hits[0].path.endswith("reference.txt")
