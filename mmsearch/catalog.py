@@ -8,11 +8,19 @@ Schema (version 2), written through sqlite-utils, WAL mode, every change in one 
              pixels, EXIF capture time and orientation, status ('indexed' | 'error') and last error
     items    the units that get a vector: an image, or one chunk of a document (page, span, text)
     vectors  item id -> float32 vector, so the ANN index can always be rebuilt without re-encoding
-    items_fts  FTS5 over the document chunks' text
+    items_fts  FTS5 over the document chunks' text (see version 3 below)
     runs     one row per index run, with its summary and the writing process's pid
 
 Version 2 added `runs.pid` (a run left 'running' by a killed process is marked 'interrupted' by the
 next run) and an index on files(status), so listing the files in error does not scan every file.
+
+Version 3 rebuilt `items_fts` for words in any script: it indexes `fts_text(text)`, where each Chinese,
+Japanese or Korean character stands alone (FTS5's unicode61 tokenizer makes a whole run of them one
+token, so no word inside the run could match), and folds diacritics ("resume" finds "Résumé"). It is
+contentless (the text lives in `items`); the triggers call `fts_text` as the SQL function
+`mmsearch_fts_text`, which every connection registers, and a delete re-derives the indexed text, so
+changing `fts_text` needs a migration that rebuilds the table. The upgrade also marks every document
+for re-reading (size -1, no hash): older versions kept only the start of each page.
 
 `generation` grows with every transaction that adds or removes items; the ANN file records the
 generation it reflects, so opening an index knows at once whether the two agree.
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -37,7 +46,7 @@ import numpy as np
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CATALOG_FILE = "catalog.db"
 
 
@@ -179,6 +188,20 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN pid INTEGER",
         "CREATE INDEX IF NOT EXISTS files_status ON files(status)",
     ],
+    2: [
+        "DROP TRIGGER IF EXISTS items_ai",
+        "DROP TRIGGER IF EXISTS items_ad",
+        "DROP TABLE IF EXISTS items_fts",
+        "CREATE VIRTUAL TABLE items_fts USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')",
+        "CREATE TRIGGER items_ai AFTER INSERT ON items WHEN new.text IS NOT NULL BEGIN"
+        " INSERT INTO items_fts(rowid, text) VALUES (new.id, mmsearch_fts_text(new.text)); END",
+        "CREATE TRIGGER items_ad AFTER DELETE ON items WHEN old.text IS NOT NULL BEGIN"
+        " INSERT INTO items_fts(items_fts, rowid, text) VALUES ('delete', old.id, mmsearch_fts_text(old.text)); END",
+        "INSERT INTO items_fts(rowid, text) SELECT id, mmsearch_fts_text(text) FROM items WHERE text IS NOT NULL",
+        # Documents indexed before this version kept only the start of each page: the next run reads
+        # them again (a changed size makes the scan hand them over, no hash makes extraction redo them).
+        "UPDATE files SET size = -1, content_hash = NULL WHERE kind = 'document'",
+    ],
 }
 
 # A new catalog is the first schema with every migration applied, so both paths give the same tables.
@@ -216,6 +239,7 @@ class Catalog:
                 conn = self._connect_readonly()
             else:
                 conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            register_functions(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 30000")
             self._local.conn = conn
@@ -306,6 +330,7 @@ class Catalog:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring an older catalog up to SCHEMA_VERSION in one transaction (all steps or none)."""
+        register_functions(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -550,18 +575,32 @@ class Catalog:
         return out
 
     def keyword_search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """FTS5 over document chunks: (item id, bm25 score, higher is better)."""
-        match = fts_query(query)
-        if not match:
-            return []
-        try:
-            rows = self.conn.execute(
-                "SELECT rowid, -bm25(items_fts) FROM items_fts WHERE items_fts MATCH ? ORDER BY bm25(items_fts) LIMIT ?",
-                (match, limit),
-            ).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        return [(int(r[0]), float(r[1])) for r in rows]
+        """FTS5 over document chunks: (item id, score), best first. Chunks that hold the query's words
+        as a phrase come first, then those that hold all of them, then those that hold any: a user who
+        types several words means them together. The score's integer part says which (2, 1, 0), its
+        fraction is bm25 within that (squashed into [0, 1), higher is better)."""
+        out: list[tuple[int, float]] = []
+        seen: set[int] = set()
+        tiers = fts_queries(query)
+        for i, match in enumerate(tiers):
+            if len(out) >= limit:
+                break
+            try:
+                # Each tier's matches include the stronger tiers' (a phrase holds all its words), so
+                # `limit` rows always hold enough new ones.
+                rows = self.conn.execute(
+                    "SELECT rowid, -bm25(items_fts) FROM items_fts WHERE items_fts MATCH ? ORDER BY bm25(items_fts)"
+                    " LIMIT ?", (match, limit),
+                ).fetchall()
+            except sqlite3.OperationalError:
+                return out
+            level = 2 - i
+            for item_id, relevance in rows:
+                if item_id not in seen and len(out) < limit:
+                    seen.add(item_id)
+                    relevance = max(float(relevance), 0.0)
+                    out.append((int(item_id), level + relevance / (1.0 + relevance)))
+        return out
 
     def item_ids_where(self, where: str, params: Sequence[Any]) -> list[int]:
         sql = f"SELECT items.id FROM items JOIN files ON files.id = items.file_id WHERE {where}"
@@ -627,7 +666,47 @@ def _write_error(path: Path, e: sqlite3.OperationalError) -> Exception:
                              "last committed state. Free space or fix permissions, then run the same command to resume.")
 
 
+# Scripts written without spaces between words, whose runs FTS5's unicode61 tokenizer would make one
+# token each: Han (with its iteration marks and radicals), kana, and Hangul, whose words carry their
+# particles. Each character becomes a token of its own; a query's run of them becomes a phrase, which
+# matches exactly that run (measured against trigram and bigrams: benchmarks/documents.py cjk).
+_CJK = re.compile(
+    "([\u1100-\u11ff\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3040-\u30ff\u3131-\u318e"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uff9f"
+    "\U00020000-\U0003134f])"
+)
+_WORDISH = re.compile(r"[^\W_]")  # a letter or a digit: what unicode61 makes tokens of
+
+
+def fts_text(text: str) -> str:
+    """The text items_fts indexes for a chunk (and a query is cut like it): CJK characters spaced apart."""
+    return _CJK.sub(r" \1 ", text)
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions the FTS triggers call; every connection that may write items needs them."""
+    conn.create_function("mmsearch_fts_text", 1, fts_text, deterministic=True)
+
+
+def _phrase(text: str) -> str:
+    # Inside double quotes FTS5 hands everything to the tokenizer: no operator, column or syntax surprises.
+    return '"' + " ".join(fts_text(text).split()).replace('"', '""') + '"'
+
+
+def fts_queries(text: str) -> list[str]:
+    """A user's words as FTS5 queries, strongest first: the words as one phrase, all of them, any of them.
+    A word is what the user separated by spaces (`Keep-Alive` is one: the phrase `keep alive`); one
+    word gives one query."""
+    words = [w for w in text.split() if _WORDISH.search(w)]
+    if not words:
+        return []
+    each = [_phrase(w) for w in words]
+    if len(each) == 1:
+        return each
+    return [_phrase(" ".join(words)), " AND ".join(each), " OR ".join(each)]
+
+
 def fts_query(text: str) -> str:
-    """A user's words as an FTS5 query: each word quoted (no operator surprises), any may match."""
-    words = ["".join(ch for ch in w if ch.isalnum()) for w in text.split()]
-    return " OR ".join(f'"{w}"' for w in words if w)
+    """The loosest of fts_queries (any of the words), for callers that want one expression."""
+    queries = fts_queries(text)
+    return queries[-1] if queries else ""

@@ -191,17 +191,51 @@ def _rrf(vec_groups, key_groups) -> list[tuple[int, int, float, float | None]]:
 
 
 def _snippet(row: ItemRow, query_text: str | None) -> str | None:
+    """The chunk's text, or for a long one the passage around the query's words: the whole query where it
+    occurs, else its longest word found (compared as the keyword search compares: case and accents folded)."""
     if row.text is None:
         return None
     text = " ".join(row.text.split())
     if len(text) <= SNIPPET_CHARS:
         return text
     start = 0
-    if query_text:  # centre the snippet on the first query word found
-        lower = text.lower()
-        hits = [lower.find(w.lower()) for w in query_text.split() if len(w) > 2]
-        hits = [h for h in hits if h >= 0]
-        if hits:
-            start = max(0, min(hits) - SNIPPET_CHARS // 3)
+    found = _find_query(text, query_text) if query_text else None
+    if found is not None:
+        at, length = found
+        start = max(0, at - SNIPPET_CHARS // 3)
+        if at + length > start + SNIPPET_CHARS:  # a long match: show its start
+            start = at
+        space = text.find(" ", start, at)
+        if start and space >= 0:
+            start = space + 1  # open on a word
     piece = text[start : start + SNIPPET_CHARS]
     return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(text) else "")
+
+
+def _find_query(text: str, query: str) -> tuple[int, int] | None:
+    """(position, length) in `text` of the whole query, else of its longest word that occurs."""
+    folded = _fold(text)
+    words = query.split()
+    candidates = [" ".join(words)] + sorted(words, key=len, reverse=True)
+    for candidate in candidates:
+        # One-letter Latin words would match anywhere; one Chinese or Japanese character is a word.
+        if len(candidate) < 2 and candidate.isascii():
+            continue
+        at = folded.find(_fold(candidate))
+        if at >= 0:
+            return at, len(candidate)
+    return None
+
+
+def _fold(text: str) -> str:
+    """Lower case without accents, one character for one (positions in the result are positions in text)."""
+    import unicodedata
+
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch.lower())
+        else:
+            base = unicodedata.normalize("NFD", ch)[0].lower()
+            out.append(base[0])
+    return "".join(out)

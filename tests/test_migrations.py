@@ -36,7 +36,7 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, bundle):  # noqa: F811
     with Index(v1_index, model=bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "3"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
@@ -51,16 +51,21 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, bundle): 
         assert len(hits) == 3 and "/photos/img0.jpg" not in {h.path for h in hits}
         kw = idx.search("harbour fishing boats", mode="keyword", k=1)
         assert kw[0].path == "/photos/notes/harbour.txt"
+        # Version 3: the keyword index was rebuilt (diacritics folded, CJK characters apart) and the
+        # document, whose pages older versions kept only the start of, is read again by the next run.
+        assert idx.search("HARBOUR", mode="keyword", k=1)[0].path == "/photos/notes/harbour.txt"
+        assert conn.execute("SELECT size, content_hash FROM files WHERE kind = 'document'").fetchall() == [(-1, None)]
+        assert conn.execute("SELECT count(*) FROM files WHERE kind = 'image' AND size = -1").fetchone()[0] == 0
         run = idx.catalog.start_run()  # the new column is written
         assert conn.execute("SELECT pid FROM runs WHERE id = ?", (run,)).fetchone()[0] > 0
 
 
 def test_a_reader_migrates_too_and_migration_is_idempotent(v1_index):
     cat = Catalog(v1_index, readonly=True)
-    assert cat.meta("schema_version") == "2" and cat.counts()["image"] == 3
+    assert cat.meta("schema_version") == "3" and cat.counts()["image"] == 3
     cat.close()
     again = Catalog(v1_index)
-    assert again.meta("schema_version") == "2"
+    assert again.meta("schema_version") == "3"
     again.close()
 
 
