@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import io
 import random
+import sys
 from pathlib import Path
 
 import pytest
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from mmsearch.documents import Chunk, DocumentError, Page, chunk_pages, extract_pages
+from mmsearch.documents import Chunk, DocumentError, Page, chunk_pages, extract_pages, iter_chunks, iter_pages
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from real_corpus import cjk_pairs, latin1_source  # noqa: E402
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -103,11 +107,48 @@ def test_utf8_bom_is_dropped_and_markdown_is_kept_as_written(tmp_path: Path):
     assert extract_pages(path) == [Page(None, "# Title\n\nSome *text*.\n")]
 
 
-def test_mostly_valid_utf8_is_read_with_replacements(tmp_path: Path):
+def test_latin1_and_cp1252_text_is_read_in_its_encoding(tmp_path: Path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("Le café est très bon, déjà vu. ".encode("latin-1") * 20)
     [page] = extract_pages(path)
-    assert page.text.startswith("Le caf\ufffd est tr\ufffds bon")
+    assert page.text.startswith("Le café est très bon, déjà vu.")
+    path.write_bytes("Curriculum vitae: Résumé of Jürgen Müller, born in Zürich. Années à Genève.\r\n".encode("cp1252"))
+    assert extract_pages(path)[0].text == "Curriculum vitae: Résumé of Jürgen Müller, born in Zürich. Années à Genève.\n"
+    # Accents far into an ASCII file are read right too (the encoding shows where they are).
+    path.write_bytes(b"plain words\n" * 200_000 + "Schöne Grüße aus Köln, à bientôt\n".encode("cp1252"))
+    assert extract_pages(path)[0].text.endswith("Schöne Grüße aus Köln, à bientôt\n")
+
+
+def test_real_legacy_encoded_text_is_read_as_its_utf8_twin(tmp_path: Path):
+    """Python's own codec test texts (Chinese, Japanese, Korean in legacy encodings, each with a UTF-8
+    twin) and a real ISO-8859-1 source file: read as the text they hold."""
+    pairs = cjk_pairs()
+    assert {"gb2312", "gbk", "big5", "shift_jis", "euc_jp", "euc_kr", "iso2022_jp"} <= set(pairs)
+    for name, (legacy, text) in pairs.items():
+        if len(legacy) < 100:
+            continue  # big5hkscs's 23 bytes and hz's 83 say too little (see benchmarks/documents.py encodings)
+        path = tmp_path / f"{name}.txt"
+        path.write_bytes(legacy)
+        assert extract_pages(path)[0].text == text.replace("\r\n", "\n"), name
+    data, text = latin1_source()
+    path = tmp_path / "module.txt"
+    path.write_bytes(data)
+    assert extract_pages(path)[0].text == text and "vérité" in text
+
+
+def test_utf8_with_a_few_broken_bytes_stays_utf8(tmp_path: Path):
+    path = tmp_path / "damaged.txt"
+    good = "Zürich, Genève, 東京 — ünïcödé text. ".encode("utf-8") * 50
+    path.write_bytes(good[:700] + b"\xff\xfe" + good[700:])
+    text = extract_pages(path)[0].text
+    assert text.count("\ufffd") <= 2 and "Genève, 東京" in text
+
+
+def test_utf16_and_utf32_with_a_bom_are_read(tmp_path: Path):
+    path = tmp_path / "wide.txt"
+    for encoding in ("utf-16", "utf-32"):
+        path.write_bytes("Ünïcödé in wide characters, 中文.\n".encode(encoding))
+        assert extract_pages(path)[0].text == "Ünïcödé in wide characters, 中文.\n"
 
 
 def test_binary_junk_named_txt_is_refused(tmp_path: Path):
@@ -334,3 +375,35 @@ def test_an_indexed_document_keeps_every_character(tmp_path: Path):
         last_words = " ".join(text.split()[-6:-2])
         hits = idx.search(last_words, mode="keyword", k=3)
         assert hits and hits[0].path.endswith("reference.txt")
+
+
+def test_a_text_file_streams_in_segments_with_spans_into_the_whole_text(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    import pydoc_data.topics
+
+    monkeypatch.setattr("mmsearch.documents._SEGMENT_BYTES", 3000)
+    text = pydoc_data.topics.topics["compound"][:40_000] + "\n\nZürich 東京 " * 300
+    path = tmp_path / "reference.txt"
+    path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))  # CRLF pairs and characters cut by blocks
+    pages = list(iter_pages(path))
+    assert len(pages) > 10 and {p.number for p in pages} == {None}
+    assert "".join(p.text for p in pages) == text
+    assert [p.offset for p in pages] == [sum(len(q.text) for q in pages[:i]) for i in range(len(pages))]
+    assert extract_pages(path) == [Page(None, text)]
+    tokenizer = TOKENIZERS["clip-like"]
+    chunks = list(iter_chunks(pages, tokenizer, max_tokens=20, overlap_tokens=4))
+    covered = bytearray(len(text))
+    for c in chunks:
+        assert text[c.start : c.end] == c.text and count(tokenizer, c.text) <= 20
+        covered[c.start : c.end] = b"\x01" * (c.end - c.start)
+    assert all(ch.isspace() for i, ch in enumerate(text) if not covered[i])
+
+
+def test_chunks_are_cut_as_they_are_taken():
+    def pages():
+        yield Page(1, long_text(5))
+        raise AssertionError("the second page was read before its chunks were asked for")
+
+    chunks = iter_chunks(pages(), TOKENIZERS["clip-like"], max_tokens=20, overlap_tokens=4)
+    first = next(chunks)
+    assert first.page == 1 and first.start == 0
