@@ -407,3 +407,99 @@ def test_chunks_are_cut_as_they_are_taken():
     chunks = iter_chunks(pages(), TOKENIZERS["clip-like"], max_tokens=20, overlap_tokens=4)
     first = next(chunks)
     assert first.page == 1 and first.start == 0
+
+
+# -- indexing documents (the committed toy CLIP: a small text tower, real chunking and catalog) --
+
+
+def reference_text(chars: int) -> str:
+    """Python's language reference (text nobody here wrote), repeated to `chars` characters."""
+    import pydoc_data.topics
+
+    whole = "\n\n".join(pydoc_data.topics.topics.values())
+    return (whole * (chars // len(whole) + 1))[:chars]
+
+
+def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from mmsearch import Index
+    from mmsearch import ingest
+
+    monkeypatch.setattr(ingest, "MAX_DOCUMENT_CHARS", 30_000)
+    monkeypatch.setattr(ingest, "_KEEP_VECTORS", 50)  # past it, the ANN index reads the vectors back
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = reference_text(100_000)
+    (docs / "long.txt").write_text(text + "\n\nzyzzyva quokka\n", encoding="utf-8")
+    (docs / "short.txt").write_text(text[:20_000], encoding="utf-8")
+    with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
+        report = idx.index([docs])
+        assert report.added == 2 and not report.errors
+        [partial] = report.partial
+        assert partial["path"].endswith("long.txt") and "first 30,000 characters" in partial["reason"]
+        assert "30% of the file" in partial["reason"]
+        conn = idx.catalog.conn
+        status, note = conn.execute("SELECT status, error FROM files WHERE path LIKE '%long.txt'").fetchone()
+        assert status == "indexed" and note == partial["reason"]
+        assert conn.execute("SELECT max(\"end\") FROM items JOIN files ON files.id = items.file_id "
+                            "WHERE path LIKE '%long.txt'").fetchone()[0] <= 30_000
+        assert idx.vectors().ids() == idx.catalog.live_item_ids() and len(idx.catalog.live_item_ids()) > 100
+        assert idx.search("zyzzyva quokka", mode="keyword") == []
+        assert idx.catalog.last_run()["summary"]["partial"] == report.partial  # `mmsearch status` shows it
+
+
+def test_a_cancel_inside_a_document_keeps_nothing_of_it_and_the_next_run_does_it_whole(tmp_path: Path,
+                                                                                        monkeypatch: pytest.MonkeyPatch):
+    from mmsearch import Index
+    from mmsearch.encoder import TextEncoder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "long.txt").write_text(reference_text(200_000), encoding="utf-8")
+    calls = []
+    real_encode = TextEncoder.encode
+
+    def encode(self, texts):
+        calls.append(len(texts))
+        return real_encode(self, texts)
+
+    monkeypatch.setattr(TextEncoder, "encode", encode)
+    with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
+        report = idx.index([docs], cancel=lambda: len(calls) >= 3)
+        assert report.cancelled and report.added == 0 and len(calls) == 3
+        assert idx.catalog.counts()["chunks"] == 0 and idx.catalog.file_by_path(str(docs / "long.txt")) is None
+        again = idx.index([docs])
+        assert again.added == 1 and idx.catalog.counts()["chunks"] > 3 * 64
+
+
+@pytest.mark.slow
+def test_ctrl_c_inside_a_50_mb_text_file_stops_within_two_seconds(tmp_path: Path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = reference_text(1_000_000).encode("utf-8")
+    with open(docs / "big.txt", "wb") as f:
+        for _ in range(50):
+            f.write(text)
+    (docs / "second.txt").write_bytes(text * 5)
+    trace = tmp_path / "trace.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MMSEARCH_TEST_TRACE": str(trace)}
+    cmd = [sys.executable, "-m", "mmsearch.cli", "index", str(docs), "--index", str(tmp_path / "index"),
+           "--model", str(TOYCLIP), "--device", "cpu", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "scan" not in (trace.read_text() if trace.exists() else ""):
+        time.sleep(0.01)
+    time.sleep(1.5)  # inside the first document: reading, cutting and encoding it
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert took < 2.0, f"took {took:.2f}s to stop"
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    assert report["cancelled"] and report["added"] == 0  # nothing of a half-done document is kept
