@@ -76,20 +76,14 @@ def python_docs(parts: int = 8) -> dict[str, str]:
     of whole topics, in the order Python keeps them."""
     import pydoc_data.topics
 
-    topics = list(pydoc_data.topics.topics.items())
-    total = sum(len(t) for _, t in topics)
-    out: dict[str, str] = {}
-    current: list[str] = []
-    size = 0
-    for name, text in topics:
-        current.append(text)
-        size += len(text)
-        if size >= total / parts and len(out) < parts - 1:
-            out[f"python-reference-{len(out) + 1:02d}.txt"] = "\n\n".join(current)
-            current, size = [], 0
-    if current:
-        out[f"python-reference-{len(out) + 1:02d}.txt"] = "\n\n".join(current)
-    return out
+    topics = list(pydoc_data.topics.topics.values())
+    total = sum(len(t) for t in topics)
+    groups: list[list[str]] = [[] for _ in range(parts)]
+    done = 0
+    for text in topics:  # each topic to the part its first character falls in
+        groups[min(parts - 1, done * parts // total)].append(text)
+        done += len(text)
+    return {f"python-reference-{i + 1:02d}.txt": "\n\n".join(g) for i, g in enumerate(groups) if g}
 
 
 def metadata_readmes() -> dict[str, str]:
@@ -135,3 +129,72 @@ def write_corpus(folder: Path, *, docs_parts: int = 8, with_pdfs: bool = True, w
         (folder / "latin1-module.txt").write_bytes(data)
         texts["latin1-module.txt"] = text
     return Corpus(folder, texts, pdfs)
+
+
+# -- tokenizers for chunking at CLIP's granularity ---------------------------------------------------
+
+CLIP_VOCAB = Path(__file__).resolve().parent.parent / ".work" / "bench" / "bpe_simple_vocab_16e6.txt.gz"
+CLIP_VOCAB_SOURCE = "open-clip-torch==3.3.0"  # ships OpenAI CLIP's BPE merges (MIT) as open_clip/bpe_simple_vocab_16e6.txt.gz
+
+
+def clip_tokenizer():
+    """OpenAI CLIP's own BPE (49,408 symbols) as a `tokenizers.Tokenizer`, no specials added, for
+    chunking exactly as a real CLIP bundle chunks. The merges come from the open-clip-torch wheel
+    (downloaded once with pip, no dependencies installed, kept under .work/bench/)."""
+    import gzip
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import BPE
+
+    from mmsearch_export.tiny import clip_pipeline
+
+    if not CLIP_VOCAB.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", CLIP_VOCAB_SOURCE, "-d", tmp],
+                           check=True)
+            [wheel] = Path(tmp).glob("*.whl")
+            CLIP_VOCAB.parent.mkdir(parents=True, exist_ok=True)
+            CLIP_VOCAB.write_bytes(zipfile.ZipFile(wheel).read("open_clip/bpe_simple_vocab_16e6.txt.gz"))
+    lines = gzip.decompress(CLIP_VOCAB.read_bytes()).decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    merges = [tuple(line.split()) for line in lines]
+    alphabet = list(_bytes_to_unicode().values())
+    symbols = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {s: i for i, s in enumerate(symbols)}
+    tokenizer = Tokenizer(BPE(vocab, merges, end_of_word_suffix="</w>", unk_token=None))
+    clip_pipeline(tokenizer)
+    assert isinstance(tokenizer.pre_tokenizer, pre_tokenizers.Sequence)
+    return tokenizer
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's / CLIP's map of the 256 bytes to printable characters."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def prose_bpe(vocab_size: int = 30_000):
+    """A CLIP-style BPE (CLIP's normalizer and pre-tokenizer, `</w>` word ends) trained on Python's
+    reference: it cuts English about as finely as CLIP's own, for tests that must not download
+    CLIP's merges (clip_tokenizer). The committed toy CLIP's 621 symbols cut English words into
+    letters, a few words a chunk, which no overlap can keep 4-word phrases whole in."""
+    from tokenizers import Tokenizer, trainers
+    from tokenizers.models import BPE
+
+    from mmsearch_export.tiny import clip_pipeline
+
+    tokenizer = clip_pipeline(Tokenizer(BPE(end_of_word_suffix="</w>")))
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, end_of_word_suffix="</w>", show_progress=False,
+                                  initial_alphabet=sorted(_bytes_to_unicode().values()))
+    tokenizer.train_from_iterator(python_docs(1).values(), trainer)
+    return tokenizer
