@@ -15,8 +15,9 @@ package READMEs, the CJK texts of Python's codec tests (UTF-8 and legacy encodin
   and text files. A phrase is found when a result's page (for a text file: the file) holds it;
   hit@1 counts the first result only. Bar: >= 99% found.
 - speed: `mmsearch index` of the corpus as a subprocess, files/s, characters/s (of the documents'
-  text) and chunks/s, for this checkout and, with --against REF, for the code at REF (a git worktree
-  under .work/), interleaved, the same model: ratios, on one machine, in one run.
+  text) and chunks/s, for this checkout and, with --against REF, for the code at REF (`git archive`
+  under .work/), interleaved, the same model: ratios, on one machine, in one run. `--model clip-b32`:
+  the ViT-B/32-sized random bundle with OpenAI CLIP's own BPE (chunks and cost of a real CLIP).
 - cjk: the FTS5 tokenizer choice for Chinese, Japanese and Korean, on the gettext catalogs of the
   machine's own programs (coreutils, bash, dpkg, ... in zh_CN, zh_TW, ja, ko; real translations):
   unicode61 as it was, trigram, and unicode61 over text with each CJK character apart (unigrams,
@@ -200,19 +201,26 @@ def cmd_recall(args) -> dict:
 
 
 def _checkout(ref: str) -> Path:
-    """The code at `ref` as a git worktree under .work/ (made once)."""
+    """The code at `ref`, exported with `git archive` under .work/ (once)."""
     folder = ROOT / ".work" / f"ref-{ref}"
     if not (folder / "mmsearch").is_dir():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), ref], check=True,
-                       capture_output=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "mmsearch"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder
+
+
+_RUN_CLI = ("import os, runpy, sys; sys.path.insert(0, os.getcwd()); import mmsearch; "
+            "assert mmsearch.__file__.startswith(os.getcwd()), mmsearch.__file__; "
+            "sys.argv = ['mmsearch'] + sys.argv[1:]; runpy.run_module('mmsearch.cli', run_name='__main__')")
 
 
 def _index_run(code: Path, corpus: Path, index: Path, model: Path) -> tuple[float, dict]:
     shutil.rmtree(index, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(code)}
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mmsearch.cli", "index", str(corpus), "--index", str(index),
+    # Run from `code`, so its mmsearch is the one imported (the first entry of sys.path).
+    proc = subprocess.run([sys.executable, "-c", _RUN_CLI, "index", str(corpus), "--index", str(index),
                            "--model", str(model), "--device", "cpu", "--json"], capture_output=True, text=True,
                           env=env, cwd=code)
     took = time.perf_counter() - t
@@ -228,6 +236,34 @@ def _stored(index: Path) -> tuple[int, int]:
     return chunks, chars
 
 
+def clip_b32_bundle() -> Path:
+    """The ViT-B/32-sized random bundle (benchmarks/common.py) with OpenAI CLIP's own BPE as its
+    tokenizer (its embedding table has CLIP's 49,408 rows): chunks as many and as long as a real
+    CLIP bundle's, encoded at a real ViT-B/32 text tower's cost. Made once under .work/bench/."""
+    import hashlib
+
+    from tokenizers.processors import TemplateProcessing
+
+    from benchmarks.common import vitb32_bundle
+    from benchmarks.real_corpus import clip_tokenizer
+
+    out = ROOT / ".work" / "bench" / "clip-b32-clip-bpe"
+    if (out / "manifest.json").exists():
+        return out
+    shutil.copytree(vitb32_bundle(), out)
+    tokenizer = clip_tokenizer()
+    tokenizer.post_processor = TemplateProcessing(single="<|startoftext|> $A <|endoftext|>",
+                                                  special_tokens=[("<|startoftext|>", 49406), ("<|endoftext|>", 49407)])
+    tokenizer.save(str(out / "tokenizer.json"))
+    data = (out / "tokenizer.json").read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["name"] = "clip-b32-clip-bpe"
+    manifest["text"]["pad_id"] = 49407
+    manifest["files"]["tokenizer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
 def cmd_speed(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="mmsearch-speed-"))
     try:
@@ -236,6 +272,8 @@ def cmd_speed(args) -> dict:
         files = len(list(corpus.folder.iterdir()))
         chars = sum(len(t) for t in pages.values()) + sum(len(t) for n, t in corpus.texts.items()
                                                           if not (n.startswith("python-reference") or n.endswith("README.md")))
+        if str(args.model) == "clip-b32":
+            args.model = clip_b32_bundle()
         codes = {"this": ROOT}
         if args.against:
             codes[f"at {args.against}"] = _checkout(args.against)
@@ -458,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("speed")
     p.add_argument("--against", default=None, help="a git ref to compare with (e.g. the branch point)")
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--model", type=Path, default=TOYCLIP)
+    p.add_argument("--model", type=Path, default=TOYCLIP, help="a bundle folder, or clip-b32: ViT-B/32 with CLIP's BPE")
     p = sub.add_parser("cjk")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)

@@ -28,6 +28,7 @@ generation it reflects, so opening an index knows at once whether the two agree.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -670,17 +671,23 @@ def _write_error(path: Path, e: sqlite3.OperationalError) -> Exception:
 # token each: Han (with its iteration marks and radicals), kana, and Hangul, whose words carry their
 # particles. Each character becomes a token of its own; a query's run of them becomes a phrase, which
 # matches exactly that run (measured against trigram and bigrams: benchmarks/documents.py cjk).
-_CJK = re.compile(
+_CJK_CLASS = (
     "([\u1100-\u11ff\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3040-\u30ff\u3131-\u318e"
     "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uff9f"
     "\U00020000-\U0003134f])"
 )
-_WORDISH = re.compile(r"[^\W_]")  # a letter or a digit: what unicode61 makes tokens of
+
+
+@functools.cache
+def _cjk() -> re.Pattern[str]:
+    return re.compile(_CJK_CLASS)  # 2-6 ms to compile: not at import, and never for an ASCII query
 
 
 def fts_text(text: str) -> str:
     """The text items_fts indexes for a chunk (and a query is cut like it): CJK characters spaced apart."""
-    return _CJK.sub(r" \1 ", text)
+    if text.isascii():
+        return text
+    return _cjk().sub(r" \1 ", text)
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
@@ -697,7 +704,7 @@ def fts_queries(text: str) -> list[str]:
     """A user's words as FTS5 queries, strongest first: the words as one phrase, all of them, any of them.
     A word is what the user separated by spaces (`Keep-Alive` is one: the phrase `keep alive`); one
     word gives one query."""
-    words = [w for w in text.split() if _WORDISH.search(w)]
+    words = [w for w in text.split() if any(c.isalnum() for c in w)]  # what unicode61 makes tokens of
     if not words:
         return []
     each = [_phrase(w) for w in words]

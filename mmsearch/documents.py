@@ -209,7 +209,8 @@ class _TextDecoder:
         if at == len(data):
             at = 0  # ISO-2022 or HZ: all ASCII bytes
         sample = data[max(0, at - 1024) : at + _SAMPLE_BYTES]
-        results = [(r["encoding"], r.get("confidence") or 0.0) for r in chardet.detect_all(sample) if r.get("encoding")]
+        results = [(str(r["encoding"]), float(r.get("confidence") or 0.0)) for r in chardet.detect_all(sample)
+                   if r.get("encoding")]
         high = sum(1 for b in sample if b >= 0x80) / max(1, len(sample))
         floor = _MIN_CONFIDENCE_SHORT if len(sample) < _SHORT else _MIN_CONFIDENCE
         if not results or (high > _MOSTLY_HIGH and results[0][1] < floor):

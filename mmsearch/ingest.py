@@ -545,7 +545,8 @@ class _Capped:
 
     def __init__(self, pages: Iterable[documents.Page], limit: int):
         self.pages, self.limit = pages, limit
-        self.total, self.cut, self.last_page = 0, False, None
+        self.total, self.cut = 0, False
+        self.last_page: int | None = None
 
     def __iter__(self) -> Iterator[documents.Page]:
         for page in self.pages:
