@@ -153,6 +153,8 @@ def _print_report(report) -> None:
         console.print(f"  [yellow]skipped[/yellow] {err['path']}: {err['reason']}", markup=True, highlight=False)
     if len(report.errors) > 20:
         console.print(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
+    for note in report.partial:
+        console.print(f"  [yellow]partly indexed[/yellow] {note['path']}: {note['reason']}", markup=True, highlight=False)
 
 
 @app.command()
@@ -226,6 +228,8 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if info["last_run"]:
         r = info["last_run"]
         typer.echo(f"last run: {r['started_at']} ({r['status']})")
+        for note in (r.get("summary") or {}).get("partial", []):
+            typer.echo(f"  partly indexed: {note['path']}: {note['reason']}")
     for err in info["errors"]:
         typer.echo(f"  error: {err['path']}: {err['reason']}")
 

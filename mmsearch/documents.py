@@ -122,14 +122,15 @@ def _text_pages(path: Path, *, max_bytes: int | None = None, segment_bytes: int 
         decoder = _TextDecoder(path)
         carry, offset, left = "", 0, max_bytes
         while True:
+            want = segment_bytes if left is None else min(segment_bytes, left)
             try:
-                data = f.read(segment_bytes if left is None else min(segment_bytes, left))
-                # A multi-byte character cut by max_bytes is left out rather than replaced.
-                final = not data or (left is not None and left - len(data) <= 0 and not f.read(1))
+                data = f.read(want)
             except OSError as e:
                 raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
+            final = len(data) < want  # a buffered read comes back short only at the end of the file
             if left is not None:
                 left -= len(data)
+            # At max_bytes the decoder is not flushed: a multi-byte character cut there is left out.
             last = final or left == 0
             text = carry + decoder.decode(data, final=final)
             held = ""

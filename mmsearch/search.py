@@ -55,7 +55,7 @@ class SearchResult:
     rank: int
     path: str
     kind: str  # "image" | "document"
-    score: float  # cosine similarity (vector), bm25 (keyword) or fused RRF score (hybrid)
+    score: float  # cosine similarity (vector), keyword score (Catalog.keyword_search) or fused RRF score (hybrid)
     similarity: float | None  # cosine similarity of the best item, where the vector side found it
     snippet: str | None  # the best chunk of a document
     page: int | None

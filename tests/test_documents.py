@@ -420,7 +420,8 @@ def reference_text(chars: int) -> str:
     return (whole * (chars // len(whole) + 1))[:chars]
 
 
-def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]):
     from mmsearch import Index
     from mmsearch import ingest
 
@@ -444,7 +445,16 @@ def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Pa
                             "WHERE path LIKE '%long.txt'").fetchone()[0] <= 30_000
         assert idx.vectors().ids() == idx.catalog.live_item_ids() and len(idx.catalog.live_item_ids()) > 100
         assert idx.search("zyzzyva quokka", mode="keyword") == []
-        assert idx.catalog.last_run()["summary"]["partial"] == report.partial  # `mmsearch status` shows it
+        assert idx.catalog.last_run()["summary"]["partial"] == report.partial
+    # The command's report and `mmsearch status` say it in words too.
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import _print_report, app
+
+    _print_report(report)
+    assert "partly indexed" in capsys.readouterr().out
+    status = CliRunner().invoke(app, ["status", "--index", str(tmp_path / "index")])
+    assert status.exit_code == 0 and "partly indexed: " in status.stdout and "long.txt" in status.stdout
 
 
 def test_a_cancel_inside_a_document_keeps_nothing_of_it_and_the_next_run_does_it_whole(tmp_path: Path,
