@@ -120,3 +120,26 @@ def test_new_catalog_stores_vectors_compactly(tmp_path):
     got = dict((int(i), v) for ids, vs in catalog.all_vectors() for i, v in zip(ids, vs))
     assert len(got) == n and np.array_equal(got[min(got)], vecs[0])
     catalog.close()
+
+
+def test_documents_of_an_older_catalog_are_read_again_whole_by_the_next_run(v1_index, tmp_path, bundle):  # noqa: F811
+    """Older versions kept only the start of each page: the upgrade marks documents so the next run
+    re-reads them, whatever their size and time say."""
+    import os
+
+    docs = tmp_path / "notes"
+    docs.mkdir()
+    text = "The old harbour at dawn, fishing boats tied along the stone quay. " * 200 + "Gulls circle the lighthouse."
+    (docs / "harbour.txt").write_text(text)
+    st = os.stat(docs / "harbour.txt")
+    conn = sqlite3.connect(v1_index / "catalog.db")  # the fixture's document, moved here, as indexed before
+    conn.execute("UPDATE files SET path = ?, size = ?, mtime_ns = ? WHERE kind = 'document'",
+                  (str(docs / "harbour.txt"), st.st_size, st.st_mtime_ns))
+    conn.commit()
+    conn.close()
+    with Index(v1_index, model=bundle, device="cpu") as idx:
+        report = idx.index([docs])
+        assert report.updated == 1 and report.unchanged == 0, report
+        assert [h.path for h in idx.search("lighthouse", mode="keyword")] == [str(docs / "harbour.txt")]
+        again = idx.index([docs])
+        assert again.unchanged == 1 and again.updated == 0
