@@ -1,9 +1,10 @@
 """The index run: scan -> decode workers -> encode -> commit.
 
-Durability: each batch of files is committed to the catalog in one transaction (file rows, items,
-vectors) before its vectors enter the ANN index; the ANN file is saved atomically every few seconds
-and at the end. A crash loses at most the ANN's unsaved tail, which the catalog restores on the
-next open (see Index._open_vectors). Work committed before a crash is never encoded again.
+Durability: each batch of images, and each document however long, is committed to the catalog in one
+transaction (file rows, items, vectors) before its vectors enter the ANN index; the ANN file is saved
+atomically every few seconds and at the end. A crash loses at most the ANN's unsaved tail, which the
+catalog restores on the next open (see Index._open_vectors). Work committed before a crash is never
+encoded again.
 """
 
 from __future__ import annotations
