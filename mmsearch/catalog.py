@@ -576,10 +576,11 @@ class Catalog:
         return out
 
     def keyword_search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """FTS5 over document chunks: (item id, score), best first. Chunks that hold the query's words
-        as a phrase come first, then those that hold all of them, then those that hold any: a user who
-        types several words means them together. The score's integer part says which (2, 1, 0), its
-        fraction is bm25 within that (squashed into [0, 1), higher is better)."""
+        """FTS5 over document chunks: (item id, score), best first. A user who types several words means
+        them together: first come the chunks that hold the query as typed (punctuation too; case,
+        accents and spacing aside), then those holding its words as a phrase, then all of its words,
+        then any. The score's integer part says which (3, 2, 1, 0), its fraction is bm25 within that
+        (squashed into [0, 1), higher is better)."""
         out: list[tuple[int, float]] = []
         seen: set[int] = set()
         tiers = fts_queries(query)
@@ -595,12 +596,22 @@ class Catalog:
                 ).fetchall()
             except sqlite3.OperationalError:
                 return out
-            level = 2 - i
+            levels = {item_id: 2 - i for item_id, _ in rows}
+            if i == 0 and rows:
+                # The phrase ignores punctuation ("4.19.0, 18 August" matches "4.19.0 (18 August"): the
+                # chunks with the query as typed go first.
+                typed = fold(" ".join(query.split()))
+                marks = ",".join("?" * len(rows))
+                for item_id, text in self.conn.execute(f"SELECT id, text FROM items WHERE id IN ({marks})",
+                                                       [r[0] for r in rows]):
+                    if text and typed in fold(" ".join(text.split())):
+                        levels[item_id] = 3
+                rows.sort(key=lambda r: -levels[r[0]])  # stable: bm25 order within each level
             for item_id, relevance in rows:
                 if item_id not in seen and len(out) < limit:
                     seen.add(item_id)
                     relevance = max(float(relevance), 0.0)
-                    out.append((int(item_id), level + relevance / (1.0 + relevance)))
+                    out.append((int(item_id), levels[item_id] + relevance / (1.0 + relevance)))
         return out
 
     def item_ids_where(self, where: str, params: Sequence[Any]) -> list[int]:
@@ -688,6 +699,16 @@ def fts_text(text: str) -> str:
     if text.isascii():
         return text
     return _cjk().sub(r" \1 ", text)
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, one character for one (positions in the result are positions in
+    `text`): how keyword search compares a query with a chunk as typed, and where a snippet finds it."""
+    if text.isascii():
+        return text.lower()
+    import unicodedata
+
+    return "".join(ch.lower() if ch.isascii() else unicodedata.normalize("NFD", ch)[0].lower()[0] for ch in text)
 
 
 def register_functions(conn: sqlite3.Connection) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog, ItemRow, db_path
+from .catalog import Catalog, ItemRow, db_path, fold
 from .vectors import SavedVectors, VectorIndex
 
 MODES = ("vector", "keyword", "hybrid")
@@ -214,28 +214,14 @@ def _snippet(row: ItemRow, query_text: str | None) -> str | None:
 
 def _find_query(text: str, query: str) -> tuple[int, int] | None:
     """(position, length) in `text` of the whole query, else of its longest word that occurs."""
-    folded = _fold(text)
+    folded = fold(text)
     words = query.split()
     candidates = [" ".join(words)] + sorted(words, key=len, reverse=True)
     for candidate in candidates:
         # One-letter Latin words would match anywhere; one Chinese or Japanese character is a word.
         if len(candidate) < 2 and candidate.isascii():
             continue
-        at = folded.find(_fold(candidate))
+        at = folded.find(fold(candidate))
         if at >= 0:
             return at, len(candidate)
     return None
-
-
-def _fold(text: str) -> str:
-    """Lower case without accents, one character for one (positions in the result are positions in text)."""
-    import unicodedata
-
-    out = []
-    for ch in text:
-        if ch.isascii():
-            out.append(ch.lower())
-        else:
-            base = unicodedata.normalize("NFD", ch)[0].lower()
-            out.append(base[0])
-    return "".join(out)

@@ -125,3 +125,15 @@ def test_scores_stay_best_first_across_tiers(tmp_path: Path, query: str):
     hits = catalog.keyword_search(query, 50)
     assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
     assert len({i for i, _ in hits}) == len(hits)
+
+
+def test_the_query_as_typed_ranks_above_the_same_words_punctuated_otherwise(tmp_path: Path):
+    catalog, where = fill(tmp_path, {"news.txt": ["Released 4.19.0 (18 August 2022)."] * 3,
+                                     "readme.txt": ["This is libtasn1 version 4.19.0, 18 August 2022, a long line of text."],
+                                     "code.md": ["x = value[0]; len = 1", "-> value[0]=0x01 , len=1."]})
+    assert found(catalog, where, "4.19.0, 18 August 2022")[0] == ("readme.txt", 1)
+    assert found(catalog, where, "4.19.0 (18 August")[0] == ("news.txt", 1)
+    assert found(catalog, where, "value[0]=0x01 , len=1")[0] == ("code.md", 2)
+    # Case, accents and spacing aside.
+    catalog2, where2 = fill(tmp_path / "2", {"a.txt": ["Résumé — Curriculum"] * 4, "b.txt": ["resume:   curriculum"]})
+    assert found(catalog2, where2, "RESUME: curriculum")[0] == ("b.txt", 1)
