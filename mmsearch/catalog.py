@@ -1,6 +1,6 @@
 """The SQLite catalog: the durable truth of an index.
 
-Schema (version 3), written with the standard library's sqlite3, WAL mode, every change in one transaction:
+Schema (version 4), written with the standard library's sqlite3, WAL mode, every change in one transaction:
 
     meta     key/value: schema_version, model name and manifest hash, embedding dim, generation
     roots    the folders the user indexed
@@ -8,12 +8,20 @@ Schema (version 3), written with the standard library's sqlite3, WAL mode, every
              pixels, EXIF capture time and orientation, status ('indexed' | 'error') and last error
     items    the units that get a vector: an image, or one chunk of a document (page, span, text)
     vectors  item id -> float32 vector, so the ANN index can always be rebuilt without re-encoding
-    items_fts  FTS5 over the document chunks' text
+    items_fts  FTS5 over the document chunks' text (see version 3 below)
     runs     one row per index run, with its summary and the writing process's pid
 
 Version 2 added `runs.pid` (a run left 'running' by a killed process is marked 'interrupted' by the
 next run) and an index on files(status), so listing the files in error does not scan every file.
-Version 3 added `files.time_s`, the file's date as an instant (Unix seconds): the EXIF capture time
+Version 3 rebuilt `items_fts` for words in any script: it indexes `fts_text(text)`, where each Chinese,
+Japanese or Korean character stands alone (FTS5's unicode61 tokenizer makes a whole run of them one
+token, so no word inside the run could match), and folds diacritics ("resume" finds "Résumé"). It is
+contentless (the text lives in `items`); the triggers call `fts_text` as the SQL function
+`mmsearch_fts_text`, which every connection registers, and a delete re-derives the indexed text, so
+changing `fts_text` needs a migration that rebuilds the table. The upgrade also marks every document
+for re-reading (size -1, no hash): older versions kept only the start of each page.
+
+Version 4 added `files.time_s`, the file's date as an instant (Unix seconds): the EXIF capture time
 where the photo has one, else the modification time. EXIF times without an offset are the camera's
 wall clock, read as this machine's local time (as photo apps do); `files.taken_at` keeps the EXIF text
 as found, with its offset where the photo records one. Date filters compare instants.
@@ -24,8 +32,10 @@ generation it reflects, so opening an index knows at once whether the two agree.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -42,7 +52,7 @@ from .errors import MmsearchError
 from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CATALOG_FILE = "catalog.db"
 
 
@@ -176,8 +186,22 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX IF NOT EXISTS files_status ON files(status)",
     ],
     2: [
+        "DROP TRIGGER IF EXISTS items_ai",
+        "DROP TRIGGER IF EXISTS items_ad",
+        "DROP TABLE IF EXISTS items_fts",
+        "CREATE VIRTUAL TABLE items_fts USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')",
+        "CREATE TRIGGER items_ai AFTER INSERT ON items WHEN new.text IS NOT NULL BEGIN"
+        " INSERT INTO items_fts(rowid, text) VALUES (new.id, mmsearch_fts_text(new.text)); END",
+        "CREATE TRIGGER items_ad AFTER DELETE ON items WHEN old.text IS NOT NULL BEGIN"
+        " INSERT INTO items_fts(items_fts, rowid, text) VALUES ('delete', old.id, mmsearch_fts_text(old.text)); END",
+        "INSERT INTO items_fts(rowid, text) SELECT id, mmsearch_fts_text(text) FROM items WHERE text IS NOT NULL",
+        # Documents indexed before this version kept only the start of each page: the next run reads
+        # them again (a changed size makes the scan hand them over, no hash makes extraction redo them).
+        "UPDATE files SET size = -1, content_hash = NULL WHERE kind = 'document'",
+    ],
+    3: [
         "ALTER TABLE files ADD COLUMN time_s REAL",
-        # Version 2 stored naive EXIF times ("YYYY-MM-DDTHH:MM:SS"); 'utc' reads them as local time.
+        # Earlier versions stored naive EXIF times ("YYYY-MM-DDTHH:MM:SS"); 'utc' reads them as local time.
         "UPDATE files SET time_s = coalesce(CAST(strftime('%s', replace(substr(taken_at, 1, 19), 'T', ' '), 'utc')"
         " AS REAL), mtime_ns / 1e9)",
         "CREATE INDEX IF NOT EXISTS files_time ON files(time_s)",
@@ -219,6 +243,7 @@ class Catalog:
                 conn = self._connect_readonly()
             else:
                 conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            register_functions(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 30000")
             self._local.conn = conn
@@ -303,6 +328,7 @@ class Catalog:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring an older catalog up to SCHEMA_VERSION in one transaction (all steps or none)."""
+        register_functions(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -489,6 +515,11 @@ class Catalog:
         )
         return file_id, removed
 
+    def set_file_note(self, conn: sqlite3.Connection, file_id: int, note: str) -> None:
+        """A note on an indexed file (a document indexed only so far, say): kept in its error column,
+        its status stays 'indexed'."""
+        conn.execute("UPDATE files SET error = ? WHERE id = ?", (note, file_id))
+
     # A file without an EXIF time is dated by its modification time, which these two may change.
     _MTIME_DATE = "time_s = CASE WHEN taken_at IS NULL THEN ? ELSE time_s END"
 
@@ -593,18 +624,43 @@ class Catalog:
         return out
 
     def keyword_search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """FTS5 over document chunks: (item id, bm25 score, higher is better)."""
-        match = fts_query(query)
-        if not match:
-            return []
-        try:
-            rows = self.conn.execute(
-                "SELECT rowid, -bm25(items_fts) FROM items_fts WHERE items_fts MATCH ? ORDER BY bm25(items_fts) LIMIT ?",
-                (match, limit),
-            ).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        return [(int(r[0]), float(r[1])) for r in rows]
+        """FTS5 over document chunks: (item id, score), best first. A user who types several words means
+        them together: first come the chunks that hold the query as typed (punctuation too; case,
+        accents and spacing aside), then those holding its words as a phrase, then all of its words,
+        then any. The score's integer part says which (3, 2, 1, 0), its fraction is bm25 within that
+        (squashed into [0, 1), higher is better)."""
+        out: list[tuple[int, float]] = []
+        seen: set[int] = set()
+        tiers = fts_queries(query)
+        for i, match in enumerate(tiers):
+            if len(out) >= limit:
+                break
+            try:
+                # Each tier's matches include the stronger tiers' (a phrase holds all its words), so
+                # `limit` rows always hold enough new ones.
+                rows = self.conn.execute(
+                    "SELECT rowid, -bm25(items_fts) FROM items_fts WHERE items_fts MATCH ? ORDER BY bm25(items_fts)"
+                    " LIMIT ?", (match, limit),
+                ).fetchall()
+            except sqlite3.OperationalError:
+                return out
+            levels = {item_id: 2 - i for item_id, _ in rows}
+            if i == 0 and rows:
+                # The phrase ignores punctuation ("4.19.0, 18 August" matches "4.19.0 (18 August"): the
+                # chunks with the query as typed go first.
+                typed = fold(" ".join(query.split()))
+                marks = ",".join("?" * len(rows))
+                for item_id, text in self.conn.execute(f"SELECT id, text FROM items WHERE id IN ({marks})",
+                                                       [r[0] for r in rows]):
+                    if text and typed in fold(" ".join(text.split())):
+                        levels[item_id] = 3
+                rows.sort(key=lambda r: -levels[r[0]])  # stable: bm25 order within each level
+            for item_id, relevance in rows:
+                if item_id not in seen and len(out) < limit:
+                    seen.add(item_id)
+                    relevance = max(float(relevance), 0.0)
+                    out.append((int(item_id), levels[item_id] + relevance / (1.0 + relevance)))
+        return out
 
     def item_ids_matching(self, *, kind: str | None = None, under: str | None = None, after: float | None = None,
                           before: float | None = None) -> list[int]:
@@ -687,7 +743,63 @@ def _write_error(path: Path, e: sqlite3.OperationalError) -> Exception:
                              "last committed state. Free space or fix permissions, then run the same command to resume.")
 
 
+# Scripts written without spaces between words, whose runs FTS5's unicode61 tokenizer would make one
+# token each: Han (with its iteration marks and radicals), kana, and Hangul, whose words carry their
+# particles. Each character becomes a token of its own; a query's run of them becomes a phrase, which
+# matches exactly that run (measured against trigram and bigrams: benchmarks/documents.py cjk).
+_CJK_CLASS = (
+    "([\u1100-\u11ff\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3040-\u30ff\u3131-\u318e"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uff9f"
+    "\U00020000-\U0003134f])"
+)
+
+
+@functools.cache
+def _cjk() -> re.Pattern[str]:
+    return re.compile(_CJK_CLASS)  # 2-6 ms to compile: not at import, and never for an ASCII query
+
+
+def fts_text(text: str) -> str:
+    """The text items_fts indexes for a chunk (and a query is cut like it): CJK characters spaced apart."""
+    if text.isascii():
+        return text
+    return _cjk().sub(r" \1 ", text)
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, one character for one (positions in the result are positions in
+    `text`): how keyword search compares a query with a chunk as typed, and where a snippet finds it."""
+    if text.isascii():
+        return text.lower()
+    import unicodedata
+
+    return "".join(ch.lower() if ch.isascii() else unicodedata.normalize("NFD", ch)[0].lower()[0] for ch in text)
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions the FTS triggers call; every connection that may write items needs them."""
+    conn.create_function("mmsearch_fts_text", 1, fts_text, deterministic=True)
+
+
+def _phrase(text: str) -> str:
+    # Inside double quotes FTS5 hands everything to the tokenizer: no operator, column or syntax surprises.
+    return '"' + " ".join(fts_text(text).split()).replace('"', '""') + '"'
+
+
+def fts_queries(text: str) -> list[str]:
+    """A user's words as FTS5 queries, strongest first: the words as one phrase, all of them, any of them.
+    A word is what the user separated by spaces (`Keep-Alive` is one: the phrase `keep alive`); one
+    word gives one query."""
+    words = [w for w in text.split() if any(c.isalnum() for c in w)]  # what unicode61 makes tokens of
+    if not words:
+        return []
+    each = [_phrase(w) for w in words]
+    if len(each) == 1:
+        return each
+    return [_phrase(" ".join(words)), " AND ".join(each), " OR ".join(each)]
+
+
 def fts_query(text: str) -> str:
-    """A user's words as an FTS5 query: each word quoted (no operator surprises), any may match."""
-    words = ["".join(ch for ch in w if ch.isalnum()) for w in text.split()]
-    return " OR ".join(f'"{w}"' for w in words if w)
+    """The loosest of fts_queries (any of the words), for callers that want one expression."""
+    queries = fts_queries(text)
+    return queries[-1] if queries else ""

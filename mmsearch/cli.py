@@ -156,6 +156,8 @@ def _print_report(report) -> None:
         typer.echo(f"  skipped {err['path']}: {err['reason']}")
     if len(report.errors) > 20:
         typer.echo(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
+    for note in report.partial:
+        typer.echo(f"  partly indexed {note['path']}: {note['reason']}")
 
 
 def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
@@ -227,6 +229,8 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if info["last_run"]:
         r = info["last_run"]
         typer.echo(f"last run: {r['started_at']} ({r['status']})")
+        for note in (r.get("summary") or {}).get("partial", []):
+            typer.echo(f"  partly indexed: {note['path']}: {note['reason']}")
     for err in info["errors"]:
         typer.echo(f"  error: {err['path']}: {err['reason']}")
 

@@ -3,13 +3,22 @@
 Chunks are character spans of one page's text, cut on token boundaries of the model's own tokenizer,
 preferably at a paragraph break, a sentence end or a space, and overlapping by a few tokens so a phrase
 cut in two is still whole in one of them.
+
+Both steps stream: a PDF gives a page at a time and a text file a segment of about a megabyte (cut at a
+paragraph break), and chunks come out as they are cut, so a document of any size is read, chunked and
+encoded in flat memory and a cancel is seen between pieces.
+
+Text files are read in the encoding they are in: a BOM's, else UTF-8 where the bytes are UTF-8, else the
+legacy encoding chardet finds (Latin-1/cp1252, GBK, Big5, Shift_JIS, EUC-JP, EUC-KR, ...); bytes that
+are no text in any encoding are refused as binary.
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -17,21 +26,31 @@ from typing import Protocol
 
 import numpy as np
 
-DOCUMENT_SUFFIXES = {".txt", ".md", ".markdown", ".pdf"}
+from .errors import MmsearchError
+from .media import DOCUMENT_SUFFIXES
+
 
 # Not text: control bytes above this share of the first bytes, or after decoding, replacement and
 # control characters above _JUNK_FRACTION (Latin-1 French or German stays well under it).
 _CONTROL_FRACTION = 0.10
 _JUNK_FRACTION = 0.30
-_SAMPLE_BYTES = 1 << 16  # the binary sniff looks at this much of the start first
+_SAMPLE_BYTES = 1 << 16  # the binary sniff and the encoding detector look at this much
+_SEGMENT_BYTES = 1 << 20  # a text file is read, decoded and chunked this much at a time
 _PIECE_CHARS = 4096  # text per encode call; pieces end at a newline or space, so tokens never straddle two
 _BATCH_CHARS = 1 << 18  # text per encode_batch: enough for its threads, little enough to keep memory flat
+# Random high bytes (no NUL, no controls) decode in some code page as "text"; chardet's confidence
+# tells them apart: at most 0.063 for random high bytes (30 draws each of 32 B to 64 KB; 0.035-0.058
+# below 2 KB) against 0.46 and more for real text that is mostly non-ASCII from 2 KB on, and 0.062 for
+# 65 bytes of Chinese. Text that is mostly ASCII is text.
+_MIN_CONFIDENCE, _MIN_CONFIDENCE_SHORT, _SHORT = 0.07, 0.05, 2048
+_MOSTLY_HIGH = 0.30
 
-# pdfium is not thread-safe; indexing may extract from several threads.
-_PDFIUM_LOCK = threading.Lock()
+# pdfium is not thread-safe; indexing may extract from several threads. Re-entrant: a PDF page
+# generator dropped while this thread holds the lock closes its document under it.
+_PDFIUM_LOCK = threading.RLock()
 
 
-class DocumentError(Exception):
+class DocumentError(MmsearchError):
     """A document that can't be read; the message names the file and the reason."""
 
 
@@ -39,12 +58,13 @@ class DocumentError(Exception):
 class Page:
     number: int | None  # 1-based page for PDFs, None for text files
     text: str
+    offset: int = 0  # where `text` starts in the whole text (a text file comes in segments)
 
 
 @dataclass(frozen=True)
 class Chunk:
     page: int | None
-    start: int  # character span within that page's text: page.text[start:end] == text
+    start: int  # character span: page.text[start - page.offset : end - page.offset] == text
     end: int
     text: str
 
@@ -66,43 +86,212 @@ class TokenizerLike(Protocol):
 # -- extraction --
 
 
-def extract_pages(path: Path, *, max_bytes: int = 20_000_000) -> list[Page]:
-    """The text of a document, page by page. Only the first `max_bytes` of a text file are read, and a PDF
-    stops giving pages once `max_bytes` characters are out, so memory stays bounded on huge files."""
+def extract_pages(path: Path, *, max_bytes: int | None = None) -> list[Page]:
+    """The text of a document, page by page; a text file is one page. With `max_bytes`, only that much of
+    a text file is read, and a PDF stops giving pages once that many characters are out."""
     path = Path(path)
+    if _suffix(path) != ".pdf":
+        text = "".join(page.text for page in _text_pages(path, max_bytes=max_bytes))
+        return [Page(None, text)]
+    return list(_pdf_pages(path, max_bytes))
+
+
+def iter_pages(path: Path) -> Iterator[Page]:
+    """The whole text of a document, lazily: PDF pages one at a time, a text file in segments of about
+    a megabyte that end at a paragraph break (Page.offset says where each starts)."""
+    path = Path(path)
+    if _suffix(path) == ".pdf":
+        return _pdf_pages(path, None)
+    return _text_pages(path)
+
+
+def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in DOCUMENT_SUFFIXES:
         raise DocumentError(f"{path}: not a document type mmsearch reads ({', '.join(sorted(DOCUMENT_SUFFIXES))})")
-    if suffix == ".pdf":
-        return _pdf_pages(path, max_bytes)
+    return suffix
+
+
+def _text_pages(path: Path, *, max_bytes: int | None = None, segment_bytes: int | None = None) -> Iterator[Page]:
     # Markdown stays as written: stripping markup would gain little for the text tower and lose the
     # one-to-one spans into the file the user opens.
-    return [Page(None, _read_text(path, max_bytes))]
-
-
-def _read_text(path: Path, max_bytes: int) -> str:
+    segment_bytes = segment_bytes or _SEGMENT_BYTES
     try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes)
-            complete = not f.read(1)
+        f = open(path, "rb")
     except OSError as e:
         raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
-    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        text = codecs.getincrementaldecoder("utf-16")(errors="replace").decode(data, final=complete)
-    else:
-        if b"\x00" in data[:_SAMPLE_BYTES] or _junk_fraction(data[:_SAMPLE_BYTES]) > _CONTROL_FRACTION:
-            raise DocumentError(f"{path}: looks binary, not text")
-        # An incremental decoder leaves a multi-byte character cut by max_bytes out instead of failing on it.
+    with f:
+        decoder = _TextDecoder(path)
+        carry, offset, left = "", 0, max_bytes
+        while True:
+            want = segment_bytes if left is None else min(segment_bytes, left)
+            try:
+                data = f.read(want)
+            except OSError as e:
+                raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
+            final = len(data) < want  # a buffered read comes back short only at the end of the file
+            if left is not None:
+                left -= len(data)
+            # At max_bytes the decoder is not flushed: a multi-byte character cut there is left out.
+            last = final or left == 0
+            text = carry + decoder.decode(data, final=final)
+            held = ""
+            if not last and text.endswith("\r"):
+                text, held = text[:-1], "\r"  # the "\n" of a "\r\n" may open the next block
+            text = _tidy(text)
+            cut = len(text) if last else _segment_end(text)
+            yield Page(None, text[:cut], offset)
+            offset += cut
+            carry = text[cut:] + held
+            if last:
+                return
+
+
+def _segment_end(text: str) -> int:
+    """Where a segment ends: after the last paragraph break in its second half, else the last line
+    break, else the last space (chunks never cross segments, so a phrase is rarely cut)."""
+    half = len(text) // 2
+    for mark in ("\n\n", "\n", " "):
+        at = text.rfind(mark, half)
+        if at >= 0:
+            return at + len(mark)
+    return len(text)
+
+
+class _TextDecoder:
+    """A text file's bytes to text, block by block, in the encoding the first non-ASCII block shows."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.decoder: codecs.IncrementalDecoder | None = None
+        self.first = True
+
+    def decode(self, data: bytes, *, final: bool) -> str:
+        if self.decoder is None:
+            if self.first:
+                self.first = False
+                self.decoder = _bom_decoder(data)
+            if self.decoder is None:
+                self._sniff(data)
+                if data.isascii() and not _escapes(data):
+                    return self._checked(data.decode("ascii"))  # no encoding shows in ASCII: wait for one
+                self.decoder = self._choose(data)
+        return self._checked(self.decoder.decode(data, final))
+
+    def _sniff(self, data: bytes) -> None:
+        sample = data[:_SAMPLE_BYTES]
+        if b"\x1b$)C" in sample:  # ISO-2022-KR shifts in and out of Korean with SO and SI
+            sample = sample.replace(b"\x0e", b"").replace(b"\x0f", b"")
+        if b"\x00" in sample or _junk_fraction(sample) > _CONTROL_FRACTION:
+            raise DocumentError(f"{self.path}: looks binary, not text")
+
+    def _checked(self, text: str) -> str:
+        if "\x00" in text or _junk_fraction(text[: 4 * _SAMPLE_BYTES]) > _JUNK_FRACTION:
+            raise DocumentError(f"{self.path}: looks binary, not text")
+        return text
+
+    def _choose(self, data: bytes) -> codecs.IncrementalDecoder:
+        if not data.isascii():  # (ASCII with escapes is ISO-2022 or HZ: the detector names which)
+            try:
+                codecs.getincrementaldecoder("utf-8")().decode(data, False)
+                return codecs.getincrementaldecoder("utf-8")(errors="replace")
+            except UnicodeDecodeError:
+                pass
+            if _damaged_utf8(data):
+                return codecs.getincrementaldecoder("utf-8")(errors="replace")
+        encoding = self._detect(data)
         try:
-            text = codecs.getincrementaldecoder("utf-8-sig")().decode(data, final=complete)
-        except UnicodeDecodeError:
-            text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(data, final=complete)
-    if "\x00" in text or _junk_fraction(text) > _JUNK_FRACTION:
-        raise DocumentError(f"{path}: looks binary, not text")
-    return _tidy(text)
+            return codecs.getincrementaldecoder(encoding)(errors="replace")
+        except LookupError:
+            raise DocumentError(f"{self.path}: text in an encoding Python cannot read ({encoding})") from None
+
+    def _detect(self, data: bytes) -> str:
+        import chardet  # only for files that are not UTF-8
+
+        at = len(data) - len(data.lstrip(_ASCII))  # the first non-ASCII byte: where the encoding shows
+        if at == len(data):
+            at = 0  # ISO-2022 or HZ: all ASCII bytes
+        sample = data[max(0, at - 1024) : at + _SAMPLE_BYTES]
+        results = [(str(r["encoding"]), float(r.get("confidence") or 0.0)) for r in chardet.detect_all(sample)
+                   if r.get("encoding")]
+        high = sum(1 for b in sample if b >= 0x80) / max(1, len(sample))
+        floor = _MIN_CONFIDENCE_SHORT if len(sample) < _SHORT else _MIN_CONFIDENCE
+        if not results or (high > _MOSTLY_HIGH and results[0][1] < floor):
+            raise DocumentError(f"{self.path}: looks binary, not text")
+        return _pick_encoding(sample, results)
+
+
+def _pick_encoding(sample: bytes, results: list[tuple[str, float]]) -> str:
+    """chardet's first guess, corrected where measured wrong (benchmarks/documents.py encodings):
+    a guess whose accented words come out in another script ("café" as MacCyrillic "cafй", as short
+    or repetitive text may be guessed) gives way to the next that reads as one script; and among
+    guesses as confident (within 5%), Windows-1252 wins, by far the most common legacy encoding,
+    which also reads what is labelled Latin-1 (its C1 range is punctuation in real files)."""
+    plausible = [(e, c) for e, c in results[:12] if _mixed_share(sample, e) <= 0.2] or results
+    best, confidence = plausible[0]
+    for encoding, c in plausible:
+        if c >= 0.95 * confidence and _normal(encoding) in _WINDOWS_1252:
+            return "cp1252"
+    return "utf-8" if _normal(best) == "ascii" else best
+
+
+_WINDOWS_1252 = {"cp1252", "windows-1252", "latin-1", "iso-8859-1", "iso8859-1", "latin1"}
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
+
+
+def _normal(encoding: str) -> str:
+    return encoding.lower().replace("_", "-")
+
+
+def _mixed_share(sample: bytes, encoding: str) -> float:
+    """Of the words in `sample` read as `encoding` that hold a non-ASCII letter, the share that mix ASCII
+    letters with letters of another script than Latin: what a wrong code page makes of accented words."""
+    import unicodedata
+
+    try:
+        text = sample.decode(encoding, errors="replace")
+    except LookupError:
+        return 1.0
+    mixed = accented = 0
+    for word in _LETTER_RUN.findall(text):
+        if word.isascii():
+            continue
+        accented += 1
+        if any(c.isascii() for c in word) and any(
+            not c.isascii() and not unicodedata.name(c, "").startswith("LATIN") for c in word
+        ):
+            mixed += 1
+    return mixed / accented if accented else 0.0
+
+
+def _bom_decoder(data: bytes) -> codecs.IncrementalDecoder | None:
+    # UTF-32's BOM starts like UTF-16's: test it first.
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return codecs.getincrementaldecoder(encoding)(errors="replace")
+    return None
+
+
+def _escapes(data: bytes) -> bool:
+    """ISO-2022 and HZ write Chinese, Japanese and Korean in ASCII bytes, between escapes."""
+    return b"\x1b$" in data or b"\x1b(" in data or (b"~{" in data and b"~}" in data)
+
+
+def _damaged_utf8(data: bytes) -> bool:
+    """UTF-8 with a few broken bytes (a cut download, one pasted Latin-1 line) rather than another
+    encoding: its valid multi-byte characters outnumber the broken ones (text in a legacy encoding
+    forms valid UTF-8 sequences only by chance)."""
+    at = len(data) - len(data.lstrip(_ASCII))
+    text = data[at : at + 4 * _SAMPLE_BYTES].decode("utf-8", errors="replace")
+    broken = text.count("\ufffd")
+    valid = len(text) - len(text.encode("ascii", errors="ignore")) - broken
+    return valid > 0 and valid >= 4 * broken
 
 
 _CONTROLS = bytes(i for i in range(32) if chr(i) not in "\t\n\r\f\v\x1b") + b"\x7f"
+_ASCII = bytes(range(0x80))
 
 
 def _junk_fraction(data: bytes | str) -> float:
@@ -120,7 +309,7 @@ def _tidy(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _pdf_pages(path: Path, max_chars: int) -> list[Page]:
+def _pdf_pages(path: Path, max_chars: int | None) -> Iterator[Page]:
     import pypdfium2 as pdfium
 
     with _PDFIUM_LOCK:
@@ -132,31 +321,35 @@ def _pdf_pages(path: Path, max_chars: int) -> list[Page]:
             raise DocumentError(f"{path}: not a readable PDF ({_pdfium_reason(e)})") from e
         except OSError as e:
             raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
-        pages: list[Page] = []
-        total = 0
-        try:
-            for i in range(len(pdf)):
-                page = pdf[i]
+        count = len(pdf)
+    total = 0
+    try:
+        for i in range(count):
+            with _PDFIUM_LOCK:  # one page at a time: other threads' documents go on between pages
                 try:
-                    textpage = page.get_textpage()
+                    page = pdf[i]
                     try:
-                        # get_text_bounded, not get_text_range: the latter is UCS-2 only.
-                        text = textpage.get_text_bounded()
+                        textpage = page.get_textpage()
+                        try:
+                            # get_text_bounded, not get_text_range: the latter is UCS-2 only.
+                            text = textpage.get_text_bounded()
+                        finally:
+                            textpage.close()
                     finally:
-                        textpage.close()
-                finally:
-                    page.close()
-                # pdfium marks a hyphen that ends a line as \x02 (or U+FFFE); it's a hyphen in the text.
-                text = _tidy(text).replace("\x00", "").replace("\x02", "-").replace("\ufffe", "-")
-                pages.append(Page(i + 1, text[: max_chars - total]))
-                total += len(pages[-1].text)
-                if total >= max_chars:
-                    break
-        except pdfium.PdfiumError as e:
-            raise DocumentError(f"{path}: page {len(pages) + 1} could not be read ({_pdfium_reason(e)})") from e
-        finally:
+                        page.close()
+                except pdfium.PdfiumError as e:
+                    raise DocumentError(f"{path}: page {i + 1} could not be read ({_pdfium_reason(e)})") from e
+            # pdfium marks a hyphen that ends a line as \x02 (or U+FFFE); it's a hyphen in the text.
+            text = _tidy(text).replace("\x00", "").replace("\x02", "-").replace("\ufffe", "-")
+            if max_chars is not None:
+                text = text[: max_chars - total]
+            total += len(text)
+            yield Page(i + 1, text)
+            if max_chars is not None and total >= max_chars:
+                return
+    finally:
+        with _PDFIUM_LOCK:
             pdf.close()
-    return pages
 
 
 def _pdfium_reason(e: Exception) -> str:
@@ -168,22 +361,35 @@ def _pdfium_reason(e: Exception) -> str:
 # -- chunking --
 
 
-def chunk_pages(pages: list[Page], tokenizer: TokenizerLike, *, max_tokens: int, overlap_tokens: int) -> list[Chunk]:
+def chunk_pages(pages: Iterable[Page], tokenizer: TokenizerLike, *, max_tokens: int, overlap_tokens: int) -> list[Chunk]:
     """Cut pages into chunks of at most `max_tokens` tokens (as `tokenizer` encodes the chunk's text on
     its own, without special tokens), consecutive chunks sharing about `overlap_tokens` tokens.
 
     max_tokens is the text tower's context less its special tokens (77 - 2 for CLIP). Chunks never cross
     pages; pages with only whitespace give none.
     """
+    return list(iter_chunks(pages, tokenizer, max_tokens=max_tokens, overlap_tokens=overlap_tokens))
+
+
+def iter_chunks(pages: Iterable[Page], tokenizer: TokenizerLike, *, max_tokens: int,
+                overlap_tokens: int) -> Iterator[Chunk]:
+    """chunk_pages, lazily: pages are read and cut as the chunks are taken (at most about _BATCH_CHARS
+    of text is tokenized ahead), so a caller that stops taking them stops the work."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError(f"overlap_tokens must be in [0, max_tokens), got {overlap_tokens}")
-    chunks: list[Chunk] = []
+    if getattr(tokenizer, "truncation", None) or getattr(tokenizer, "padding", None):
+        # A truncating tokenizer hides all but the first tokens of every piece: most of the text would
+        # never reach a chunk. encoder.chunk_tokenizer gives the right one.
+        raise ValueError("chunking needs a tokenizer that neither truncates nor pads")
+    return _iter_chunks(pages, tokenizer, max_tokens, overlap_tokens)
+
+
+def _iter_chunks(pages: Iterable[Page], tokenizer: TokenizerLike, max_tokens: int, overlap: int) -> Iterator[Chunk]:
     for page in pages:
         if page.text.strip():
-            chunks.extend(_Chunker(page, tokenizer, max_tokens, overlap_tokens).run())
-    return chunks
+            yield from _Chunker(page, tokenizer, max_tokens, overlap).run()
 
 
 # Boundary kinds before a token, weakest to strongest: where a chunk may end.
@@ -218,9 +424,10 @@ class _Chunker:
         self.starts, self.ends, self.kind = empty, empty, empty
         self.hard = self.spaced = np.zeros(0, dtype=bool)
         self.first = 0  # start of the next window in the pending arrays
-        self.chunks: list[Chunk] = []
+        self.chunks: list[Chunk] = []  # cut, not yet taken
+        self.last = (0, -1)  # the span of the last chunk cut
 
-    def run(self) -> list[Chunk]:
+    def run(self) -> Iterator[Chunk]:
         batch: list[tuple[int, int, bool]] = []
         size = 0
         for piece in _pieces(self.text):
@@ -228,11 +435,16 @@ class _Chunker:
             size += piece[1] - piece[0]
             if size >= _BATCH_CHARS:
                 self._feed(batch)
+                yield from self._take()
                 batch, size = [], 0
         if batch:
             self._feed(batch)
         self._emit(final=True)
-        return self.chunks
+        yield from self._take()
+
+    def _take(self) -> list[Chunk]:
+        done, self.chunks = self.chunks, []
+        return done
 
     def _feed(self, batch: list[tuple[int, int, bool]]) -> None:
         encodings = self.tokenizer.encode_batch([self.text[a:b] for a, b, _ in batch], add_special_tokens=False)
@@ -352,9 +564,11 @@ class _Chunker:
         a, b = self._span(i, j)
         if b <= a:
             return
-        if self.chunks and self.chunks[-1].start <= a and b <= self.chunks[-1].end:
+        if self.last[0] <= a and b <= self.last[1]:
             return  # nothing new: tokens that share one character (byte-level pieces of it) map to one span
-        self.chunks.append(Chunk(self.page.number, a, b, self.text[a:b]))
+        self.last = (a, b)
+        offset = self.page.offset
+        self.chunks.append(Chunk(self.page.number, offset + a, offset + b, self.text[a:b]))
 
 
 def _pieces(text: str) -> Iterator[tuple[int, int, bool]]:

@@ -122,6 +122,15 @@ def load_tokenizer(bundle: Bundle) -> Tokenizer:
     return tokenizer
 
 
+def chunk_tokenizer(bundle: Bundle) -> Tokenizer:
+    """The bundle's tokenizer as chunking needs it: it sees a whole page, so no truncation and no padding
+    (tokenizer.json may carry either; the encoder's copy has both)."""
+    tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path()))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 def content_tokens(bundle: Bundle) -> int:
     """How many text tokens one chunk may hold: the context minus the special tokens added."""
     tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path()))

@@ -1,15 +1,17 @@
 """The index run: scan -> decode workers -> encode -> commit.
 
-Durability: each batch of files is committed to the catalog in one transaction (file rows, items,
-vectors) before its vectors enter the graph in memory; the vector files are saved once, at the end
-(vectors.py says why). A crash loses none of the committed work: the catalog holds every vector and
-the next run brings the graph in line with it. Work committed before a crash is never encoded again.
+Durability: each batch of images, and each document however long, is committed to the catalog in one
+transaction (file rows, items, vectors) before its vectors enter the graph in memory; the vector files
+are saved once, at the end (vectors.py says why). A crash loses none of the committed work: the
+catalog holds every vector and the next run brings the graph in line with it. Work committed before a
+crash is never encoded again.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import itertools
 import logging
 import os
 import time
@@ -47,7 +49,14 @@ def _test_point(phase: str, sleep: bool = True) -> None:
     if _SLOW_S and sleep:
         time.sleep(_SLOW_S)
 ENCODE_SLICE = 8  # images per encoder call: a Ctrl-C waits for at most one slice
-MAX_DOCUMENT_BYTES = 4_000_000  # text indexed per document; a 50 MB log file is not 50 MB of meaning
+# Text indexed per document, in characters: a book of 1,500 pages; past it, the file is indexed that
+# far and the run's report (`partial`) and the file's row say so. Memory does not need the bound (a
+# document streams); time and the vector index do: a 50 MB log file would be ~180,000 chunks, ten
+# minutes of a ViT-B/32 text tower on two cores, and its vectors would crowd every query's candidates.
+MAX_DOCUMENT_CHARS = 4_000_000
+DOCUMENT_BATCH = 64  # chunks per text-encoder call: a Ctrl-C waits for at most one
+_READ_AHEAD = 256  # chunks an extracting thread cuts ahead; the rest are cut as the document is encoded
+_KEEP_VECTORS = 4096  # a document's vectors kept for the ANN index; past that, read back from the catalog
 
 
 @dataclass
@@ -61,6 +70,7 @@ class IndexReport:
     unchanged: int = 0
     skipped: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
+    partial: list[dict[str, str]] = field(default_factory=list)  # documents indexed only in part, and why
     encoded_items: int = 0
     cancelled: bool = False
     seconds: float = 0.0
@@ -475,9 +485,41 @@ class _Extracted:
     found: FoundFile
     old: Any
     digest: str | None = None
-    chunks: list[documents.Chunk] | None = None
+    head: list[documents.Chunk] = field(default_factory=list)  # chunks cut by the extracting thread
+    rest: Iterator[documents.Chunk] | None = None  # the rest, cut while the document is encoded
+    capped: _Capped | None = None
     error: str | None = None
     unchanged_content: bool = False
+
+
+class _Capped:
+    """A document's pages up to MAX_DOCUMENT_CHARS characters; `cut` tells whether text was left out."""
+
+    def __init__(self, pages: Iterable[documents.Page], limit: int):
+        self.pages, self.limit = pages, limit
+        self.total, self.cut = 0, False
+        self.last_page: int | None = None
+
+    def __iter__(self) -> Iterator[documents.Page]:
+        for page in self.pages:
+            room = self.limit - self.total
+            if room <= 0:
+                self.cut = True
+                return
+            if len(page.text) > room:
+                self.cut = True
+                page = documents.Page(page.number, page.text[:room], page.offset)
+            self.total += len(page.text)
+            self.last_page = page.number
+            yield page
+            if self.cut:
+                return
+
+    def note(self, size: int) -> str:
+        where = (f"pages 1 to {self.last_page}" if self.last_page is not None
+                 else f"about the first {min(99, max(1, round(100 * self.total / max(size, 1))))}% of the file")
+        return (f"only the first {self.total:,} characters of its text are indexed ({where}); mmsearch indexes at "
+                f"most {self.limit:,} characters of a document")
 
 
 def _extract_one(task: tuple[int, FoundFile, Any], tokenizer: Any, max_tokens: int) -> _Extracted:
@@ -490,21 +532,28 @@ def _extract_one(task: tuple[int, FoundFile, Any], tokenizer: Any, max_tokens: i
         if old is not None and old.content_hash == out.digest and old.status == "indexed":
             out.unchanged_content = True
             return out
-        pages = documents.extract_pages(_as_path(found.path), max_bytes=MAX_DOCUMENT_BYTES)
-        out.chunks = documents.chunk_pages(pages, tokenizer, max_tokens=max_tokens, overlap_tokens=max_tokens // 5)
-        if not out.chunks:
+        out.capped = _Capped(documents.iter_pages(_as_path(found.path)), MAX_DOCUMENT_CHARS)
+        chunks = documents.iter_chunks(out.capped, tokenizer, max_tokens=max_tokens, overlap_tokens=max_tokens // 5)
+        out.head = list(itertools.islice(chunks, _READ_AHEAD))
+        out.rest = chunks if len(out.head) == _READ_AHEAD else None
+        if not out.head:
             out.error = "no text found"
-    except documents.DocumentError as e:
-        out.error = _strip_path(str(e), found.path)
-    except FileNotFoundError:
-        out.error = "vanished before it could be read"
-    except PermissionError:
-        out.error = "cannot read (permission denied)"
-    except OSError as e:
-        out.error = f"cannot read ({e.strerror or e})"
-    except MemoryError:
-        out.error = "not enough memory to read"
+    except (documents.DocumentError, OSError, MemoryError) as e:
+        out.error = _reason(e, found.path)
     return out
+
+
+def _reason(e: BaseException, path: str) -> str:
+    """Why a document could not be read, for the report and the file's row."""
+    if isinstance(e, documents.DocumentError):
+        return _strip_path(str(e), path)
+    if isinstance(e, FileNotFoundError):
+        return "vanished before it could be read"
+    if isinstance(e, PermissionError):
+        return "cannot read (permission denied)"
+    if isinstance(e, OSError):
+        return f"cannot read ({e.strerror or e})"
+    return "not enough memory to read"
 
 
 def _as_path(path: str):
@@ -523,12 +572,13 @@ def _strip_path(message: str, path: str) -> str:
 
 def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled, workers) -> None:
     text = encoders.text
-    from .encoder import content_tokens
+    from .encoder import chunk_tokenizer, content_tokens
 
     max_tokens = content_tokens(text.bundle)
+    tokenizer = chunk_tokenizer(text.bundle)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-extract")
     try:
-        fn = lambda t: _extract_one(t, text.tokenizer, max_tokens)  # noqa: E731
+        fn = lambda t: _extract_one(t, tokenizer, max_tokens)  # noqa: E731
         for ext in _ordered_map(pool, fn, tasks, window=workers * 2, cancelled=cancelled):
             _commit_document(catalog, vectors, encoders, ext, report, cancelled)
             tick(ext.found.path)
@@ -538,36 +588,69 @@ def _index_documents(catalog, vectors, encoders, tasks, report, tick, cancelled,
         pool.shutdown(wait=not cancelled(), cancel_futures=True)
 
 
+class _Cancelled(Exception):
+    pass
+
+
 def _commit_document(catalog, vectors, encoders, ext: _Extracted, report, cancelled) -> None:
+    """One document in one transaction, encoded batch by batch as its chunks are cut: a cancel (seen
+    between batches) or a crash leaves the previous state, and the next run does the document whole."""
     f = ext.found
-    embeds = None
-    if ext.chunks:
-        parts = []
-        for i in range(0, len(ext.chunks), 64):
-            if cancelled():
-                return  # a long document is not half-committed; the next run does it whole
-            _test_point("encode")
-            parts.append(encoders.text.encode([c.text for c in ext.chunks[i : i + 64]]))
-        embeds = np.concatenate(parts)
-    _test_point("commit", sleep=False)
-    with catalog.write() as conn:
-        if ext.unchanged_content:
+    if ext.unchanged_content:
+        with catalog.write() as conn:
             catalog.touch_file(conn, ext.old.id, f.size, f.mtime_ns)
-            report.unchanged += 1
+        report.unchanged += 1
+        return
+    if ext.error is None:
+        try:
+            gone, ids, kept, note = _write_document(catalog, encoders, ext, cancelled)
+        except _Cancelled:
             return
-        if ext.error is not None:
-            _, gone = catalog.put_file(conn, path=f.path, root_id=ext.root_id, size=f.size, mtime_ns=f.mtime_ns,
-                                       content_hash=ext.digest, kind="document", media_type=_media_type(f.path),
-                                       status="error", error=ext.error)
-            report.error(f.path, ext.error)
-            ids: list[int] = []
+        except (documents.DocumentError, OSError, MemoryError) as e:  # a page or segment further on
+            ext.error = _reason(e, f.path)
         else:
-            file_id, gone = catalog.put_file(conn, path=f.path, root_id=ext.root_id, size=f.size, mtime_ns=f.mtime_ns,
-                                             content_hash=ext.digest, kind="document", media_type=_media_type(f.path))
-            spans = [(c.page, c.start, c.end, c.text) for c in ext.chunks or []]
-            ids = catalog.add_items(conn, file_id, "document", embeds, spans)
+            if kept is not None:
+                _apply_to_ann(vectors, gone, ids, kept, report)
+            else:  # a long document: its vectors come back from the catalog a batch at a time
+                _apply_to_ann(vectors, gone, [], None, report)
+                for batch_ids, batch_vectors in catalog.vectors_for(ids):
+                    _apply_to_ann(vectors, [], batch_ids.tolist(), batch_vectors, report)
+            if note:
+                report.partial.append({"path": display(f.path), "reason": note})
             if ext.old is None:
                 report.added += 1
             else:
                 report.updated += 1
-    _apply_to_ann(vectors, gone, ids, embeds, report)
+            return
+    _test_point("commit", sleep=False)
+    with catalog.write() as conn:
+        _, gone = catalog.put_file(conn, path=f.path, root_id=ext.root_id, size=f.size, mtime_ns=f.mtime_ns,
+                                   content_hash=ext.digest, kind="document", media_type=_media_type(f.path),
+                                   status="error", error=ext.error)
+    report.error(f.path, ext.error)
+    _apply_to_ann(vectors, gone, [], None, report)
+
+
+def _write_document(catalog, encoders, ext: _Extracted, cancelled) -> tuple[list[int], list[int], np.ndarray | None, str | None]:
+    """(item ids removed, item ids added, their vectors or None when too many to keep, the partial note)."""
+    f = ext.found
+    ids: list[int] = []
+    kept: list[np.ndarray] = []
+    note = None
+    chunks = itertools.chain(ext.head, ext.rest or ())
+    with catalog.write() as conn:
+        file_id, gone = catalog.put_file(conn, path=f.path, root_id=ext.root_id, size=f.size, mtime_ns=f.mtime_ns,
+                                         content_hash=ext.digest, kind="document", media_type=_media_type(f.path))
+        while batch := list(itertools.islice(chunks, DOCUMENT_BATCH)):
+            if cancelled():
+                raise _Cancelled
+            _test_point("encode")
+            embeds = encoders.text.encode([c.text for c in batch])
+            ids += catalog.add_items(conn, file_id, "document", embeds, [(c.page, c.start, c.end, c.text) for c in batch])
+            if len(ids) <= _KEEP_VECTORS:
+                kept.append(embeds)
+        if ext.capped is not None and ext.capped.cut:
+            note = ext.capped.note(f.size)
+            catalog.set_file_note(conn, file_id, note)
+        _test_point("commit", sleep=False)
+    return gone, ids, np.concatenate(kept) if len(ids) <= _KEEP_VECTORS else None, note

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import arguments
-from .catalog import Catalog, ItemRow
+from .catalog import Catalog, ItemRow, fold
 from .filenames import json_fields
 from .vectors import Searcher, VectorStore
 
@@ -20,7 +20,9 @@ SNIPPET_CHARS = 240
 # What `score` means, one scale per output, fixed by the query (never by what it happens to find):
 SCORE_KINDS = {
     "vector": "cosine",  # cosine similarity of the file's best item to the query, -1..1
-    "keyword": "bm25",  # SQLite FTS5's BM25 relevance of the best chunk (sign flipped: higher is better)
+    # The best chunk's match (Catalog.keyword_search): the integer part says how closely, 3 the query as
+    # typed, 2 its words as a phrase, 1 all its words, 0 any; the fraction is BM25 within that, in [0, 1).
+    "keyword": "keyword",
     "hybrid": "rrf",  # reciprocal rank fusion of the two rankings: sum of 1 / (60 + rank), at most 2/61
 }
 
@@ -53,7 +55,7 @@ class SearchResult:
     path: str  # opens the file (for a name that is not UTF-8, a str with surrogate escapes)
     kind: str  # "image" | "document"
     score: float  # what the results are ordered by, on the scale `score_kind` names (SCORE_KINDS)
-    score_kind: str  # "cosine" | "bm25" | "rrf"
+    score_kind: str  # "cosine" | "keyword" | "rrf"
     similarity: float | None  # cosine similarity of the file's best item to the query vector, if any
     snippet: str | None  # the best chunk of a document
     page: int | None
@@ -230,17 +232,37 @@ def _rrf(vec_groups, key_groups) -> list[tuple[int, int, float]]:
 
 
 def _snippet(row: ItemRow, query_text: str | None) -> str | None:
+    """The chunk's text, or for a long one the passage around the query's words: the whole query where it
+    occurs, else its longest word found (compared as the keyword search compares: case and accents folded)."""
     if row.text is None:
         return None
     text = " ".join(row.text.split())
     if len(text) <= SNIPPET_CHARS:
         return text
     start = 0
-    if query_text:  # centre the snippet on the first query word found
-        lower = text.lower()
-        hits = [lower.find(w.lower()) for w in query_text.split() if len(w) > 2]
-        hits = [h for h in hits if h >= 0]
-        if hits:
-            start = max(0, min(hits) - SNIPPET_CHARS // 3)
+    found = _find_query(text, query_text) if query_text else None
+    if found is not None:
+        at, length = found
+        start = max(0, at - SNIPPET_CHARS // 3)
+        if at + length > start + SNIPPET_CHARS:  # a long match: show its start
+            start = at
+        space = text.find(" ", start, at)
+        if start and space >= 0:
+            start = space + 1  # open on a word
     piece = text[start : start + SNIPPET_CHARS]
     return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(text) else "")
+
+
+def _find_query(text: str, query: str) -> tuple[int, int] | None:
+    """(position, length) in `text` of the whole query, else of its longest word that occurs."""
+    folded = fold(text)
+    words = query.split()
+    candidates = [" ".join(words)] + sorted(words, key=len, reverse=True)
+    for candidate in candidates:
+        # One-letter Latin words would match anywhere; one Chinese or Japanese character is a word.
+        if len(candidate) < 2 and candidate.isascii():
+            continue
+        at = folded.find(fold(candidate))
+        if at >= 0:
+            return at, len(candidate)
+    return None

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import io
 import random
+import sys
 from pathlib import Path
 
 import pytest
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from mmsearch.documents import Chunk, DocumentError, Page, chunk_pages, extract_pages
+from mmsearch.documents import Chunk, DocumentError, Page, chunk_pages, extract_pages, iter_chunks, iter_pages
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from real_corpus import cjk_pairs, latin1_source  # noqa: E402
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -103,11 +107,48 @@ def test_utf8_bom_is_dropped_and_markdown_is_kept_as_written(tmp_path: Path):
     assert extract_pages(path) == [Page(None, "# Title\n\nSome *text*.\n")]
 
 
-def test_mostly_valid_utf8_is_read_with_replacements(tmp_path: Path):
+def test_latin1_and_cp1252_text_is_read_in_its_encoding(tmp_path: Path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("Le café est très bon, déjà vu. ".encode("latin-1") * 20)
     [page] = extract_pages(path)
-    assert page.text.startswith("Le caf\ufffd est tr\ufffds bon")
+    assert page.text.startswith("Le café est très bon, déjà vu.")
+    path.write_bytes("Curriculum vitae: Résumé of Jürgen Müller, born in Zürich. Années à Genève.\r\n".encode("cp1252"))
+    assert extract_pages(path)[0].text == "Curriculum vitae: Résumé of Jürgen Müller, born in Zürich. Années à Genève.\n"
+    # Accents far into an ASCII file are read right too (the encoding shows where they are).
+    path.write_bytes(b"plain words\n" * 200_000 + "Schöne Grüße aus Köln, à bientôt\n".encode("cp1252"))
+    assert extract_pages(path)[0].text.endswith("Schöne Grüße aus Köln, à bientôt\n")
+
+
+def test_real_legacy_encoded_text_is_read_as_its_utf8_twin(tmp_path: Path):
+    """Python's own codec test texts (Chinese, Japanese, Korean in legacy encodings, each with a UTF-8
+    twin) and a real ISO-8859-1 source file: read as the text they hold."""
+    pairs = cjk_pairs()
+    assert {"gb2312", "gbk", "big5", "shift_jis", "euc_jp", "euc_kr", "iso2022_jp"} <= set(pairs)
+    for name, (legacy, text) in pairs.items():
+        if len(legacy) < 100:
+            continue  # big5hkscs's 23 bytes and hz's 83 say too little (see benchmarks/documents.py encodings)
+        path = tmp_path / f"{name}.txt"
+        path.write_bytes(legacy)
+        assert extract_pages(path)[0].text == text.replace("\r\n", "\n"), name
+    data, text = latin1_source()
+    path = tmp_path / "module.txt"
+    path.write_bytes(data)
+    assert extract_pages(path)[0].text == text and "vérité" in text
+
+
+def test_utf8_with_a_few_broken_bytes_stays_utf8(tmp_path: Path):
+    path = tmp_path / "damaged.txt"
+    good = "Zürich, Genève, 東京 — ünïcödé text. ".encode("utf-8") * 50
+    path.write_bytes(good[:700] + b"\xff\xfe" + good[700:])
+    text = extract_pages(path)[0].text
+    assert text.count("\ufffd") <= 2 and "Genève, 東京" in text
+
+
+def test_utf16_and_utf32_with_a_bom_are_read(tmp_path: Path):
+    path = tmp_path / "wide.txt"
+    for encoding in ("utf-16", "utf-32"):
+        path.write_bytes("Ünïcödé in wide characters, 中文.\n".encode(encoding))
+        assert extract_pages(path)[0].text == "Ünïcödé in wide characters, 中文.\n"
 
 
 def test_binary_junk_named_txt_is_refused(tmp_path: Path):
@@ -294,3 +335,181 @@ def test_bad_limits_are_refused():
         chunk_pages([Page(None, "x")], TOKENIZERS["clip-like"], max_tokens=10, overlap_tokens=10)
     with pytest.raises(ValueError):
         chunk_pages([Page(None, "x")], TOKENIZERS["clip-like"], max_tokens=0, overlap_tokens=0)
+
+
+def test_a_truncating_or_padding_tokenizer_is_refused():
+    # Such a tokenizer keeps only the first context's worth of tokens of each piece: the rest of the
+    # page would never reach a chunk.
+    truncating = Tokenizer.from_str(TOKENIZERS["clip-like"].to_str())
+    truncating.enable_truncation(max_length=77)
+    padding = Tokenizer.from_str(TOKENIZERS["clip-like"].to_str())
+    padding.enable_padding(length=77)
+    for tokenizer in (truncating, padding):
+        with pytest.raises(ValueError, match="neither truncates nor pads"):
+            chunk_pages([Page(None, long_text())], tokenizer, max_tokens=75, overlap_tokens=10)
+
+
+TOYCLIP = Path(__file__).parent / "fixtures" / "toyclip"
+
+
+def test_an_indexed_document_keeps_every_character(tmp_path: Path):
+    """Python's own documentation (text nobody here wrote) as one 40k-character file: every
+    non-space character lands in a chunk, and words from its last paragraph are found."""
+    import pydoc_data.topics
+
+    from mmsearch import Index
+
+    text = "\n\n".join(pydoc_data.topics.topics[name] for name in ("assignment", "compound", "class"))
+    assert len(text) > 30_000
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "reference.txt").write_text(text, encoding="utf-8")
+    with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
+        idx.index([docs])
+        rows = idx.catalog.conn.execute('SELECT start, "end", text FROM items ORDER BY start').fetchall()
+        covered = bytearray(len(text))
+        for start, end, chunk in rows:
+            assert text[start:end] == chunk
+            covered[start:end] = b"\x01" * (end - start)
+        assert all(ch.isspace() for i, ch in enumerate(text) if not covered[i])
+        last_words = " ".join(text.split()[-6:-2])
+        hits = idx.search(last_words, mode="keyword", k=3)
+        assert hits and hits[0].path.endswith("reference.txt")
+
+
+def test_a_text_file_streams_in_segments_with_spans_into_the_whole_text(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    import pydoc_data.topics
+
+    monkeypatch.setattr("mmsearch.documents._SEGMENT_BYTES", 3000)
+    text = pydoc_data.topics.topics["compound"][:40_000] + "\n\nZürich 東京 " * 300
+    path = tmp_path / "reference.txt"
+    path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))  # CRLF pairs and characters cut by blocks
+    pages = list(iter_pages(path))
+    assert len(pages) > 10 and {p.number for p in pages} == {None}
+    assert "".join(p.text for p in pages) == text
+    assert [p.offset for p in pages] == [sum(len(q.text) for q in pages[:i]) for i in range(len(pages))]
+    assert extract_pages(path) == [Page(None, text)]
+    tokenizer = TOKENIZERS["clip-like"]
+    chunks = list(iter_chunks(pages, tokenizer, max_tokens=20, overlap_tokens=4))
+    covered = bytearray(len(text))
+    for c in chunks:
+        assert text[c.start : c.end] == c.text and count(tokenizer, c.text) <= 20
+        covered[c.start : c.end] = b"\x01" * (c.end - c.start)
+    assert all(ch.isspace() for i, ch in enumerate(text) if not covered[i])
+
+
+def test_chunks_are_cut_as_they_are_taken():
+    def pages():
+        yield Page(1, long_text(5))
+        raise AssertionError("the second page was read before its chunks were asked for")
+
+    chunks = iter_chunks(pages(), TOKENIZERS["clip-like"], max_tokens=20, overlap_tokens=4)
+    first = next(chunks)
+    assert first.page == 1 and first.start == 0
+
+
+# -- indexing documents (the committed toy CLIP: a small text tower, real chunking and catalog) --
+
+
+def reference_text(chars: int) -> str:
+    """Python's language reference (text nobody here wrote), repeated to `chars` characters."""
+    import pydoc_data.topics
+
+    whole = "\n\n".join(pydoc_data.topics.topics.values())
+    return (whole * (chars // len(whole) + 1))[:chars]
+
+
+def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]):
+    from mmsearch import Index
+    from mmsearch import ingest
+
+    monkeypatch.setattr(ingest, "MAX_DOCUMENT_CHARS", 30_000)
+    monkeypatch.setattr(ingest, "_KEEP_VECTORS", 50)  # past it, the ANN index reads the vectors back
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = reference_text(100_000)
+    (docs / "long.txt").write_text(text + "\n\nzyzzyva quokka\n", encoding="utf-8")
+    (docs / "short.txt").write_text(text[:20_000], encoding="utf-8")
+    with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
+        report = idx.index([docs])
+        assert report.added == 2 and not report.errors
+        [partial] = report.partial
+        assert partial["path"].endswith("long.txt") and "first 30,000 characters" in partial["reason"]
+        assert "30% of the file" in partial["reason"]
+        conn = idx.catalog.conn
+        status, note = conn.execute("SELECT status, error FROM files WHERE path LIKE '%long.txt'").fetchone()
+        assert status == "indexed" and note == partial["reason"]
+        assert conn.execute("SELECT max(\"end\") FROM items JOIN files ON files.id = items.file_id "
+                            "WHERE path LIKE '%long.txt'").fetchone()[0] <= 30_000
+        assert idx.vectors.ids() == idx.catalog.live_item_ids() and len(idx.catalog.live_item_ids()) > 100
+        assert idx.search("zyzzyva quokka", mode="keyword") == []
+        assert idx.catalog.last_run()["summary"]["partial"] == report.partial
+    # The command's report and `mmsearch status` say it in words too.
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import _print_report, app
+
+    _print_report(report)
+    assert "partly indexed" in capsys.readouterr().out
+    status = CliRunner().invoke(app, ["status", "--index", str(tmp_path / "index")])
+    assert status.exit_code == 0 and "partly indexed: " in status.stdout and "long.txt" in status.stdout
+
+
+def test_a_cancel_inside_a_document_keeps_nothing_of_it_and_the_next_run_does_it_whole(tmp_path: Path,
+                                                                                        monkeypatch: pytest.MonkeyPatch):
+    from mmsearch import Index
+    from mmsearch.encoder import TextEncoder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "long.txt").write_text(reference_text(200_000), encoding="utf-8")
+    calls = []
+    real_encode = TextEncoder.encode
+
+    def encode(self, texts):
+        calls.append(len(texts))
+        return real_encode(self, texts)
+
+    monkeypatch.setattr(TextEncoder, "encode", encode)
+    with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
+        report = idx.index([docs], cancel=lambda: len(calls) >= 3)
+        assert report.cancelled and report.added == 0 and len(calls) == 3
+        assert idx.catalog.counts()["chunks"] == 0 and idx.catalog.file_by_path(str(docs / "long.txt")) is None
+        again = idx.index([docs])
+        assert again.added == 1 and idx.catalog.counts()["chunks"] > 3 * 64
+
+
+@pytest.mark.slow
+def test_ctrl_c_inside_a_50_mb_text_file_stops_within_two_seconds(tmp_path: Path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = reference_text(1_000_000).encode("utf-8")
+    with open(docs / "big.txt", "wb") as f:
+        for _ in range(50):
+            f.write(text)
+    (docs / "second.txt").write_bytes(text * 5)
+    trace = tmp_path / "trace.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MMSEARCH_TEST_TRACE": str(trace)}
+    cmd = [sys.executable, "-m", "mmsearch.cli", "index", str(docs), "--index", str(tmp_path / "index"),
+           "--model", str(TOYCLIP), "--device", "cpu", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "scan" not in (trace.read_text() if trace.exists() else ""):
+        time.sleep(0.01)
+    time.sleep(1.5)  # inside the first document: reading, cutting and encoding it
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert took < 2.0, f"took {took:.2f}s to stop"
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    assert report["cancelled"] and report["added"] == 0  # nothing of a half-done document is kept

@@ -35,7 +35,7 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
     with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "4"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
@@ -50,10 +50,15 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip
         assert len(hits) == 3 and "/photos/img0.jpg" not in {h.path for h in hits}
         kw = idx.search("harbour fishing boats", mode="keyword", k=1)
         assert kw[0].path == "/photos/notes/harbour.txt"
-        # Version 3: every file dated by an instant (no EXIF times here: the modification time).
+        # Version 4: every file dated by an instant (no EXIF times here: the modification time).
         assert conn.execute("SELECT count(*) FROM files WHERE time_s = mtime_ns / 1e9").fetchone()[0] == 5
         assert len(idx.search("harbour", mode="keyword", after="2023-11-14", before="2023-11-16")) == 1
         assert idx.search("harbour", mode="keyword", after="2023-11-16") == []
+        # Version 3: the keyword index was rebuilt (diacritics folded, CJK characters apart) and the
+        # document, whose pages older versions kept only the start of, is read again by the next run.
+        assert idx.search("HARBOUR", mode="keyword", k=1)[0].path == "/photos/notes/harbour.txt"
+        assert conn.execute("SELECT size, content_hash FROM files WHERE kind = 'document'").fetchall() == [(-1, None)]
+        assert conn.execute("SELECT count(*) FROM files WHERE kind = 'image' AND size = -1").fetchone()[0] == 0
         run = idx.catalog.start_run()  # the new column is written
         assert conn.execute("SELECT pid FROM runs WHERE id = ?", (run,)).fetchone()[0] > 0
 
@@ -118,3 +123,26 @@ def test_new_catalog_stores_vectors_compactly(tmp_path):
     got = dict((int(i), v) for ids, vs in catalog.all_vectors() for i, v in zip(ids, vs))
     assert len(got) == n and np.array_equal(got[min(got)], vecs[0])
     catalog.close()
+
+
+def test_documents_of_an_older_catalog_are_read_again_whole_by_the_next_run(v1_index, tmp_path, tiny_clip_bundle):
+    """Older versions kept only the start of each page: the upgrade marks documents so the next run
+    re-reads them, whatever their size and time say."""
+    import os
+
+    docs = tmp_path / "notes"
+    docs.mkdir()
+    text = "The old harbour at dawn, fishing boats tied along the stone quay. " * 200 + "Gulls circle the lighthouse."
+    (docs / "harbour.txt").write_text(text)
+    st = os.stat(docs / "harbour.txt")
+    conn = sqlite3.connect(v1_index / "catalog.db")  # the fixture's document, moved here, as indexed before
+    conn.execute("UPDATE files SET path = ?, size = ?, mtime_ns = ? WHERE kind = 'document'",
+                  (str(docs / "harbour.txt"), st.st_size, st.st_mtime_ns))
+    conn.commit()
+    conn.close()
+    with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
+        report = idx.index([docs])
+        assert report.updated == 1 and report.unchanged == 0, report
+        assert [h.path for h in idx.search("lighthouse", mode="keyword")] == [str(docs / "harbour.txt")]
+        again = idx.index([docs])
+        assert again.unchanged == 1 and again.updated == 0

@@ -73,7 +73,7 @@ def test_similar_gives_k_other_files(crowded):
 
 def test_one_score_scale_per_output(crowded):
     idx, _ = crowded
-    cases = {"hybrid": "rrf", "vector": "cosine", "keyword": "bm25"}
+    cases = {"hybrid": "rrf", "vector": "cosine", "keyword": "keyword"}
     for mode, kind in cases.items():
         for text in ("the river rose", "zzzz unmatched words"):  # with and without keyword hits
             hits = idx.search(text, k=8, mode=mode)

@@ -231,7 +231,7 @@ def test_hostile_files_through_the_cli_exit_0_bounded_memory_and_status(tmp_path
     if as_unprivileged() or os.geteuid() != 0:
         assert "permission denied" in reasons[UNREADABLE].lower()
     maxrss_mb = int(r.stderr.split("MAXRSS_KB")[1].split()[0]) / 1024
-    # The 50 MB text file is read 4 MB at most and hashed in chunks; decodes are bounded in flight.
+    # The 50 MB text file streams (4M characters indexed) and is hashed in chunks; decodes are bounded in flight.
     assert maxrss_mb < 700, f"peak memory {maxrss_mb:.0f} MB"
     st = cli("status", "--index", str(index))
     assert st.returncode == 0, st.stderr
