@@ -1,5 +1,5 @@
 """Per-photo cost of the index run's decode step, one thread: read, hash, decode (draft), EXIF, resize,
-crop, normalise - exactly what each decode worker does per file (`mmsearch.ingest._decode_one`).
+crop, normalise - exactly what each decode worker does per file (`mmsearch.ingest.images.decode_one`).
 
     python -m benchmarks.decode [--sizes 640x480,1600x1200,4000x3000] [--against GIT_REF] [--rounds 2] [--json FILE]
 
@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def measure(sizes: list[tuple[int, int]], bundle: Path, photos: dict[str, list[str]]) -> dict[str, float]:
     """ms per photo for each size, with the mmsearch importable from sys.path (this checkout or REF's)."""
     from mmsearch.bundle import load_bundle
-    from mmsearch.ingest import _decode_one
+    try:
+        from mmsearch.ingest.images import decode_one as _decode_one
+    except ImportError:  # a commit from before the ingest package
+        from mmsearch.ingest import _decode_one  # type: ignore[attr-defined,no-redef]
     from mmsearch.scanner import FoundFile
 
     spec = load_bundle(bundle).image_spec

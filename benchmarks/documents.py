@@ -27,7 +27,7 @@ package READMEs, the CJK texts of Python's codec tests (UTF-8 and legacy encodin
 - encodings: decoded text against ground truth for the legacy-encoded CJK test texts, the Latin-1
   file, and real translations (the same catalogs in 17 languages) encoded in their legacy code pages
   at 100 to 64,000 bytes: chardet's first guess, charset-normalizer's (when installed), and
-  mmsearch's own reading (documents.extract_pages).
+  mmsearch's own reading (textfiles.extract_pages).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def sample_phrases(pages: dict[tuple[str, int | None], str], n: int, seed: int =
 
 
 def corpus_pages(corpus) -> dict[tuple[str, int | None], str]:
-    from mmsearch.documents import extract_pages
+    from mmsearch.textfiles import extract_pages
 
     pages: dict[tuple[str, int | None], str] = {}
     for name in corpus.pdfs:
@@ -137,7 +137,8 @@ def chunk_catalog(folder: Path, files: list[Path], tokenizer, max_tokens: int, o
     import numpy as np
 
     from mmsearch.catalog import Catalog
-    from mmsearch.documents import iter_chunks, iter_pages
+    from mmsearch.chunking import iter_chunks
+    from mmsearch.textfiles import iter_pages
 
     catalog = Catalog(folder)
     root = catalog.add_root(str(files[0].parent))
@@ -439,7 +440,7 @@ def _tidy_both(text: str) -> str:
 def cmd_encodings(args) -> dict:
     import chardet
 
-    from mmsearch.documents import DocumentError, extract_pages
+    from mmsearch.textfiles import DocumentError, extract_pages
 
     try:
         from charset_normalizer import from_bytes

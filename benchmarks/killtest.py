@@ -6,9 +6,9 @@ Without --model a tiny random-weight CLIP bundle is exported first (needs the ex
 
 A collection of pictures and text files is indexed once cleanly (the reference). Then a second
 index is built by runs that are each SIGKILLed at a chosen phase: scanning, encoding, inside a
-catalog transaction, or in the save of the vector files at the end of a run (the test hooks in
-mmsearch/ingest.py and catalog.py: MMSEARCH_TEST_TRACE logs the phase each step enters,
-MMSEARCH_TEST_SLOW_S holds each step open a little so the kill lands inside it). Each
+catalog transaction, or in the save of the vector files at the end of a run (the index command's
+hidden options: --trace-steps logs the step each run enters, --hold-steps holds each step open a
+little so the kill lands inside it). Each
 run is restarted; a last run without hooks finishes the job. Then:
 
 - the two catalogs hold the same files, with the same status and error, and the same vectors;
@@ -59,15 +59,13 @@ def make_collection(root: Path, n_images: int, n_docs: int, seed: int = 0) -> No
     (root / "notes" / "broken.jpg").write_bytes(b"not a picture at all")  # one file in error, too
 
 
-def _cmd(photos: Path, index: Path, bundle: Path) -> list[str]:
+def _cmd(photos: Path, index: Path, bundle: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "mmsearch.cli", "index", str(photos), "--index", str(index), "--model", str(bundle),
-            "--device", "cpu", "--variant", "fp32", "--json"]
+            "--device", "cpu", "--variant", "fp32", "--json", *extra]
 
 
 def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSEARCH_TEST_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def _read_trace(path: Path) -> list[str]:
@@ -90,7 +88,7 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
     clean_s = time.monotonic() - started
 
     rng = np.random.default_rng(seed)
-    env = _clean_env() | {"MMSEARCH_TEST_TRACE": str(trace), "MMSEARCH_TEST_SLOW_S": str(slow_s)}
+    hooks = ("--trace-steps", str(trace), "--hold-steps", str(slow_s))
     landed: Counter[str] = Counter()
     done_early = 0
     attempts = 0
@@ -100,7 +98,7 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
         target = _next_target(landed, kills, work_left)
         nth = 1 if target == "save" else int(rng.integers(1, 4))  # a run saves once, at its end
         trace.unlink(missing_ok=True)
-        proc = subprocess.Popen(_cmd(photos, killed, bundle), env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(_cmd(photos, killed, bundle, *hooks), env=_clean_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         where = None
         deadline = time.monotonic() + 120
@@ -241,7 +239,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=40)
     ap.add_argument("--kills", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--slow", type=float, default=0.04, help="seconds each step is held open (MMSEARCH_TEST_SLOW_S)")
+    ap.add_argument("--slow", type=float, default=0.04, help="seconds each step is held open (--hold-steps)")
     ap.add_argument("--work", type=Path, help="work folder [default: a temporary one]")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

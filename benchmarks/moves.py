@@ -30,8 +30,11 @@ def load_scanner(ref: str | None):
     source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:mmsearch/scanner.py"], capture_output=True,
                             text=True, check=True).stdout
     path = Path(tempfile.mkdtemp()) / "scanner_ref.py"
-    path.write_text(source.replace("from .catalog", "from mmsearch.catalog").replace("from .documents", "from mmsearch.documents")
-                    .replace("from .preprocess", "from mmsearch.preprocess"))
+    # The ref's relative imports, pointed at today's modules (only suffix tables and FileRow are used).
+    path.write_text(source.replace("from .catalog", "from mmsearch.catalog")
+                    .replace("from .documents import DOCUMENT_SUFFIXES", "from mmsearch.media import DOCUMENT_SUFFIXES")
+                    .replace("from .preprocess import IMAGE_SUFFIXES", "from mmsearch.media import image_suffixes")
+                    .replace("IMAGE_SUFFIXES", "image_suffixes()").replace("import image_suffixes()", "import image_suffixes"))
     spec = importlib.util.spec_from_file_location("scanner_ref", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

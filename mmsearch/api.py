@@ -31,7 +31,7 @@ from .vectors import VectorStore
 # image side load with the first index run or image query (`python -X importtime` shows the cost).
 if TYPE_CHECKING:
     from .encoder import ImageEncoder, TextEncoder
-    from .ingest import IndexReport, ProgressFn
+    from .ingest import IndexReport, Observer, ProgressFn
 
 log = logging.getLogger("mmsearch")
 
@@ -214,16 +214,18 @@ class Index:
     def index(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
               include_hidden: bool = False, progress: ProgressFn | None = None,
               cancel: Callable[[], bool] | None = None, workers: int | None = None,
-              wait: float | None = None, on_wait: Callable[[], None] | None = None) -> IndexReport:
+              wait: float | None = None, on_wait: Callable[[], None] | None = None,
+              observe: Observer | None = None) -> IndexReport:
         """Index (or update) these folders and return what changed. Only one run at a time writes
-        an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`."""
+        an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`.
+        `observe(step)` is called as the run enters each step (see ingest.report.Observer)."""
         if self.readonly:
             raise MmsearchError(f"{self.path}: opened read-only")
         roots = arguments.existing_paths(list(paths_))
         workers = arguments.at_least_one("workers", workers)
         from filelock import FileLock, Timeout
 
-        from .ingest import _Encoders, run_index
+        from .ingest import Encoders, run_index
 
         lock = FileLock(str(self.path / LOCK_FILE))
         try:
@@ -242,9 +244,10 @@ class Index:
         vectors = self.vectors
         try:
             vectors.begin_writing()
-            encoders = _Encoders(self.image_encoder, self.text_encoder)
+            encoders = Encoders(self.image_encoder, self.text_encoder)
             return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
-                             include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers)
+                             include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
+                             observe=observe)
         finally:
             vectors.end_writing()
             lock.release()

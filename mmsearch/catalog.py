@@ -38,7 +38,6 @@ import os
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,9 +64,6 @@ class CatalogWriteError(CatalogError):
     state is intact: SQLite rolled the transaction back."""
 
 
-# Test hook (tests/test_crash.py, benchmarks/killtest.py): seconds to sleep inside every write
-# transaction before it commits, so a SIGKILL can be aimed at an open transaction. Unset in real use.
-_SLOW_COMMIT_S = float(os.environ.get("MMSEARCH_TEST_SLOW_S") or 0)
 
 
 def now() -> str:
@@ -283,8 +279,6 @@ class Catalog:
                 raise _write_error(self.path, e) from None
             try:
                 yield conn
-                if _SLOW_COMMIT_S:
-                    time.sleep(_SLOW_COMMIT_S)
                 conn.commit()
             except BaseException as e:
                 try:

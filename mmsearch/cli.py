@@ -50,6 +50,10 @@ def index(
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core].")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another run is writing this index.")] = False,
     as_json: JsonOpt = False,
+    trace_steps: Annotated[Optional[Path], typer.Option(
+        "--trace-steps", hidden=True, help="Append the name of each step the run enters to this file.")] = None,
+    hold_steps: Annotated[float, typer.Option(
+        "--hold-steps", hidden=True, help="Hold each step open this many seconds (to aim a kill inside one).")] = 0.0,
 ) -> None:
     """Index photos and documents under PATHS; a second run only does what changed.
 
@@ -93,6 +97,7 @@ def index(
                     paths, exclude=exclude or (), include_hidden=hidden, progress=progress,
                     cancel=stop.is_set, workers=workers, wait=0 if no_wait else None,
                     on_wait=lambda: typer.echo(f"Waiting for another `mmsearch index` on {idx.path} to finish...", err=True),
+                    observe=_step_observer(trace_steps, hold_steps),
                 )
     except IndexBusyError as e:
         _fail(str(e), 3)
@@ -111,6 +116,23 @@ def index(
     if report.cancelled:
         typer.echo("Stopped early. Run the same command again to resume; finished files are not redone.", err=True)
         raise typer.Exit(130)
+
+
+def _step_observer(trace: Path | None, hold: float) -> Any:
+    """For the crash and concurrency tests, which run the real command: the steps the run enters, written
+    to a file as they come, each (but the last) held open a while so a kill can be aimed inside it."""
+    if trace is None and not hold:
+        return None
+    import time
+
+    def observe(step: str) -> None:
+        if trace is not None:
+            with open(trace, "a") as f:
+                f.write(step + "\n")
+        if hold and step != "done":
+            time.sleep(hold)
+
+    return observe
 
 
 def _progress(disabled: bool):

@@ -135,14 +135,14 @@ def test_every_error_raised_on_purpose_is_an_mmsearch_error():
     import mmsearch.ann
     import mmsearch.bundle
     import mmsearch.catalog
-    import mmsearch.documents
+    import mmsearch.textfiles
     import mmsearch.flatfile
     import mmsearch.preprocess
     import mmsearch.runtime
     from mmsearch.api import IndexBusyError
 
     for error in (mmsearch.bundle.BundleError, mmsearch.catalog.CatalogError, mmsearch.catalog.CatalogWriteError,
-                  mmsearch.runtime.DeviceError, mmsearch.preprocess.ImageDecodeError, mmsearch.documents.DocumentError,
+                  mmsearch.runtime.DeviceError, mmsearch.preprocess.ImageDecodeError, mmsearch.textfiles.DocumentError,
                   mmsearch.ann.AnnError, mmsearch.flatfile.FlatFileError, IndexBusyError, InvalidArgument):
         assert issubclass(error, MmsearchError), error
 

@@ -15,7 +15,7 @@ import pytest
 from engine_helpers import make_collection, picture
 from mmsearch import Index
 
-SLOW = {"MMSEARCH_TEST_SLOW_S": "0.05"}  # a run of a few seconds
+SLOW = ("--hold-steps", "0.05")  # a run of a few seconds
 
 
 def index_cmd(photos: Path, index: Path, bundle: Path, *extra: str) -> list[str]:
@@ -40,7 +40,7 @@ def test_queries_from_other_processes_never_fail_and_see_a_consistent_state(tmp_
     # Seeds unlike every picture in photos/: the query's own file must be its unambiguous top hit.
     make_collection(seed, n_images=2, docs={}, first_seed=10_000)
     assert subprocess.run(index_cmd(seed, index, bundle), env=env(), capture_output=True).returncode == 0
-    writer = subprocess.Popen(index_cmd(photos, index, bundle), env=env(**SLOW), stdout=subprocess.PIPE,
+    writer = subprocess.Popen(index_cmd(photos, index, bundle, *SLOW), env=env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     cli_queries = [subprocess.Popen([sys.executable, "-m", "mmsearch.cli", "query", "harbour boats", "--index", str(index),
                                      "--json"], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -74,7 +74,7 @@ def test_queries_from_other_processes_never_fail_and_see_a_consistent_state(tmp_
 def test_second_index_run_waits_saying_so_or_fails_at_once_with_no_wait(tmp_path, photos, bundle):
     index = tmp_path / "index"
     trace = tmp_path / "trace.log"
-    first = subprocess.Popen(index_cmd(photos, index, bundle, "--json"), env=env(**SLOW, MMSEARCH_TEST_TRACE=str(trace)),
+    first = subprocess.Popen(index_cmd(photos, index, bundle, "--json", *SLOW, "--trace-steps", str(trace)), env=env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (trace.exists() and "encode" in trace.read_text()) and time.monotonic() < deadline:

@@ -2,7 +2,7 @@
 
 The harness is benchmarks/killtest.py (a larger run: `python -m benchmarks.killtest`); here 20 kills
 over 200 pictures and 6 text files, aimed in turn at scanning, encoding, an open catalog transaction
-and the save of the vector files (test hooks MMSEARCH_TEST_TRACE / MMSEARCH_TEST_SLOW_S).
+and the save of the vector files (the index command's hidden --trace-steps and --hold-steps).
 """
 
 from __future__ import annotations

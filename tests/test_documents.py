@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from mmsearch.documents import Chunk, DocumentError, Page, chunk_pages, extract_pages, iter_chunks, iter_pages
+from mmsearch.chunking import Chunk, chunk_pages, iter_chunks
+from mmsearch.textfiles import DocumentError, Page, extract_pages, iter_pages
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from real_corpus import cjk_pairs, latin1_source  # noqa: E402
@@ -278,8 +279,8 @@ def test_long_text_gives_overlapping_chunks_within_the_limit(name: str, max_toke
 @pytest.mark.parametrize("piece_chars", [4096, 50])
 def test_chunks_prefer_to_end_at_sentences(piece_chars: int, monkeypatch: pytest.MonkeyPatch):
     # With 50-character pieces in 100-character batches, sentence ends fall on batch joins too.
-    monkeypatch.setattr("mmsearch.documents._PIECE_CHARS", piece_chars)
-    monkeypatch.setattr("mmsearch.documents._BATCH_CHARS", 2 * piece_chars)
+    monkeypatch.setattr("mmsearch.chunking._PIECE_CHARS", piece_chars)
+    monkeypatch.setattr("mmsearch.chunking._BATCH_CHARS", 2 * piece_chars)
     sentence = "The quick brown fox jumps over the lazy dog. "
     page = Page(None, sentence * 30)
     chunks = chunk_pages([page], TOKENIZERS["clip-like"], max_tokens=40, overlap_tokens=0)
@@ -317,8 +318,8 @@ def test_text_without_spaces_is_cut_inside_words_within_the_limit(name: str):
 
 def test_pieces_boundaries_do_not_change_the_counts(monkeypatch: pytest.MonkeyPatch):
     # Small pieces and batches, so windows straddle many encode calls.
-    monkeypatch.setattr("mmsearch.documents._PIECE_CHARS", 64)
-    monkeypatch.setattr("mmsearch.documents._BATCH_CHARS", 300)
+    monkeypatch.setattr("mmsearch.chunking._PIECE_CHARS", 64)
+    monkeypatch.setattr("mmsearch.chunking._BATCH_CHARS", 300)
     tokenizer = TOKENIZERS["clip-like"]
     page = Page(None, long_text(30) + "\n" + "y" * 400)
     chunks = chunk_pages([page], tokenizer, max_tokens=20, overlap_tokens=5)
@@ -381,7 +382,7 @@ def test_a_text_file_streams_in_segments_with_spans_into_the_whole_text(tmp_path
                                                                        monkeypatch: pytest.MonkeyPatch):
     import pydoc_data.topics
 
-    monkeypatch.setattr("mmsearch.documents._SEGMENT_BYTES", 3000)
+    monkeypatch.setattr("mmsearch.textfiles._SEGMENT_BYTES", 3000)
     text = pydoc_data.topics.topics["compound"][:40_000] + "\n\nZürich 東京 " * 300
     path = tmp_path / "reference.txt"
     path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))  # CRLF pairs and characters cut by blocks
@@ -423,10 +424,10 @@ def reference_text(chars: int) -> str:
 def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]):
     from mmsearch import Index
-    from mmsearch import ingest
+    from mmsearch.ingest import documents as ingest_documents
 
-    monkeypatch.setattr(ingest, "MAX_DOCUMENT_CHARS", 30_000)
-    monkeypatch.setattr(ingest, "_KEEP_VECTORS", 50)  # past it, the ANN index reads the vectors back
+    monkeypatch.setattr(ingest_documents, "MAX_DOCUMENT_CHARS", 30_000)
+    monkeypatch.setattr(ingest_documents, "KEEP_VECTORS", 50)  # past it, the graph reads the vectors back
     docs = tmp_path / "docs"
     docs.mkdir()
     text = reference_text(100_000)
@@ -497,9 +498,9 @@ def test_ctrl_c_inside_a_50_mb_text_file_stops_within_two_seconds(tmp_path: Path
             f.write(text)
     (docs / "second.txt").write_bytes(text * 5)
     trace = tmp_path / "trace.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MMSEARCH_TEST_TRACE": str(trace)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "mmsearch.cli", "index", str(docs), "--index", str(tmp_path / "index"),
-           "--model", str(TOYCLIP), "--device", "cpu", "--json"]
+           "--model", str(TOYCLIP), "--device", "cpu", "--json", "--trace-steps", str(trace)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "scan" not in (trace.read_text() if trace.exists() else ""):

@@ -31,14 +31,14 @@ def test_index_queries_scan_the_saved_flat_file(tmp_path, bundle):
         assert under and all("/sub/" in h.path for h in under)
     picture(77).save(photos / "late.png")
     with Index(tmp_path / "index") as idx:  # committed, but the vector files not saved again (a crash)
-        from mmsearch import ingest
+        from mmsearch.ingest import run
 
-        real_save = ingest._save
-        ingest._save = lambda vectors: None
+        real_save = run._save
+        run._save = lambda vectors, observe: None
         try:
             idx.index([photos])
         finally:
-            ingest._save = real_save
+            run._save = real_save
     with Index(tmp_path / "index", readonly=True) as idx:
         late = idx.search(image=photos / "late.png", k=1)
         assert late[0].path == str(photos / "late.png") and idx.vectors._graph is None

@@ -49,7 +49,7 @@ def test_every_character_of_every_pdf_page_reaches_a_chunk(tmp_path):
     docs.mkdir()
     source = pdf("libtasn1.pdf")
     (docs / "libtasn1.pdf").write_bytes(source.read_bytes())
-    from mmsearch.documents import extract_pages
+    from mmsearch.textfiles import extract_pages
 
     pages = {p.number: p.text for p in extract_pages(source)}
     assert len(pages) == 36 and sum(map(len, pages.values())) > 70_000

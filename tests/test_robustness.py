@@ -30,7 +30,8 @@ from PIL import Image
 
 from engine_helpers import make_collection, picture
 from mmsearch import Index
-from mmsearch import ingest as ingest_mod
+from mmsearch.ingest import images as ingest_images
+from mmsearch.ingest import run as ingest_run
 from mmsearch.catalog import SCHEMA_VERSION, CatalogWriteError
 
 DROP_CAPS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
@@ -161,22 +162,22 @@ def test_hostile_files_in_process_each_indexed_or_recorded(tmp_path, bundle, hos
     """Every odd file is indexed right or recorded with its reason; the run goes on."""
     vanishing = str(hostile / VANISHING)
     saved = (hostile / VANISHING).read_bytes()
-    real_plan = ingest_mod.plan
+    real_plan = ingest_run.plan
 
     def plan_then_delete(*a, **kw):  # the file goes away after the scan saw it
         p = real_plan(*a, **kw)
         os.unlink(vanishing)
         return p
 
-    real_read = ingest_mod._read
+    real_read = ingest_images.read
 
     def read(path):  # root reads anything: make this one's read fail as it does for a user
         if path.endswith(UNREADABLE):
             raise PermissionError(errno.EACCES, "Permission denied", path)
         return real_read(path)
 
-    monkeypatch.setattr(ingest_mod, "plan", plan_then_delete)
-    monkeypatch.setattr(ingest_mod, "_read", read)
+    monkeypatch.setattr(ingest_run, "plan", plan_then_delete)
+    monkeypatch.setattr(ingest_images, "read", read)
     try:
         with Index(tmp_path / "index", model=bundle, device="cpu") as idx:
             report = idx.index([hostile])
@@ -250,14 +251,14 @@ def test_ctrl_c_stops_within_two_seconds_keeps_work_and_says_how_to_resume(tmp_p
     photos = tmp_path / "photos"
     make_collection(photos, n_images=160, docs={})
     index, trace = tmp_path / "index", tmp_path / "trace.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MMSEARCH_TEST_TRACE": str(trace), "MMSEARCH_TEST_SLOW_S": "0.15"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "mmsearch.cli", "index", str(photos), "--index", str(index), "--model", str(bundle),
-           "--device", "cpu", "--json"]
+           "--device", "cpu", "--json", "--trace-steps", str(trace), "--hold-steps", "0.15"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # interrupt once a batch is committed and the next one is encoding
         lines = trace.read_text().split() if trace.exists() else []
-        if "ann" in lines and lines[-1] == "encode":
+        if "commit" in lines and lines[-1] == "encode":
             break
         time.sleep(0.01)
     sent = time.monotonic()

@@ -72,12 +72,12 @@ def test_cli_index_with_device_cuda_fails_clearly(no_cuda, tiny_clip_bundle, tmp
 
 
 def test_decode_plan_follows_the_device(monkeypatch):
-    from mmsearch import ingest
+    from mmsearch.ingest import images
 
-    monkeypatch.setattr(ingest.os, "cpu_count", lambda: 16)
-    assert ingest.decode_plan("cpu", None, None) == (8, 32)  # the encoder needs cores too
-    assert ingest.decode_plan("cuda", None, None) == (16, 128)  # it does not: decoding takes them all
-    assert ingest.decode_plan("cuda", 3, 7) == (3, 7)  # what the caller asks for wins
+    monkeypatch.setattr(images.os, "cpu_count", lambda: 16)
+    assert images.decode_plan("cpu", None, None) == (8, 32)  # the encoder needs cores too
+    assert images.decode_plan("cuda", None, None) == (16, 128)  # it does not: decoding takes them all
+    assert images.decode_plan("cuda", 3, 7) == (3, 7)  # what the caller asks for wins
 
 
 @pytest.mark.gpu

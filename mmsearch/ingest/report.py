@@ -1,0 +1,54 @@
+"""What an index run tells as it goes and when it ends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..filenames import display_path
+
+
+@dataclass
+class IndexReport:
+    """What an index run did; `mmsearch index --json` prints exactly this."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    partial: list[dict[str, str]] = field(default_factory=list)  # documents indexed only in part, and why
+    encoded_items: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def error(self, path: str, reason: str) -> None:
+        self.errors.append({"path": display_path(path), "reason": reason})
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "scanning" | "encoding" | "saving"
+    done: int
+    total: int
+    path: str | None = None
+
+
+ProgressFn = Callable[[Progress], None]
+
+# Called with the name of each step as the run enters it: "scan" (a root, then every 100 files), "encode"
+# (a slice of images or a batch of chunks), "commit" (inside the catalog transaction, before it commits),
+# "save" (before the vector files are written) and "done". For tracing and for the crash tests, which
+# hold each step open to aim a kill inside it; an observer that raises stops the run like a crash would.
+Observer = Callable[[str], None]
+
+
+def no_observer(phase: str) -> None:
+    pass

@@ -1,0 +1,47 @@
+"""The library is safe to import into an app: no global state changed, no environment read, no heavy
+modules on a query's path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+MODULES = ("mmsearch", "mmsearch.api", "mmsearch.ingest", "mmsearch.search", "mmsearch.preprocess",
+           "mmsearch.catalog", "mmsearch.vectors", "mmsearch.encoder", "mmsearch.runtime", "mmsearch.scanner",
+           "mmsearch.textfiles", "mmsearch.chunking")
+
+
+def run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_importing_the_library_changes_no_global_state_and_reads_no_environment():
+    code = f"""
+import importlib, os, sys, warnings
+import hnswlib, numpy, onnxruntime, tokenizers  # their own import-time filters are theirs
+from PIL import Image
+
+read = []
+
+class Recording(type(os.environ)):
+    def __getitem__(self, key):
+        read.append(key)
+        return super().__getitem__(key)
+
+os.environ.__class__ = Recording
+before = (Image.MAX_IMAGE_PIXELS, list(warnings.filters), sorted(Image.OPEN), sorted(Image.EXTENSION))
+for name in {MODULES!r}:
+    importlib.import_module(name)
+after = (Image.MAX_IMAGE_PIXELS, list(warnings.filters), sorted(Image.OPEN), sorted(Image.EXTENSION))
+assert before == after, "Pillow settings or warning filters changed"
+ours = [k for k in read if k.startswith("MMSEARCH")]
+assert not ours, ours
+print("ok")
+"""
+    proc = run(code)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_the_scan_imports_neither_pillow_nor_pdfium():
+    proc = run("import sys, mmsearch.scanner; print([m for m in ('PIL', 'pypdfium2', 'onnxruntime') if m in sys.modules])")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
