@@ -47,6 +47,15 @@ def delete_items(catalog: Catalog, ids: list[int]) -> None:
             f"SELECT file_id FROM items WHERE id IN ({','.join('?' * len(ids))})", ids)])
 
 
+def save_from_catalog(folder: Path, catalog: Catalog) -> VectorStore:
+    """What an index run that changed nothing does: the graph filled from the catalog, then saved."""
+    store = VectorStore(folder, DIM, catalog)
+    store.begin_writing()
+    store.save()
+    store.end_writing()
+    return store
+
+
 def saved_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("vectors"))
 
@@ -245,10 +254,7 @@ def test_recall_at_10_on_clustered_vectors_with_the_defaults(tmp_path: Path):
 def test_the_store_saves_a_graph_a_flat_file_and_a_stamp_that_names_them(tmp_path: Path):
     x = unit(300)
     catalog, ids = catalog_with(tmp_path, x)
-    store = VectorStore(tmp_path, DIM, catalog)
-    store.begin_writing()  # the graph is filled from the catalog
-    store.save()
-    store.end_writing()
+    save_from_catalog(tmp_path, catalog)
     assert saved_files(tmp_path) == ["vectors-1.hnsw", "vectors-1.npy", STAMP]
     flat = np.load(tmp_path / "vectors-1.npy", mmap_mode="r")  # a plain .npy file: any NumPy reads it
     assert flat["id"].tolist() == ids and np.allclose(flat["vector"], x, atol=1e-6)
@@ -288,10 +294,7 @@ def test_a_cold_search_is_exact_and_current_without_the_graph(tmp_path: Path):
     since is for the catalog to drop (it no longer has the rows)."""
     x = unit(200)
     catalog, ids = catalog_with(tmp_path, x[:150])
-    store = VectorStore(tmp_path, DIM, catalog)
-    store.begin_writing()
-    store.save()
-    store.end_writing()
+    save_from_catalog(tmp_path, catalog)
     root = catalog.roots()[0][0]
     with catalog.write() as conn:  # another process's run, not saved yet
         fid, _ = catalog.put_file(conn, path="/photos/new.jpg", root_id=root, size=1, mtime_ns=1,
@@ -309,10 +312,7 @@ def test_a_cold_search_is_exact_and_current_without_the_graph(tmp_path: Path):
 def test_graph_of_another_hnswlib_version_is_rebuilt_not_read(tmp_path: Path, caplog):
     x = unit(80)
     catalog, ids = catalog_with(tmp_path, x)
-    store = VectorStore(tmp_path, DIM, catalog)
-    store.begin_writing()
-    store.save()
-    store.end_writing()
+    save_from_catalog(tmp_path, catalog)
     stamp = json.loads((tmp_path / STAMP).read_text())
     stamp["hnswlib"] = "0.7.0"
     (tmp_path / STAMP).write_text(json.dumps(stamp))
@@ -329,10 +329,7 @@ def test_graph_of_another_hnswlib_version_is_rebuilt_not_read(tmp_path: Path, ca
 def test_files_that_do_not_match_their_stamp_fall_back_to_the_catalog(tmp_path: Path, damage: str):
     x = unit(120)
     catalog, ids = catalog_with(tmp_path, x)
-    store = VectorStore(tmp_path, DIM, catalog)
-    store.begin_writing()
-    store.save()
-    store.end_writing()
+    save_from_catalog(tmp_path, catalog)
     stamp = json.loads((tmp_path / STAMP).read_text())
     flat, graph = tmp_path / stamp["flat"]["name"], tmp_path / stamp["graph"]["name"]
     if damage == "truncate-flat":
@@ -349,10 +346,7 @@ def test_files_that_do_not_match_their_stamp_fall_back_to_the_catalog(tmp_path: 
     reader = VectorStore(tmp_path, DIM, catalog)
     assert reader.search(x[9], 1)[0][0] == ids[9]  # exact, from the catalog where the flat file fails
     assert reader.ids() == set(ids)
-    writer = VectorStore(tmp_path, DIM, catalog)
-    writer.begin_writing()
-    writer.save()  # a run repairs the files
-    writer.end_writing()
+    save_from_catalog(tmp_path, catalog)  # a run repairs the files
     assert len(FlatVectors(tmp_path / json.loads((tmp_path / STAMP).read_text())["flat"]["name"], DIM)) == 120
 
 
@@ -363,10 +357,7 @@ def test_files_of_an_earlier_version_are_replaced(tmp_path: Path):
     (tmp_path / "vectors.hnsw.json").write_text('{"generation": 3, "live": 20}')
     reader = VectorStore(tmp_path, DIM, catalog)
     assert reader.search(x[4], 1)[0][0] == ids[4]  # never read: the catalog answers
-    writer = VectorStore(tmp_path, DIM, catalog)
-    writer.begin_writing()
-    writer.save()
-    writer.end_writing()
+    save_from_catalog(tmp_path, catalog)
     assert saved_files(tmp_path) == ["vectors-1.hnsw", "vectors-1.npy", STAMP]
 
 
