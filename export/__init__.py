@@ -129,7 +129,7 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
 
     from . import manifest as mf
     from . import to_onnx, validate
-    from .towers import build_towers, load_checkpoint
+    from .towers import load_checkpoint
 
     t0 = time.perf_counter()
     say(f"loading {source_label}")
@@ -140,34 +140,16 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
     tokenizer_json = dst / "tokenizer.json"
     _save_tokenizer(ckpt, tokenizer_json)
 
-    image_tower, text_tower = build_towers(ckpt)
     scratch = dst / ".scratch"
     scratch.mkdir()
 
-    h, w = image["size"]
-    example_pixels = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
-    example_texts = ["a photo of a cat", "two dogs playing in the snow next to a red car"]
-    if text["padding"] == "max_length":
-        enc = ckpt.tokenizer(example_texts, padding="max_length", max_length=text["context_length"],
-                             truncation=True, return_tensors="pt")
-    else:
-        enc = ckpt.tokenizer(example_texts, padding=True, truncation=True, max_length=text["context_length"],
-                             return_tensors="pt")
-    example_text = [enc[k] for k in text["inputs"]]
+    towers = tower_specs(ckpt, image, text)
     with torch.inference_mode():
-        dim_image = int(image_tower(example_pixels).shape[-1])
-        dim_text = int(text_tower(*example_text).shape[-1])
+        dim_image = int(towers["image"]["module"](*towers["image"]["example"]).shape[-1])
+        dim_text = int(towers["text"]["module"](*towers["text"]["example"]).shape[-1])
     if dim_image != dim_text:
         raise ExportError(f"{folder}: image embeddings have {dim_image} dimensions, text embeddings {dim_text}")
 
-    seq_axes = {0: "batch", 1: "sequence"} if text["padding"] == "longest" else {0: "batch"}
-    towers: dict[str, dict[str, Any]] = {
-        "image": dict(module=image_tower, example=[example_pixels], inputs=["pixel_values"], output="image_embeds",
-                      axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}}, config=ckpt.vision_config),
-        "text": dict(module=text_tower, example=example_text, inputs=text["inputs"], output="text_embeds",
-                     axes={**{k: seq_axes for k in text["inputs"]}, "text_embeds": {0: "batch"}},
-                     config=ckpt.text_config),
-    }
     files: dict[str, dict[str, Path]] = {v: {} for v in variants}
     fused: dict[str, dict[str, dict[str, int]]] = {v: {} for v in variants}
     for tower, t in towers.items():
@@ -192,7 +174,7 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
             files["int8"][tower], fused["int8"][tower] = path, to_onnx.to_int8(source, path)
         raw.unlink()
     shutil.rmtree(scratch)
-    del towers, image_tower, text_tower
+    del towers
 
     say(f"preparing validation inputs ({validate.N_IMAGES} images, {validate.N_TEXTS} texts) and PyTorch reference")
     data = validate.prepare(ckpt, tokenizer_json, text)
@@ -219,7 +201,7 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
             options = {k: v for k, v in to_onnx.INT8_OPTIONS.items() if k != "from_fused"}
             variant_entries[variant]["quantization"] = {
                 "method": "onnxruntime.quantization.quantize_dynamic",
-                "weight_type": "QInt8",
+                "weight_type": "QInt8",  # unless the options say otherwise
                 "quantized_from": "fused graph" if to_onnx.INT8_OPTIONS.get("from_fused") else "plain export",
                 **options,
             }
@@ -237,6 +219,34 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
     )
     manifest["export_seconds"] = round(time.perf_counter() - t0, 1)
     mf.write_manifest(dst, manifest)
+
+
+def tower_specs(ckpt: Any, image: dict[str, Any], text: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Both towers as torch.onnx.export takes them: the module, example inputs, input/output names,
+    dynamic axes and the transformer config (the plain export that fusion and int8 start from)."""
+    import torch
+
+    from .towers import build_towers
+
+    image_tower, text_tower = build_towers(ckpt)
+    h, w = image["size"]
+    example_pixels = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    example_texts = ["a photo of a cat", "two dogs playing in the snow next to a red car"]
+    if text["padding"] == "max_length":
+        enc = ckpt.tokenizer(example_texts, padding="max_length", max_length=text["context_length"],
+                             truncation=True, return_tensors="pt")
+    else:
+        enc = ckpt.tokenizer(example_texts, padding=True, truncation=True, max_length=text["context_length"],
+                             return_tensors="pt")
+    example_text = [enc[k] for k in text["inputs"]]
+    seq_axes = {0: "batch", 1: "sequence"} if text["padding"] == "longest" else {0: "batch"}
+    return {
+        "image": dict(module=image_tower, example=[example_pixels], inputs=["pixel_values"], output="image_embeds",
+                      axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}}, config=ckpt.vision_config),
+        "text": dict(module=text_tower, example=example_text, inputs=text["inputs"], output="text_embeds",
+                     axes={**{k: seq_axes for k in text["inputs"]}, "text_embeds": {0: "batch"}},
+                     config=ckpt.text_config),
+    }
 
 
 def _top1_words(figures: dict[str, Any]) -> str:

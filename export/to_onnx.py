@@ -141,7 +141,7 @@ def to_int8(src: Path, dst: Path, options: dict[str, Any] | None = None) -> dict
         quantize_dynamic(
             str(src),
             str(dst),
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType[opts.get("weight_type", "QInt8")],
             per_channel=bool(opts["per_channel"]),
             reduce_range=bool(opts["reduce_range"]),
             op_types_to_quantize=opts["op_types"],  # None: every type quantize_dynamic knows
