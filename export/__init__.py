@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ExportError", "export_bundle", "VARIANTS"]
+__all__ = ["ExportError", "export_bundle", "add_references", "VARIANTS"]
 
 VARIANTS = ("fp32", "fp16", "int8")
 
@@ -40,7 +40,8 @@ def export_bundle(
 ) -> Path:
     """Export a checkpoint (a local folder or a model hub id) to a bundle folder at `out`.
 
-    Writes tokenizer.json, one image and one text ONNX file per variant and manifest.json, after
+    Writes tokenizer.json, one image and one text ONNX file per variant, references.npz (the int8
+    check's inputs and fp32 outputs, mmsearch/int8_check.py) and manifest.json, after
     every variant passed validation against the PyTorch model. fp32 is always written (it is the
     reference and the fallback the runtime uses). Nothing is ever left half-written at `out`: the
     bundle is built in a hidden folder beside it and renamed into place at the end; on any failure
@@ -81,6 +82,25 @@ def export_bundle(
         shutil.rmtree(staging, ignore_errors=True)
     say(f"wrote {out}")
     return out
+
+
+def add_references(folder: str | os.PathLike[str]) -> Path:
+    """Write references.npz into a bundle exported before bundles carried one, and list it in its
+    manifest (the runtime otherwise makes the int8 check's references from the fp32 towers itself)."""
+    from mmsearch.bundle import MANIFEST, load_bundle
+
+    from . import manifest as mf
+    from . import validate
+
+    bundle = load_bundle(folder)
+    manifest = dict(bundle.manifest)
+    fp32 = {tower: bundle.tower_path("fp32", tower) for tower in ("image", "text")}
+    section = validate.write_references(bundle.path, fp32, manifest["image"], manifest["text"])
+    entry = mf.file_entry(bundle.path / section["file"])
+    manifest["files"] = {**manifest.get("files", {}), entry.pop("file"): entry}
+    manifest["references"] = section
+    mf.write_manifest(bundle.path, manifest)
+    return bundle.path / MANIFEST
 
 
 def _first_line(e: BaseException) -> str:
@@ -206,6 +226,8 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
                 **options,
             }
 
+    say("writing the int8 check's references (a few inputs with the fp32 outputs)")
+    references = validate.write_references(dst, files["fp32"], image, text)
     manifest = mf.build_manifest(
         name=bundle_name,
         source=source_label,
@@ -214,9 +236,11 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
         image=image,
         text=text,
         variants=variant_entries,
-        files={"tokenizer.json": {k: v for k, v in mf.file_entry(tokenizer_json).items() if k != "file"}},
+        files={p.name: {k: v for k, v in mf.file_entry(p).items() if k != "file"}
+               for p in (tokenizer_json, dst / references["file"])},
         opset=to_onnx.OPSET,
     )
+    manifest["references"] = references
     manifest["export_seconds"] = round(time.perf_counter() - t0, 1)
     mf.write_manifest(dst, manifest)
 

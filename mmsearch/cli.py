@@ -304,22 +304,38 @@ def export(
 
 @app.command()
 def doctor(as_json: JsonOpt = False) -> None:
-    """What this machine can do: onnxruntime providers, CUDA, HEIC support, installed models."""
+    """What this machine can do: onnxruntime providers, CUDA, HEIC support, installed models, and
+    whether each model's int8 towers passed their check on this CPU."""
+    from dataclasses import asdict
+
     import onnxruntime as ort
 
-    from . import paths
+    from . import int8_check, paths
+    from .api import installed_models
+    from .bundle import TOWERS
     from .preprocess import HEIF_SUPPORTED
     from .runtime import cuda_works
 
     ok, why = cuda_works()
+    checks = []
+    for bundle in installed_models():
+        for variant in (v for v in int8_check.CHECKED if v in bundle.variants):
+            for tower in TOWERS:
+                verdict = int8_check.cached_verdict(bundle, variant, tower)
+                checks.append({"model": bundle.name, "variant": variant, "tower": tower,
+                               **({"verdict": None} if verdict is None else
+                                  {"verdict": "pass" if verdict.passed else "fail", **asdict(verdict)})})
     info = {
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
         "cuda": ok,
         "cuda_reason": why or None,
         "heic": HEIF_SUPPORTED,
+        "cpu": int8_check.isa_summary(),
+        "cpu_flags": list(int8_check.isa_flags()),
         "home": str(paths.home()),
         "models": [p.name for p in paths.models_dir().iterdir()] if paths.models_dir().is_dir() else [],
+        "int8_checks": checks,
     }
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -327,7 +343,15 @@ def doctor(as_json: JsonOpt = False) -> None:
     typer.echo(f"onnxruntime {info['onnxruntime']}; providers: {', '.join(info['providers'])}")
     typer.echo(f"CUDA: {'works' if ok else 'not usable: ' + why}")
     typer.echo(f"HEIC/HEIF: {'yes' if info['heic'] else 'no (pip install pillow-heif)'}")
+    typer.echo(f"CPU: {info['cpu']}")
     typer.echo(f"MMSEARCH_HOME: {info['home']}; models: {', '.join(info['models']) or 'none'}")
+    for c in checks:
+        what = f"  {c['model']} {c['variant']} {c['tower']} tower on this CPU: "
+        if c["verdict"] is None:
+            typer.echo(what + "not checked yet (on its first use)")
+        else:
+            typer.echo(what + f"{'passed' if c['passed'] else 'failed, fp32 used instead'} (min cosine "
+                              f"{c['min_cosine']:.4f} against fp32, bar {c['bar']}, checked {c['checked']})")
 
 
 def main() -> None:

@@ -103,8 +103,32 @@ def test_clip_manifest(tiny_clip_bundle: Path) -> None:
     tok = tiny_clip_bundle / "tokenizer.json"
     assert m["files"]["tokenizer.json"] == {"sha256": sha256_file(tok), "bytes": tok.stat().st_size}
     assert sorted(p.name for p in tiny_clip_bundle.iterdir() if not p.name.startswith(".")) == sorted(
-        ["manifest.json", "tokenizer.json"] + [f"{t}.{v}.onnx" for t in ("image", "text") for v in ("fp32", "fp16", "int8")]
+        ["manifest.json", "tokenizer.json", "references.npz"]
+        + [f"{t}.{v}.onnx" for t in ("image", "text") for v in ("fp32", "fp16", "int8")]
     )
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_the_bundle_carries_references_for_the_int8_check(family: str, request: pytest.FixtureRequest) -> None:
+    """A few inputs with the fp32 towers' outputs, so the runtime can check int8 on the CPU it runs on."""
+    from mmsearch import int8_check
+
+    bundle_dir = request.getfixturevalue(f"tiny_{family}_bundle")
+    m = _manifest(bundle_dir)
+    ref = bundle_dir / "references.npz"
+    assert m["references"] == {"file": "references.npz", "images": 8, "texts": 16,
+                                "min_cosine": validate_mod.MIN_COSINE["int8"]}
+    assert m["files"]["references.npz"] == {"sha256": sha256_file(ref), "bytes": ref.stat().st_size}
+    bundle = load_bundle(bundle_dir)
+    with np.load(ref) as data:
+        arrays = {k: data[k] for k in data.files}
+    assert arrays["images"].shape == (8, 32, 32, 3) and arrays["input_ids"].shape[0] == 16
+    for tower in ("image", "text"):
+        feeds = int8_check.tower_feeds(bundle, tower, arrays)
+        np.testing.assert_allclose(_session(bundle_dir / f"{tower}.fp32.onnx").run(None, feeds)[0],
+                                   arrays[f"{tower}_embeds"], atol=1e-5)
+        int8 = _session(bundle_dir / f"{tower}.int8.onnx").run(None, feeds)[0]
+        assert _cos(int8, arrays[f"{tower}_embeds"]).min() >= 0.98
 
 
 def assert_preprocessing_reproduced(figures: dict) -> None:
@@ -271,6 +295,8 @@ def test_chinese_clip_exports_with_an_attention_mask(tmp_path: Path) -> None:
     assert m["text"]["inputs"] == ["input_ids", "attention_mask"]
     assert m["text"]["padding"] == "longest" and m["text"]["context_length"] == 52 and m["text"]["pad_id"] == 0
     assert m["variants"]["fp32"]["fused"]["text"]["Attention"] == 2  # BERT attention, fused as model_type bert
+    with np.load(bundle / "references.npz") as refs:  # its text tower takes the mask: the check feeds it
+        assert refs["attention_mask"].shape == refs["input_ids"].shape
     model = ChineseCLIPModel.from_pretrained(checkpoint).eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     texts = ["一张猫的照片", "a photo of a red cat in the park", "狗"]
