@@ -221,7 +221,6 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
             options = {k: v for k, v in to_onnx.INT8_OPTIONS.items() if k != "from_fused"}
             variant_entries[variant]["quantization"] = {
                 "method": "onnxruntime.quantization.quantize_dynamic",
-                "weight_type": "QInt8",  # unless the options say otherwise
                 "quantized_from": "fused graph" if to_onnx.INT8_OPTIONS.get("from_fused") else "plain export",
                 **options,
             }
