@@ -54,9 +54,8 @@ REFERENCE_TEXTS = (
     "一张猫的照片",
     "a close-up photo of the old wooden door, taken in the snow.",
     "pink and grey stripes",
-    "a very long description of a busy street at night with many cars, bicycles, people walking, shops "
-    "with bright signs, wet asphalt reflecting the lights, a bus stop, trees along the pavement, a dog on "
-    "a leash, a child holding a balloon, and tall buildings in the distance under a cloudy sky",
+    # the longest sets the batch's length (all are padded to it): a 77-token one made the check 3x dearer
+    "a busy street at night, cars and bicycles, wet asphalt reflecting the lights",
 )
 CHECKED = ("int8",)  # fp32 is the reference; fp16 is for CUDA, whose kernels this is not about
 
