@@ -82,13 +82,11 @@ class Verdict:
 def isa_flags() -> tuple[str, ...]:
     """The machine and the instruction-set extensions CPUID reports to this process (numpy's
     runtime dispatch table), plus AVX-VNNI and AMX, which numpy does not list, from /proc/cpuinfo."""
-    core = getattr(np, "_core", None) or getattr(np, "core")
-    features = getattr(core._multiarray_umath, "__cpu_features__", {})
-    flags = {name for name, present in features.items() if present}
-    from .runtime import _cpu_identity  # the ORT cache's key: /proc/cpuinfo's flags, read once
+    from .runtime import _cpu_identity, _cpuid_features  # the ORT cache's key, read once
 
-    identity = _cpu_identity()
-    words = set(identity.split("flags", 1)[1].lstrip(" \t:").split()) if "flags" in identity else set()
+    flags = set(_cpuid_features())
+    line = next((part for part in _cpu_identity().split(";") if part.startswith("flags")), "")
+    words = set(line.partition(":")[2].split())
     # Only where /proc/cpuinfo describes the CPU this process sees (an emulator passes the host's through).
     if ("avx2" in words) == ("AVX2" in flags) and ("avx512_vnni" in words) == ("AVX512VNNI" in flags):
         flags.update(w.upper() for w in ("avx_vnni", "amx_int8") if w in words)

@@ -196,3 +196,41 @@ def test_the_committed_fixture_carries_references_that_match_its_fp32_towers():
         session = ort.InferenceSession(str(FIXTURE / f"{tower}.fp32.onnx"), providers=["CPUExecutionProvider"])
         out = session.run(None, int8_check.tower_feeds(bundle, tower, arrays))[0]
         np.testing.assert_allclose(out, arrays[f"{tower}_embeds"], atol=1e-5)
+
+
+@pytest.fixture()
+def fresh_cpu_identity():
+    """The CPU identity is read once per process; these tests change what CPUID says and read it again."""
+    from mmsearch import runtime
+
+    def clear():
+        for cached in (runtime._cpu_identity, getattr(runtime, "_cpuid_features", None), int8_check.isa_flags):
+            if cached is not None:
+                cached.cache_clear()
+
+    clear()
+    yield
+    clear()
+
+
+def test_the_optimised_graph_cache_follows_what_cpuid_says(home, monkeypatch, fresh_cpu_identity):
+    """The cached optimised graph holds layouts for the instruction set it was made on (the patch
+    embedding's Conv in blocks of 16 channels with AVX-512, 8 with AVX2): an image tower optimised with
+    AVX-512, loaded under an emulated AVX2-only CPU (which shows the host's /proc/cpuinfo), gave
+    vectors at cosine -0.31 from fp32's. So the key follows what CPUID says."""
+    from mmsearch import runtime
+
+    path = FIXTURE / "image.int8.onnx"
+    here = runtime._optimized_cache_path(path, runtime.session_options(1))
+    assert here is not None
+    core = getattr(np, "_core", None) or getattr(np, "core")
+    features = core._multiarray_umath.__cpu_features__
+    hidden = [name for name, present in features.items() if present and name.startswith(("AVX2", "AVX512"))]
+    if not hidden:
+        pytest.skip("this CPU reports no AVX2 to hide")
+    for name in hidden:  # the same /proc/cpuinfo, CPUID without AVX2 and AVX-512
+        monkeypatch.setitem(features, name, False)
+    for cached in (runtime._cpu_identity, getattr(runtime, "_cpuid_features", None)):
+        if cached is not None:
+            cached.cache_clear()
+    assert runtime._optimized_cache_path(path, runtime.session_options(1)) != here
