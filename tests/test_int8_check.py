@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,6 @@ from mmsearch.encoder import ImageEncoder, TextEncoder
 from mmsearch.runtime import DeviceError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "toyclip"
-MMSEARCH = shutil.which("mmsearch") or os.path.join(os.path.dirname(sys.executable), "mmsearch")
 
 pytestmark = pytest.mark.skipif(not (FIXTURE / "manifest.json").exists(), reason="tests/fixtures/toyclip is missing")
 
@@ -78,11 +74,16 @@ def _warnings(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "mmsearch" and r.levelno >= logging.WARNING]
 
 
-def _doctor(home: Path) -> dict:
-    proc = subprocess.run([MMSEARCH, "doctor", "--json"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "MMSEARCH_HOME": str(home)})
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+def _doctor(*args: str) -> str:
+    """`mmsearch doctor` in this process (MMSEARCH_HOME as the test set it): a subprocess would be
+    another CPU where this one is emulated, and verdicts are per CPU."""
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+
+    result = CliRunner().invoke(app, ["doctor", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def test_an_intact_int8_bundle_passes_and_is_used(home, caplog):
@@ -95,7 +96,7 @@ def test_an_intact_int8_bundle_passes_and_is_used(home, caplog):
         verdict = int8_check.cached_verdict(bundle, "int8", tower)
         assert verdict is not None and verdict.passed and verdict.min_cosine >= 0.98
         assert verdict.references == "bundle" and verdict.isa == int8_check.isa_summary()
-    checks = _doctor(home)["int8_checks"]
+    checks = json.loads(_doctor("--json"))["int8_checks"]
     assert {(c["model"], c["tower"], c["verdict"]) for c in checks} == {("toyclip", "image", "pass"),
                                                                         ("toyclip", "text", "pass")}
 
@@ -128,13 +129,11 @@ def test_a_damaged_int8_tower_gives_way_to_fp32_says_so_once_and_is_remembered(h
         assert ImageEncoder(bundle).variant == "fp32"
     assert _warnings(caplog) == []
 
-    checks = {c["tower"]: c for c in _doctor(home)["int8_checks"]}
+    checks = {c["tower"]: c for c in json.loads(_doctor("--json"))["int8_checks"]}
     assert checks["image"]["verdict"] == "fail" and checks["image"]["min_cosine"] == verdict.min_cosine
     assert checks["text"]["verdict"] == "pass"
     assert checks["image"]["isa"] == int8_check.isa_summary()
-    proc = subprocess.run([MMSEARCH, "doctor"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "MMSEARCH_HOME": str(home)})
-    assert "toyclip int8 image tower on this CPU: failed, fp32 used instead" in proc.stdout
+    assert "toyclip int8 image tower on this CPU: failed, fp32 used instead" in _doctor()
 
 
 def test_int8_asked_for_by_name_is_refused_where_it_fails(home):
