@@ -1,6 +1,8 @@
 """Encoder speed: PyTorch eager against the exported bundle, side by side in one process.
 
-    python -m benchmarks.encoders [--device cpu|cuda] [--json FILE] [--rounds 7] [--explore] [--threads N]
+    python -m benchmarks.encoders [--device cpu|cuda] [--json FILE] [--rounds 7] [--explore] [--int8-choices]
+                                  [--threads N]
+    python -m benchmarks.encoders --int8-accuracy [--models tiny-clip,...] [--seeds 0,1] [--emulate CPU,...]
 
 The model is a ViT-B/32-sized CLIP with random weights (mmsearch_export.tiny preset "vit-b-32":
 the exact architecture, so the cost is the real one), written and exported once into
@@ -10,7 +12,21 @@ the exact architecture, so the cost is the real one), written and exported once 
 attention), the bundle's fp32 and its int8, and text latency at batch 1: PyTorch on ids padded to
 77 (what the processor gives by default), the bundle on the real token count and on 77. torch and
 onnxruntime both use every core this process may run on. Bar: int8 >= 2.0x PyTorch eager fp32
-images/s. --explore adds int8 builds with other quantize_dynamic settings and session options.
+images/s. --explore adds int8 builds with other quantize_dynamic settings and session options;
+--int8-choices adds the builds of INT8_CHOICES, image and text. Every CPU figure is printed with the
+instruction set onnxruntime's int8 kernels run on here (AVX2 alone sums pairs of u8 x s8 products in 16
+bits, VNNI in 32: the same int8 tower is several times faster with VNNI, and can be less accurate
+without it).
+
+--int8-accuracy: the int8 builds of INT8_CHOICES (per-tensor/per-channel, reduce_range, s8/u8
+weights, ...) of every tower the project ships (tiny CLIP, SigLIP and Chinese-CLIP, the toyclip
+fixture, this ViT-B/32-sized CLIP) against the fp32 graph: min and mean cosine over 64 images and 64
+texts (16 of each for ViT-B/32) through the runtime's preprocessing and tokenizer, run on this CPU
+and, with --emulate Haswell-noTSX-IBRS, in a process under `qemu-x86_64 -cpu Haswell-noTSX-IBRS`
+(apt-get install qemu-user): qemu emulates an AVX2 CPU without AVX-512 or VNNI, and onnxruntime,
+which reads CPUID, takes its AVX2 kernels there (ViT-B/32: about 25 minutes). Builds are cached under
+.work/bench/int8-accuracy/; the toyclip fixture keeps no checkpoint, so its builds start from its
+fused fp32 graph, beside the int8 it ships.
 
 --device cuda (a machine with an NVIDIA GPU, torch with CUDA): images/s at batch 512 for PyTorch
 eager fp16 (model.half(), sdpa) against the bundle's fp16 on the CUDA provider with IO binding
@@ -226,7 +242,10 @@ def _explore_builds(bundle: Path, checkpoint: Path) -> dict[str, Path]:
     return out
 
 
-def bench_cpu(rounds: int, explore: bool, threads: int | None = None) -> dict[str, Any]:
+SPEED_CHOICES = ("s8", "s8 reduce-range", "s8 per-channel", "s8 per-channel reduce-range", "u8", "u8 per-channel")
+
+
+def bench_cpu(rounds: int, explore: bool, threads: int | None = None, choices: bool = False) -> dict[str, Any]:
     import torch
     from transformers import CLIPModel
 
@@ -261,6 +280,12 @@ def bench_cpu(rounds: int, explore: bool, threads: int | None = None) -> dict[st
         image_candidates.append(Candidate("int8, session level EXTENDED", lambda: s.run(None, {"pixel_values": pixels_np}), batch, 2))
         s1 = _ort_session(bundle / "image.int8.onnx", 1)
         image_candidates.append(Candidate("int8, 1 intra-op thread", lambda: s1.run(None, {"pixel_values": pixels_np}), batch, 2))
+    choice_sessions = {}
+    if choices:  # the int8 settings of INT8_CHOICES, the builds --int8-accuracy measures
+        folder = _accuracy_model("vit-b-32", 0)
+        for c in SPEED_CHOICES:
+            choice_sessions[c] = {t: _ort_session(folder / f"int8.{_slug(c)}.{t}.onnx", threads) for t in ("image", "text")}
+            image_candidates.append(Candidate(f"int8 {c}", lambda s=choice_sessions[c]["image"]: s.run(None, {"pixel_values": pixels_np}), batch, 2))
 
     say(f"images: batch {batch}, {rounds} rounds")
     race(image_candidates, rounds)
@@ -285,6 +310,8 @@ def bench_cpu(rounds: int, explore: bool, threads: int | None = None) -> dict[st
         Candidate("bundle fp32, padded to 77", lambda: sessions["fp32"]["text"].run(None, {"input_ids": padded_np}), 1, 20),
         Candidate("bundle int8, padded to 77", lambda: sessions["int8"]["text"].run(None, {"input_ids": padded_np}), 1, 20),
     ]
+    for c, pair in choice_sessions.items():
+        text_candidates.append(Candidate(f"int8 {c}, {n_real} tokens", lambda s=pair["text"]: s.run(None, {"input_ids": real_np}), 1, 20))
     say(f"text: batch 1, {rounds} rounds")
     race(text_candidates, rounds)
 
@@ -294,13 +321,14 @@ def bench_cpu(rounds: int, explore: bool, threads: int | None = None) -> dict[st
     load_after = os.getloadavg()
     print(f"\n(load average {load_before[0]:.1f} before, {load_after[0]:.1f} after, on {_threads()} cores: "
           "other work on the machine slows PyTorch's thread barriers more than onnxruntime)")
-    _print_table(f"CPU images, batch {batch}, {threads} threads (torch {torch.__version__}, onnxruntime "
+    _print_table(f"CPU images, batch {batch}, {threads} threads, {isa_name()} (torch {torch.__version__}, onnxruntime "
                  f"{_ort_version()})", image_rows, True, "images")
     print(f"\n  bar: bundle int8 >= {CPU_INT8_BAR}x PyTorch eager fp32 images/s -> {int8_ratio}x "
           f"{'PASS' if int8_ratio >= CPU_INT8_BAR else 'MISS'}")
-    _print_table("CPU text, batch 1 (latency)", text_rows, False, "")
+    _print_table(f"CPU text, batch 1 (latency), {isa_name()}", text_rows, False, "")
     return {
         "device": "cpu",
+        "isa": isa_name(),
         "threads": threads,
         "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
         "batch": batch,
@@ -411,6 +439,171 @@ def bench_cuda(rounds: int) -> dict[str, Any]:
     }
 
 
+# -- int8 accuracy on each CPU path ----------------------------------------------------------------
+
+ACCURACY_DIR = BENCH_DIR / "int8-accuracy"
+# The int8 settings before this comparison existed; every choice below changes some of them.
+INT8_BASE: dict[str, Any] = {"per_channel": False, "reduce_range": False, "op_types": ["MatMul", "Attention", "Gather"],
+                             "weight_type": "QInt8"}
+INT8_CHOICES: dict[str, dict[str, Any]] = {
+    "s8": {},
+    "s8 reduce-range": {"reduce_range": True},
+    "s8 per-channel": {"per_channel": True},
+    "s8 per-channel reduce-range": {"per_channel": True, "reduce_range": True},
+    "u8": {"weight_type": "QUInt8"},
+    "u8 per-channel": {"weight_type": "QUInt8", "per_channel": True},
+    # dynamic quantization keeps activations u8 (DynamicQuantizeLinear): this only moves the Gather tables
+    "s8 ActivationSymmetric (Gather tables)": {"extra_options": {"ActivationSymmetric": True}},
+    "s8 reduce-range, MatMul only": {"reduce_range": True, "op_types": ["MatMul"]},
+}
+# name -> (builder, images, texts): fewer inputs for ViT-B/32, which an emulated CPU runs ~50x slower.
+ACCURACY_MODELS: dict[str, tuple[str, int, int]] = {
+    "tiny-clip": ("clip", 64, 64), "tiny-siglip": ("siglip", 64, 64), "tiny-cn-clip": ("chinese_clip", 64, 64),
+    "toyclip": ("fixture", 64, 64), "vit-b-32": ("vit-b-32", 16, 16),
+}
+FIXTURE = ROOT / "tests" / "fixtures" / "toyclip"
+
+
+def isa_name() -> str:
+    """The instruction sets onnxruntime's int8 kernels choose between, as CPUID reports them to this process."""
+    from mmsearch.int8_check import isa_summary
+
+    return isa_summary()
+
+
+def _accuracy_model(name: str, seed: int) -> Path:
+    """ACCURACY_DIR/<name>-s<seed>/: bundle/ (fp32), plain.<tower>.onnx (the export int8 starts from),
+    inputs.npz (images through the runtime's preprocessing, texts through its tokenizer)."""
+    from mmsearch_export import export_bundle
+
+    kind, n_images, n_texts = ACCURACY_MODELS[name]
+    folder = ACCURACY_DIR / (name if kind == "fixture" else f"{name}-s{seed}")
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "fixture":
+        bundle = FIXTURE  # its checkpoint is not kept: int8 from its fused fp32 graph, and its shipped int8
+    else:
+        bundle = folder / "bundle"
+        if not (bundle / "manifest.json").exists():
+            from mmsearch_export import tiny
+
+            if kind == "vit-b-32":
+                ckpt = ensure_checkpoint() if seed == 0 else tiny.make_clip_checkpoint(folder / "checkpoint", preset="vit-b-32", seed=seed)
+            else:
+                make = {"clip": tiny.make_clip_checkpoint, "siglip": tiny.make_siglip_checkpoint,
+                        "chinese_clip": tiny.make_chinese_clip_checkpoint}[kind]
+                ckpt = make(folder / "checkpoint", seed=seed)
+            say(f"{name} seed {seed}: exporting fp32")
+            export_bundle(ckpt, bundle, name=name, variants=("fp32",), overwrite=True)
+        if not all((folder / f"plain.{t}.onnx").exists() for t in ("image", "text")):
+            from mmsearch_export import manifest as mf
+            from mmsearch_export import to_onnx, tower_specs
+            from mmsearch_export.towers import load_checkpoint
+
+            ckpt_dir = Path(json.loads((bundle / "manifest.json").read_text())["source"])
+            ck = load_checkpoint(ckpt_dir)
+            for tower, t in tower_specs(ck, mf.image_spec(ck), mf.text_spec(ck)).items():
+                to_onnx.export_tower(t["module"], t["example"], folder / f"plain.{tower}.onnx", t["inputs"], t["output"], t["axes"])
+    if not (folder / "inputs.npz").exists():
+        from mmsearch.bundle import load_bundle
+        from mmsearch.encoder import load_tokenizer
+        from mmsearch.preprocess import preprocess_image
+        from mmsearch_export.validate import captioned_images, validation_texts
+
+        b = load_bundle(bundle)
+        spec = b.image_spec
+        pairs = captioned_images(n_images, spec.size[0], seed=seed + 11)
+        pixels = np.stack([preprocess_image(img, spec) for img, _ in pairs]).astype(np.float32)
+        texts = [c for _, c in pairs][: max(0, n_texts - 16)] + validation_texts(16, seed=seed)
+        tok = load_tokenizer(b)
+        arrays: dict[str, np.ndarray] = {"pixel_values": pixels}
+        for i in range(0, len(texts), 16):  # batches as the runtime sends them, padded to their longest
+            enc = tok.encode_batch(texts[i : i + 16])
+            arrays[f"input_ids.{i // 16}"] = np.asarray([e.ids for e in enc], dtype=np.int64)
+            if "attention_mask" in b.text_spec.inputs:
+                arrays[f"attention_mask.{i // 16}"] = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
+        np.savez(folder / "inputs.npz", **arrays)
+    for choice, opts in INT8_CHOICES.items():
+        for tower in ("image", "text"):
+            out = folder / f"int8.{_slug(choice)}.{tower}.onnx"
+            if not out.exists():
+                from mmsearch_export import to_onnx
+
+                src = bundle / f"{tower}.fp32.onnx" if kind == "fixture" else folder / f"plain.{tower}.onnx"
+                to_onnx.to_int8(src, out, dict(INT8_BASE, **opts))
+    return folder
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name)
+
+
+def int8_measure(folders: list[Path], threads: int) -> dict[str, Any]:
+    """Min/mean cosine of every int8 build against the fp32 graph, both run here (onnxruntime + numpy only)."""
+    rows = []
+    for folder in folders:
+        data = np.load(folder / "inputs.npz")
+        bundle = FIXTURE if folder.name == "toyclip" else folder / "bundle"
+        feeds = {"image": [{"pixel_values": data["pixel_values"]}], "text": []}
+        for i in range(len([k for k in data.files if k.startswith("input_ids.")])):
+            f = {"input_ids": data[f"input_ids.{i}"]}
+            if f"attention_mask.{i}" in data.files:
+                f["attention_mask"] = data[f"attention_mask.{i}"]
+            feeds["text"].append(f)
+        for tower in ("image", "text"):
+            def outputs(path: Path) -> np.ndarray:
+                s = _ort_session(path, threads)
+                return np.concatenate([s.run(None, f)[0] for f in feeds[tower]]).astype(np.float32)
+
+            t0 = time.perf_counter()
+            ref = outputs(bundle / f"{tower}.fp32.onnx")
+            builds = {c: folder / f"int8.{_slug(c)}.{tower}.onnx" for c in INT8_CHOICES}
+            if folder.name == "toyclip":
+                builds = {"shipped (s8, plain export)": bundle / f"{tower}.int8.onnx",
+                          **{f"{c} (from fused)": p for c, p in builds.items()}}
+            for choice, path in builds.items():
+                got = outputs(path)
+                cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+                rows.append({"model": folder.name, "tower": tower, "choice": choice, "n": int(len(cos)),
+                             "min_cosine": round(float(cos.min()), 5), "mean_cosine": round(float(cos.mean()), 5)})
+            say(f"{folder.name} {tower}: {len(builds)} builds in {time.perf_counter() - t0:.0f} s")
+    return {"isa": isa_name(), "onnxruntime": _ort_version(), "rows": rows}
+
+
+def int8_accuracy(models: list[str], seeds: list[int], emulate: list[str], threads: int, json_path: str | None) -> int:
+    import subprocess
+
+    folders = []
+    for name in models:
+        for seed in ([0] if ACCURACY_MODELS[name][0] == "fixture" else seeds):
+            folders.append(_accuracy_model(name, seed))
+    results = [int8_measure(folders, threads)]
+    for cpu in emulate:  # the same measurement in a process whose CPUID is an emulated CPU's
+        out = ACCURACY_DIR / f"measure.{cpu}.json"
+        cmd = ["qemu-x86_64", "-cpu", cpu, sys.executable, "-m", "benchmarks.encoders", "--int8-measure",
+               str(out), "--threads", str(threads), "--", *map(str, folders)]
+        say(f"emulated {cpu}: {' '.join(cmd[:6])} ... (slow)")
+        env = dict(os.environ, MMSEARCH_NO_ORT_CACHE="1")
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT, stderr=subprocess.DEVNULL if not os.environ.get("VERBOSE") else None)
+        r = json.loads(out.read_text())
+        r["emulated"] = cpu
+        results.append(r)
+    heads = [r["isa"] + (f" (qemu {r['emulated']})" if r.get("emulated") else "") for r in results]
+    print(f"\nint8 min cosine vs fp32 (mean in brackets), onnxruntime {results[0]['onnxruntime']}, {threads} threads")
+    for i, h in enumerate(heads):
+        print(f"  [{i}] {h}")
+    print(f"  {'model':16} {'tower':5} {'int8 build':46} " + " ".join(f"{'[' + str(i) + ']':>18}" for i in range(len(heads))))
+    for j, row in enumerate(results[0]["rows"]):
+        cells = []
+        for r in results:
+            x = r["rows"][j]
+            cells.append(f"{x['min_cosine']:.4f} ({x['mean_cosine']:.4f})")
+        print(f"  {row['model']:16} {row['tower']:5} {row['choice']:46} " + " ".join(f"{c:>18}" for c in cells))
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
+        say(f"wrote {json_path}")
+    return 0
+
+
 def _ort_version() -> str:
     import onnxruntime
 
@@ -423,9 +616,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds per candidate (default 7)")
     ap.add_argument("--explore", action="store_true", help="CPU: also time int8 builds with other settings")
+    ap.add_argument("--int8-choices", action="store_true",
+                    help="CPU: also time the int8 builds of INT8_CHOICES (those --int8-accuracy measures)")
     ap.add_argument("--threads", type=int, help="CPU: threads for torch and onnxruntime (default: every core)")
+    ap.add_argument("--int8-accuracy", action="store_true",
+                    help="min cosine of int8 builds (INT8_CHOICES) vs fp32 on each model, on this CPU and --emulate ones")
+    ap.add_argument("--models", default=",".join(ACCURACY_MODELS), help="--int8-accuracy: which models")
+    ap.add_argument("--seeds", default="0", help="--int8-accuracy: random-weight seeds of the generated models")
+    ap.add_argument("--emulate", default="", metavar="CPU,...",
+                    help="--int8-accuracy: also measure under qemu-x86_64 -cpu CPU (e.g. Haswell-noTSX-IBRS: AVX2, no VNNI)")
+    ap.add_argument("--int8-measure", metavar="OUT", help=argparse.SUPPRESS)  # the measuring half, run under qemu
+    ap.add_argument("folders", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    result = bench_cpu(args.rounds, args.explore, args.threads) if args.device == "cpu" else bench_cuda(args.rounds)
+    if args.int8_measure:
+        Path(args.int8_measure).write_text(json.dumps(int8_measure([Path(f) for f in args.folders], args.threads or 2)))
+        return 0
+    if args.int8_accuracy:
+        return int8_accuracy(args.models.split(","), [int(s) for s in args.seeds.split(",")],
+                             [c for c in args.emulate.split(",") if c], args.threads or _threads(), args.json)
+    result = (bench_cpu(args.rounds, args.explore, args.threads, args.int8_choices) if args.device == "cpu"
+              else bench_cuda(args.rounds))
     result["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
                          "cpus": os.cpu_count(), "affinity": _threads()}
     result["bundle"] = str(BUNDLE)

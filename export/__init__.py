@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ExportError", "export_bundle", "VARIANTS"]
+__all__ = ["ExportError", "export_bundle", "add_references", "VARIANTS"]
 
 VARIANTS = ("fp32", "fp16", "int8")
 
@@ -40,7 +40,8 @@ def export_bundle(
 ) -> Path:
     """Export a checkpoint (a local folder or a model hub id) to a bundle folder at `out`.
 
-    Writes tokenizer.json, one image and one text ONNX file per variant and manifest.json, after
+    Writes tokenizer.json, one image and one text ONNX file per variant, references.npz (the int8
+    check's inputs and fp32 outputs, mmsearch/int8_check.py) and manifest.json, after
     every variant passed validation against the PyTorch model. fp32 is always written (it is the
     reference and the fallback the runtime uses). Nothing is ever left half-written at `out`: the
     bundle is built in a hidden folder beside it and renamed into place at the end; on any failure
@@ -81,6 +82,25 @@ def export_bundle(
         shutil.rmtree(staging, ignore_errors=True)
     say(f"wrote {out}")
     return out
+
+
+def add_references(folder: str | os.PathLike[str]) -> Path:
+    """Write references.npz into a bundle exported before bundles carried one, and list it in its
+    manifest (the runtime otherwise makes the int8 check's references from the fp32 towers itself)."""
+    from mmsearch.bundle import MANIFEST, load_bundle
+
+    from . import manifest as mf
+    from . import validate
+
+    bundle = load_bundle(folder)
+    manifest = dict(bundle.manifest)
+    fp32 = {tower: bundle.tower_path("fp32", tower) for tower in ("image", "text")}
+    section = validate.write_references(bundle.path, fp32, manifest["image"], manifest["text"])
+    entry = mf.file_entry(bundle.path / section["file"])
+    manifest["files"] = {**manifest.get("files", {}), entry.pop("file"): entry}
+    manifest["references"] = section
+    mf.write_manifest(bundle.path, manifest)
+    return bundle.path / MANIFEST
 
 
 def _first_line(e: BaseException) -> str:
@@ -129,7 +149,7 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
 
     from . import manifest as mf
     from . import to_onnx, validate
-    from .towers import build_towers, load_checkpoint
+    from .towers import load_checkpoint
 
     t0 = time.perf_counter()
     say(f"loading {source_label}")
@@ -140,34 +160,16 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
     tokenizer_json = dst / "tokenizer.json"
     _save_tokenizer(ckpt, tokenizer_json)
 
-    image_tower, text_tower = build_towers(ckpt)
     scratch = dst / ".scratch"
     scratch.mkdir()
 
-    h, w = image["size"]
-    example_pixels = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
-    example_texts = ["a photo of a cat", "two dogs playing in the snow next to a red car"]
-    if text["padding"] == "max_length":
-        enc = ckpt.tokenizer(example_texts, padding="max_length", max_length=text["context_length"],
-                             truncation=True, return_tensors="pt")
-    else:
-        enc = ckpt.tokenizer(example_texts, padding=True, truncation=True, max_length=text["context_length"],
-                             return_tensors="pt")
-    example_text = [enc[k] for k in text["inputs"]]
+    towers = tower_specs(ckpt, image, text)
     with torch.inference_mode():
-        dim_image = int(image_tower(example_pixels).shape[-1])
-        dim_text = int(text_tower(*example_text).shape[-1])
+        dim_image = int(towers["image"]["module"](*towers["image"]["example"]).shape[-1])
+        dim_text = int(towers["text"]["module"](*towers["text"]["example"]).shape[-1])
     if dim_image != dim_text:
         raise ExportError(f"{folder}: image embeddings have {dim_image} dimensions, text embeddings {dim_text}")
 
-    seq_axes = {0: "batch", 1: "sequence"} if text["padding"] == "longest" else {0: "batch"}
-    towers: dict[str, dict[str, Any]] = {
-        "image": dict(module=image_tower, example=[example_pixels], inputs=["pixel_values"], output="image_embeds",
-                      axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}}, config=ckpt.vision_config),
-        "text": dict(module=text_tower, example=example_text, inputs=text["inputs"], output="text_embeds",
-                     axes={**{k: seq_axes for k in text["inputs"]}, "text_embeds": {0: "batch"}},
-                     config=ckpt.text_config),
-    }
     files: dict[str, dict[str, Path]] = {v: {} for v in variants}
     fused: dict[str, dict[str, dict[str, int]]] = {v: {} for v in variants}
     for tower, t in towers.items():
@@ -192,7 +194,7 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
             files["int8"][tower], fused["int8"][tower] = path, to_onnx.to_int8(source, path)
         raw.unlink()
     shutil.rmtree(scratch)
-    del towers, image_tower, text_tower
+    del towers
 
     say(f"preparing validation inputs ({validate.N_IMAGES} images, {validate.N_TEXTS} texts) and PyTorch reference")
     data = validate.prepare(ckpt, tokenizer_json, text)
@@ -219,11 +221,12 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
             options = {k: v for k, v in to_onnx.INT8_OPTIONS.items() if k != "from_fused"}
             variant_entries[variant]["quantization"] = {
                 "method": "onnxruntime.quantization.quantize_dynamic",
-                "weight_type": "QInt8",
                 "quantized_from": "fused graph" if to_onnx.INT8_OPTIONS.get("from_fused") else "plain export",
                 **options,
             }
 
+    say("writing the int8 check's references (a few inputs with the fp32 outputs)")
+    references = validate.write_references(dst, files["fp32"], image, text)
     manifest = mf.build_manifest(
         name=bundle_name,
         source=source_label,
@@ -232,11 +235,41 @@ def _build(folder: Path, source_label: str, bundle_name: str, variants: list[str
         image=image,
         text=text,
         variants=variant_entries,
-        files={"tokenizer.json": {k: v for k, v in mf.file_entry(tokenizer_json).items() if k != "file"}},
+        files={p.name: {k: v for k, v in mf.file_entry(p).items() if k != "file"}
+               for p in (tokenizer_json, dst / references["file"])},
         opset=to_onnx.OPSET,
     )
+    manifest["references"] = references
     manifest["export_seconds"] = round(time.perf_counter() - t0, 1)
     mf.write_manifest(dst, manifest)
+
+
+def tower_specs(ckpt: Any, image: dict[str, Any], text: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Both towers as torch.onnx.export takes them: the module, example inputs, input/output names,
+    dynamic axes and the transformer config (the plain export that fusion and int8 start from)."""
+    import torch
+
+    from .towers import build_towers
+
+    image_tower, text_tower = build_towers(ckpt)
+    h, w = image["size"]
+    example_pixels = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    example_texts = ["a photo of a cat", "two dogs playing in the snow next to a red car"]
+    if text["padding"] == "max_length":
+        enc = ckpt.tokenizer(example_texts, padding="max_length", max_length=text["context_length"],
+                             truncation=True, return_tensors="pt")
+    else:
+        enc = ckpt.tokenizer(example_texts, padding=True, truncation=True, max_length=text["context_length"],
+                             return_tensors="pt")
+    example_text = [enc[k] for k in text["inputs"]]
+    seq_axes = {0: "batch", 1: "sequence"} if text["padding"] == "longest" else {0: "batch"}
+    return {
+        "image": dict(module=image_tower, example=[example_pixels], inputs=["pixel_values"], output="image_embeds",
+                      axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}}, config=ckpt.vision_config),
+        "text": dict(module=text_tower, example=example_text, inputs=text["inputs"], output="text_embeds",
+                     axes={**{k: seq_axes for k in text["inputs"]}, "text_embeds": {0: "batch"}},
+                     config=ckpt.text_config),
+    }
 
 
 def _top1_words(figures: dict[str, Any]) -> str:

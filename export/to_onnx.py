@@ -43,18 +43,31 @@ FUSED_OPS = (
     "ConvInteger",
 )
 
-# Quantization settings for the int8 variant, chosen by measurement (benchmarks/encoders.py
-# --explore, ViT-B/32-sized CLIP, batch 32, 2 cores with AVX512-VNNI, onnxruntime 1.31):
+# Quantization settings for the int8 variant, chosen by measurement on both kinds of x86 int8 kernel
+# (benchmarks/encoders.py --int8-accuracy --emulate Haswell-noTSX-IBRS, and --int8-choices; onnxruntime
+# 1.31, 2 cores with AVX-512 VNNI, and the same CPU under qemu as an AVX2 CPU without VNNI):
+# - reduce_range (7-bit weights): without VNNI, onnxruntime's u8 x s8 kernels sum pairs of products in
+#   16 bits (vpmaddubsw), which saturates for 8-bit weights: tiny SigLIP's image tower gave min cosine
+#   0.855 vs fp32 there (0.9995 with VNNI; seeds 1 and 2: 0.592 text, 0.697 image). 7-bit weights
+#   (|w| <= 64) cannot saturate (2 x 255 x 64 < 2^15): every shipped tower (tiny CLIP, SigLIP and
+#   Chinese-CLIP at seeds 0-2, the toyclip fixture, ViT-B/32) gives >= 0.996 on both paths, with the
+#   same figures on both to 4 decimals.
+# - per_channel: with reduce_range, ViT-B/32's towers come closer (text 0.9971 -> 0.9983, mean 0.9977
+#   -> 0.9986; image 0.9994 -> 0.9996; the tiny ones either way, 0.9968-0.9999), for ~1.5% of image
+#   throughput with VNNI (63.9 vs 64.9 images/s, 1 thread, batch 32) and ~3% of text latency (4.87
+#   vs 4.71 ms). Without reduce_range it saturates more (tiny SigLIP image 0.816 on AVX2).
+# - s8 weights: u8 weights never saturate either, but take half the speed with VNNI (33 vs 65 images/s).
 # - Conv (the patch embedding) stays float32: ConvInteger was ~20% of the int8 image tower's time,
 #   a float Conv ~5% (op_types without "Conv": +20% images/s).
 # - quantized from the plain export, not the fused graph: onnxruntime's own session-level fusions
 #   (DynamicQuantizeMatMul, MatMulIntegerToFloat, LayerNormalization) beat the transformer
 #   optimizer's QAttention + SkipLayerNormalization path on the CPU (about 57 vs 44 images/s, same
 #   min cosine); the text tower at batch 1 is the same either way.
-# - per-tensor signed weights: per_channel and reduce_range were no faster and no closer here.
+# mmsearch/int8_check.py still checks each int8 tower on the CPU it runs on.
 INT8_OPTIONS: dict[str, Any] = {
-    "per_channel": False,
-    "reduce_range": False,
+    "per_channel": True,
+    "reduce_range": True,
+    "weight_type": "QInt8",
     "op_types": ["MatMul", "Attention", "Gather"],  # Gather: the token embedding table, 4x smaller
     "from_fused": False,
 }
@@ -141,7 +154,7 @@ def to_int8(src: Path, dst: Path, options: dict[str, Any] | None = None) -> dict
         quantize_dynamic(
             str(src),
             str(dst),
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType[opts.get("weight_type", "QInt8")],
             per_channel=bool(opts["per_channel"]),
             reduce_range=bool(opts["reduce_range"]),
             op_types_to_quantize=opts["op_types"],  # None: every type quantize_dynamic knows

@@ -334,6 +334,26 @@ def validate_variant(
     return figures
 
 
+def write_references(dst: Path, fp32_files: dict[str, Path], image: dict[str, Any], text: dict[str, Any]) -> dict[str, Any]:
+    """references.npz in the bundle folder `dst`: the int8 check's inputs (mmsearch.int8_check
+    reference_inputs, made once here so the bundle pins them) with the fp32 towers' outputs; returns
+    the manifest's "references" section."""
+    from mmsearch import int8_check
+    from mmsearch.bundle import REFERENCES, Bundle
+
+    bundle = Bundle(dst, {"name": dst.name, "image": image, "text": text}, "")
+    arrays = int8_check.reference_inputs(bundle)
+    if "attention_mask" not in text["inputs"]:
+        del arrays["attention_mask"]
+    for tower, path in fp32_files.items():
+        session, _ = _session(path, "cpu")
+        feeds = int8_check.tower_feeds(bundle, tower, arrays)
+        arrays[f"{tower}_embeds"] = session.run([f"{tower}_embeds"], feeds)[0].astype(np.float32)
+    np.savez_compressed(dst / REFERENCES, **arrays)
+    return {"file": REFERENCES, "images": int(len(arrays["images"])), "texts": int(len(arrays["input_ids"])),
+            "min_cosine": MIN_COSINE["int8"]}
+
+
 def preprocess_difference(data: ValidationData, image: dict[str, Any]) -> dict[str, float] | None:
     """|mmsearch.preprocess - the checkpoint's image processor| over the validation images, i.e.
     whether the manifest's spec reproduces the processor: the largest difference (one 8-bit level,

@@ -8,6 +8,9 @@ A bundle is a folder written by the export step (``mmsearch export``)::
     text.fp32.onnx         text tower: input_ids int64 [N,L] (+ attention_mask where listed)
                            -> text_embeds float32 [N,D]
     image.fp16.onnx ...    one pair per variant (fp32, fp16, int8); inputs and outputs stay float32
+    references.npz         inputs and fp32 outputs for the int8 check on the CPU it runs on
+                           (int8_check.py): images uint8 [N,H,W,3] at the tower's input size,
+                           input_ids int64 [M,L] (+ attention_mask), image_embeds [N,D], text_embeds [M,D]
 
 Every tower returns L2-normalised embeddings (projection and normalisation are inside the graph),
 so the runtime never does model math itself.
@@ -46,9 +49,14 @@ manifest.json (``format_version`` 1)::
                  "text":  {"file": "text.fp32.onnx",  "sha256": "...", "bytes": 123},
                  "fused": {"image": {"Attention": 12, ...}, "text": {...}},
                  "validation": {"image_min_cosine": .., "text_min_cosine": .., ...}},
-        "fp16": {...}, "int8": {...}
+        "fp16": {...},
+        "int8": {..., "quantization": {"method": "onnxruntime.quantization.quantize_dynamic",
+                 "weight_type": "QInt8", "per_channel": ..., "reduce_range": ..., "op_types": [...]}}
       },
-      "files": {"tokenizer.json": {"sha256": "...", "bytes": 123}},
+      "files": {"tokenizer.json": {"sha256": "...", "bytes": 123},
+                "references.npz": {"sha256": "...", "bytes": 123}},
+      "references": {"file": "references.npz", "images": 8, "texts": 16,  # absent in older bundles:
+                     "min_cosine": 0.98},      # the check makes its own inputs, fp32 outputs at first use
       "opset": 17,
       "exporter": {"mmsearch": "0.1.0", "torch": "...", "transformers": "...", "onnx": "...",
                    "onnxruntime": "..."},
@@ -71,6 +79,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VARIANTS = ("fp32", "fp16", "int8")
 TOWERS = ("image", "text")
+REFERENCES = "references.npz"
 # Where a verified file's (size, mtime) is remembered, so a query does not re-hash 300 MB each time.
 _VERIFIED_STAMP = ".verified.json"
 
@@ -187,6 +196,21 @@ class Bundle:
             self._verify(path, entry)
         elif not path.is_file():
             raise BundleError(f"{path}: the bundle's tokenizer is missing")
+        return path
+
+    def references_path(self) -> Path | None:
+        """The verified references file (inputs and fp32 outputs for the int8 check, int8_check.py), or
+        None for a bundle exported before bundles carried one."""
+        section = self.manifest.get("references")
+        if not section:
+            return None
+        name = section.get("file", REFERENCES)
+        path = self.path / name
+        entry = self.manifest.get("files", {}).get(name)
+        if entry:
+            self._verify(path, entry)
+        elif not path.is_file():
+            raise BundleError(f"{path}: missing from the bundle (listed in its manifest)")
         return path
 
     def verify_all(self) -> None:

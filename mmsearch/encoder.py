@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from . import int8_check
 from .bundle import Bundle
-from .runtime import create_session, expected_device
+from .runtime import DeviceError, create_session, expected_device
 
 log = logging.getLogger("mmsearch")
 
@@ -40,8 +40,31 @@ class _Tower:
             wanted = choose_variant(bundle, "cpu")
             self.session, self.device = create_session(bundle.tower_path(wanted, tower), "cpu", threads=threads,
                                                        spinning=spinning, prepack=prepack)
+        if self.device == "cpu" and wanted in int8_check.CHECKED and not self._passes(bundle, wanted, tower, variant,
+                                                                                      threads):
+            wanted = "fp32"
+            self.session, self.device = create_session(bundle.tower_path(wanted, tower), "cpu", threads=threads,
+                                                       spinning=spinning, prepack=prepack)
         self.variant = wanted
         self.output = self.session.get_outputs()[0].name
+
+    def _passes(self, bundle: Bundle, variant: str, tower: str, asked: str | None, threads: int | None) -> bool:
+        """Whether the variant's tower is right on this CPU (int8_check.py: checked on first use, then
+        cached). Left to choose, a failing tower gives way to fp32 with one line where the check ran;
+        asked for by name, it is refused, as --device cuda is where CUDA does not work."""
+        cached = int8_check.cached_verdict(bundle, variant, tower)
+        verdict = cached or int8_check.check(bundle, variant, tower, self.session, threads=threads)
+        if verdict.passed:
+            return True
+        where = (f"the {variant} {tower} tower of '{bundle.name}' is off on this CPU ({verdict.isa}): min cosine "
+                 f"{verdict.min_cosine:.4f} against its fp32 outputs < {verdict.bar}")
+        if asked:
+            raise DeviceError(f"--variant {variant}: {where}; leave --variant out (fp32 is used here) or ask for fp32")
+        if cached is None:
+            log.warning("%s; using fp32 (checked once on this CPU, see mmsearch doctor)", where)
+        else:
+            log.debug("%s; using fp32 (cached verdict)", where)
+        return False
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if self.device == "cuda":

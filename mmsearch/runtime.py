@@ -256,16 +256,33 @@ def _optimized_cache_path(path: Path, opts: ort.SessionOptions) -> Path | None:
 
 @lru_cache(maxsize=1)
 def _cpu_identity() -> str:
+    """The CPU as the optimised-graph cache and the int8 check (int8_check.py) tell CPUs apart:
+    /proc/cpuinfo's model name and flags, and the instruction sets CPUID reports to this process,
+    which onnxruntime's kernels and layouts follow (the patch embedding's Conv is stored in blocks of
+    16 channels with AVX-512, 8 with AVX2). The two differ under an emulator, which passes the host's
+    /proc/cpuinfo through: an image tower optimised with AVX-512 and loaded under an emulated
+    AVX2-only CPU gave vectors at cosine -0.31 from fp32's."""
     import platform
 
+    cpuid = "cpuid: " + " ".join(_cpuid_features())
     try:
         with open("/proc/cpuinfo") as f:
             wanted = [line.strip() for line in f if line.startswith(("model name", "flags"))][:2]
         if wanted:
-            return ";".join(wanted)
+            return ";".join(wanted + [cpuid])
     except OSError:
         pass
-    return f"{platform.machine()};{platform.processor()}"
+    return f"{platform.machine()};{platform.processor()};{cpuid}"
+
+
+@lru_cache(maxsize=1)
+def _cpuid_features() -> tuple[str, ...]:
+    """The instruction-set extensions CPUID reports to this process: numpy's runtime dispatch table."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or getattr(np, "core")
+    features = getattr(core._multiarray_umath, "__cpu_features__", {})
+    return tuple(sorted(name for name, present in features.items() if present))
 
 
 # Reasons CUDA failed in this process: once it has failed, later sessions skip the slow attempt.

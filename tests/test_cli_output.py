@@ -2,7 +2,8 @@
 they are, never read as markup, and piped output is not wrapped. After a deliberate change to the
 output, `pytest tests/test_cli_output.py --update-golden` rewrites the files; review the diff.
 
-Paths are written relative to a `$TMP` placeholder, times and sizes masked; the query table uses
+Paths are written relative to a `$TMP` placeholder, times and sizes masked, column padding folded (it
+follows the length of the temporary folder's name); the query table uses
 keyword mode, whose scores (BM25) do not depend on the CPU's arithmetic."""
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def normalise(text: str, tmp: Path) -> str:
     text = text.replace(str(tmp), "$TMP")
     text = re.sub(r"\(\d+\.\ds(, cpu)?\)", r"(<seconds>\1)", text)
     text = re.sub(r"\(\d+\.\d MB\)", "(<size>)", text)
-    return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", "<time>", text)
+    text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", "<time>", text)
+    return re.sub(r"(?<=\S)  +", "  ", text)  # column padding follows the temporary folder's name
 
 
 def check(name: str, proc: subprocess.CompletedProcess, tmp: Path, request) -> None:

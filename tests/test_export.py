@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 import shutil
 from pathlib import Path
 
@@ -103,8 +105,32 @@ def test_clip_manifest(tiny_clip_bundle: Path) -> None:
     tok = tiny_clip_bundle / "tokenizer.json"
     assert m["files"]["tokenizer.json"] == {"sha256": sha256_file(tok), "bytes": tok.stat().st_size}
     assert sorted(p.name for p in tiny_clip_bundle.iterdir() if not p.name.startswith(".")) == sorted(
-        ["manifest.json", "tokenizer.json"] + [f"{t}.{v}.onnx" for t in ("image", "text") for v in ("fp32", "fp16", "int8")]
+        ["manifest.json", "tokenizer.json", "references.npz"]
+        + [f"{t}.{v}.onnx" for t in ("image", "text") for v in ("fp32", "fp16", "int8")]
     )
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_the_bundle_carries_references_for_the_int8_check(family: str, request: pytest.FixtureRequest) -> None:
+    """A few inputs with the fp32 towers' outputs, so the runtime can check int8 on the CPU it runs on."""
+    from mmsearch import int8_check
+
+    bundle_dir = request.getfixturevalue(f"tiny_{family}_bundle")
+    m = _manifest(bundle_dir)
+    ref = bundle_dir / "references.npz"
+    assert m["references"] == {"file": "references.npz", "images": 8, "texts": 16,
+                                "min_cosine": validate_mod.MIN_COSINE["int8"]}
+    assert m["files"]["references.npz"] == {"sha256": sha256_file(ref), "bytes": ref.stat().st_size}
+    bundle = load_bundle(bundle_dir)
+    with np.load(ref) as data:
+        arrays = {k: data[k] for k in data.files}
+    assert arrays["images"].shape == (8, 32, 32, 3) and arrays["input_ids"].shape[0] == 16
+    for tower in ("image", "text"):
+        feeds = int8_check.tower_feeds(bundle, tower, arrays)
+        np.testing.assert_allclose(_session(bundle_dir / f"{tower}.fp32.onnx").run(None, feeds)[0],
+                                   arrays[f"{tower}_embeds"], atol=1e-5)
+        int8 = _session(bundle_dir / f"{tower}.int8.onnx").run(None, feeds)[0]
+        assert _cos(int8, arrays[f"{tower}_embeds"]).min() >= 0.98
 
 
 def assert_preprocessing_reproduced(figures: dict) -> None:
@@ -271,6 +297,8 @@ def test_chinese_clip_exports_with_an_attention_mask(tmp_path: Path) -> None:
     assert m["text"]["inputs"] == ["input_ids", "attention_mask"]
     assert m["text"]["padding"] == "longest" and m["text"]["context_length"] == 52 and m["text"]["pad_id"] == 0
     assert m["variants"]["fp32"]["fused"]["text"]["Attention"] == 2  # BERT attention, fused as model_type bert
+    with np.load(bundle / "references.npz") as refs:  # its text tower takes the mask: the check feeds it
+        assert refs["attention_mask"].shape == refs["input_ids"].shape
     model = ChineseCLIPModel.from_pretrained(checkpoint).eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     texts = ["一张猫的照片", "a photo of a red cat in the park", "狗"]
@@ -283,6 +311,68 @@ def test_chinese_clip_exports_with_an_attention_mask(tmp_path: Path) -> None:
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
     out = session.run(None, {"input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()})[0]
     assert _cos(out, ref).min() > 0.99999
+
+
+# -- int8 on a CPU without VNNI -------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_int8_weights_cannot_saturate_16_bit_sums(family: str, request: pytest.FixtureRequest) -> None:
+    """Without VNNI (AVX2, AVX-512 without it) onnxruntime's int8 kernels add pairs of u8 x s8 products
+    in 16 bits: with |weight| <= 64 two products stay below 2^15 (2 x 255 x 64 = 32640); 8-bit weights
+    (up to 127) overflow it and the tower's vectors drift from fp32's on those CPUs only."""
+    import onnx
+    from onnx import numpy_helper
+
+    bundle = request.getfixturevalue(f"tiny_{family}_bundle")
+    q = _manifest(bundle)["variants"]["int8"]["quantization"]
+    assert q["reduce_range"] is True and q["weight_type"] == "QInt8"
+    for tower in ("image", "text"):
+        graph = onnx.load(str(bundle / f"{tower}.int8.onnx")).graph
+        weights = [numpy_helper.to_array(i) for i in graph.initializer
+                   if i.name.endswith("_quantized") and i.data_type == onnx.TensorProto.INT8]
+        assert weights, tower
+        assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64, tower
+
+
+_AVX2_ONLY = "Haswell-noTSX-IBRS"  # qemu's model of an AVX2 CPU without AVX-512 or VNNI
+_MEASURE_EMULATED = """
+import sys, numpy as np, onnxruntime as ort
+from mmsearch import int8_check
+from mmsearch.bundle import load_bundle
+bundle = load_bundle(sys.argv[1])
+arrays = int8_check.reference_inputs(bundle)
+arrays["images"] = np.stack([int8_check._picture(i, *bundle.image_spec.size) for i in range(40)])
+worst = {}
+for tower in ("image", "text"):
+    feeds = int8_check.tower_feeds(bundle, tower, arrays)
+    fp32, int8 = (ort.InferenceSession(str(bundle.tower_path(v, tower)), providers=["CPUExecutionProvider"])
+                  .run(None, feeds)[0] for v in ("fp32", "int8"))
+    worst[tower] = float(((fp32 * int8).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(int8, axis=1)).min())
+print(int8_check.isa_summary(), worst["image"], worst["text"])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None or platform.machine() != "x86_64",
+                    reason="emulating a CPU without VNNI needs qemu-user (apt-get install qemu-user)")
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_int8_holds_on_a_cpu_without_vnni(family: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """onnxruntime's int8 kernels for AVX2 sum pairs of u8 x s8 products in 16 bits, which saturate
+    where VNNI's do not; the export's int8 must stay within the bar there too. qemu's user-mode
+    emulation of an AVX2-only CPU makes onnxruntime pick those kernels (the process's CPUID says so)."""
+    import subprocess
+    import sys
+
+    bundle = request.getfixturevalue(f"tiny_{family}_bundle")
+    script = tmp_path / "measure.py"
+    script.write_text(_MEASURE_EMULATED)
+    proc = subprocess.run(["qemu-x86_64", "-cpu", _AVX2_ONLY, sys.executable, str(script), str(bundle)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MMSEARCH_NO_ORT_CACHE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    *_, image, text = proc.stdout.split()
+    assert proc.stdout.strip().startswith("x86_64 AVX2, no VNNI"), proc.stdout
+    assert float(image) >= 0.98 and float(text) >= 0.98, proc.stdout
 
 
 # -- the runtime's reader ---------------------------------------------------------------------------
