@@ -52,11 +52,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / ".work" / "bench"
-MODEL_DIR = BENCH_DIR / "clip-vit-b-32"
-CHECKPOINT = MODEL_DIR / "checkpoint"
-BUNDLE = MODEL_DIR / "bundle"
+from benchmarks.common import BENCH_DIR, ROOT, say, vitb32_bundle, vitb32_checkpoint
+
 EXPLORE_DIR = BENCH_DIR / "encoders-int8"
 
 CPU_INT8_BAR = 2.0
@@ -64,56 +61,11 @@ GPU_FP16_BAR = 1.15
 QUERY = "a photo of a red circle on a blue background"
 
 
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def _threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # -- the model -------------------------------------------------------------------------------------
-
-
-def ensure_checkpoint() -> Path:
-    if not (CHECKPOINT / "config.json").exists():
-        from mmsearch_export.tiny import make_clip_checkpoint
-
-        say(f"writing a random-weight ViT-B/32 CLIP checkpoint to {CHECKPOINT}")
-        make_clip_checkpoint(CHECKPOINT, preset="vit-b-32")
-    return CHECKPOINT
-
-
-def _stale(manifest_path: Path) -> str | None:
-    """Why the cached bundle is not what the export step makes today (None if it is)."""
-    from mmsearch_export import to_onnx
-
-    try:
-        m = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        return "no readable manifest"
-    if set(m.get("variants", {})) != {"fp32", "fp16", "int8"}:
-        return "not all three variants"
-    fused = m["variants"]["fp32"].get("fused", {})
-    if not all(fused.get(t, {}).get("Attention", 0) > 0 for t in ("image", "text")):
-        return "unfused fp32 towers"
-    q = m["variants"]["int8"].get("quantization", {})
-    wanted = {k: v for k, v in to_onnx.INT8_OPTIONS.items() if k != "from_fused"}
-    if any(q.get(k) != v for k, v in wanted.items()) or (q.get("quantized_from") == "plain export") == bool(
-        to_onnx.INT8_OPTIONS.get("from_fused")
-    ):
-        return "int8 quantized with other settings"
-    return None
-
-
-def ensure_bundle() -> Path:
-    why = _stale(BUNDLE / "manifest.json")
-    if why:
-        from mmsearch_export import export_bundle
-
-        say(f"exporting {CHECKPOINT} to {BUNDLE} ({why}; cached for next time)")
-        export_bundle(ensure_checkpoint(), BUNDLE, name="clip-vit-b-32-random", progress=say, overwrite=True)
-    return BUNDLE
 
 
 # -- timing ----------------------------------------------------------------------------------------
@@ -252,7 +204,7 @@ def bench_cpu(rounds: int, explore: bool, threads: int | None = None, choices: b
     threads = threads or _threads()
     load_before = os.getloadavg()
     torch.set_num_threads(threads)
-    bundle, checkpoint = ensure_bundle(), ensure_checkpoint()
+    bundle, checkpoint = vitb32_bundle(), vitb32_checkpoint()
     manifest = json.loads((bundle / "manifest.json").read_text())
     say(f"loading PyTorch model and onnxruntime sessions ({threads} threads each)")
     model = CLIPModel.from_pretrained(checkpoint).eval()  # transformers' default attention (sdpa)
@@ -351,7 +303,7 @@ def bench_cuda(rounds: int) -> dict[str, Any]:
 
     if not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch has no CUDA device here (a CUDA build of torch and an NVIDIA GPU)")
-    bundle, checkpoint = ensure_bundle(), ensure_checkpoint()
+    bundle, checkpoint = vitb32_bundle(), vitb32_checkpoint()
     if "fp16" not in json.loads((bundle / "manifest.json").read_text())["variants"]:
         raise SystemExit(f"{bundle}: no fp16 variant")
     batch = 512
@@ -487,7 +439,7 @@ def _accuracy_model(name: str, seed: int) -> Path:
             from mmsearch_export import tiny
 
             if kind == "vit-b-32":
-                ckpt = ensure_checkpoint() if seed == 0 else tiny.make_clip_checkpoint(folder / "checkpoint", preset="vit-b-32", seed=seed)
+                ckpt = vitb32_checkpoint() if seed == 0 else tiny.make_clip_checkpoint(folder / "checkpoint", preset="vit-b-32", seed=seed)
             else:
                 make = {"clip": tiny.make_clip_checkpoint, "siglip": tiny.make_siglip_checkpoint,
                         "chinese_clip": tiny.make_chinese_clip_checkpoint}[kind]
@@ -638,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
               else bench_cuda(args.rounds))
     result["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
                          "cpus": os.cpu_count(), "affinity": _threads()}
-    result["bundle"] = str(BUNDLE)
+    result["bundle"] = str(vitb32_bundle())
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         say(f"wrote {args.json}")

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmsearch.errors import first_line
+
 __all__ = ["ExportError", "export_bundle", "add_references", "VARIANTS"]
 
 VARIANTS = ("fp32", "fp16", "int8")
@@ -77,7 +79,7 @@ def export_bundle(
             raise ExportError(f"{source_label}: validation failed: {e}") from e
         if isinstance(e, (CheckpointError, HubError)):
             raise ExportError(str(e)) from e
-        raise ExportError(f"{source_label}: export failed ({type(e).__name__}: {_first_line(e)})") from e
+        raise ExportError(f"{source_label}: export failed ({type(e).__name__}: {first_line(e)})") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(f"wrote {out}")
@@ -102,10 +104,6 @@ def add_references(folder: str | os.PathLike[str]) -> Path:
     mf.write_manifest(bundle.path, manifest)
     return bundle.path / MANIFEST
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
 
 
 def _resolve_source(source: str | os.PathLike[str], say: Callable[[str], None]) -> tuple[Path, str]:

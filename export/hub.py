@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from mmsearch.errors import first_line
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 # configs, tokenizer and image processor files
@@ -37,7 +39,7 @@ def download(repo_id: str, progress: Callable[[str], None] | None = None, revisi
     try:
         files = HfApi().list_repo_files(repo_id, revision=revision)
     except Exception as e:  # offline, no such repo, gated...
-        raise HubError(f"{repo_id}: cannot list the model hub repository ({_first_line(e)})") from None
+        raise HubError(f"{repo_id}: cannot list the model hub repository ({first_line(e)})") from None
     # transformers' own weight files only (open_clip repos hold a second copy in another layout)
     weights = [f for f in files if _SAFETENSORS.match(f)]
     if not weights:
@@ -48,10 +50,6 @@ def download(repo_id: str, progress: Callable[[str], None] | None = None, revisi
     try:
         folder = snapshot_download(repo_id, revision=revision, allow_patterns=_CONFIG_PATTERNS + weights)
     except Exception as e:
-        raise HubError(f"{repo_id}: download failed ({_first_line(e)})") from None
+        raise HubError(f"{repo_id}: download failed ({first_line(e)})") from None
     return Path(folder)
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]

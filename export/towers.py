@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmsearch.errors import first_line
+
 FAMILIES = ("clip", "siglip", "chinese_clip")
 
 
@@ -83,22 +85,18 @@ def load_checkpoint(folder: Path) -> Checkpoint:
             folder, attn_implementation="eager", dtype=torch.float32
         )
     except Exception as e:  # missing weights, a shape mismatch, a different architecture...
-        raise CheckpointError(f"{folder}: cannot load it as a {cls} ({_first_line(e)})") from None
+        raise CheckpointError(f"{folder}: cannot load it as a {cls} ({first_line(e)})") from None
     model.eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as e:
-        raise CheckpointError(f"{folder}: cannot load its tokenizer ({_first_line(e)})") from None
+        raise CheckpointError(f"{folder}: cannot load its tokenizer ({first_line(e)})") from None
     try:
         image_processor = AutoImageProcessor.from_pretrained(folder)
     except Exception as e:
-        raise CheckpointError(f"{folder}: cannot load its image processor ({_first_line(e)})") from None
+        raise CheckpointError(f"{folder}: cannot load its image processor ({first_line(e)})") from None
     return Checkpoint(family, folder, model, tokenizer, image_processor)
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
 
 
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:

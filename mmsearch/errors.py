@@ -10,3 +10,9 @@ class MmsearchError(Exception):
 
 class InvalidArgument(MmsearchError, ValueError):
     """A parameter outside its range or not one of its choices (the CLI's usage errors, exit code 2)."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message reduced to its first line (libraries' messages run on for screens)."""
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import settings
-from .errors import MmsearchError
+from .errors import MmsearchError, first_line
 
 try:
     import onnxruntime as ort
@@ -136,7 +136,7 @@ def create_session(
                     return session, "cuda"
                 reason = "onnxruntime could not load its CUDA provider (driver or CUDA 13/cuDNN 9 libraries missing)"
             except Exception as e:  # a broken CUDA install raises rather than falling back
-                reason = f"onnxruntime's CUDA provider failed: {str(e).splitlines()[0]}"
+                reason = f"onnxruntime's CUDA provider failed: {first_line(e)}"
             _CUDA_FAILURE.append(reason)
         if device == "cuda":
             raise DeviceError(f"--device cuda: {reason}")
@@ -309,7 +309,7 @@ def cuda_works() -> tuple[bool, str]:
                 _identity_model(), session_options(1), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
             )
     except Exception as e:
-        return False, str(e).splitlines()[0]
+        return False, first_line(e)
     if session.get_providers()[0] != "CUDAExecutionProvider":
         return False, "onnxruntime could not load its CUDA provider (driver or CUDA 13/cuDNN 9 libraries missing)"
     return True, ""
