@@ -1,7 +1,7 @@
 """Ingestion end to end: a PyTorch-style baseline vs the real `mmsearch index`, in images/s.
 
     python -m benchmarks.ingest [--n 64] [--sizes 4000x3000,1600x1200] [--device cpu|cuda]
-                                [--configs default,1:2,2:2] [--json FILE]
+                                [--configs default,1:2,2:2] [--against GIT_REF] [--json FILE]
 
 The collection: realistic photos (smooth shading, soft objects, texture, sensor noise; JPEG q90,
 4:2:0), generated once and cached under .work/bench/photos/. The model: the ViT-B/32-sized random
@@ -16,6 +16,8 @@ CLIP (benchmarks/common.py), the same weights on both sides.
   `--configs` adds runs with other decode-worker / encoder-thread splits: `W:T` runs `--workers W`
   with MMSEARCH_THREADS=T (`W:T:0` also turns onnxruntime's thread spinning off, `W:T:1` on);
   `default` is the engine's own choice.
+- `--against GIT_REF`: the same `mmsearch index` as of that commit, in turn with this checkout's, each
+  into a fresh index of its own.
 
 Bar (CPU): mmsearch >= 2.5x the baseline on 4000x3000 JPEGs. GPU bars (`--device cuda`): >= 1,000
 images/s on 4000x3000 and >= 5,000 on 640x480 (needs a large --n to be meaningful).
@@ -79,12 +81,17 @@ def run_baseline(folder: Path, device: str, batch: int) -> dict:
             "wall_s": wall, "peak_rss_mb": rss / 2**20 if rss else None, "note": f"loop only; +{r['load_s']:.1f}s import/load not counted"}
 
 
-def run_mmsearch(folder: Path, bundle: Path, device: str, config: str, variant: str | None) -> dict:
+def run_mmsearch(folder: Path, bundle: Path, device: str, config: str, variant: str | None,
+                 source: Path | None = None) -> dict:
+    """`mmsearch index` into a fresh index; `source`: the checkout of another commit to run instead."""
     index = BENCH_DIR / "ingest-index"
     shutil.rmtree(index, ignore_errors=True)
     env = dict(os.environ)
-    cmd = [sys.executable, "-m", "mmsearch", "index", str(folder), "--index", str(index), "--model",
-           str(bundle), "--device", device, "--json"]
+    launcher = [sys.executable, "-m", "mmsearch"]
+    if source is not None:
+        launcher = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(source)!r}); sys.argv[0] = 'mmsearch'; "
+                    "from mmsearch.cli import main; main()"]
+    cmd = [*launcher, "index", str(folder), "--index", str(index), "--model", str(bundle), "--device", device, "--json"]
     if variant:
         cmd += ["--variant", variant]
     label = "default"
@@ -102,6 +109,7 @@ def run_mmsearch(folder: Path, bundle: Path, device: str, config: str, variant: 
     report = json.loads(done.stdout)
     n = report["encoded_items"]
     shutil.rmtree(index, ignore_errors=True)
+    label += f", as of {source.name}" if source is not None else ""
     return {"what": f"mmsearch index ({label}{', ' + variant if variant else ''})", "images": n, "seconds": wall,
             "images_per_s": n / wall, "wall_s": wall, "peak_rss_mb": rss / 2**20 if rss else None,
             "note": f"whole process; run itself {report['seconds']:.1f}s on {report.get('device')}",
@@ -118,6 +126,7 @@ def main() -> None:
     parser.add_argument("--variant", help="mmsearch bundle variant [default: the engine's choice]")
     parser.add_argument("--repeat", type=int, default=1, help="alternate baseline/mmsearch this many times")
     parser.add_argument("--skip-baseline", action="store_true", help="mmsearch runs only (thread-split sweeps)")
+    parser.add_argument("--against", metavar="GIT_REF", help="also run `mmsearch index` as of this commit, in turn")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--baseline-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -127,6 +136,11 @@ def main() -> None:
 
     bundle = vitb32_bundle()
     vitb32_checkpoint()
+    ref_tree = None
+    if args.against:
+        from benchmarks.common import checkout
+
+        ref_tree = checkout(args.against)
     info = machine()
     rows, summary = [], {}
     for size in args.sizes.split(","):
@@ -152,6 +166,10 @@ def main() -> None:
                 rows.append({"size": size, "file_mb": round(mb, 2), **m})
                 if config == "default":
                     best_mm = max(best_mm, m["images_per_s"])
+            if ref_tree is not None:
+                say(f"{size}: mmsearch index as of {args.against}")
+                rows.append({"size": size, "file_mb": round(mb, 2),
+                             **run_mmsearch(folder, bundle, args.device, "default", args.variant, ref_tree)})
         if best_mm and best_base:
             summary[size] = {"baseline_images_per_s": best_base, "mmsearch_images_per_s": best_mm,
                              "ratio": best_mm / best_base}
