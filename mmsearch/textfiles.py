@@ -336,13 +336,16 @@ def render_page(path: Path, number: int, fit: int) -> Any:
             try:
                 width, height = page.get_size()
                 bitmap = page.render(scale=fit / max(width, height, 1.0))
-                return bitmap.to_pil().convert("RGB")  # a copy: the bitmap's buffer goes with the page
+                img = bitmap.to_pil().convert("RGB")  # a copy: the bitmap's buffer goes with the page
             except pdfium.PdfiumError as e:
                 raise DocumentError(f"{path}: page {number} could not be drawn ({_pdfium_reason(e)})") from e
             finally:
                 page.close()
         finally:
             pdf.close()
+    if max(img.size) > fit:  # pdfium rounds the bitmap's size up
+        img.thumbnail((fit, fit))
+    return img
 
 
 def _pdfium_reason(e: Exception) -> str:

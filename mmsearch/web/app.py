@@ -157,6 +157,7 @@ class WebSettings:
     max_upload_bytes: int = 20 * 2**20
     thumbnail_cache_bytes: int = DEFAULT_CACHE_BYTES
     reveal: Callable[[str], None] | None = open_in_file_manager  # None: no "show in folder"
+    index_observer: Callable[[str], None] | None = None  # passed to Index.index as `observe` (tracing)
 
 
 # -- the index behind the app ----------------------------------------------------------------------
@@ -510,7 +511,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         problem = engine.model_problem()
         if problem:
             raise WebError(problem, 503, "no_model")
-        return Json(engine.job.start(idx), 202)
+        return Json(engine.job.start(idx, observe=settings.index_observer), 202)
 
     def index_cancel(request: Request) -> Response:
         return Json(engine.job.cancel())

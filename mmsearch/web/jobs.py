@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ class IndexJob:
             self._state.update(changes)
             self._version += 1
 
-    def start(self, index: Index) -> dict[str, Any]:
+    def start(self, index: Index, observe: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Start a run over the index's roots; refuses while one runs (here; another process's run makes
         this one fail at once with the library's IndexBusyError message)."""
         roots = [path for _, path in index.catalog.roots()]
@@ -72,7 +73,7 @@ class IndexJob:
             self._state.update(running=True, phase="starting", done=0, total=0, path=None, started_at=_now(),
                                finished_at=None, report=None, error=None, skipped_roots=skipped, cancelling=False)
             self._version += 1
-            self._thread = threading.Thread(target=self._run, args=(index, present), name="mmsearch-index-now",
+            self._thread = threading.Thread(target=self._run, args=(index, present, observe), name="mmsearch-index-now",
                                             daemon=True)
             self._thread.start()
             return dict(self._state)
@@ -92,7 +93,7 @@ class IndexJob:
         if thread is not None:
             thread.join(timeout)
 
-    def _run(self, index: Index, roots: list[str]) -> None:
+    def _run(self, index: Index, roots: list[str], observe: Callable[[str], None] | None) -> None:
         last = [0.0]
 
         def progress(p: Progress) -> None:
@@ -109,7 +110,7 @@ class IndexJob:
         try:
             if not roots:
                 raise MmsearchError("none of this index's folders exists any more; nothing was indexed")
-            report = index.index(roots, progress=progress, cancel=self._cancel.is_set, wait=0)
+            report = index.index(roots, progress=progress, cancel=self._cancel.is_set, wait=0, observe=observe)
         except Exception as e:  # reported to the page; the library's own errors say what to do
             message = str(e) if isinstance(e, MmsearchError) else f"the index run failed: {first_line(e)}"
             self._update(running=False, phase="error", error=message, finished_at=_now(), cancelling=False)
