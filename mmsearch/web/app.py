@@ -421,6 +421,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             "counts": counts, "writable": os.access(engine.folder, os.W_OK),
             "can_reveal": settings.reveal is not None and is_local(request),
             "max_upload_bytes": settings.max_upload_bytes, "job": engine.job.snapshot()[1],
+            "home": os.path.expanduser("~"),  # the page writes paths under it as ~/...
         })
 
     def search(request: Request) -> Response:

@@ -16,6 +16,7 @@ const state = {
   viewer: -1,         // the hit shown in the larger view
   events: null,       // the EventSource of "index now"
   lastJob: null,
+  ready: Promise.resolve(),
 };
 
 // -- talking to the server ------------------------------------------------------------------------
@@ -58,6 +59,15 @@ function el(tag, props = {}, ...children) {
 function basename(path) {
   const parts = path.split(/[\\/]/);
   return parts[parts.length - 1] || path;
+}
+
+// A path as the page shows it: the home folder written as ~ (the full path stays in the link's title).
+function shown(path) {
+  const home = state.app && state.app.home;
+  if (home && home !== "/" && (path === home || path.startsWith(home + "/") || path.startsWith(home + "\\"))) {
+    return "~" + path.slice(home.length);
+  }
+  return path;
 }
 
 function dirname(path) {
@@ -239,9 +249,10 @@ async function run({push = true} = {}) {
     notice(e.message);
     return;
   }
+  await state.ready; // the page's settings (how paths are shown) come with /api/app, asked at the same time
   if (seq !== state.seq) return;
   document.body.classList.remove("busy");
-  notice(null);
+  if ($("notice").className === "error") notice(null); // an earlier search's error (the state's notices stay)
   state.hits = hits;
   render();
   if (push && query.kind !== "image") {
@@ -315,7 +326,7 @@ function photoTile(h, i) {
 function docCard(h, i) {
   const a = hitLink(h, i, "doc");
   if (hasThumb(h)) a.append(el("div", {class: "page-thumb"}, thumbImg(h)));
-  const meta = [h.page ? `page ${h.page}` : null, dirname(h.path)].filter(Boolean).join(" · ");
+  const meta = [h.page ? `page ${h.page}` : null, shown(dirname(h.path))].filter(Boolean).join(" · ");
   a.append(el("div", {class: "doc-body"},
     el("h3", {textContent: basename(h.path)}),
     el("p", {class: "meta", textContent: meta}),
@@ -406,7 +417,7 @@ async function openViewer(i) {
   snippet.hidden = !(h.snippet && hasThumb(h));
   snippet.replaceChildren(h.snippet && hasThumb(h) ? marked(h.snippet, textQuery()) : "");
   $("v-name").textContent = basename(h.path);
-  $("v-folder").textContent = dirname(h.path);
+  $("v-folder").textContent = shown(dirname(h.path));
   $("v-date").textContent = "";
   $("v-size").textContent = "";
   $("v-page").textContent = h.page ? String(h.page) : "";
@@ -435,7 +446,8 @@ function closeViewer() {
 function onViewerClosed() {
   const i = state.viewer;
   state.viewer = -1;
-  if (i >= 0 && i < tiles().length) focusTile(i);
+  // After the dialog gives focus back to where it was opened from: to the tile last shown instead.
+  if (i >= 0 && i < tiles().length) setTimeout(() => focusTile(i), 0);
 }
 
 function moreLikeThis() {
@@ -453,7 +465,7 @@ async function reveal() {
   if (!h) return;
   try {
     const r = await post(`/api/reveal?item=${h.item_id}`);
-    $("v-message").textContent = `Shown in the file manager: ${dirname(r.revealed)}`;
+    $("v-message").textContent = `Shown in the file manager: ${shown(dirname(r.revealed))}`;
   } catch (e) {
     $("v-message").textContent = e.message;
   }
@@ -528,14 +540,14 @@ async function loadStatus() {
     $("index-now").disabled = true;
     return;
   }
-  $("st-where").textContent = `${s.index} · model ${s.model || "none"} · ${bytes(s.size_bytes)} on disk`;
+  $("st-where").textContent = `${shown(s.index)} · model ${s.model || "none"} · ${bytes(s.size_bytes)} on disk`;
   const c = s.counts;
   $("st-counts").replaceChildren(
     el("div", {}, el("dt", {textContent: "Photos"}), el("dd", {textContent: c.image.toLocaleString()})),
     el("div", {}, el("dt", {textContent: "Documents"}),
        el("dd", {textContent: `${c.document.toLocaleString()} (${c.chunks.toLocaleString()} passages)`})),
     el("div", {}, el("dt", {textContent: "Files in error"}), el("dd", {textContent: c.errors.toLocaleString()})));
-  $("st-roots").replaceChildren(...(s.roots.length ? s.roots.map((r) => el("li", {textContent: r}))
+  $("st-roots").replaceChildren(...(s.roots.length ? s.roots.map((r) => el("li", {textContent: shown(r)}))
     : [el("li", {textContent: "No folders yet: add one from a terminal with mmsearch index FOLDER."})]));
   setRoots(s.roots);
   $("st-runs").tBodies[0].replaceChildren(...(s.runs || []).map((r) => {
@@ -546,7 +558,7 @@ async function loadStatus() {
   }));
   $("st-error-count").textContent = s.errors.length ? `(${s.errors.length})` : "";
   $("st-errors").replaceChildren(...(s.errors.length
-    ? s.errors.map((e) => el("li", {}, el("span", {class: "path", textContent: e.path}),
+    ? s.errors.map((e) => el("li", {}, el("span", {class: "path", textContent: shown(e.path)}),
                                 el("span", {class: "reason", textContent: e.reason})))
     : [el("li", {textContent: "None."})]));
   $("index-now").disabled = !(state.app && state.app.writable) || !s.roots.length || Boolean(state.lastJob && state.lastJob.running);
@@ -727,7 +739,7 @@ function setup() {
   });
   setupDrop();
   readUrl();
-  refresh();
+  state.ready = refresh();
   if (state.query) run({push: false});  // at once, beside refresh(): the first results come sooner
   else $("q").focus();
 }
