@@ -561,3 +561,17 @@ def test_serve_prints_its_address_serves_and_stops_on_ctrl_c(index_dir):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_listening_socket_says_it_is_tcp():
+    # asyncio turns Nagle's algorithm off only for connections of a socket created as IPPROTO_TCP; without
+    # it every response after a connection's first waits for the client's delayed ACK (~40 ms).
+    import socket
+
+    from mmsearch.web.server import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
