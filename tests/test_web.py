@@ -575,3 +575,29 @@ def test_the_listening_socket_says_it_is_tcp():
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_serve_on_a_remote_host_warns_and_prints_the_access_token(index_dir):
+    # Listens on every address for a moment; the test only talks to 127.0.0.1.
+    proc = subprocess.Popen([sys.executable, "-m", "mmsearch", "serve", "--index", str(index_dir), "--port", "0",
+                             "--host", "0.0.0.0", "--allow-remote"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    try:
+        warning, token_line, open_line = (proc.stdout.readline() for _ in range(3))
+        assert warning.startswith("Warning: serving") and "every machine that can reach this one" in warning
+        token = token_line.removeprefix("Access token: ").strip()
+        assert len(token) >= 24 and open_line.rstrip().endswith(f"?token={token} (the token is asked once per browser)")
+        import re
+        import socket
+
+        assert open_line.startswith(f"Open http://{socket.gethostname()}:")
+        port = re.search(r":(\d+)/", open_line).group(1)
+        base = f"http://127.0.0.1:{port}/"
+        assert get(base, "/api/status").status == 401
+        assert get(base, "/api/status", headers={"Authorization": f"Bearer {token}"}).status == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

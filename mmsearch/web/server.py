@@ -62,7 +62,8 @@ def _server(app: Any, sock: socket.socket) -> Any:
 
 
 def url_of(host: str, port: int) -> str:
-    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    # A wildcard bind is reached by this machine's name (which the Host check answers to).
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
     return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
 
 
