@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..errors import MmsearchError
 SIZES = {"small": 440, "large": 1600}
 QUALITY = {"small": 80, "large": 85}
 CACHE_DIR = "thumbs"
+_HEX = re.compile(r"[0-9a-f]{16,128}")  # what a cache file may be named by
 DEFAULT_CACHE_BYTES = 512 * 2**20
 
 
@@ -85,8 +87,8 @@ class Thumbnails:
             raise ThumbnailError(f"{item.path}: a text file has no picture", 404)
         check_unchanged(item)
         key = f"{item.content_hash}-p{item.page or 0}-{SIZES[size]}"
-        if not item.content_hash:  # (every indexed file has one; no key, no cache)
-            return Thumbnail(self._make(item, size), key)
+        if not item.content_hash or not _HEX.fullmatch(item.content_hash):  # (indexed files have a sha256)
+            return Thumbnail(self._make(item, size), f"item{item.item_id}-{item.mtime_ns}-{SIZES[size]}")
         path = self.folder / key[:2] / f"{key}.jpg"
         data = self._read(path)
         if data is not None:
