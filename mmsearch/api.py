@@ -350,6 +350,7 @@ class Index:
             "counts": self.catalog.counts(),
             "size_bytes": size,
             "last_run": self.catalog.last_run(),
+            "runs": self.catalog.runs(10),  # the last ten, newest first
             "errors": self.catalog.errors(),
         }
 

@@ -103,6 +103,28 @@ class ModelRecord:
     embedding_dim: int
 
 
+@dataclass(frozen=True, slots=True)
+class ItemFile:
+    """One item and the file it belongs to, as an app shows and serves it (the web app's thumbnails,
+    its larger view and the original file)."""
+
+    item_id: int
+    file_id: int
+    path: str  # as stored (display form)
+    fs_path: str  # what to open on disk
+    kind: str  # "image" | "document"
+    page: int | None  # a PDF chunk's page
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    media_type: str | None
+    width: int | None
+    height: int | None
+    taken_at: str | None  # the EXIF capture time as found
+    time_s: float | None  # the file's date as an instant: taken_at where known, else the modification time
+    status: str
+
+
 @dataclass(frozen=True)
 class ItemRow:
     item_id: int
@@ -447,6 +469,18 @@ class Catalog:
         for r in cursor:
             yield _file_row(r)
 
+    def item_file(self, item_id: int) -> ItemFile | None:
+        """An item with its file's row (None: no such item, or gone since)."""
+        r = self.conn.execute(
+            "SELECT items.id, files.id, files.path, files.path_bytes, files.kind, items.page, files.size,"
+            " files.mtime_ns, files.content_hash, files.media_type, files.width, files.height, files.taken_at,"
+            " files.time_s, files.status FROM items JOIN files ON files.id = items.file_id WHERE items.id = ?",
+            (item_id,),
+        ).fetchone()
+        if r is None:
+            return None
+        return ItemFile(r[0], r[1], r[2], from_stored(r[2], r[3]), *r[4:])
+
     def files_by_path(self, paths: Sequence[str]) -> dict[str, FileRow]:
         """The indexed files among `paths` (as the scanner sees them), under any root."""
         out: dict[str, FileRow] = {}
@@ -700,6 +734,13 @@ class Catalog:
             return None
         return {"started_at": r[0], "finished_at": r[1], "status": r[2], "summary": json.loads(r[3]) if r[3] else None,
                 "pid": r[4]}
+
+    def runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The last `limit` index runs, newest first, each as last_run() gives it."""
+        return [{"started_at": r[0], "finished_at": r[1], "status": r[2],
+                 "summary": json.loads(r[3]) if r[3] else None, "pid": r[4]}
+                for r in self.conn.execute(
+                    "SELECT started_at, finished_at, status, summary, pid FROM runs ORDER BY id DESC LIMIT ?", (limit,))]
 
     def counts(self) -> dict[str, int]:
         out = {"image": 0, "document": 0, "chunks": 0, "errors": 0}

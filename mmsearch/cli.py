@@ -258,6 +258,40 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def serve(
+    index_dir: IndexOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but this machine's own needs "
+                                                    "--allow-remote.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free one).")] = 8765,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="Allow a --host that other machines can reach; every request then needs the "
+                               "access token printed at start.")] = False,
+    allow_host: Annotated[Optional[list[str]], typer.Option(
+        "--allow-host", help="Also answer to this host name (a name other machines reach this one by; "
+                             "repeatable).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model [default: the one the index was built with].")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest image to search by.")] = 20,
+    thumbnail_cache_mb: Annotated[float, typer.Option(
+        "--thumbnail-cache-mb", help="Bound of the thumbnail cache in the index folder.")] = 512,
+) -> None:
+    """Search in your browser: a local web app over the index, with thumbnails, the index's status and
+    "index now" (needs `pip install 'mmsearch[web]'`)."""
+    try:
+        from .web.server import serve as run_server
+    except ImportError as e:
+        _fail(f"the web app needs its extra ({e}). Install it with:\n  pip install 'mmsearch[web]'")
+    try:
+        run_server(index_dir=index_dir, host=host, port=port, open_browser=open_browser, allow_remote=allow_remote,
+                   allow_hosts=tuple(allow_host or ()), model=model, max_upload_mb=max_upload_mb,
+                   thumbnail_cache_mb=thumbnail_cache_mb, echo=typer.echo)
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:
+        _fail_with(e)
+
+
+@app.command()
 def forget(path: Annotated[Path, typer.Argument(help="An indexed root (a folder or a file).")], index_dir: IndexOpt = None,
            as_json: JsonOpt = False) -> None:
     """Drop an indexed root and everything under it from the index (files on disk are not touched)."""

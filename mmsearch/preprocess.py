@@ -7,6 +7,7 @@ mean/std, channels first. tests/test_preprocess.py holds them to transformers' o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime
@@ -70,9 +71,10 @@ def _short_side_target(spec: ImageSpec) -> int:
     return rs if isinstance(rs, int) else min(rs)
 
 
-def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, draft: bool = True
-               ) -> tuple[Image.Image, int, int, datetime | None, int | None]:
-    """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows."""
+def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, draft: bool = True,
+               fit: int | None = None) -> tuple[Image.Image, int, int, datetime | None, int | None]:
+    """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows,
+    or, with `fit` (for display), at the smallest scale whose longest side still reaches `fit` pixels."""
     _register_heif()
     try:
         img: Image.Image = Image.open(path)
@@ -82,8 +84,12 @@ def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, d
         exif = img.getexif()
         orientation = exif.get(_EXIF_ORIENTATION)
         taken_at = _exif_datetime(exif)
-        if draft and spec is not None and img.format == "JPEG":
-            img.draft("RGB", draft_size(spec, width, height))
+        if draft and img.format == "JPEG":
+            if fit is not None:
+                scale = min(1.0, fit / max(width, height))
+                img.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+            elif spec is not None:
+                img.draft("RGB", draft_size(spec, width, height))
         img.seek(0)  # first frame of an animation
         img.load()
     except ImageDecodeError:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import MmsearchError
 from .media import DOCUMENT_SUFFIXES
@@ -314,6 +315,37 @@ def _pdf_pages(path: Path, max_chars: int | None) -> Iterator[Page]:
     finally:
         with _PDFIUM_LOCK:
             pdf.close()
+
+
+def render_page(path: Path, number: int, fit: int) -> Any:
+    """Page `number` (1-based) of a PDF as an RGB PIL image whose longest side is `fit` pixels (for
+    display: the web app's thumbnails)."""
+    import pypdfium2 as pdfium
+
+    with _PDFIUM_LOCK:  # the whole render: pdfium is not thread-safe
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError as e:
+            raise DocumentError(f"{path}: not a readable PDF ({_pdfium_reason(e)})") from e
+        except OSError as e:
+            raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
+        try:
+            if not 1 <= number <= len(pdf):
+                raise DocumentError(f"{path}: has no page {number} (it has {len(pdf)})")
+            page = pdf[number - 1]
+            try:
+                width, height = page.get_size()
+                bitmap = page.render(scale=fit / max(width, height, 1.0))
+                img = bitmap.to_pil().convert("RGB")  # a copy: the bitmap's buffer goes with the page
+            except pdfium.PdfiumError as e:
+                raise DocumentError(f"{path}: page {number} could not be drawn ({_pdfium_reason(e)})") from e
+            finally:
+                page.close()
+        finally:
+            pdf.close()
+    if max(img.size) > fit:  # pdfium rounds the bitmap's size up
+        img.thumbnail((fit, fit))
+    return img
 
 
 def _pdfium_reason(e: Exception) -> str:

@@ -9,5 +9,5 @@ python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
-python -m pip install -q -c constraints.txt -e '.[cpu,export,dev]'
+python -m pip install -q -c constraints.txt -e '.[cpu,export,dev,web]'
 echo "Ready: . .venv/bin/activate"

@@ -110,3 +110,5 @@ def bundle(toyclip: Path) -> Path:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite tests/golden/*.txt from what the CLI prints now (review the diff)")
+    parser.addoption("--update-screenshots", action="store_true",
+                     help="write the web app's screenshots into docs/images/ (the README shows them)")

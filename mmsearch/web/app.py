@@ -1,0 +1,595 @@
+"""The web app: the page, its JSON endpoints over the library, thumbnails and "index now".
+
+    GET  /                     the page (its per-session token in a meta tag)
+    GET  /api/search           Index.search: q, k, type, under, after, before, mode -> SearchResult.to_dict()s
+    POST /api/search/image     the same by an image sent as the request body (size-limited)
+    GET  /api/similar          Index.similar: path (or item), k, type, under, after, before
+    GET  /api/status           Index.status()
+    GET  /api/item/ID          one item's file: name, folder, date, size (the larger view)
+    GET  /api/thumb/ID         its thumbnail (size=small|large), a JPEG
+    GET  /api/file/ID          the indexed file itself
+    POST /api/reveal           show an item in its folder, in the file manager (local requests only)
+    GET  /api/index            the state of "index now"; POST starts it, POST /api/index/cancel stops it
+    GET  /api/index/events     that state as server-sent events, as it changes
+    GET  /api/app              what the page needs first: the index's state and what to do about it
+
+Every request passes `Guard` first: Host must be one this server answers to (DNS rebinding), actions
+that change something need the session token, and a server reachable from other machines needs its
+access token on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__, arguments, paths
+from ..errors import InvalidArgument, MmsearchError, first_line
+from ..filenames import display_path, json_fields
+from .jobs import IndexJob, RunInProgress
+from .thumbs import DEFAULT_CACHE_BYTES, SIZES, ThumbnailError, Thumbnails, check_unchanged, has_thumbnail
+
+log = logging.getLogger("mmsearch.web")
+
+STATIC = Path(__file__).resolve().parent / "static"
+TOKEN_HEADER = "x-mmsearch-token"
+MAX_K = 1000
+# POSTs that only read: an image search sends its image in the body. Every other unsafe request changes
+# something and needs the session token.
+READ_ONLY_POSTS = frozenset({"/api/search/image"})
+FILTER_PARAMS = ("k", "type", "under", "after", "before")
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class WebError(MmsearchError):
+    """A request the server cannot answer; `status` is its HTTP status, `state` what the page shows."""
+
+    def __init__(self, message: str, status: int, state: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.state = state
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """The Host names this server answers to. A page on another site that rebinds its own name to this
+    machine's address sends its own name as Host: refused."""
+
+    names: frozenset[str]
+    any_ip: bool = False  # a wildcard bind: any address of this machine, written as an IP
+
+    @classmethod
+    def for_bind(cls, host: str, extra: tuple[str, ...] = ()) -> "HostPolicy":
+        host = _hostname(host)
+        names = {host, *(_hostname(h) for h in extra)}
+        if host in LOOPBACK_NAMES or _is_loopback(host):
+            names |= {"localhost"} | ({"127.0.0.1", "::1"} if host == "localhost" else set())
+            return cls(frozenset(names))
+        import socket
+
+        names |= {"localhost", "127.0.0.1", "::1", _hostname(socket.gethostname()), _hostname(socket.getfqdn())}
+        return cls(frozenset(names), any_ip=host in ("0.0.0.0", "::"))
+
+    def allows(self, host_header: str | None) -> bool:
+        if not host_header:
+            return False
+        name = _hostname(_strip_port(host_header))
+        if name in self.names:
+            return True
+        if self.any_ip:
+            try:
+                ipaddress.ip_address(name)
+                return True
+            except ValueError:
+                return False
+        return False
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):  # [::1]:8765
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _hostname(name: str) -> str:
+    return name.strip().strip("[]").rstrip(".").lower()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def open_in_file_manager(path: str) -> None:
+    """Show a file in the desktop's file manager: selected where the platform can (macOS, Windows), its
+    folder opened elsewhere (xdg-open opens folders, it cannot select)."""
+    if sys.platform == "darwin":
+        cmd = ["open", "-R", path]
+    elif sys.platform == "win32":
+        cmd = ["explorer", f"/select,{path}"]
+    else:
+        cmd = ["xdg-open", os.path.dirname(path) or "."]
+    try:
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    except OSError as e:
+        raise WebError(f"cannot open a file manager here ({cmd[0]}: {e.strerror or e})", 501) from None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    index_dir: str | os.PathLike[str] | None = None  # None: the default index
+    model: str | None = None  # None: the one the index was built with
+    hosts: HostPolicy = field(default_factory=lambda: HostPolicy.for_bind("127.0.0.1"))
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))  # new for each server
+    remote: bool = False  # reachable from other machines: every request needs the token
+    max_upload_bytes: int = 20 * 2**20
+    thumbnail_cache_bytes: int = DEFAULT_CACHE_BYTES
+    reveal: Callable[[str], None] | None = open_in_file_manager  # None: no "show in folder"
+    index_observer: Callable[[str], None] | None = None  # passed to Index.index as `observe` (tracing)
+
+
+# -- the index behind the app ----------------------------------------------------------------------
+
+
+class Engine:
+    """The index the app serves, opened when first needed: a server started before the first
+    `mmsearch index` picks the index up once it exists, without a restart."""
+
+    def __init__(self, settings: WebSettings):
+        self.settings = settings
+        self.folder = Path(arguments.user_path(settings.index_dir)) if settings.index_dir else paths.default_index_dir()
+        self.thumbs = Thumbnails(self.folder, settings.thumbnail_cache_bytes)
+        self.job = IndexJob()
+        self._index: Any = None
+        self._lock = threading.Lock()
+
+    def exists(self) -> bool:
+        return (self.folder / "catalog.db").exists()
+
+    def index(self) -> Any:
+        with self._lock:
+            if self._index is None:
+                if not self.exists():
+                    where = "" if self.settings.index_dir is None else f" --index {self.folder}"
+                    raise WebError(f"No index at {self.folder} yet. Index a folder from a terminal, then reload "
+                                   f"this page:\n  mmsearch index ~/Pictures{where}", 503, "no_index")
+                from ..api import Index
+
+                # A folder this user cannot write is still searched (no "index now" then).
+                self._index = Index(self.folder, model=self.settings.model,
+                                    readonly=not os.access(self.folder, os.W_OK))
+            return self._index
+
+    def model_problem(self) -> str | None:
+        """Why searches by meaning cannot run (the index's model is not installed), or None."""
+        try:
+            self.index().bundle
+        except WebError:
+            raise
+        except MmsearchError as e:
+            return str(e)
+        return None
+
+    def ready(self) -> Any:
+        """The index, with its model: what a search needs."""
+        idx = self.index()
+        problem = self.model_problem()
+        if problem:
+            raise WebError(problem, 503, "no_model")
+        return idx
+
+    def item(self, raw_id: str) -> Any:
+        try:
+            item_id = int(raw_id)
+        except ValueError:
+            raise InvalidArgument(f"an item id is a whole number (got {raw_id!r})") from None
+        item = self.index().catalog.item_file(item_id)
+        if item is None or item.status != "indexed":
+            raise WebError(f"no item {item_id} in this index (it may have been removed by a later index run)", 404)
+        return item
+
+    def close(self) -> None:
+        self.job.stop()
+        with self._lock:
+            if self._index is not None:
+                self._index.close()
+
+
+# -- the guard -------------------------------------------------------------------------------------
+
+
+class Guard:
+    """Checks every request before the app sees it, and adds the headers that keep other sites out."""
+
+    def __init__(self, app: ASGIApp, settings: WebSettings):
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = headers.get("host")
+        refusal = self._refusal(scope, headers, host)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                out.setdefault("x-content-type-options", "nosniff")
+                out.setdefault("referrer-policy", "no-referrer")
+                out.setdefault("x-frame-options", "DENY")
+                # Other sites may not even embed a thumbnail (an <img> there would tell its size).
+                out.setdefault("cross-origin-resource-policy", "same-origin")
+                if scope["path"].startswith("/static/"):
+                    out.setdefault("cache-control", "no-cache")  # revalidated: a new version shows at once
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _refusal(self, scope: Scope, headers: Headers, host: str | None) -> Response | None:
+        if not self.settings.hosts.allows(host):
+            return PlainTextResponse(
+                f"mmsearch serve does not answer to the host {host!r}: open it by the address it printed "
+                "(requests for other names are refused, so that no web page can reach it under its own name)",
+                403)
+        token = self.settings.token
+        if self.settings.remote and not self._has_access(scope, headers):
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            given = query.get("token")
+            if given and hmac.compare_digest(given.encode(), token.encode()) and scope["method"] == "GET":
+                # The printed address: keep the token in a cookie, and drop it from the address bar.
+                rest = urlencode([(k, v) for k, v in query.items() if k != "token"])
+                response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), 303)
+                response.set_cookie(_cookie_name(host), token, httponly=True, samesite="strict")
+                return response
+            return _json_error("this server is reachable from other machines and needs its access token: open "
+                               "the address `mmsearch serve` printed (it ends in ?token=...)", 401)
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            origin = headers.get("origin")
+            if origin and origin != "null" and urlsplit(origin).netloc != host:
+                return _json_error(f"requests from {origin} are refused", 403)
+            if scope["path"] not in READ_ONLY_POSTS:
+                given = headers.get(TOKEN_HEADER, "")
+                if not hmac.compare_digest(given.encode(), token.encode()):
+                    return _json_error("this action needs the page's session token (header X-Mmsearch-Token); "
+                                       "reload the page to get the current one", 403)
+        return None
+
+    def _has_access(self, scope: Scope, headers: Headers) -> bool:
+        token = self.settings.token.encode()
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:].strip().encode(), token):
+            return True
+        cookie = _cookies(headers.get("cookie", "")).get(_cookie_name(headers.get("host")))
+        return cookie is not None and hmac.compare_digest(cookie.encode(), token)
+
+
+def _cookie_name(host: str | None) -> str:
+    # Cookies are shared by every port of a host: one name per port keeps two servers apart.
+    port = (host or "").rsplit(":", 1)[-1] if host and not host.endswith("]") and ":" in host else "80"
+    return f"mmsearch_token_{port if port.isdigit() else '80'}"
+
+
+def _cookies(header: str) -> dict[str, str]:
+    out = {}
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name:
+            out[name] = value
+    return out
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+
+class Json(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        # ASCII-escaped: a folder name with undecodable bytes still makes valid JSON.
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+def _json_error(message: str, status: int, state: str | None = None) -> Json:
+    return Json({"error": message, **({"state": state} if state else {})}, status)
+
+
+def error_response(exc: Exception) -> Response:
+    if isinstance(exc, WebError):
+        return _json_error(str(exc), exc.status, exc.state)
+    if isinstance(exc, ThumbnailError):
+        return _json_error(str(exc), exc.status)
+    if isinstance(exc, InvalidArgument):
+        return _json_error(str(exc), 400)
+    if isinstance(exc, RunInProgress) or type(exc).__name__ == "IndexBusyError":
+        return _json_error(str(exc), 409)
+    if isinstance(exc, MmsearchError):
+        return _json_error(str(exc), 400)
+    log.exception("unexpected error", exc_info=exc)
+    return _json_error(f"internal error: {first_line(exc)}", 500)
+
+
+def _errors(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    """A sync endpoint, run in the thread pool (the library blocks), its errors as JSON."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await run_in_threadpool(endpoint, request)
+        except Exception as e:
+            return error_response(e)
+
+    return wrapped
+
+
+# -- parameters ------------------------------------------------------------------------------------
+
+
+def _params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query's parameters, unknown ones refused (a typo should not be silently ignored); empty
+    values count as absent (an empty form field)."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        raise InvalidArgument(f"unknown parameter {unknown[0]!r}; this endpoint takes {', '.join(allowed)}")
+    return {k: v for k, v in request.query_params.items() if v.strip()}
+
+
+def _filters(p: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": p.get("type", "all"), "under": p.get("under"), "after": p.get("after"),
+                           "before": p.get("before")}
+    raw = p.get("k", "10")
+    try:
+        k = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"k must be a whole number (got {raw!r})") from None
+    if k > MAX_K:
+        raise InvalidArgument(f"k must be at most {MAX_K} (got {k})")
+    out["k"] = k
+    return out
+
+
+# -- the app ---------------------------------------------------------------------------------------
+
+
+def create_app(settings: WebSettings | None = None) -> Starlette:
+    settings = settings or WebSettings()
+    engine = Engine(settings)
+    page = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{token}}", settings.token)
+
+    def is_local(request: Request) -> bool:
+        return request.client is not None and _is_loopback(request.client.host)
+
+    async def home(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers={
+            "cache-control": "no-store",  # it holds the session token
+            "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+                                       "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        })
+
+    async def favicon(request: Request) -> Response:
+        return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml")
+
+    def app_state(request: Request) -> Response:
+        state, message, counts = "ready", None, None
+        try:
+            idx = engine.index()
+            counts = idx.catalog.counts()
+            problem = engine.model_problem()
+            if problem:
+                state, message = "no_model", problem
+            elif not any(counts[k] for k in ("image", "document", "errors")):
+                state = "empty"
+                message = (f"This index holds no files yet. Index a folder from a terminal:\n"
+                           f"  mmsearch index ~/Pictures --index {engine.folder}")
+        except WebError as e:
+            state, message = e.state or "error", str(e)
+        return Json({
+            "version": __version__, "index": str(engine.folder), "state": state, "message": message,
+            "counts": counts, "writable": os.access(engine.folder, os.W_OK),
+            "can_reveal": settings.reveal is not None and is_local(request),
+            "max_upload_bytes": settings.max_upload_bytes, "job": engine.job.snapshot()[1],
+            "home": os.path.expanduser("~"),  # the page writes paths under it as ~/...
+        })
+
+    def search(request: Request) -> Response:
+        p = _params(request, ("q", *FILTER_PARAMS, "mode"))
+        filters = _filters(p)
+        idx = engine.ready()
+        hits = idx.search(request.query_params.get("q"), mode=p.get("mode", "hybrid"), **filters)
+        return Json([h.to_dict() for h in hits])
+
+    async def search_image(request: Request) -> Response:
+        try:
+            p = _params(request, FILTER_PARAMS)
+            filters = _filters(p)
+            data = await _read_body(request, settings.max_upload_bytes)
+            idx = await run_in_threadpool(engine.ready)
+            hits = await run_in_threadpool(_search_upload, idx, data, filters)
+            return Json([h.to_dict() for h in hits])
+        except Exception as e:
+            return error_response(e)
+
+    def similar(request: Request) -> Response:
+        p = _params(request, ("path", "item", *FILTER_PARAMS))
+        filters = _filters(p)
+        idx = engine.index()
+        if ("path" in p) == ("item" in p):
+            raise InvalidArgument("give the file to compare with: path=FILE (an indexed file) or item=ID")
+        target = p["path"] if "path" in p else engine.item(p["item"]).fs_path
+        return Json([h.to_dict() for h in idx.similar(target, **filters)])
+
+    def status(request: Request) -> Response:
+        _params(request, ())
+        return Json(engine.index().status())
+
+    def item(request: Request) -> Response:
+        it = engine.item(request.path_params["item_id"])
+        shown = display_path(it.fs_path)
+        date = datetime.fromtimestamp(it.time_s).astimezone().isoformat() if it.time_s is not None else None
+        return Json({
+            "item_id": it.item_id, "kind": it.kind, "page": it.page, **json_fields(it.fs_path),
+            "name": os.path.basename(shown), "folder": os.path.dirname(shown), "size": it.size, "date": date,
+            "taken_at": it.taken_at, "width": it.width, "height": it.height, "media_type": it.media_type,
+            "thumbnail": has_thumbnail(it),
+        })
+
+    def thumb(request: Request) -> Response:
+        p = _params(request, ("size",))
+        size = p.get("size", "small")
+        if size not in SIZES:
+            raise InvalidArgument(f"size must be one of {', '.join(SIZES)} (got {size!r})")
+        it = engine.item(request.path_params["item_id"])
+        made = engine.thumbs.get(it, size)
+        etag = f'"{made.etag}"'
+        headers = {"cache-control": "private, max-age=86400", "etag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(made.data, media_type="image/jpeg", headers=headers)
+
+    def original(request: Request) -> Response:
+        it = engine.item(request.path_params["item_id"])
+        st = check_unchanged(it)
+        media = it.media_type or "application/octet-stream"
+        headers = {"cache-control": "private, no-cache"}
+        if media.startswith("text/"):
+            media = "text/plain"  # shown, never run (a .md is not rendered either)
+            headers["content-security-policy"] = "sandbox"
+        return FileResponse(it.fs_path, media_type=media, headers=headers, stat_result=st,
+                            filename=os.path.basename(display_path(it.fs_path)), content_disposition_type="inline")
+
+    def reveal(request: Request) -> Response:
+        p = _params(request, ("item",))
+        if settings.reveal is None:
+            raise WebError("showing files in their folder is turned off for this server", 501)
+        if not is_local(request):
+            raise WebError("a file is shown in its folder only on the machine that runs mmsearch serve", 403)
+        it = engine.item(p.get("item", ""))
+        check_unchanged(it)
+        settings.reveal(it.fs_path)
+        return Json({"revealed": display_path(it.fs_path)})
+
+    def index_state(request: Request) -> Response:
+        return Json(engine.job.snapshot()[1])
+
+    def index_start(request: Request) -> Response:
+        idx = engine.index()
+        if idx.readonly:
+            raise WebError(f"{engine.folder}: this folder cannot be written by this user; index it from a "
+                           "terminal as its owner", 403)
+        problem = engine.model_problem()
+        if problem:
+            raise WebError(problem, 503, "no_model")
+        return Json(engine.job.start(idx, observe=settings.index_observer), 202)
+
+    def index_cancel(request: Request) -> Response:
+        return Json(engine.job.cancel())
+
+    async def index_events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            last, quiet = -1, 0
+            yield "retry: 2000\n\n"
+            while True:
+                version, state = engine.job.snapshot()
+                if version != last:
+                    last, quiet = version, 0
+                    yield f"event: state\ndata: {json.dumps(state)}\n\n"
+                elif quiet >= 150:  # every 15 s: a gone client is noticed when this write fails
+                    quiet = 0
+                    yield ": keep-alive\n\n"
+                quiet += 1
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(engine.close)
+
+    routes = [
+        Route("/", home),
+        Route("/favicon.ico", favicon),
+        Route("/api/app", _errors(app_state)),
+        Route("/api/search", _errors(search)),
+        Route("/api/search/image", search_image, methods=["POST"]),
+        Route("/api/similar", _errors(similar)),
+        Route("/api/status", _errors(status)),
+        Route("/api/item/{item_id}", _errors(item)),
+        Route("/api/thumb/{item_id}", _errors(thumb)),
+        Route("/api/file/{item_id}", _errors(original)),
+        Route("/api/reveal", _errors(reveal), methods=["POST"]),
+        Route("/api/index", _errors(index_state), methods=["GET"]),
+        Route("/api/index", _errors(index_start), methods=["POST"]),
+        Route("/api/index/cancel", _errors(index_cancel), methods=["POST"]),
+        Route("/api/index/events", index_events),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(Guard, settings=settings)], lifespan=lifespan)
+    app.state.engine = engine
+    app.state.settings = settings
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, up to `limit` bytes; beyond that it is read to its end (so the client gets the
+    answer, not a broken connection) and refused with a message that says the limit."""
+    data = bytearray()
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total <= limit:
+            data += chunk
+    if total > limit:
+        raise WebError(f"the image is {total / 2**20:.1f} MB; this server takes images up to "
+                       f"{limit / 2**20:g} MB (mmsearch serve --max-upload-mb N)", 413)
+    if not data:
+        raise InvalidArgument("send the image to search by as the request body (any format mmsearch indexes)")
+    return bytes(data)
+
+
+def _search_upload(idx: Any, data: bytes, filters: dict[str, Any]) -> Any:
+    # The library searches by a file: the upload goes to a private temporary one, gone afterwards.
+    with tempfile.TemporaryDirectory(prefix="mmsearch-upload-") as folder:
+        path = os.path.join(folder, "image")
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            return idx.search(image=path, **filters)
+        except InvalidArgument as e:
+            raise InvalidArgument(str(e).replace(path, "the uploaded image")) from None
+        except MmsearchError as e:  # "PATH: not an image Pillow can read" names the upload instead
+            raise MmsearchError(str(e).replace(path, "the uploaded image")) from None

@@ -1,0 +1,747 @@
+// mmsearch's page: plain JavaScript over the JSON endpoints (see mmsearch/web/app.py), no build step.
+// Everything that comes from the index (names, folders, passages) goes into the page as text nodes,
+// never as HTML.
+"use strict";
+
+const TOKEN = document.querySelector('meta[name="mmsearch-token"]').content;
+const PAGE = 50;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  app: null,          // GET /api/app
+  query: null,        // {kind: "text", q} | {kind: "image", file, url} | {kind: "similar", item, name}
+  k: PAGE,
+  hits: [],
+  seq: 0,             // the latest search: older answers arriving late are dropped
+  viewer: -1,         // the hit shown in the larger view
+  events: null,       // the EventSource of "index now"
+  lastJob: null,
+  ready: Promise.resolve(),
+};
+
+// -- talking to the server ------------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const res = await fetch(path, options);
+  let body = null;
+  try {
+    body = await res.json();
+  } catch (e) {
+    body = null;
+  }
+  if (!res.ok) {
+    const err = new Error(body && body.error ? body.error : `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    err.state = body && body.state;
+    throw err;
+  }
+  return body;
+}
+
+function post(path, options = {}) {
+  return api(path, {method: "POST", ...options, headers: {"X-Mmsearch-Token": TOKEN, ...(options.headers || {})}});
+}
+
+// -- small helpers --------------------------------------------------------------------------------
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k in node) node[k] = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) node.append(c);
+  return node;
+}
+
+function basename(path) {
+  const parts = path.split(/[\\/]/);
+  return parts[parts.length - 1] || path;
+}
+
+// A path as the page shows it: the home folder written as ~ (the full path stays in the link's title).
+function shown(path) {
+  const home = state.app && state.app.home;
+  if (home && home !== "/" && (path === home || path.startsWith(home + "/") || path.startsWith(home + "\\"))) {
+    return "~" + path.slice(home.length);
+  }
+  return path;
+}
+
+function dirname(path) {
+  const at = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
+  return at > 0 ? path.slice(0, at) : path;
+}
+
+function bytes(n) {
+  if (n == null) return "";
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return i === 0 ? `${n} bytes` : `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+function nextDay(iso) {
+  const [y, m, d] = iso.split("-").map(Number);
+  const t = new Date(y, m - 1, d + 1);
+  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())}`;
+}
+
+function hasThumb(hit) {
+  return hit.kind === "image" || (hit.page != null && /\.pdf$/i.test(hit.path));
+}
+
+function thumbUrl(hit, size) {
+  return `/api/thumb/${hit.item_id}` + (size ? `?size=${size}` : "");
+}
+
+// -- marking the query's words in a passage ---------------------------------------------------------
+
+// One character for one, as the index compares (mmsearch.catalog.fold): lower case, accents dropped.
+function foldChar(ch) {
+  const base = Array.from(ch.normalize("NFD"))[0] || ch;
+  return Array.from(base.toLowerCase())[0] || base;
+}
+
+const WORDISH = /[\p{L}\p{N}]/u;
+const UNSPACED = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+
+function queryWords(q) {
+  const words = new Set();
+  for (const raw of q.split(/\s+/)) {
+    const w = raw.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "");
+    if (!w || (w.length < 2 && /^[\x00-\x7f]$/.test(w))) continue; // one Latin letter would mark everything
+    words.add(Array.from(w, foldChar));
+  }
+  return [...words];
+}
+
+function marked(text, q) {
+  const frag = document.createDocumentFragment();
+  const chars = Array.from(text);
+  const folded = chars.map(foldChar);
+  const mark = new Array(chars.length).fill(false);
+  for (const word of q ? queryWords(q) : []) {
+    for (let i = 0; i + word.length <= folded.length; i++) {
+      let j = 0;
+      while (j < word.length && folded[i + j] === word[j]) j++;
+      if (j < word.length) continue;
+      // Whole words, as keyword search matches them (runs of Chinese, Japanese or Korean are not spaced).
+      const before = i > 0 ? chars[i - 1] : "";
+      const after = i + j < chars.length ? chars[i + j] : "";
+      const open = !before || !WORDISH.test(before) || UNSPACED.test(chars[i]);
+      const close = !after || !WORDISH.test(after) || UNSPACED.test(chars[i + j - 1]);
+      if (open && close) for (let m = i; m < i + j; m++) mark[m] = true;
+    }
+  }
+  let i = 0;
+  while (i < chars.length) {
+    let j = i;
+    while (j < chars.length && mark[j] === mark[i]) j++;
+    const piece = chars.slice(i, j).join("");
+    frag.append(mark[i] ? el("mark", {textContent: piece}) : document.createTextNode(piece));
+    i = j;
+  }
+  return frag;
+}
+
+// -- notices --------------------------------------------------------------------------------------
+
+function notice(message, kind = "error") {
+  const box = $("notice");
+  if (!message) {
+    box.hidden = true;
+    box.replaceChildren();
+    return;
+  }
+  box.className = kind;
+  box.replaceChildren(el("pre", {textContent: message}),
+    el("button", {type: "button", class: "link", textContent: "Dismiss", onclick: () => notice(null)}));
+  box.hidden = false;
+}
+
+// -- the search -----------------------------------------------------------------------------------
+
+function filterParams() {
+  const p = new URLSearchParams();
+  const type = $("f-type").value;
+  if (type !== "all") p.set("type", type);
+  const under = $("f-under").value.trim();
+  if (under) p.set("under", under);
+  if ($("f-after").value) p.set("after", $("f-after").value);
+  if ($("f-before").value) p.set("before", nextDay($("f-before").value)); // "To" includes that day
+  return p;
+}
+
+function filtersActive() {
+  return $("f-type").value !== "all" || $("f-under").value.trim() || $("f-after").value || $("f-before").value;
+}
+
+function pageUrl() {
+  const p = new URLSearchParams();
+  if (state.query && state.query.kind === "text") p.set("q", state.query.q);
+  if (state.query && state.query.kind === "similar") p.set("like", state.query.item);
+  if ($("f-type").value !== "all") p.set("type", $("f-type").value);
+  if ($("f-under").value.trim()) p.set("under", $("f-under").value.trim());
+  if ($("f-after").value) p.set("from", $("f-after").value);
+  if ($("f-before").value) p.set("to", $("f-before").value);
+  if (state.k !== PAGE) p.set("k", state.k);
+  const s = p.toString();
+  return s ? `/?${s}` : "/";
+}
+
+function readUrl() {
+  const p = new URLSearchParams(location.search);
+  $("f-type").value = ["image", "document"].includes(p.get("type")) ? p.get("type") : "all";
+  $("f-under").value = p.get("under") || "";
+  $("f-after").value = p.get("from") || "";
+  $("f-before").value = p.get("to") || "";
+  state.k = Math.max(PAGE, parseInt(p.get("k") || PAGE, 10) || PAGE);
+  if (p.get("q")) {
+    state.query = {kind: "text", q: p.get("q")};
+    $("q").value = p.get("q");
+  } else if (p.get("like")) {
+    state.query = {kind: "similar", item: p.get("like"), name: null};
+    $("q").value = "";
+  } else {
+    state.query = null;
+    $("q").value = "";
+  }
+}
+
+async function run({push = true} = {}) {
+  const query = state.query;
+  if (!query) return;
+  const seq = ++state.seq;
+  const p = filterParams();
+  p.set("k", state.k);
+  document.body.classList.add("busy");
+  showView("results");
+  let hits;
+  try {
+    if (query.kind === "text") {
+      p.set("q", query.q);
+      hits = await api(`/api/search?${p}`);
+    } else if (query.kind === "image") {
+      hits = await api(`/api/search/image?${p}`, {
+        method: "POST", body: query.file,
+        headers: {"Content-Type": query.file.type || "application/octet-stream"},
+      });
+    } else {
+      p.set("item", query.item);
+      hits = await api(`/api/similar?${p}`);
+    }
+  } catch (e) {
+    if (seq !== state.seq) return;
+    document.body.classList.remove("busy");
+    state.hits = [];
+    render();
+    $("summary").textContent = "";
+    notice(e.message);
+    return;
+  }
+  await state.ready; // the page's settings (how paths are shown) come with /api/app, asked at the same time
+  if (seq !== state.seq) return;
+  document.body.classList.remove("busy");
+  if ($("notice").className === "error") notice(null); // an earlier search's error (the state's notices stay)
+  state.hits = hits;
+  render();
+  if (push && query.kind !== "image") {
+    const url = pageUrl();
+    if (url !== location.pathname + location.search) history.pushState(null, "", url);
+  }
+}
+
+function describeQuery() {
+  const q = state.query;
+  if (!q) return "";
+  if (q.kind === "text") return `for “${q.q}”`;
+  if (q.kind === "image") return `like the image ${q.file.name || ""}`.trim();
+  return `like ${q.name || "item " + q.item}`;
+}
+
+function render() {
+  const grid = $("grid");
+  const hits = state.hits;
+  grid.replaceChildren(...hits.map((h, i) => (h.kind === "image" ? photoTile(h, i) : docCard(h, i))));
+  const first = grid.firstElementChild;
+  if (first) first.tabIndex = 0;
+  const q = state.query;
+  const image = $("query-image");
+  image.hidden = !(q && q.kind === "image");
+  if (q && q.kind === "image") {
+    image.querySelector("img").src = q.url;
+    image.querySelector("span").textContent = q.file.name || "image";
+  }
+  if (!q) {
+    $("summary").textContent = "";
+  } else if (!hits.length) {
+    $("summary").replaceChildren(`No results ${describeQuery()}` + (filtersActive() ? " with these filters. " : ". "),
+      filtersActive() ? el("button", {type: "button", class: "link", textContent: "Clear the filters",
+                                     onclick: clearFilters})
+                      : "Try other words, or search by a picture.");
+  } else {
+    const photos = hits.filter((h) => h.kind === "image").length;
+    const parts = [];
+    if (photos) parts.push(`${photos} photo${photos === 1 ? "" : "s"}`);
+    if (hits.length - photos) parts.push(`${hits.length - photos} document${hits.length - photos === 1 ? "" : "s"}`);
+    $("summary").textContent = `${parts.join(" and ")} ${describeQuery()}`;
+  }
+  $("more").hidden = hits.length < state.k;
+}
+
+function hitLink(h, i, cls) {
+  const a = el("a", {class: `hit ${cls}`, href: `/api/file/${h.item_id}` + (h.page ? `#page=${h.page}` : ""),
+                     role: "listitem", tabIndex: -1, title: h.path, dataset: {index: String(i), item: String(h.item_id)}});
+  a.addEventListener("click", (e) => {
+    if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return; // a new tab opens the file itself
+    e.preventDefault();
+    openViewer(i);
+  });
+  return a;
+}
+
+function thumbImg(h, size) {
+  const img = el("img", {alt: basename(h.path), decoding: "async", draggable: false});
+  img.addEventListener("error", () => img.closest(".hit") && img.closest(".hit").classList.add("broken"));
+  img.src = thumbUrl(h, size);
+  return img;
+}
+
+function photoTile(h, i) {
+  const a = hitLink(h, i, "photo");
+  a.append(thumbImg(h), el("span", {class: "name", textContent: basename(h.path)}));
+  return a;
+}
+
+function docCard(h, i) {
+  const a = hitLink(h, i, "doc");
+  if (hasThumb(h)) a.append(el("div", {class: "page-thumb"}, thumbImg(h)));
+  const meta = [h.page ? `page ${h.page}` : null, shown(dirname(h.path))].filter(Boolean).join(" · ");
+  a.append(el("div", {class: "doc-body"},
+    el("h3", {textContent: basename(h.path)}),
+    el("p", {class: "meta", textContent: meta}),
+    h.snippet ? el("p", {class: "snippet"}, marked(h.snippet, textQuery())) : null));
+  return a;
+}
+
+function textQuery() {
+  return state.query && state.query.kind === "text" ? state.query.q : "";
+}
+
+// -- keyboard navigation in the grid --------------------------------------------------------------
+
+function tiles() {
+  return Array.from($("grid").children);
+}
+
+function focusTile(j) {
+  const all = tiles();
+  if (!all.length) return;
+  j = Math.max(0, Math.min(all.length - 1, j));
+  for (const t of all) t.tabIndex = -1;
+  all[j].tabIndex = 0;
+  all[j].focus();
+  all[j].scrollIntoView({block: "nearest"});
+}
+
+// The tile in the next row up or down whose centre is nearest this one's (rows are read from the layout:
+// document cards are wider than photos).
+function vertical(i, dir) {
+  const all = tiles();
+  const r = all[i].getBoundingClientRect();
+  const cx = r.left + r.width / 2;
+  let rowTop = null;
+  let best = -1;
+  let bestDx = Infinity;
+  for (let j = i + dir; j >= 0 && j < all.length; j += dir) {
+    const rj = all[j].getBoundingClientRect();
+    const beyond = dir > 0 ? rj.top >= r.bottom - 2 : rj.bottom <= r.top + 2;
+    if (!beyond) continue;
+    if (rowTop === null) rowTop = rj.top;
+    if (Math.abs(rj.top - rowTop) > 2) break;
+    const dx = Math.abs(rj.left + rj.width / 2 - cx);
+    if (dx < bestDx) {
+      best = j;
+      bestDx = dx;
+    }
+  }
+  return best < 0 ? i : best;
+}
+
+function onGridKey(e) {
+  const tile = e.target.closest(".hit");
+  if (!tile) return;
+  const i = Number(tile.dataset.index);
+  const moves = {
+    ArrowRight: () => i + 1, ArrowLeft: () => i - 1, ArrowDown: () => vertical(i, 1), ArrowUp: () => vertical(i, -1),
+    Home: () => 0, End: () => tiles().length - 1,
+  };
+  if (moves[e.key]) {
+    e.preventDefault();
+    focusTile(moves[e.key]());
+  } else if (e.key === "Enter" || e.key === " ") {
+    e.preventDefault();
+    openViewer(i);
+  }
+}
+
+// -- the larger view ------------------------------------------------------------------------------
+
+async function openViewer(i) {
+  const h = state.hits[i];
+  if (!h) return;
+  state.viewer = i;
+  const dialog = $("viewer");
+  const img = $("v-img");
+  img.hidden = !hasThumb(h);
+  img.removeAttribute("src");
+  if (hasThumb(h)) {
+    img.alt = basename(h.path);
+    img.src = thumbUrl(h, "large");
+  }
+  img.parentElement.classList.toggle("textdoc", !hasThumb(h));
+  const text = $("v-text");
+  text.hidden = hasThumb(h) || !h.snippet;
+  text.replaceChildren(h.snippet && !hasThumb(h) ? marked(h.snippet, textQuery()) : "");
+  const snippet = $("v-snippet");
+  snippet.hidden = !(h.snippet && hasThumb(h));
+  snippet.replaceChildren(h.snippet && hasThumb(h) ? marked(h.snippet, textQuery()) : "");
+  $("v-name").textContent = basename(h.path);
+  $("v-folder").textContent = shown(dirname(h.path));
+  $("v-date").textContent = "";
+  $("v-size").textContent = "";
+  $("v-page").textContent = h.page ? String(h.page) : "";
+  $("v-page").hidden = $("v-page-label").hidden = !h.page;
+  $("v-open").href = `/api/file/${h.item_id}` + (h.page ? `#page=${h.page}` : "");
+  $("v-reveal").hidden = !(state.app && state.app.can_reveal);
+  $("v-message").textContent = "";
+  dialog.dataset.item = String(h.item_id);
+  if (!dialog.open) dialog.showModal();
+  try {
+    const d = await api(`/api/item/${h.item_id}`);
+    if (state.viewer !== i) return;
+    $("v-date").textContent = d.date ? new Date(d.date).toLocaleString() : "";
+    const dims = d.width && d.height ? ` · ${d.width} × ${d.height}` : "";
+    $("v-size").textContent = bytes(d.size) + dims;
+  } catch (e) {
+    if (state.viewer === i) $("v-message").textContent = e.message;
+  }
+}
+
+function closeViewer() {
+  const dialog = $("viewer");
+  if (dialog.open) dialog.close();
+}
+
+function onViewerClosed() {
+  const i = state.viewer;
+  state.viewer = -1;
+  // After the dialog gives focus back to where it was opened from: to the tile last shown instead.
+  if (i >= 0 && i < tiles().length) setTimeout(() => focusTile(i), 0);
+}
+
+function moreLikeThis() {
+  const h = state.hits[state.viewer];
+  if (!h) return;
+  closeViewer();
+  state.query = {kind: "similar", item: String(h.item_id), name: basename(h.path)};
+  state.k = PAGE;
+  $("q").value = "";
+  run();
+}
+
+async function reveal() {
+  const h = state.hits[state.viewer];
+  if (!h) return;
+  try {
+    const r = await post(`/api/reveal?item=${h.item_id}`);
+    $("v-message").textContent = `Shown in the file manager: ${shown(dirname(r.revealed))}`;
+  } catch (e) {
+    $("v-message").textContent = e.message;
+  }
+}
+
+// -- searching by an image ------------------------------------------------------------------------
+
+function searchByImage(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/") && !/\.(jpe?g|png|webp|gif|bmp|tiff?|hei[cf])$/i.test(file.name)) {
+    notice(`${file.name}: not an image. Drop a photo (JPEG, PNG, WebP, ...) to find what looks like it.`);
+    return;
+  }
+  const limit = state.app ? state.app.max_upload_bytes : Infinity;
+  if (file.size > limit) {
+    notice(`${file.name} is ${bytes(file.size)}; this server takes images up to ${bytes(limit)} ` +
+           "(start it with mmsearch serve --max-upload-mb N for more).");
+    return;
+  }
+  if (state.query && state.query.kind === "image") URL.revokeObjectURL(state.query.url);
+  state.query = {kind: "image", file, url: URL.createObjectURL(file)};
+  state.k = PAGE;
+  $("q").value = "";
+  history.pushState(null, "", "/");
+  run({push: false});
+}
+
+function setupDrop() {
+  const overlay = $("drop-overlay");
+  let depth = 0;
+  const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+  document.addEventListener("dragenter", (e) => {
+    if (!hasFiles(e)) return;
+    depth++;
+    overlay.hidden = false;
+  });
+  document.addEventListener("dragleave", (e) => {
+    if (!hasFiles(e)) return;
+    depth = Math.max(0, depth - 1);
+    if (!depth) overlay.hidden = true;
+  });
+  document.addEventListener("dragover", (e) => {
+    if (hasFiles(e)) e.preventDefault();
+  });
+  document.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0;
+    overlay.hidden = true;
+    searchByImage(e.dataTransfer.files[0]);
+  });
+}
+
+// -- the status view and "index now" ----------------------------------------------------------------
+
+function showView(which) {
+  const results = which === "results";
+  $("results-view").hidden = !results;
+  $("status-view").hidden = results;
+  $("filters").hidden = !results;
+  $("tab-results").setAttribute("aria-pressed", String(results));
+  $("tab-status").setAttribute("aria-pressed", String(!results));
+  if (!results) loadStatus();
+}
+
+async function loadStatus() {
+  let s;
+  try {
+    s = await api("/api/status");
+  } catch (e) {
+    $("st-where").textContent = e.message;
+    $("index-now").disabled = true;
+    return;
+  }
+  $("st-where").textContent = `${shown(s.index)} · model ${s.model || "none"} · ${bytes(s.size_bytes)} on disk`;
+  const c = s.counts;
+  $("st-counts").replaceChildren(
+    el("div", {}, el("dt", {textContent: "Photos"}), el("dd", {textContent: c.image.toLocaleString()})),
+    el("div", {}, el("dt", {textContent: "Documents"}),
+       el("dd", {textContent: `${c.document.toLocaleString()} (${c.chunks.toLocaleString()} passages)`})),
+    el("div", {}, el("dt", {textContent: "Files in error"}), el("dd", {textContent: c.errors.toLocaleString()})));
+  $("st-roots").replaceChildren(...(s.roots.length ? s.roots.map((r) => el("li", {textContent: shown(r)}))
+    : [el("li", {textContent: "No folders yet: add one from a terminal with mmsearch index FOLDER."})]));
+  setRoots(s.roots);
+  $("st-runs").tBodies[0].replaceChildren(...(s.runs || []).map((r) => {
+    const m = r.summary || {};
+    const cells = [r.started_at ? new Date(r.started_at).toLocaleString() : "", r.status, m.added, m.updated, m.removed,
+                   m.errors ? m.errors.length : m.errors, m.seconds != null ? m.seconds.toFixed(1) : ""];
+    return el("tr", {}, ...cells.map((v) => el("td", {textContent: v == null ? "" : String(v)})));
+  }));
+  $("st-error-count").textContent = s.errors.length ? `(${s.errors.length})` : "";
+  $("st-errors").replaceChildren(...(s.errors.length
+    ? s.errors.map((e) => el("li", {}, el("span", {class: "path", textContent: shown(e.path)}),
+                                el("span", {class: "reason", textContent: e.reason})))
+    : [el("li", {textContent: "None."})]));
+  $("index-now").disabled = !(state.app && state.app.writable) || !s.roots.length || Boolean(state.lastJob && state.lastJob.running);
+}
+
+function setRoots(roots) {
+  $("roots").replaceChildren(...roots.map((r) => el("option", {value: r})));
+}
+
+const PHASES = {starting: "Starting…", scanning: "Scanning folders", encoding: "Indexing", saving: "Saving"};
+
+function showJob(job) {
+  const was = state.lastJob;
+  state.lastJob = job;
+  $("status-dot").hidden = !job.running;
+  $("progress").hidden = !job.running;
+  $("index-cancel").hidden = !job.running;
+  $("index-cancel").disabled = job.cancelling;
+  $("index-now").disabled = job.running;
+  if (job.running) {
+    const bar = $("progress-bar");
+    if (job.phase === "encoding" && job.total > 0) {
+      bar.max = job.total;
+      bar.value = job.done;
+    } else {
+      bar.removeAttribute("value"); // indeterminate: the total is not known yet
+    }
+    let text = PHASES[job.phase] || job.phase;
+    if (job.phase === "scanning") text += ` · ${job.done.toLocaleString()} files`;
+    if (job.phase === "encoding") text += ` ${job.done.toLocaleString()} of ${job.total.toLocaleString()}`;
+    if (job.path) text += ` · ${job.path}`;
+    if (job.cancelling) text += " · stopping…";
+    $("progress-text").textContent = text;
+    $("run-result").textContent = "";
+  } else if (was && was.running) {
+    $("run-result").textContent = jobResult(job);
+    stopListening();
+    refresh();
+  } else if (!was && job.finished_at) {
+    $("run-result").textContent = jobResult(job);
+  }
+}
+
+function jobResult(job) {
+  const skipped = (job.skipped_roots || []).map((r) => ` Skipped ${r.path}: ${r.reason}.`).join("");
+  if (job.phase === "error") return `The index run failed: ${job.error}`;
+  const r = job.report;
+  if (!r) return "";
+  const what = `added ${r.added}, updated ${r.updated}, moved ${r.moved}, removed ${r.removed}, ` +
+               `unchanged ${r.unchanged}, errors ${r.errors.length} (${r.seconds.toFixed(1)} s)`;
+  return (job.phase === "cancelled" ? `Stopped early, what was finished is kept: ${what}.` : `Done: ${what}.`) + skipped;
+}
+
+function listen() {
+  if (state.events) return;
+  const es = new EventSource("/api/index/events");
+  es.addEventListener("state", (ev) => showJob(JSON.parse(ev.data)));
+  state.events = es;
+}
+
+function stopListening() {
+  if (state.events) state.events.close();
+  state.events = null;
+}
+
+async function indexNow() {
+  $("run-result").textContent = "";
+  try {
+    showJob(await post("/api/index"));
+    listen();
+  } catch (e) {
+    $("run-result").textContent = e.message;
+  }
+}
+
+async function cancelIndex() {
+  try {
+    showJob(await post("/api/index/cancel"));
+  } catch (e) {
+    $("run-result").textContent = e.message;
+  }
+}
+
+// -- the page's state -----------------------------------------------------------------------------
+
+async function refresh() {
+  try {
+    state.app = await api("/api/app");
+  } catch (e) {
+    notice(e.message);
+    return;
+  }
+  const a = state.app;
+  if (a.state === "no_index" || a.state === "no_model" || a.state === "empty") notice(a.message, "info");
+  if (!$("status-view").hidden) loadStatus();
+  if (a.state === "ready" || a.state === "empty") {
+    api("/api/status").then((s) => setRoots(s.roots)).catch(() => {});
+  }
+  if (a.job.running) {
+    showJob(a.job);
+    listen();
+  }
+}
+
+function clearFilters() {
+  $("f-type").value = "all";
+  $("f-under").value = "";
+  $("f-after").value = "";
+  $("f-before").value = "";
+  state.k = PAGE;
+  run();
+}
+
+function onFilterChange() {
+  state.k = PAGE;
+  if (state.query) run();
+}
+
+function setup() {
+  $("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = $("q").value.trim();
+    if (!q) {
+      $("q").focus();
+      return;
+    }
+    state.query = {kind: "text", q};
+    state.k = PAGE;
+    run();
+  });
+  $("pick").addEventListener("change", (e) => {
+    searchByImage(e.target.files[0]);
+    e.target.value = "";
+  });
+  for (const id of ["f-type", "f-after", "f-before"]) $(id).addEventListener("change", onFilterChange);
+  $("f-under").addEventListener("change", onFilterChange);
+  $("f-clear").addEventListener("click", clearFilters);
+  $("more").addEventListener("click", () => {
+    state.k += PAGE;
+    run({push: true});
+  });
+  $("grid").addEventListener("keydown", onGridKey);
+  $("grid").addEventListener("focusin", (e) => {
+    const t = e.target.closest(".hit");
+    if (!t) return;
+    for (const other of tiles()) other.tabIndex = other === t ? 0 : -1;
+  });
+  $("tab-results").addEventListener("click", () => showView("results"));
+  $("tab-status").addEventListener("click", () => showView("status"));
+  $("index-now").addEventListener("click", indexNow);
+  $("index-cancel").addEventListener("click", cancelIndex);
+  $("v-close").addEventListener("click", closeViewer);
+  $("v-similar").addEventListener("click", moreLikeThis);
+  $("v-reveal").addEventListener("click", reveal);
+  $("viewer").addEventListener("close", onViewerClosed);
+  $("viewer").addEventListener("click", (e) => {
+    if (e.target === $("viewer")) closeViewer(); // a click on the backdrop
+  });
+  $("viewer").addEventListener("keydown", (e) => {
+    if (e.key === "ArrowRight" && state.viewer < state.hits.length - 1) openViewer(state.viewer + 1);
+    else if (e.key === "ArrowLeft" && state.viewer > 0) openViewer(state.viewer - 1);
+  });
+  document.addEventListener("keydown", (e) => {
+    const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
+    if (e.key === "/" && !typing && !$("viewer").open) {
+      e.preventDefault();
+      $("q").focus();
+      $("q").select();
+    }
+  });
+  window.addEventListener("popstate", () => {
+    readUrl();
+    if (state.query) run({push: false});
+    else {
+      state.hits = [];
+      render();
+    }
+  });
+  setupDrop();
+  readUrl();
+  state.ready = refresh();
+  if (state.query) run({push: false});  // at once, beside refresh(): the first results come sooner
+  else $("q").focus();
+}
+
+setup();
