@@ -126,7 +126,7 @@ class HubServer:
                 commit = self._commit(repo, rev)
                 if commit is None:
                     return self._error(h, 404, "RevisionNotFound", f"Invalid rev id: {rev}")
-                blobs = parse_qs(url.query).get("blobs", ["false"])[0] == "true"
+                blobs = parse_qs(url.query).get("blobs", ["false"])[0].lower() == "true"
                 siblings = []
                 for name, data in sorted(repo.files.items()):
                     s = {"rfilename": name}
