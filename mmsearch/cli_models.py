@@ -86,8 +86,9 @@ def _list_available(as_json: bool) -> None:
     typer.echo(f"{'name':26} {'repository':58} {'family':12} {'languages':12} {'dim':>4} {'download':>9}")
     for r in rows:
         mark = " (default)" if r["default"] else ""
+        size = f"~{r['download_mb']} MB"
         typer.echo(f"{r['name']:26} {r['repo']:58} {r['family']:12} {r['languages']:12} {r['embedding_dim']:>4} "
-                   f"~{r['download_mb']:>5} MB{mark}")
+                   f"{size:>9}{mark}")
         if r["quality"]:
             typer.echo(f"{'':26} {r['quality']}")
     typer.echo("\nmmsearch models pull NAME (or any repository in immich's or transformers.js's layout: "

@@ -35,9 +35,8 @@ _C3600 = "Crossmodal-3600 recall (mean of R@1/5/10, immich)"
 
 CATALOGUE: tuple[Entry, ...] = (
     # The default: OpenAI's ViT-B/32, the smallest widely used CLIP; transformers.js's export takes
-    # batches and texts of any length (faster indexing and queries than a batch-1 graph), and gives the
-    # same vectors as `mmsearch export openai/clip-vit-base-patch32`, so an index made with either
-    # compares with the other's queries.
+    # batches and texts of any length (faster indexing and queries than immich's batch-1 graph), with
+    # the preprocessing and weights of `mmsearch export openai/clip-vit-base-patch32`, the earlier default.
     Entry("clip-vit-b-32", "Xenova/clip-vit-base-patch32", TRANSFORMERS_JS, "clip", "English", 512, 605,
           f"{_C3600}: English 59.37% (as ViT-B-32__openai)"),
     Entry("clip-vit-l-14", "Xenova/clip-vit-large-patch14", TRANSFORMERS_JS, "clip", "English", 768, 1710,
