@@ -469,3 +469,44 @@ def test_a_transformers_js_export_of_a_clip_checkpoint_gives_pytorchs_vectors(ti
     assert gates.cosines(ours, theirs).min() >= 0.99999
     assert bundle.variants == ["fp32", "fp16", "int8"] and bundle.text_spec.padding == "longest"
     assert bundle.manifest["variants"]["fp32"]["fused"]["image"]["Attention"] == 2  # one per layer of the tiny ViT
+
+
+def test_index_asks_on_a_terminal_before_downloading_the_default(hub, repos, tmp_path):
+    import select
+
+    from mmsearch.models import catalogue
+
+    default = catalogue.default()
+    hub.add(default.repo, Repo.from_folder(repos["xenova"]))
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=1, docs={})
+    before = len(hub.downloads(default.repo))
+    master, slave = os.openpty()  # stdin and stderr on a terminal, as a person runs it
+    proc = subprocess.Popen([sys.executable, "-m", "mmsearch", "index", str(photos), "--index", str(tmp_path / "index")],
+                            stdin=slave, stdout=subprocess.PIPE, stderr=slave, env=hub_env(hub, tmp_path))
+    os.close(slave)
+    seen = b""
+    try:
+        while b"Download it now?" not in seen:
+            ready, _, _ = select.select([master], [], [], 60)
+            assert ready, seen.decode(errors="replace")
+            seen += os.read(master, 4096)
+        os.write(master, b"n\n")
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal closes when the command exits
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert proc.wait(timeout=60) == 1
+    text = seen.decode(errors="replace")
+    assert "MB download" in text and "Nothing was indexed" in text and "Traceback" not in text
+    assert len(hub.downloads(default.repo)) == before and not (tmp_path / "index").exists()
+    assert not (tmp_path / "home" / "models" / default.name).exists()
