@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 
 from . import int8_check
 from .bundle import Bundle
-from .runtime import DeviceError, create_session, expected_device, run_in_batches
+from .runtime import DeviceError, create_session, expected_device
 
 log = logging.getLogger("mmsearch")
 

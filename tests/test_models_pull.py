@@ -510,3 +510,26 @@ def test_index_asks_on_a_terminal_before_downloading_the_default(hub, repos, tmp
     assert "MB download" in text and "Nothing was indexed" in text and "Traceback" not in text
     assert len(hub.downloads(default.repo)) == before and not (tmp_path / "index").exists()
     assert not (tmp_path / "home" / "models" / default.name).exists()
+
+
+def test_configs_that_disagree_with_their_graphs_are_named(repos, tmp_path):
+    from mmsearch.models.layouts import LayoutError, read_source
+
+    folder = tmp_path / "immich"
+    shutil.copytree(repos["immich"], folder)
+    preprocess = folder / "visual" / "preprocess_cfg.json"
+    preprocess.write_text(json.dumps({**json.loads(preprocess.read_text()), "size": [224, 224]}))
+    with pytest.raises(LayoutError, match=r"visual/model\.onnx takes 32x32 images but .*preprocess_cfg\.json makes 224x224"):
+        read_source(folder)
+    shutil.copy(repos["immich"] / "visual" / "preprocess_cfg.json", preprocess)
+    config = folder / "config.json"
+    data = json.loads(config.read_text())
+    data["text_cfg"]["context_length"] = 77
+    config.write_text(json.dumps(data))
+    with pytest.raises(LayoutError, match=r"textual/model\.onnx: takes 16 tokens but .*config\.json says context_length 77"):
+        read_source(folder)
+    (folder / "textual" / "tokenizer_config.json").write_text(json.dumps({"pad_token": "<nowhere>"}))
+    data["text_cfg"]["context_length"] = 16
+    config.write_text(json.dumps(data))
+    with pytest.raises(LayoutError, match=r"tokenizer\.json: has no token '<nowhere>', the pad_token of"):
+        read_source(folder)

@@ -20,7 +20,6 @@ says why (the runtime then uses fp32).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import time
@@ -37,8 +36,6 @@ from ..bundle import FORMAT_VERSION, MANIFEST, REFERENCES, Bundle, load_bundle, 
 from ..errors import MmsearchError, first_line
 from . import gates, graphs
 from .layouts import IMMICH, LayoutError, Source, read_source
-
-log = logging.getLogger("mmsearch")
 
 N_IMAGES = 64  # captioned images (the top-1 check runs over their captions)
 N_PROBE = 3  # inputs of the batch-versus-single proof that picks the batch rewrite
@@ -379,7 +376,7 @@ class _Builder:
             del model
             ok, why = self._batch_agrees(tower, path)
             if ok:
-                self.conversion[tower]["batch"] = (f"dynamic in the source" if not frozen else
+                self.conversion[tower]["batch"] = ("dynamic in the source" if not frozen else
                                                    f"made dynamic ({mode}): a batch of {N_PROBE} equals {N_PROBE} "
                                                    "single calls")
                 self.say(f"{tower} tower: takes batches" + ("" if not frozen else f" (rewrite '{mode}', proven)"))

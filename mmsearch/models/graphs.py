@@ -51,7 +51,7 @@ def load(path: Path) -> Any:
 def adapt(path: Path, tower: str, source: Tower, *, normalise: bool, batch: str) -> tuple[Any, int]:
     """The graph at `path` with the bundle's inputs and output (see the module's docstring), and how
     many Reshape targets the "reshape" batch mode changed."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     if batch not in BATCH_MODES:
         raise ValueError(batch)

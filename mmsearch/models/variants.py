@@ -20,7 +20,6 @@ import io
 import logging
 import warnings
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
