@@ -533,3 +533,15 @@ def test_configs_that_disagree_with_their_graphs_are_named(repos, tmp_path):
     config.write_text(json.dumps(data))
     with pytest.raises(LayoutError, match=r"tokenizer\.json: has no token '<nowhere>', the pad_token of"):
         read_source(folder)
+
+
+def test_a_variant_that_misses_its_bar_is_left_out_and_the_runtime_uses_fp32(repos, tmp_path, monkeypatch):
+    from mmsearch.encoder import TextEncoder
+    from mmsearch.models import import_folder
+
+    monkeypatch.setitem(gates.MIN_COSINE, "int8", 1.5)  # no int8 tower can reach it
+    bundle = load_bundle(import_folder(repos["xenova"], models_dir=tmp_path))
+    assert bundle.variants == ["fp32", "fp16"]
+    assert "int8 image tower: min cosine" in bundle.manifest["left_out"]["int8"]
+    assert not list(tmp_path.glob("*/*.int8.onnx"))
+    assert TextEncoder(bundle, device="cpu").variant == "fp32"

@@ -216,12 +216,19 @@ class _Builder:
             files["fp32"][tower], fused["fp32"][tower] = path, counts
             self.say(f"{tower} tower: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing fused"))
             self.say(f"converting the {tower} tower to fp16 and int8")
-            files["fp16"][tower] = self.dst / f"{tower}.fp16.onnx"
-            fused["fp16"][tower] = to_fp16(path, files["fp16"][tower], shape_inference=False)
-            files["int8"][tower] = self.dst / f"{tower}.int8.onnx"
-            fused["int8"][tower] = to_int8(fp32_plain[tower], files["int8"][tower])
+            for variant, make, start in (("fp16", lambda a, b: to_fp16(a, b, shape_inference=False), path),
+                                         ("int8", to_int8, fp32_plain[tower])):
+                files[variant][tower] = self.dst / f"{tower}.{variant}.onnx"
+                try:
+                    fused[variant][tower] = make(start, files[variant][tower])
+                except Exception as e:  # a converter that fails on this graph costs the variant, not the model
+                    self.left_out.setdefault(variant, f"{tower} tower: the conversion failed "
+                                                      f"({type(e).__name__}: {first_line(e)})")
 
         for variant in ("fp32", "fp16", "int8"):
+            if variant in self.left_out:
+                self._leave_out(variant, files[variant])
+                continue
             self.say(f"validating {variant} against the pulled fp32 graph")
             try:
                 figures[variant] = self._validate(variant, files[variant])
@@ -229,9 +236,7 @@ class _Builder:
                 if variant == "fp32":
                     raise
                 self.left_out[variant] = str(e)
-                self.say(f"{variant} left out: {e}")
-                for path in files[variant].values():
-                    path.unlink(missing_ok=True)
+                self._leave_out(variant, files[variant])
                 continue
             got = figures[variant]
             agree = got["batch_vs_single_min_cosine"]
@@ -242,6 +247,12 @@ class _Builder:
         self.say("writing the int8 check's references (a few inputs with the fp32 outputs)")
         references = self._write_references(files["fp32"])
         self._write_manifest(files, fused, figures, references, time.perf_counter() - t0)
+
+    def _leave_out(self, variant: str, files: dict[str, Path]) -> None:
+        """A variant that missed its bar or could not be made: not installed; the runtime uses fp32."""
+        self.say(f"{variant} left out: {self.left_out[variant]}")
+        for path in files.values():
+            path.unlink(missing_ok=True)
 
     # tokenizer ---------------------------------------------------------------------------------------
 
