@@ -23,7 +23,9 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON.help)]
 NameOpt = Annotated[Optional[str], typer.Option("--name", help="Install under this name [default: the short name, "
-                                                                 "else the repository's or folder's name].")]
+                                                                 "else the repository's name].")]
+FolderNameOpt = Annotated[Optional[str], typer.Option("--name", help="Install under this name [default: the folder's "
+                                                                       "name].")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an installed model of the same name.")]
 
 
@@ -126,7 +128,7 @@ def pull(
 def import_(
     folder: Annotated[Path, typer.Argument(help="A folder in immich's or transformers.js's layout (a clone or a "
                                                 "download of a hub repository).")],
-    name: NameOpt = None,
+    name: FolderNameOpt = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:

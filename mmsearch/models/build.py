@@ -90,7 +90,12 @@ def pull(model: str, *, revision: str | None = None, name: str | None = None, pr
     source = read_source(folder, [f.path for f in plan.files], label=repo)
     provenance = {"repo": repo, "revision": revision, "commit": plan.commit, "files": checked,
                   "download_seconds": round(seconds, 1)}
-    return build_bundle(source, target, name=name, label=repo, provenance=provenance, say=say, overwrite=force)
+    try:
+        return build_bundle(source, target, name=name, label=repo, provenance=provenance, say=say, overwrite=force)
+    except ModelExists:
+        if _same_source(target, repo, plan.commit):  # another pull of the same model finished first
+            return target
+        raise
 
 
 def import_folder(folder: str | os.PathLike[str], *, name: str | None = None, progress: Say | None = None,
