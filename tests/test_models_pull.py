@@ -545,3 +545,30 @@ def test_a_variant_that_misses_its_bar_is_left_out_and_the_runtime_uses_fp32(rep
     assert "int8 image tower: min cosine" in bundle.manifest["left_out"]["int8"]
     assert not list(tmp_path.glob("*/*.int8.onnx"))
     assert TextEncoder(bundle, device="cpu").variant == "fp32"
+
+
+def test_a_siglip_export_pools_its_own_output_and_pads_to_the_context(tmp_path):
+    """transformers.js's SigLIP towers give pooler_output (scripts/extra/siglip.py); SigLIP's text tower
+    is right only at the length it was trained with, so texts are padded to the context (transformers.js
+    calls its tokenizer with padding: 'max_length'); SiglipImageProcessor resizes exactly, bilinear."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from mmsearch.encoder import TextEncoder
+    from mmsearch.models import import_folder
+
+    folder = tiny_onnx.write_transformers_js(tmp_path / "siglip", siglip=True)
+    bundle = load_bundle(import_folder(folder, models_dir=tmp_path / "models"))
+    m = bundle.manifest
+    assert bundle.family == "siglip" and bundle.text_spec.padding == "max_length"
+    assert m["conversion"]["image"]["source_output"] == m["conversion"]["text"]["source_output"] == "pooler_output"
+    spec = bundle.image_spec
+    assert (spec.resize, spec.resize_size, spec.crop, spec.interpolation, spec.mean) == (
+        "exact", (32, 32), None, "bilinear", (0.5, 0.5, 0.5))
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.enable_truncation(max_length=tiny_onnx.CONTEXT)
+    tok.enable_padding(length=tiny_onnx.CONTEXT, pad_id=tok.token_to_id(tiny_onnx.EOS))
+    ids = np.asarray([e.ids for e in tok.encode_batch(TEXTS)], dtype=np.int64)
+    theirs = ort.InferenceSession(str(folder / "onnx" / "text_model.onnx")).run(["pooler_output"], {"input_ids": ids})[0]
+    ours = TextEncoder(bundle, variant="fp32", device="cpu").encode(TEXTS)
+    assert gates.cosines(ours, theirs).min() >= 0.99999

@@ -170,7 +170,7 @@ def _causal(g: _Graph, size: int) -> str:
     return g.const(mask, np.float32)
 
 
-def text_tower_dynamic(*, seed: int, vocab: int, eos: int, opset: int):
+def text_tower_dynamic(*, seed: int, vocab: int, eos: int, opset: int, output_name: str = "text_embeds"):
     """transformers.js's CLIP text tower: input_ids int64 [batch_size, sequence_length] -> text_embeds
     (projected, not normalised) and last_hidden_state. Causal attention and pooling at the first end
     token make it take any length (padding after the end changes nothing)."""
@@ -195,10 +195,10 @@ def text_tower_dynamic(*, seed: int, vocab: int, eos: int, opset: int):
     pooled = g.op("Squeeze", [g.op("GatherElements", [hidden, index], axis=1), g.const([1])])
     out = g.op("MatMul", [pooled, g.weight((WIDTH, EMBED))])
     inputs = [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch_size", "sequence_length"])]
-    outputs = [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["batch_size", EMBED]),
-               helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
-                                             ["batch_size", "sequence_length", WIDTH])]
-    return g.model(inputs, outputs, opset, {"text_embeds": out, "last_hidden_state": hidden})
+    outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
+                                             ["batch_size", "sequence_length", WIDTH]),
+               helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch_size", EMBED])]
+    return g.model(inputs, outputs, opset, {output_name: out, "last_hidden_state": hidden})
 
 
 def text_tower_frozen(*, seed: int, vocab: int, eos: int, opset: int):
@@ -253,20 +253,25 @@ def _save(model, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def write_transformers_js(folder: Path, *, seed: int = 0) -> Path:
-    """A repository as transformers.js's conversion writes one for CLIP."""
+def write_transformers_js(folder: Path, *, seed: int = 0, siglip: bool = False) -> Path:
+    """A repository as transformers.js's conversion writes one for CLIP, or with siglip for SigLIP
+    (scripts/extra/siglip.py: SiglipVisionModel and SiglipTextModel, outputs last_hidden_state and
+    pooler_output, not normalised; SiglipImageProcessor's exact resize, bilinear, mean and std 0.5)."""
     folder.mkdir(parents=True, exist_ok=True)
     tok = tokenizer()
     vocab, eos = tok.get_vocab_size(), tok.token_to_id(EOS)
-    _save(image_tower(seed=seed, frozen=False, normalise=False, input_name="pixel_values", output_name="image_embeds",
+    image_out, text_out = ("pooler_output", "pooler_output") if siglip else ("image_embeds", "text_embeds")
+    _save(image_tower(seed=seed, frozen=False, normalise=False, input_name="pixel_values", output_name=image_out,
                       extra_output=True, opset=17), folder / "onnx" / "vision_model.onnx")
-    _save(text_tower_dynamic(seed=seed + 1, vocab=vocab, eos=eos, opset=17), folder / "onnx" / "text_model.onnx")
+    _save(text_tower_dynamic(seed=seed + 1, vocab=vocab, eos=eos, opset=17, output_name=text_out),
+          folder / "onnx" / "text_model.onnx")
     for other in ("vision_model_quantized.onnx", "text_model_quantized.onnx", "vision_model_fp16.onnx",
                   "text_model_fp16.onnx"):
         (folder / "onnx" / other).write_bytes(b"not used by mmsearch " * 64)
     tok.save(str(folder / "tokenizer.json"))
     (folder / "config.json").write_text(json.dumps({
-        "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": EMBED,
+        "architectures": ["SiglipModel" if siglip else "CLIPModel"], "model_type": "siglip" if siglip else "clip",
+        "projection_dim": EMBED,
         "text_config": {"model_type": "clip_text_model", "hidden_size": WIDTH, "num_attention_heads": HEADS,
                         "max_position_embeddings": CONTEXT, "vocab_size": vocab, "bos_token_id": 0, "eos_token_id": eos},
         "vision_config": {"model_type": "clip_vision_model", "hidden_size": WIDTH, "image_size": IMAGE,
@@ -275,7 +280,10 @@ def write_transformers_js(folder: Path, *, seed: int = 0) -> Path:
     (folder / "preprocessor_config.json").write_text(json.dumps({
         "crop_size": IMAGE, "do_center_crop": True, "do_normalize": True, "do_resize": True,
         "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": OPENAI_MEAN, "image_std": OPENAI_STD,
-        "resample": 3, "size": IMAGE}, indent=2))
+        "resample": 3, "size": IMAGE} if not siglip else {
+        "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_processor_type": "SiglipImageProcessor", "image_std": [0.5, 0.5, 0.5], "resample": 2,
+        "rescale_factor": 1 / 255, "size": {"height": IMAGE, "width": IMAGE}}, indent=2))
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "bos_token": BOS, "eos_token": EOS, "pad_token": EOS, "unk_token": EOS, "model_max_length": CONTEXT,
         "tokenizer_class": "CLIPTokenizer"}, indent=2))
