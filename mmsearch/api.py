@@ -1,7 +1,7 @@
 """The public API: an index folder, the model it is tied to, and the operations on it.
 
     from mmsearch import Index
-    with Index.open("~/.mmsearch-photos", model="clip-vit-base-patch32") as idx:
+    with Index.open("~/.mmsearch-photos", model="clip-vit-b-32") as idx:
         report = idx.index(["~/photos"])
         for hit in idx.search("red car", k=5):
             print(hit.score, hit.path)
@@ -39,7 +39,8 @@ LOCK_FILE = "index.lock"  # held by the one process that writes the index
 
 
 
-__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "installed_models", "resolve_model"]
+__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "default_model_installed", "installed_models",
+           "resolve_model"]
 
 
 class IndexBusyError(MmsearchError):
@@ -47,23 +48,42 @@ class IndexBusyError(MmsearchError):
 
 
 def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
-    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models."""
+    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models (None: the default)."""
     if model is None:
-        model = paths.DEFAULT_MODEL
+        model = _installed_default() or paths.DEFAULT_MODEL
     candidate = Path(model).expanduser()
     if candidate.is_dir():
         return load_bundle(candidate)
     installed = paths.models_dir() / str(model)
     if installed.is_dir():
         return load_bundle(installed)
-    hint = (
-        f"mmsearch export {paths.DEFAULT_MODEL_SOURCE}" if str(model) == paths.DEFAULT_MODEL
-        else f"mmsearch export <checkpoint folder or hub id> --name {model}"
-    )
+    from .models.catalogue import find
+
+    if find(str(model)) is not None:
+        hint = f"mmsearch models pull {model}" + ("   (or run `mmsearch index`, which pulls it)"
+                                                  if str(model) == paths.DEFAULT_MODEL else "")
+    else:
+        hint = (f"mmsearch models pull OWNER/REPO --name {model}   (a ready ONNX model on the hub), or\n"
+                f"  mmsearch models import FOLDER --name {model}, or\n"
+                f"  mmsearch export <checkpoint folder or hub id> --name {model}   (needs torch)")
     raise MmsearchError(
         f"model '{model}' is not installed (looked for a bundle folder at {candidate} and {installed}). "
-        f"Install it with:\n  {hint}\n(`mmsearch models` lists what is installed.)"
+        f"Install it with:\n  {hint}\n(`mmsearch models` lists what is installed, `mmsearch models --available` "
+        "what can be pulled.)"
     )
+
+
+def _installed_default() -> str | None:
+    """The default model's name where it is installed; else the default of earlier versions, exported as
+    clip-vit-base-patch32 (the same weights), where that is."""
+    for name in (paths.DEFAULT_MODEL, paths.EXPORTED_DEFAULT_MODEL):
+        if (paths.models_dir() / name / "manifest.json").is_file():
+            return name
+    return None
+
+
+def default_model_installed() -> bool:
+    return _installed_default() is not None
 
 
 def installed_models() -> list[Bundle]:

@@ -10,6 +10,7 @@ each file's date as an instant (see catalog.py, `files.time_s`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -87,3 +88,25 @@ def existing_paths(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         names = ", ".join(display_path(p) for p in missing)
         raise InvalidArgument(f"{names}: no such folder or file; nothing was indexed")
     return out
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+
+
+def hub_repo_id(value: str) -> str:
+    """A Hugging Face hub model repository id, "owner/name"."""
+    text = str(value).strip()
+    if not _HUB_ID.match(text) or ".." in text or text.endswith((".", "-")):
+        raise InvalidArgument(
+            f"{value!r} is neither a model of the catalogue (`mmsearch models --available`) nor a hub repository "
+            "id such as Xenova/clip-vit-base-patch32"
+        )
+    return text
+
+
+def model_name(value: str) -> str:
+    """A name for an installed model: one folder name under MMSEARCH_HOME/models."""
+    text = str(value).strip()
+    if not text or text.startswith(".") or any(c in text for c in "/\\\0") or len(text) > 128:
+        raise InvalidArgument(f"model name {value!r}: use letters, digits, '-', '_' or '.', not starting with '.'")
+    return text

@@ -1,6 +1,7 @@
 """A model bundle on disk: the manifest, its checksums, its variants and its preprocessing spec.
 
-A bundle is a folder written by the export step (``mmsearch export``)::
+A bundle is a folder written by the export step (``mmsearch export``) or by ``mmsearch models pull``
+and ``import`` (mmsearch/models/, from a ready ONNX model)::
 
     manifest.json          what this module reads (format below)
     tokenizer.json         a `tokenizers` tokenizer; padding/truncation are set from the manifest
@@ -34,15 +35,19 @@ manifest.json (``format_version`` 1)::
         "crop": "center" | null,
         "rescale_factor": 0.00392156862745098,
         "mean": [..3], "std": [..3],
-        "channel_order": "RGB", "layout": "NCHW"
-      },
+        "channel_order": "RGB", "layout": "NCHW",
+        "max_batch": 1                 # optional: the tower takes one image at a time (a pulled graph
+      },                               # frozen at batch 1); absent: any batch
       "text": {
         "inputs": ["input_ids"] | ["input_ids", "attention_mask"],
         "output": "text_embeds",
         "context_length": 77,
         "padding": "longest" | "max_length",   # longest: the tower takes any length <= context
         "pad_id": 49407,
-        "tokenizer": "tokenizer.json"
+        "tokenizer": "tokenizer.json",
+        "clean": "whitespace" | "canonicalize",   # optional, informative: immich's text cleaning, which
+                                                  # tokenizer.json's normalizer does (pulled immich models)
+        "max_batch": 1                 # optional, as for the image tower
       },
       "variants": {
         "fp32": {"image": {"file": "image.fp32.onnx", "sha256": "...", "bytes": 123},
@@ -62,6 +67,12 @@ manifest.json (``format_version`` 1)::
                    "onnxruntime": "..."},
       "created": "2026-11-24T19:30:00Z"
     }
+
+A pulled or imported bundle also has "layout" ("immich" | "transformers.js"), "conversion" (per tower:
+the source graph's inputs and output, whether the normalisation is the source's or added, how the
+batch dimension was made, the fusion), "pulled" ({"repo", "revision", "commit", "files": {path:
+{"sha256", "bytes"}}} or {"folder", "files"} for an import) and, where a variant missed its bar,
+"left_out" ({variant: why}); its "logit_scale" is null (not in an ONNX export; unused at run time).
 """
 
 from __future__ import annotations
@@ -110,6 +121,7 @@ class ImageSpec:
     std: tuple[float, float, float]
     input: str = "pixel_values"
     output: str = "image_embeds"
+    max_batch: int | None = None  # 1: the tower takes one image at a time (a graph frozen at batch 1)
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,12 @@ class TextSpec:
     pad_id: int
     tokenizer: str = "tokenizer.json"
     output: str = "text_embeds"
+    max_batch: int | None = None  # 1: the tower takes one text at a time
+
+
+def batch_limit(section: dict[str, Any]) -> int | None:
+    value = section.get("max_batch")
+    return int(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,7 @@ class Bundle:
             std=tuple(float(x) for x in m["std"]),  # type: ignore[arg-type]
             input=m.get("input", "pixel_values"),
             output=m.get("output", "image_embeds"),
+            max_batch=batch_limit(m),
         )
 
     @property
@@ -171,6 +190,7 @@ class Bundle:
             pad_id=int(m.get("pad_id", 0)),
             tokenizer=m.get("tokenizer", "tokenizer.json"),
             output=m.get("output", "text_embeds"),
+            max_batch=batch_limit(m),
         )
 
     def size_bytes(self) -> int:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import cli_query
+from . import cli_models, cli_query
 from .cli_query import fail as _fail_with
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app = typer.Typer(
 
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help=cli_query.INDEX.help)]
 JsonOpt = Annotated[bool, typer.Option("--json", help=cli_query.JSON.help)]
+
+app.add_typer(cli_models.app, name="models")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -42,13 +44,16 @@ def index(
         help="Folders to index (recursively) or single files: images (jpg, png, webp, gif, bmp, tiff; heic with "
              "pillow-heif) and documents (txt, md, pdf).")],
     index_dir: IndexOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder "
+                                                                 "[default: clip-vit-b-32, pulled when none is installed].")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",
     variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8 [default: fp16 on CUDA, int8 on CPU].")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core].")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another run is writing this index.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Download the default model without asking when no model "
+                                                          "is installed (not on a terminal, it is downloaded anyway).")] = False,
     as_json: JsonOpt = False,
     trace_steps: Annotated[Optional[Path], typer.Option(
         "--trace-steps", hidden=True, help="Append the name of each step the run enters to this file.")] = None,
@@ -74,6 +79,8 @@ def index(
     try:  # before the index is opened: a typo creates nothing
         arguments.existing_paths(paths)
         arguments.at_least_one("--workers", workers)
+        if model is None:  # a new index with no model installed: the default is pulled (asked on a terminal)
+            cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json)
     except Exception as e:
         _fail_with(e)
 
@@ -307,35 +314,6 @@ def forget(path: Annotated[Path, typer.Argument(help="An indexed root (a folder 
     except Exception as e:
         _fail_with(e)
     typer.echo(json.dumps({"forgotten": str(path), "files": dropped}) if as_json else f"Forgot {path}: {dropped} files.")
-
-
-@app.command()
-def models(as_json: JsonOpt = False, verify: Annotated[bool, typer.Option("--verify", help="Re-hash every file against its manifest.")] = False) -> None:
-    """List installed model bundles (in $MMSEARCH_HOME/models) with size, family and variants."""
-    from . import paths
-    from .api import installed_models
-    from .bundle import BundleError
-
-    rows: list[dict[str, Any]] = []
-    for b in installed_models():
-        ok = "ok"
-        if verify:
-            try:
-                b.verify_all()
-            except BundleError as e:
-                ok = str(e)
-        rows.append({"name": b.name, "path": str(b.path), "family": b.family, "variants": b.variants,
-                     "embedding_dim": b.embedding_dim, "size_bytes": b.size_bytes(), "verified": ok if verify else None})
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo(f"No models installed in {paths.models_dir()}. Install the default with:\n"
-                   f"  mmsearch export {paths.DEFAULT_MODEL_SOURCE}")
-        return
-    for r in rows:
-        extra = f"  {r['verified']}" if verify else ""
-        typer.echo(f"{r['name']:32} {r['family']:12} {','.join(r['variants']):16} {r['size_bytes'] / 1e6:8.1f} MB{extra}")
 
 
 @app.command()

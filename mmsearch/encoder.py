@@ -32,6 +32,8 @@ def choose_variant(bundle: Bundle, device: str, variant: str | None = None) -> s
 class _Tower:
     def __init__(self, bundle: Bundle, tower: str, variant: str | None, device: str, threads: int | None,
                  spinning: bool = True, prepack: bool = True):
+        # A graph frozen at batch 1 (some pulled models) takes its batch one input at a time.
+        self.max_batch = (bundle.image_spec if tower == "image" else bundle.text_spec).max_batch
         # The variant follows the device: fp16 only where a CUDA session is really had.
         wanted = variant or choose_variant(bundle, expected_device(device))
         self.session, self.device = create_session(bundle.tower_path(wanted, tower), device, threads=threads,
@@ -67,6 +69,13 @@ class _Tower:
         return False
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(feeds.values())))
+        if self.max_batch and n > self.max_batch:
+            step = self.max_batch
+            return np.concatenate([self._run({k: v[i : i + step] for k, v in feeds.items()}) for i in range(0, n, step)])
+        return self._run(feeds)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if self.device == "cuda":
             # IO binding: inputs are copied to the GPU once, the output stays there until we copy it back.
             binding = self.session.io_binding()

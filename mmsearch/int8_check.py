@@ -4,8 +4,9 @@ onnxruntime's int8 kernels are chosen by instruction set. With VNNI (AVX-512 VNN
 u8 x s8 products are summed in 32 bits. Without it (AVX2, AVX-512 without VNNI) pairs of products
 are first summed into 16 bits (vpmaddubsw), which saturates for some weight/activation pairs. So an
 int8 tower validated where it was exported can give degraded vectors on another machine, with no
-error. The export quantizes so that this cannot happen (export/to_onnx.py INT8_OPTIONS); this check
-is the guard for whatever still can: older bundles, other settings, kernels not measured.
+error. The export and `mmsearch models pull` quantize so that this cannot happen (models/variants.py
+INT8_OPTIONS); this check is the guard for whatever still can: older bundles, other settings, kernels
+not measured.
 
 The check: the bundle's reference inputs (references.npz, written by the export: a few images at the
 tower's input size and a few texts' token ids, with the fp32 towers' outputs) go through the int8
@@ -141,9 +142,11 @@ def _save(bundle: Bundle, verdict: Verdict) -> None:
 
 def check(bundle: Bundle, variant: str, tower: str, session: Any, *, threads: int | None = None) -> Verdict:
     """Run the check on `session` (the variant's tower, opened on the CPU) and cache the verdict."""
+    from .runtime import run_in_batches
+
     t0 = time.perf_counter()
     feeds, expected, source = references(bundle, tower, threads=threads)
-    got = session.run([session.get_outputs()[0].name], feeds)[0].astype(np.float32)
+    got = run_in_batches(session, session.get_outputs()[0].name, feeds, _max_batch(bundle, tower)).astype(np.float32)
     cos = _cosines(got, expected)
     worst = float(np.nan_to_num(cos, nan=-1.0).min())
     import onnxruntime as ort
@@ -172,11 +175,16 @@ def references(bundle: Bundle, tower: str, *, threads: int | None = None) -> tup
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
         return tower_feeds(bundle, tower, arrays), arrays[f"{tower}_embeds"].astype(np.float32), "bundle"
-    from .runtime import create_session
+    from .runtime import create_session, run_in_batches
 
     feeds = tower_feeds(bundle, tower, reference_inputs(bundle))
     fp32, _ = create_session(bundle.tower_path("fp32", tower), "cpu", threads=threads, prepack=False)
-    return feeds, fp32.run([fp32.get_outputs()[0].name], feeds)[0].astype(np.float32), "fp32 tower"
+    out = run_in_batches(fp32, fp32.get_outputs()[0].name, feeds, _max_batch(bundle, tower))
+    return feeds, out.astype(np.float32), "fp32 tower"
+
+
+def _max_batch(bundle: Bundle, tower: str) -> int | None:
+    return (bundle.image_spec if tower == "image" else bundle.text_spec).max_batch
 
 
 def tower_feeds(bundle: Bundle, tower: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

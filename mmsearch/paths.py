@@ -6,8 +6,10 @@ from pathlib import Path
 
 from . import settings
 
-DEFAULT_MODEL = "clip-vit-base-patch32"
-DEFAULT_MODEL_SOURCE = "openai/clip-vit-base-patch32"
+# The default model, a short name of models/catalogue.py (which says why it is the default).
+DEFAULT_MODEL = "clip-vit-b-32"
+# The same weights exported by `mmsearch export openai/clip-vit-base-patch32`, the default of earlier versions.
+EXPORTED_DEFAULT_MODEL = "clip-vit-base-patch32"
 
 
 def home() -> Path:

@@ -15,6 +15,7 @@ import sys
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from . import settings
 from .errors import MmsearchError, first_line
@@ -104,6 +105,18 @@ def session_options(threads: int | None = None, *, spinning: bool = True, prepac
     if not prepack:
         opts.add_session_config_entry("session.disable_prepacking", "1")
     return opts
+
+
+def run_in_batches(session: ort.InferenceSession, output: str, feeds: dict[str, Any], max_batch: int | None) -> Any:
+    """One output of session.run, the inputs given at most max_batch at a time (None: all at once; 1:
+    a tower frozen at batch 1, the manifest's max_batch)."""
+    import numpy as np
+
+    n = len(next(iter(feeds.values())))
+    if not max_batch or n <= max_batch:
+        return session.run([output], feeds)[0]
+    return np.concatenate([session.run([output], {k: v[i : i + max_batch] for k, v in feeds.items()})[0]
+                           for i in range(0, n, max_batch)])
 
 
 def expected_device(device: str) -> str:

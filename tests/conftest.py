@@ -38,16 +38,26 @@ _ensure_export_package()
 @pytest.fixture(scope="session", autouse=True)
 def _private_home(tmp_path_factory: pytest.TempPathFactory):
     """Every test (and every `mmsearch` subprocess it starts) uses a throwaway MMSEARCH_HOME, so the
-    suite never writes models, indexes or the optimised-graph cache into the user's own."""
+    suite never writes models, indexes or the optimised-graph cache into the user's own; and a
+    throwaway Hugging Face cache with the hub switched off (HF_HUB_OFFLINE), so no test reaches the
+    real hub: the pull tests point HF_ENDPOINT at a local stand-in (tests/hubserver.py)."""
     import os
 
-    old = os.environ.get("MMSEARCH_HOME")
-    os.environ["MMSEARCH_HOME"] = str(tmp_path_factory.mktemp("mmsearch-home"))
+    values = {"MMSEARCH_HOME": str(tmp_path_factory.mktemp("mmsearch-home")),
+              "HF_HOME": str(tmp_path_factory.mktemp("hf-home")), "HF_HUB_OFFLINE": "1",
+              "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_CACHE": None, "HF_ENDPOINT": None}
+    old = {k: os.environ.get(k) for k in values}
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     yield
-    if old is None:
-        os.environ.pop("MMSEARCH_HOME", None)
-    else:
-        os.environ["MMSEARCH_HOME"] = old
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _need_export_extra() -> None:

@@ -55,10 +55,13 @@ def test_index_query_status_forget_json(tmp_path, bundle, env):
 def test_missing_model_says_how_to_install(tmp_path, env):
     photos = tmp_path / "photos"
     make_collection(photos, n_images=1, docs={})
+    # no model installed and the hub switched off (conftest sets HF_HUB_OFFLINE): the default cannot be pulled
     proc = run("index", photos, "--index", tmp_path / "index", env=env, check=False)
-    assert proc.returncode == 1
-    assert "mmsearch export openai/clip-vit-base-patch32" in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "HF_HUB_OFFLINE" in proc.stderr and "mmsearch models import" in proc.stderr
     assert not (tmp_path / "index").exists()  # a failed first run leaves no empty index behind
+    proc = run("index", photos, "--index", tmp_path / "index", "--model", "clip-vit-b-32", env=env, check=False)
+    assert proc.returncode == 1 and "mmsearch models pull clip-vit-b-32" in proc.stderr
     for command in (["status"], ["forget", photos], ["query", "red car"]):
         proc = run(*command, env=env, check=False)  # the default index, which does not exist
         assert proc.returncode == 1 and "no index here" in proc.stderr, (command, proc.stderr)

@@ -45,3 +45,9 @@ print("ok")
 def test_the_scan_imports_neither_pillow_nor_pdfium():
     proc = run("import sys, mmsearch.scanner; print([m for m in ('PIL', 'pypdfium2', 'onnxruntime') if m in sys.modules])")
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_onnx_and_the_hub_client_load_only_when_a_model_is_pulled():
+    proc = run("import sys, mmsearch.cli, mmsearch.models, mmsearch.encoder, mmsearch.ingest; "
+               "print([m for m in ('onnx', 'huggingface_hub', 'torch', 'transformers') if m in sys.modules])")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
