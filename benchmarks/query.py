@@ -301,7 +301,7 @@ def warm_rows(index: Path, args: argparse.Namespace) -> list[dict]:
                      "queries": len(ms)})
 
     series("library warm: text query, hybrid (encode + ANN + FTS + rows)")
-    series("library warm: text query, --type image, vector")
+    series("library warm: text query, --type image", type="image")
     series("library warm: text query, vector mode", mode="vector")
     enc = idx.text_encoder()
     times = []
