@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mmsearch.bundle import FORMAT_VERSION, MANIFEST, sha256_file
+from mmsearch.bundle import FORMAT_VERSION, MANIFEST, image_section, sha256_file
 
 from .towers import Checkpoint, CheckpointError, text_inputs
 
@@ -82,20 +82,8 @@ def image_spec(ckpt: Checkpoint) -> dict[str, Any]:
             f"{where} produces {out_size[0]}x{out_size[1]} images but the vision model expects "
             f"{image_size}x{image_size}"
         )
-    return {
-        "input": "pixel_values",
-        "output": "image_embeds",
-        "size": out_size,
-        "resize": resize,
-        "resize_size": resize_size,
-        "interpolation": interpolation,
-        "crop": crop,
-        "rescale_factor": rescale,
-        "mean": mean,
-        "std": std,
-        "channel_order": "RGB",
-        "layout": "NCHW",
-    }
+    return image_section(size=out_size, resize=resize, resize_size=resize_size, interpolation=interpolation,
+                         crop=crop, rescale=rescale, mean=mean, std=std)
 
 
 def _three(values: Any) -> list[float]:

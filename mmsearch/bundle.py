@@ -281,6 +281,25 @@ class Bundle:
             pass
 
 
+def image_section(*, size: list[int], resize: str, resize_size: Any, interpolation: str, crop: str | None,
+                  rescale: float, mean: list[float], std: list[float]) -> dict[str, Any]:
+    """The manifest's `image` section, as the export step and a pulled model both write it."""
+    return {
+        "input": "pixel_values",
+        "output": "image_embeds",
+        "size": size,
+        "resize": resize,
+        "resize_size": resize_size,
+        "interpolation": interpolation,
+        "crop": crop,
+        "rescale_factor": rescale,
+        "mean": mean,
+        "std": std,
+        "channel_order": "RGB",
+        "layout": "NCHW",
+    }
+
+
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Read and check a bundle's manifest; tower files are hashed when first loaded."""
     folder = Path(path).expanduser()

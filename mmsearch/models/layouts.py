@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bundle import image_section
 from ..errors import MmsearchError
 
 IMMICH = "immich"
@@ -465,18 +466,8 @@ def hf_image_spec(cfg: dict[str, Any], path: Path, family: str, image_size: Any,
     if isinstance(image_size, int) and out_size != [image_size, image_size]:
         raise LayoutError(f"{path} produces {out_size[0]}x{out_size[1]} images but {config_path} says the vision "
                           f"model takes {image_size}x{image_size}")
-    return {
-        "size": out_size,
-        "resize": resize,
-        "resize_size": resize_size,
-        "interpolation": interpolation,
-        "crop": crop,
-        "rescale_factor": rescale,
-        "mean": mean,
-        "std": std,
-        "channel_order": "RGB",
-        "layout": "NCHW",
-    }
+    return image_section(size=out_size, resize=resize, resize_size=resize_size, interpolation=interpolation,
+                         crop=crop, rescale=rescale, mean=mean, std=std)
 
 
 def _load_tokenizer(path: Path) -> Any:
