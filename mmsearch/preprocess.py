@@ -7,6 +7,7 @@ mean/std, channels first. tests/test_preprocess.py holds them to transformers' o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime
@@ -70,9 +71,10 @@ def _short_side_target(spec: ImageSpec) -> int:
     return rs if isinstance(rs, int) else min(rs)
 
 
-def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, draft: bool = True
-               ) -> tuple[Image.Image, int, int, datetime | None, int | None]:
-    """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows."""
+def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, draft: bool = True,
+               long_side: int | None = None) -> tuple[Image.Image, int, int, datetime | None, int | None]:
+    """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows,
+    or, with `long_side`, at the smallest scale that keeps the long side at least that long."""
     _register_heif()
     try:
         img: Image.Image = Image.open(path)
@@ -84,6 +86,9 @@ def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, d
         taken_at = _exif_datetime(exif)
         if draft and spec is not None and img.format == "JPEG":
             img.draft("RGB", draft_size(spec, width, height))
+        elif draft and long_side is not None and img.format == "JPEG" and max(width, height) > long_side:
+            scale = long_side / max(width, height)
+            img.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
         img.seek(0)  # first frame of an animation
         img.load()
     except ImageDecodeError:
