@@ -116,7 +116,7 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
         target = _next_target(landed, kills, work_left, images_left)
         # A run's first save is the one aimed at; OCR kills land anywhere in the phase, after some of its
         # batches committed or before.
-        nth = 1 if target == "save" else int(rng.integers(1, 80)) if target == "ocr" else int(rng.integers(1, 4))
+        nth = 1 if target == "save" else int(rng.integers(1, 9)) if target == "ocr" else int(rng.integers(1, 4))
         trace.unlink(missing_ok=True)
         proc = subprocess.Popen(_cmd(photos, killed, bundle, *hooks), env=_clean_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)

@@ -190,9 +190,9 @@ def _print_report(report) -> None:
     if len(report.errors) > 20:
         typer.echo(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
     if report.ocr_read or (report.ocr_left and report.ocr_device):
-        typer.echo(f"read the words in {report.ocr_read} pictures and scanned pages ({report.ocr_with_words} held "
-                   f"words{', ' + report.ocr_device if report.ocr_device else ''})"
-                   + (f"; {report.ocr_left} files left to read" if report.ocr_left else ""))
+        typer.echo(f"words: read {report.ocr_read} pictures and scanned pages, {report.ocr_with_words} with words"
+                   + (f"; {report.ocr_left} files left to read" if report.ocr_left else "")
+                   + (f" ({report.ocr_device})" if report.ocr_device else ""))
     for note in report.partial:
         typer.echo(f"  partly indexed {note['path']}: {note['reason']}")
 

@@ -67,6 +67,7 @@ def read_words(catalog: Catalog, vectors: VectorStore, encoders: Encoders, todos
         progress(Progress(PHASE, done[0], total, path))
 
     progress(Progress(PHASE, 0, total))
+    observe("ocr")
     reader = encoders.ocr
     report.ocr_device = reader.device
     pictures = [t for t in todos if t.kind == "image"]
@@ -77,8 +78,8 @@ def read_words(catalog: Catalog, vectors: VectorStore, encoders: Encoders, todos
     since = time.monotonic()
     try:
         for pic in ordered_map(pool, lambda t: _prepare(t, reader), pictures, window=threads * 4, cancelled=cancelled):
-            observe("ocr")
             if pic.pixels is not None:
+                observe("ocr")
                 try:
                     pic.text = ocr.joined(reader.read(pic.pixels, cancelled=cancelled))
                 except ocr.Cancelled:

@@ -50,10 +50,10 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 # Called with the name of each step as the run enters it: "scan" (a root, then every 100 files), "encode"
-# (a slice of images or a batch of chunks), "ocr" (a picture or scanned page read for words), "commit"
-# (inside the catalog transaction, before it commits), "save" (before the vector files are written)
-# and "done". For tracing and for the crash tests, which
-# hold each step open to aim a kill inside it; an observer that raises stops the run like a crash would.
+# (a slice of images or a batch of chunks), "ocr" (the OCR phase's start, then each picture or scanned
+# page read past the glance), "commit" (inside the catalog transaction, before it commits), "save"
+# (before the vector files are written) and "done". For tracing and for the crash tests, which hold
+# each step open to aim a kill inside it; an observer that raises stops the run like a crash would.
 Observer = Callable[[str], None]
 
 
