@@ -27,13 +27,18 @@ INSTALL_HINT = "pip install 'mmsearch[ocr]'"
 
 # First a glance: the detector on the picture at this long side (13 ms on 2 cores, a tenth of a full
 # look). Where nothing in its probability map reaches GATE_PROB, the picture has no words and that is
-# all it costs; text of every size in the quality set, and a page of 10 pt print at 96 dpi, light it
-# up well past that, while a third to two thirds of pictures without words stay below (benchmarks/ocr.py).
+# all it costs. The glance sees words whose letters stay ~6 px high at its scale (3% of the short side
+# and up in the quality set, benchmarks/ocr.py); print on a page shrinks below that and is not seen
+# (2 of 53 manual pages at 96 dpi read nothing behind it): so a picture with a large area of one flat
+# colour, as screenshots, scans and pages have and camera photos do not, is read without the glance.
 GATE_SIDE = 320
 GATE_PROB = 0.5
-# The detector sees the picture with its long side at most this (measured: benchmarks/ocr.py). It
-# finds words whose letters are ~6 px high at that scale and misses letters beyond ~1/3 of its
-# input, so larger inputs cost time (0.5 s at 960, 0.9 s at 1600 on 2 cores) and lose large words.
+# Flat: this share of the glance's pixels in one colour (5 bits a channel). Measured: pages 0.75-0.98,
+# drawn photos, gradients and noise 0.01-0.25 (one 0.80), 4000x3000 photos 0.02-0.04.
+FLAT_SHARE = 0.4
+# The detector sees the picture with its long side at most this. Measured on 12 px text in a
+# 1920x1080 screenshot: 100% of the words read at 960, 82% at 736; at 1920 it missed 18 px words
+# altogether (letters too large for it). 130-170 ms a picture on 2 cores.
 DETECT_SIDE = 960
 # Recognition crops come from the picture decoded with its long side at most this: small words keep
 # their strokes when the detector's boxes are scaled up to it.
@@ -41,7 +46,9 @@ READ_SIDE = 2000
 MIN_SIDE = 16  # pictures smaller than this on either side hold no readable words
 REC_HEIGHT = 48  # the recogniser's input height (its model's)
 REC_BATCH = 8  # crops per recogniser call
-MAX_REC_RATIO = 25.0  # a crop wider than this many times its height is cut (a line across a screen)
+# A crop keeps its shape up to this many times as wide as high (a line across a page is 50); past it,
+# it is squeezed to this width, which bounds the recogniser's input (48 x 12,000 at most).
+MAX_REC_RATIO = 250.0
 # A line is kept when the recogniser is at least this sure of it (the mean of its characters'
 # probabilities) and it holds two letters or digits: texture reads as one character ('O' 0.82,
 # '中' 0.82, 'J' 0.98) or two unsure ones ('60' 0.61); rendered words read at 0.96 and more.
@@ -137,15 +144,18 @@ class TextReader:
 
     # -- the picture -----------------------------------------------------------------------------
 
-    def may_hold_text(self, rgb: np.ndarray) -> bool:
-        """The glance (GATE_SIDE): False when the picture surely has no words. Safe from any thread."""
-        if min(rgb.shape[:2]) < MIN_SIDE:
+    def worth_reading(self, small: np.ndarray) -> bool:
+        """From the picture shrunk to GATE_SIDE: False when it surely has no words (the glance saw none
+        and it is no flat screen or page). Safe from any thread."""
+        if min(small.shape[:2]) < MIN_SIDE:
             return False
-        return float(self._probabilities(np.ascontiguousarray(rgb[..., ::-1]), GATE_SIDE).max()) >= GATE_PROB
+        if looks_flat(small):
+            return True
+        return float(self._probabilities(np.ascontiguousarray(small[..., ::-1]), GATE_SIDE).max()) >= GATE_PROB
 
     def read_pixels(self, rgb: np.ndarray, *, cancelled: Callable[[], bool] | None = None) -> list[Line]:
-        """The glance, then, where it sees something, `read`."""
-        if not self.may_hold_text(shrunk(rgb, GATE_SIDE)):
+        """`worth_reading`, then, where it is, `read`."""
+        if not self.worth_reading(shrunk(rgb, GATE_SIDE)):
             return []
         return self.read(rgb, cancelled=cancelled)
 
@@ -245,6 +255,12 @@ def decode(data: bytes, long_side: int) -> np.ndarray:
         return np.asarray(img)
     except (OSError, ValueError) as e:
         raise ImageDecodeError(f"cannot decode the image ({e})") from None
+
+
+def looks_flat(rgb: np.ndarray) -> bool:
+    """Whether FLAT_SHARE of the pixels have one colour (to 5 bits a channel): a screen or a page."""
+    q = ((rgb[..., 0].astype(np.int32) >> 3) << 10) | ((rgb[..., 1].astype(np.int32) >> 3) << 5) | (rgb[..., 2] >> 3)
+    return int(np.bincount(q.ravel()).max()) >= FLAT_SHARE * q.size
 
 
 def shrunk(rgb: np.ndarray, side: int) -> np.ndarray:

@@ -3,8 +3,8 @@ picture is searchable by meaning first), the words in pictures and in the pages 
 text layer are read and committed.
 
 Pictures: worker threads read and hash each file (it must still be the content the catalog holds),
-decode it small and glance at it (ocr.TextReader.may_hold_text); only a picture the glance finds
-something in is decoded at reading size and read, on this thread. Batches of pictures are committed
+decode it small and glance at it (ocr.TextReader.worth_reading); only a picture the glance finds
+something in, or a flat one (a screenshot, a scan), is decoded at reading size and read, on this thread. Batches of pictures are committed
 in one transaction each: the words as an item of the picture (kind 'ocr', no vector) and the file
 marked read (files.ocr_hash), so a crash or a cancel loses at most the batch in hand, and a picture
 read once is not read again until it changes.
@@ -125,13 +125,13 @@ def _prepare(todo: OcrTodo, reader: TextReader) -> _Picture:
         return out
     try:
         if data[:3] == b"\xff\xd8\xff":
-            # A JPEG decodes small at a fraction of the cost: most pictures stop at the glance.
-            if not reader.may_hold_text(ocr.decode(data, ocr.GATE_SIDE)):
+            # A JPEG decodes small at a fraction of the cost: pictures without words stop at the glance.
+            if not reader.worth_reading(ocr.decode(data, ocr.GATE_SIDE)):
                 return out
             out.pixels = ocr.decode(data, ocr.READ_SIDE)
         else:
             pixels = ocr.decode(data, ocr.READ_SIDE)
-            if reader.may_hold_text(ocr.shrunk(pixels, ocr.GATE_SIDE)):
+            if reader.worth_reading(ocr.shrunk(pixels, ocr.GATE_SIDE)):
                 out.pixels = pixels
     except ImageDecodeError as e:
         out.unreadable = str(e)
@@ -192,7 +192,8 @@ def _read_scanned_pages(catalog: Catalog, vectors: VectorStore, encoders: Encode
             return 0
         observe("ocr")
         try:
-            words = ocr.joined(reader.read_pixels(render_page(Path(todo.path), number, ocr.READ_SIDE), cancelled=cancelled))
+            # A page: read whole, no glance (its print is small, see ocr.GATE_SIDE).
+            words = ocr.joined(reader.read(render_page(Path(todo.path), number, ocr.READ_SIDE), cancelled=cancelled))
         except ocr.Cancelled:
             return 0
         except (DocumentError, MemoryError) as e:
