@@ -97,12 +97,16 @@ def _contrasting(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int,
     return (0, 0, 0) if lum > 128 else (255, 255, 255)
 
 
-def draw_picture(seed: int, words: tuple[str, ...] | None) -> tuple[np.ndarray, TextPicture]:
-    """One picture of the set: words (None: no text) over a drawn background."""
+def draw_picture(seed: int, words: tuple[str, ...] | None, size: tuple[int, int] | None = None
+                 ) -> tuple[np.ndarray, TextPicture]:
+    """One picture of the set: words (None: no text) over a drawn background, of one of SIZES unless
+    `size` is given."""
     from PIL import Image, ImageDraw, ImageFont
 
     rng = np.random.default_rng(seed)
     width, height = SIZES[int(rng.integers(len(SIZES)))]
+    if size is not None:
+        width, height = size
     kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     pixels = _background(rng, kind, width, height, seed)
     info = TextPicture(f"{seed:05d}", (), "", 0, 0.0, kind, (width, height))
@@ -140,9 +144,10 @@ def draw_picture(seed: int, words: tuple[str, ...] | None) -> tuple[np.ndarray, 
         f"{seed:05d}", tuple(words), os.path.basename(font_path), font_px, round(angle, 1), kind, (width, height))
 
 
-def write_set(folder: Path, n: int, *, seed: int, with_text: bool, words_per_picture: tuple[int, int] = (1, 3)
-              ) -> list[TextPicture]:
-    """n pictures into `folder` (JPEG or PNG); with text, each picture's words are its own."""
+def write_set(folder: Path, n: int, *, seed: int, with_text: bool, words_per_picture: tuple[int, int] = (1, 3),
+              size: tuple[int, int] | None = None, jpeg_only: bool = False) -> list[TextPicture]:
+    """n pictures into `folder` (JPEG, or PNG for every third unless `jpeg_only`); with text, each
+    picture's words are its own. Pictures already there are drawn again (the same ones)."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,8 +164,8 @@ def write_set(folder: Path, n: int, *, seed: int, with_text: bool, words_per_pic
             at += k
             style = rng.integers(3)  # lower case, Capitalised, UPPER CASE
             words = tuple(w.upper() if style == 2 else w.capitalize() if style == 1 else w for w in picked)
-        pixels, info = draw_picture(seed * 100_000 + i, words)
-        suffix = "png" if i % 3 == 0 else "jpg"
+        pixels, info = draw_picture(seed * 100_000 + i, words, size)
+        suffix = "png" if i % 3 == 0 and not jpeg_only else "jpg"
         name = f"{'text' if with_text else 'plain'}-{info.name}.{suffix}"
         img = Image.fromarray(pixels, "RGB")
         img.save(folder / name, **({"quality": int(rng.integers(80, 95))} if suffix == "jpg" else {}))
