@@ -2,7 +2,7 @@
 
     python -m benchmarks.ocr quality [--n 300] [--seed 2027] [--pages 0] [--model tests/fixtures/toyclip]
                                      [--work DIR] [--json FILE] [--check]
-    python -m benchmarks.ocr speed [--n 16] [--sizes 4000x3000,1920x1080] [--device cpu|cuda] [--json FILE]
+    python -m benchmarks.ocr speed [--n 24] [--sets photo:4000x3000,any:1920x1080] [--device cpu|cuda] [--json FILE]
 
 quality
   The set (benchmarks/textpictures.py): --n pictures with words rendered in the system's fonts (1 to
@@ -23,8 +23,9 @@ quality
   Reported without a bar.
 
 speed
-  Pictures of each of --sizes with and without words (the same generator), --n of each, each set
-  indexed into a fresh index in-process (`Index.index`, what the command calls) with the
+  Pictures with and without words (the same generator), --n of each, for each of --sets: a background
+  kind (`photo`: camera photos; `any`: the quality set's mix of photos, noise, gradients and flat
+  colour) and a size. Each set is indexed into a fresh index in-process (`Index.index`, what the command calls) with the
   ViT-B/32-sized bundle (int8 on the CPU, fp16 on CUDA). The phases are timed from the progress
   events the run sends: images/s of the OCR phase, for pictures with words and without, and the OCR
   phase's share of the whole run. A run with --no-ocr (Index.index(ocr=False)) of the same pictures
@@ -235,24 +236,24 @@ def _timed_run(folder: Path, index: Path, bundle: Path, device: str, ocr: bool) 
     return out
 
 
-def speed(n: int, sizes: list[tuple[int, int]], device: str, work: Path, log=say) -> dict[str, Any]:
+def speed(n: int, sets: list[tuple[str, tuple[int, int]]], device: str, work: Path, log=say) -> dict[str, Any]:
     from benchmarks.common import vitb32_bundle
     from benchmarks.textpictures import write_set
 
     bundle = vitb32_bundle()
     rows = []
-    for w, h in sizes:
+    for background, (w, h) in sets:
         for with_text in (True, False):
             kind = "with words" if with_text else "without words"
-            folder = BENCH_DIR / "ocr-speed" / f"{w}x{h}-{'text' if with_text else 'plain'}-{n}"
+            folder = BENCH_DIR / "ocr-speed" / f"{background}-{w}x{h}-{'text' if with_text else 'plain'}-{n}"
             if not folder.exists():
                 log(f"drawing {n} pictures {kind} of {w}x{h} in {folder}")
                 write_set(folder.with_suffix(".tmp"), n, seed=7000 + w + with_text, with_text=with_text, size=(w, h),
-                          jpeg_only=True)
+                          background=None if background == "any" else background, jpeg_only=True)
                 folder.with_suffix(".tmp").rename(folder)
             plain = _timed_run(folder, work / "index-speed", bundle, device, ocr=False)
             full = _timed_run(folder, work / "index-speed", bundle, device, ocr=True)
-            row = {"size": f"{w}x{h}", "pictures": kind, "n": n, "index_no_ocr_s": plain["total_s"],
+            row = {"set": f"{background} {w}x{h}", "pictures": kind, "n": n, "index_no_ocr_s": plain["total_s"],
                    "index_s": full["total_s"], **{k: full.get(k) for k in ("ocr_s", "ocr_share", "ocr_images_per_s",
                                                                             "read", "with_words", "device", "ocr_device")}}
             log(json.dumps(row))
@@ -270,8 +271,8 @@ def main() -> None:
     q.add_argument("--model", type=Path, default=TOYCLIP)
     q.add_argument("--check", action="store_true", help="exit 1 when a bar is missed")
     s = sub.add_parser("speed")
-    s.add_argument("--n", type=int, default=16)
-    s.add_argument("--sizes", default="4000x3000,1920x1080")
+    s.add_argument("--n", type=int, default=24)
+    s.add_argument("--sets", default="photo:4000x3000,any:1920x1080")
     s.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     for p in (q, s):
         p.add_argument("--work", type=Path, default=BENCH_DIR / "ocr")
@@ -298,9 +299,9 @@ def main() -> None:
         if args.check and (result["words_top3"] < BARS["words_top3"] or result["no_text_clean"] < BARS["no_text_clean"]):
             sys.exit(1)
     else:
-        sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-        result = speed(args.n, sizes, args.device, args.work)  # type: ignore[arg-type]
-        print(table(result["rows"], ["size", "pictures", "n", "ocr_images_per_s", "ocr_s", "index_s", "ocr_share",
+        sets = [(b, tuple(int(v) for v in size.split("x"))) for b, size in (x.split(":") for x in args.sets.split(","))]
+        result = speed(args.n, sets, args.device, args.work)  # type: ignore[arg-type]
+        print(table(result["rows"], ["set", "pictures", "n", "ocr_images_per_s", "ocr_s", "index_s", "ocr_share",
                                      "index_no_ocr_s", "with_words", "device"],
                     title=f"OCR phase speed ({info['cpu']}, {info['cores']} cores, {info['isa']}; {result['model']})"))
         write_json(args.json, {"machine": info, "args": vars(args) | {"work": str(args.work)}, "result": result})

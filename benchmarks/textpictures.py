@@ -97,10 +97,10 @@ def _contrasting(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int,
     return (0, 0, 0) if lum > 128 else (255, 255, 255)
 
 
-def draw_picture(seed: int, words: tuple[str, ...] | None, size: tuple[int, int] | None = None
-                 ) -> tuple[np.ndarray, TextPicture]:
-    """One picture of the set: words (None: no text) over a drawn background, of one of SIZES unless
-    `size` is given."""
+def draw_picture(seed: int, words: tuple[str, ...] | None, size: tuple[int, int] | None = None,
+                 background: str | None = None) -> tuple[np.ndarray, TextPicture]:
+    """One picture of the set: words (None: no text) over a drawn background, of one of SIZES and
+    BACKGROUNDS unless `size` or `background` is given."""
     from PIL import Image, ImageDraw, ImageFont
 
     rng = np.random.default_rng(seed)
@@ -108,6 +108,8 @@ def draw_picture(seed: int, words: tuple[str, ...] | None, size: tuple[int, int]
     if size is not None:
         width, height = size
     kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    if background is not None:
+        kind = background
     pixels = _background(rng, kind, width, height, seed)
     info = TextPicture(f"{seed:05d}", (), "", 0, 0.0, kind, (width, height))
     if not words:
@@ -145,7 +147,8 @@ def draw_picture(seed: int, words: tuple[str, ...] | None, size: tuple[int, int]
 
 
 def write_set(folder: Path, n: int, *, seed: int, with_text: bool, words_per_picture: tuple[int, int] = (1, 3),
-              size: tuple[int, int] | None = None, jpeg_only: bool = False) -> list[TextPicture]:
+              size: tuple[int, int] | None = None, background: str | None = None, jpeg_only: bool = False
+              ) -> list[TextPicture]:
     """n pictures into `folder` (JPEG, or PNG for every third unless `jpeg_only`); with text, each
     picture's words are its own. Pictures already there are drawn again (the same ones)."""
     from PIL import Image
@@ -164,7 +167,7 @@ def write_set(folder: Path, n: int, *, seed: int, with_text: bool, words_per_pic
             at += k
             style = rng.integers(3)  # lower case, Capitalised, UPPER CASE
             words = tuple(w.upper() if style == 2 else w.capitalize() if style == 1 else w for w in picked)
-        pixels, info = draw_picture(seed * 100_000 + i, words, size)
+        pixels, info = draw_picture(seed * 100_000 + i, words, size, background)
         suffix = "png" if i % 3 == 0 and not jpeg_only else "jpg"
         name = f"{'text' if with_text else 'plain'}-{info.name}.{suffix}"
         img = Image.fromarray(pixels, "RGB")

@@ -355,6 +355,10 @@ class Index:
             raise MmsearchError(f"{display_path(target)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
         vector = self.catalog.file_vector(row.id)
+        if vector is None:
+            raise MmsearchError(f"{display_path(target)}: has no vector to compare: its pages have no text layer "
+                                "and their words are not read yet (OCR: pip install 'mmsearch[ocr]', then "
+                                "`mmsearch index` again)")
         return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
                     mode="vector", exclude_file=row.id)
 

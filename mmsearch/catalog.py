@@ -507,11 +507,15 @@ class Catalog:
         row = self.conn.execute("SELECT error FROM files WHERE id = ?", (file_id,)).fetchone()
         return row[0] if row else None
 
-    def file_vector(self, file_id: int) -> np.ndarray:
-        """One vector for a file: an image's own, a document's chunks' mean (renormalised)."""
-        ids = [r[0] for r in self.conn.execute("SELECT id FROM items WHERE file_id = ? ORDER BY id", (file_id,))]
-        vecs = np.concatenate([v for _, v in self.vectors_for(ids)])
-        mean = vecs.mean(axis=0)
+    def file_vector(self, file_id: int) -> np.ndarray | None:
+        """One vector for a file: an image's own (its words have none), a document's chunks' mean
+        (renormalised); None for a file without any (a scan whose words are not read yet)."""
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM items WHERE file_id = ? AND kind != ? ORDER BY id",
+                                               (file_id, OCR_KIND))]
+        parts = [v for _, v in self.vectors_for(ids)]
+        if not parts:
+            return None
+        mean = np.concatenate(parts).mean(axis=0)
         return (mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32)
 
     def put_file(self, conn: sqlite3.Connection, *, path: str, root_id: int, size: int, mtime_ns: int,

@@ -169,6 +169,8 @@ def test_scanned_pdf_pages_are_read_with_their_page_numbers(tmp_path: Path, bund
         assert (first.added, first.errors, first.ocr_left) == (1, [], 1)
         assert first.partial == [{"path": str(docs / "scan.pdf"), "reason": "pages 1-2 have no text layer (scanned): "
                                   "their words were not read (OCR is off)"}]
+        with pytest.raises(MmsearchError, match=r"scan\.pdf: has no vector to compare: its pages have no text layer"):
+            idx.similar(docs / "scan.pdf")
         report = idx.index([docs])
         assert (report.unchanged, report.ocr_read, report.ocr_with_words, report.partial) == (1, 2, 2, [])
         hit = idx.search("Abstract Syntax Notation One", mode="keyword", k=1)[0]
