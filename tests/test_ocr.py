@@ -307,3 +307,21 @@ def test_words_rendered_in_the_system_fonts_bring_their_picture_back(tmp_path: P
         assert sum(found) >= 0.85 * len(found), f"{sum(found)} of {len(found)} words"
         quiet = [words_of(idx, photos / p.name) is None for p in without]
         assert sum(quiet) >= 15, f"{16 - sum(quiet)} of 16 pictures without words got some"
+
+
+@needs_ocr
+@pytest.mark.gpu
+def test_on_cuda_the_words_are_read_on_the_cuda_provider_as_on_the_cpu(tmp_path: Path, bundle: Path, photos: Path):
+    from mmsearch import runtime
+
+    ok, why = runtime.cuda_works()
+    if not ok:
+        pytest.skip(f"CUDA provider does not work here: {why}")
+    reader = ocr.TextReader("cuda")
+    assert reader.device == "cuda"
+    picture_ = np.asarray(sign(["Hauptbahnhof", "Ausgang Nord"], size=(560, 260), angle=-12))
+    assert [line.text for line in reader.read_pixels(picture_)] == ["Hauptbahnhof", "Ausgang Nord"]
+    with Index(tmp_path / "index", model=bundle, device="auto") as idx:
+        report = idx.index([photos])
+        assert report.ocr_device == "cuda" and report.ocr_with_words == 2
+        assert idx.search("pizzeria", mode="keyword", type="image")[0].path == str(photos / "shop.png")
