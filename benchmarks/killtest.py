@@ -4,15 +4,18 @@
 
 Without --model a tiny random-weight CLIP bundle is exported first (needs the export extra).
 
-A collection of pictures and text files is indexed once cleanly (the reference). Then a second
-index is built by runs that are each SIGKILLed at a chosen phase: scanning, encoding, inside a
-catalog transaction, or in the save of the vector files at the end of a run (the index command's
+A collection of pictures (a few with words in them), text files and a scanned PDF is indexed once
+cleanly (the reference). Then a second index is built by runs that are each SIGKILLed at a chosen
+phase: scanning, encoding, reading the words in pictures (OCR, where installed), inside a catalog
+transaction, or in the save of the vector files at the end of a run (the index command's
 hidden options: --trace-steps logs the step each run enters, --hold-steps holds each step open a
 little so the kill lands inside it). Each
 run is restarted; a last run without hooks finishes the job. Then:
 
 - the two catalogs hold the same files, with the same status and error, and the same vectors;
-- every item has exactly one vector and every vector an item; no indexed file without items;
+- the same words read in the same pictures, each picture read (files.ocr_hash) exactly as cleanly;
+- every item has exactly one vector (but a picture's words, which have none) and every vector an
+  item; no indexed file without items;
 - item ids run 1..N without gaps: no item committed before a kill was ever replaced, i.e. nothing
   committed was encoded again (ids are AUTOINCREMENT; an uncommitted transaction takes none);
 - the saved vector files, loaded as they are, hold exactly the catalog's item ids, and their stamp
@@ -36,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-PHASES = ("scan", "encode", "commit", "save")
+PHASES = ("scan", "encode", "ocr", "commit", "save")
+WORDS = ("harbour", "lemon", "bridge", "winter", "garden", "river", "mountain", "station")
 EXPECTED_FILES = {"catalog.db", "catalog.db-wal", "catalog.db-shm", "vectors.json", "index.lock"}  # + the saved pair
 
 
@@ -57,6 +61,19 @@ def make_collection(root: Path, n_images: int, n_docs: int, seed: int = 0) -> No
         (root / "notes").mkdir(parents=True, exist_ok=True)
         (root / "notes" / f"note{i:03d}.txt").write_text(text * (1 + i % 3))
     (root / "notes" / "broken.jpg").write_bytes(b"not a picture at all")  # one file in error, too
+    # Pictures with words, and a scanned PDF (its pages are pictures), for the OCR phase.
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=40)
+    pages = []
+    for i, word in enumerate(WORDS):
+        img = Image.new("RGB", (480, 160), (250, 250, 245))
+        ImageDraw.Draw(img).text((30, 50), f"{word} {i}", fill=(20, 20, 20), font=font)
+        if i < 6:
+            img.save(root / f"album{i % 7}" / f"sign{i}.png")
+        else:
+            pages.append(img)
+    pages[0].save(root / "notes" / "scan.pdf", save_all=True, append_images=pages[1:], resolution=72)
 
 
 def _cmd(photos: Path, index: Path, bundle: Path, *extra: str) -> list[str]:
@@ -92,11 +109,14 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
     landed: Counter[str] = Counter()
     done_early = 0
     attempts = 0
-    work_left = True  # encode and commit kills need files still to index
+    work_left = True  # encode, OCR and commit kills need files still to index
+    images_left = True  # until a run reaches the OCR phase: then every image and document is committed
     while sum(landed.values()) < kills and attempts < kills * 4:
         attempts += 1
-        target = _next_target(landed, kills, work_left)
-        nth = 1 if target == "save" else int(rng.integers(1, 4))  # a run saves once, at its end
+        target = _next_target(landed, kills, work_left, images_left)
+        # A run's first save is the one aimed at; OCR kills land anywhere in the phase, after some of its
+        # batches committed or before.
+        nth = 1 if target == "save" else int(rng.integers(1, 9)) if target == "ocr" else int(rng.integers(1, 4))
         trace.unlink(missing_ok=True)
         proc = subprocess.Popen(_cmd(photos, killed, bundle, *hooks), env=_clean_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
@@ -104,7 +124,10 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
             lines = _read_trace(trace)
-            if lines and lines[-1] == target and lines.count(target) >= nth:
+            # A run aimed at encoding that finds the encoding done is killed as it reads words instead:
+            # let through, it would finish the work every later kill needs.
+            late = target == "encode" and "ocr" in lines
+            if lines and ((lines[-1] == target and lines.count(target) >= nth) or late):
                 time.sleep(float(rng.uniform(0, slow_s * 0.8)))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
@@ -117,6 +140,8 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
             proc.kill()
             proc.wait()
             raise RuntimeError(f"a run hung: {proc.stderr.read() if proc.stderr else ''}")
+        if "ocr" in _read_trace(trace):
+            images_left = False
         err = proc.stderr.read() if proc.stderr else ""
         if where is None:
             if proc.returncode != 0:
@@ -136,14 +161,18 @@ def run_killtest(work: Path, bundle: Path, *, n_images: int = 200, n_docs: int =
     return result
 
 
-def _next_target(landed: Counter[str], kills: int, work_left: bool) -> str:
-    """Scan, encode and commit kills first, in turn; then saves. A run saves once, at its end, so a save
-    kill comes after all the work; the run after it finds the vector files behind the catalog and saves
-    again, so saves stay killable. Past every phase's share, scans and saves alternate."""
+def _next_target(landed: Counter[str], kills: int, work_left: bool, images_left: bool) -> str:
+    """Scan, encode and commit kills first, in turn, while images are left to encode; then OCR kills
+    (the OCR phase comes after every image is committed), then saves. A run saves after the images and
+    documents (again after OCR only where scanned pages added vectors); the run after a save kill finds
+    the vector files behind the catalog and saves again, so saves stay killable. Past every phase's
+    share, scans and saves alternate."""
     share = max(1, kills // len(PHASES))
-    early = [p for p in ("scan", "encode", "commit") if landed[p] < share and (work_left or p == "scan")]
+    early = [p for p in ("scan", "encode", "commit") if landed[p] < share and (images_left or p != "encode")]
     if early and work_left:
         return min(early, key=lambda p: (landed[p], PHASES.index(p)))
+    if work_left and landed["ocr"] < share:
+        return "ocr"
     if landed["save"] < share:
         return "save"
     return "scan" if landed["scan"] <= landed["save"] else "save"
@@ -156,7 +185,10 @@ def _dim(bundle: Path) -> int:
 def _snapshot(index: Path) -> dict:
     conn = sqlite3.connect(f"file:{index / 'catalog.db'}?mode=ro", uri=True)
     try:
-        files = {r[0]: r[1:] for r in conn.execute("SELECT path, status, error, kind, content_hash FROM files")}
+        files = {r[0]: r[1:] for r in conn.execute("SELECT path, status, error, kind, content_hash, ocr_hash FROM files")}
+        words = {r[0]: r[1] for r in conn.execute(
+            "SELECT files.path, group_concat(items.text, '|') FROM items JOIN files ON files.id = items.file_id"
+            " WHERE items.kind = 'ocr' GROUP BY files.path")}
         vecs: dict[str, list[bytes]] = {}
         for path, page, start, vec in conn.execute(
             "SELECT files.path, items.page, items.start, vectors.vector FROM items JOIN files ON files.id = items.file_id"
@@ -166,16 +198,21 @@ def _snapshot(index: Path) -> dict:
         q = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
         return {
             "files": files,
+            "words": words,
             "vectors": vecs,
             "items": q("SELECT count(*) FROM items"),
             "vector_rows": q("SELECT count(*) FROM vectors"),
             "max_item_id": q("SELECT coalesce(max(id), 0) FROM items"),
-            "items_without_vector": q("SELECT count(*) FROM items WHERE id NOT IN (SELECT item_id FROM vectors)"),
+            "items_without_vector": q("SELECT count(*) FROM items WHERE kind != 'ocr' AND id NOT IN"
+                                      " (SELECT item_id FROM vectors)"),
+            "words_with_vector": q("SELECT count(*) FROM items WHERE kind = 'ocr' AND id IN (SELECT item_id FROM vectors)"),
+            "vectorless": q("SELECT count(*) FROM items WHERE kind = 'ocr'"),
             "vectors_without_item": q("SELECT count(*) FROM vectors WHERE item_id NOT IN (SELECT id FROM items)"),
             "indexed_without_items": q("SELECT count(*) FROM files WHERE status = 'indexed' AND id NOT IN "
                                        "(SELECT file_id FROM items)"),
             "errors_with_items": q("SELECT count(*) FROM files WHERE status = 'error' AND id IN (SELECT file_id FROM items)"),
             "item_ids": {r[0] for r in conn.execute("SELECT id FROM items")},
+            "vector_ids": {r[0] for r in conn.execute("SELECT item_id FROM vectors")},
             "generation": int(q("SELECT value FROM meta WHERE key = 'generation'")),
             "runs": dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()),
             "integrity": q("PRAGMA integrity_check"),
@@ -195,6 +232,9 @@ def compare(clean: Path, killed: Path, *, dim: int) -> dict:
         only_a = set(a["files"]) ^ set(b["files"])
         diff = [p for p in set(a["files"]) & set(b["files"]) if a["files"][p] != b["files"][p]]
         problems.append(f"files differ: {sorted(only_a)[:5]} in one only; {diff[:5]} differ")
+    if a["words"] != b["words"]:
+        diff = sorted(p for p in set(a["words"]) | set(b["words"]) if a["words"].get(p) != b["words"].get(p))
+        problems.append(f"words read differ: {diff[:5]}")
     max_dev = 0.0
     for path, va in a["vectors"].items():
         vb = b["vectors"].get(path)
@@ -206,10 +246,11 @@ def compare(clean: Path, killed: Path, *, dim: int) -> dict:
         max_dev = max(max_dev, float(np.abs(x - y).max()))
     if max_dev > 1e-4:
         problems.append(f"vectors differ from the clean run's by up to {max_dev}")
-    for key in ("items_without_vector", "vectors_without_item", "indexed_without_items", "errors_with_items"):
+    for key in ("items_without_vector", "words_with_vector", "vectors_without_item", "indexed_without_items",
+                "errors_with_items"):
         if b[key]:
             problems.append(f"{key}: {b[key]}")
-    if b["items"] != a["items"] or b["vector_rows"] != b["items"]:
+    if b["items"] != a["items"] or b["vector_rows"] != b["items"] - b["vectorless"]:
         problems.append(f"items {b['items']} (clean {a['items']}), vector rows {b['vector_rows']}")
     if b["max_item_id"] != b["items"]:
         problems.append(f"item ids go up to {b['max_item_id']} for {b['items']} items: committed work was redone")
@@ -219,9 +260,9 @@ def compare(clean: Path, killed: Path, *, dim: int) -> dict:
     flat = FlatVectors(killed / stamp["flat"]["name"], dim)
     saved = set(flat.ids.tolist())
     graph = AnnGraph.load(killed / stamp["graph"]["name"], dim, saved)
-    if saved != b["item_ids"] or graph.ids() != saved:
-        problems.append(f"vector files hold {len(saved)} ids, catalog {len(b['item_ids'])}; "
-                        f"{len(saved - b['item_ids'])} orphaned, {len(b['item_ids'] - saved)} missing")
+    if saved != b["vector_ids"] or graph.ids() != saved:
+        problems.append(f"vector files hold {len(saved)} ids, catalog {len(b['vector_ids'])}; "
+                        f"{len(saved - b['vector_ids'])} orphaned, {len(b['vector_ids'] - saved)} missing")
     if stamp["generation"] != b["generation"]:
         problems.append(f"vector stamp {stamp['generation']} != catalog generation {b['generation']}")
     expected = EXPECTED_FILES | {stamp["flat"]["name"], stamp["graph"]["name"]}
@@ -229,7 +270,7 @@ def compare(clean: Path, killed: Path, *, dim: int) -> dict:
     if stray:
         problems.append(f"stray files in the index folder: {stray}")
     return {"problems": problems, "items": b["items"], "files": len(b["files"]), "max_vector_deviation": max_dev,
-            "runs": b["runs"]}
+            "runs": b["runs"], "pictures_with_words": len(b["words"])}
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from .vectors import VectorStore
 if TYPE_CHECKING:
     from .encoder import ImageEncoder, TextEncoder
     from .ingest import IndexReport, Observer, ProgressFn
+    from .ocr import TextReader
 
 log = logging.getLogger("mmsearch")
 
@@ -144,6 +145,8 @@ class Index:
         self._text_lock = threading.Lock()
         self._image_encoder: ImageEncoder | None = None
         self._text_encoder: TextEncoder | None = None
+        self._ocr_lock = threading.Lock()
+        self._text_reader: TextReader | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> "Index":
@@ -219,6 +222,15 @@ class Index:
                                                  prepack=not self.readonly)
             return self._text_encoder
 
+    def text_reader(self) -> TextReader:
+        """The OCR models (mmsearch[ocr]), on the device the towers use."""
+        with self._ocr_lock:
+            if self._text_reader is None:
+                from .ocr import TextReader
+
+                self._text_reader = TextReader(self.device)
+            return self._text_reader
+
     # -- the vectors -------------------------------------------------------------------------
 
     @property
@@ -235,14 +247,23 @@ class Index:
               include_hidden: bool = False, progress: ProgressFn | None = None,
               cancel: Callable[[], bool] | None = None, workers: int | None = None,
               wait: float | None = None, on_wait: Callable[[], None] | None = None,
-              observe: Observer | None = None) -> IndexReport:
+              observe: Observer | None = None, ocr: bool | None = None) -> IndexReport:
         """Index (or update) these folders and return what changed. Only one run at a time writes
         an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`.
-        `observe(step)` is called as the run enters each step (see ingest.report.Observer)."""
+        `observe(step)` is called as the run enters each step (see ingest.report.Observer).
+        `ocr`: read the words in pictures and scanned pages after the rest is indexed; None: when
+        OCR is installed (`mmsearch[ocr]`), True: it must be (else an error says how), False: not."""
         if self.readonly:
             raise MmsearchError(f"{self.path}: opened read-only")
         roots = arguments.existing_paths(list(paths_))
         workers = arguments.at_least_one("workers", workers)
+        from . import ocr as ocr_engine
+
+        if ocr and not ocr_engine.installed():
+            raise ocr_engine.OcrError(f"OCR is not installed; install it with: {ocr_engine.INSTALL_HINT}")
+        reads_words = ocr_engine.installed() if ocr is None else ocr
+        ocr_off = (None if reads_words else "OCR is off" if ocr is False
+                   else f"OCR is not installed: {ocr_engine.INSTALL_HINT}")
         from filelock import FileLock, Timeout
 
         from .ingest import Encoders, run_index
@@ -264,7 +285,8 @@ class Index:
         vectors = self.vectors
         try:
             vectors.begin_writing()
-            encoders = Encoders(self.image_encoder, self.text_encoder)
+            encoders = Encoders(self.image_encoder, self.text_encoder,
+                                self.text_reader if reads_words else None, ocr_off)
             return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
                              include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
                              observe=observe)
@@ -353,6 +375,10 @@ class Index:
             raise MmsearchError(f"{display_path(target)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
         vector = self.catalog.file_vector(row.id)
+        if vector is None:
+            raise MmsearchError(f"{display_path(target)}: has no vector to compare: its pages have no text layer "
+                                "and their words are not read yet (OCR: pip install 'mmsearch[ocr]', then "
+                                "`mmsearch index` again)")
         return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
                     mode="vector", exclude_file=row.id)
 

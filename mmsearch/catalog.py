@@ -1,14 +1,15 @@
 """The SQLite catalog: the durable truth of an index.
 
-Schema (version 4), written with the standard library's sqlite3, WAL mode, every change in one transaction:
+Schema (version 5), written with the standard library's sqlite3, WAL mode, every change in one transaction:
 
     meta     key/value: schema_version, model name and manifest hash, embedding dim, generation
     roots    the folders the user indexed
     files    one row per file seen: path, size, mtime, content hash, kind, media type, size in
              pixels, EXIF capture time and orientation, status ('indexed' | 'error') and last error
-    items    the units that get a vector: an image, or one chunk of a document (page, span, text)
+    items    the units of a file: an image (its vector), one chunk of a document (page, span, text, its
+             vector), or the words read in a picture (kind 'ocr': text, no vector; see version 5)
     vectors  item id -> float32 vector, so the ANN index can always be rebuilt without re-encoding
-    items_fts  FTS5 over the document chunks' text (see version 3 below)
+    items_fts  FTS5 over the items' text: document chunks and words read in pictures (see version 3)
     runs     one row per index run, with its summary and the writing process's pid
 
 Version 2 added `runs.pid` (a run left 'running' by a killed process is marked 'interrupted' by the
@@ -26,7 +27,15 @@ where the photo has one, else the modification time. EXIF times without an offse
 wall clock, read as this machine's local time (as photo apps do); `files.taken_at` keeps the EXIF text
 as found, with its offset where the photo records one. Date filters compare instants.
 
-`generation` grows with every transaction that adds or removes items; the ANN file records the
+Version 5 added OCR: `files.ocr_hash`, the content hash whose pictures were read for words (a photo,
+or the pages of a PDF that have no text layer); NULL while that is still to do, so an OCR phase that
+was cut short resumes where it stopped, and a picture read once is not read again until its content
+changes (a new row, or a changed file's, starts NULL). What a picture says is an item of kind 'ocr'
+with its text and no vector (the picture's own vector stands for its meaning), found by keyword;
+a scanned page's text becomes ordinary document chunks, with vectors. Documents that earlier
+versions refused for having no text (scanned PDFs) are read again by the next run.
+
+`generation` grows with every transaction that adds or removes vectors; the ANN file records the
 generation it reflects, so opening an index knows at once whether the two agree.
 """
 
@@ -51,7 +60,7 @@ from .errors import MmsearchError
 from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 CATALOG_FILE = "catalog.db"
 
 
@@ -94,6 +103,16 @@ class FileRow:
 
 
 @dataclass(frozen=True)
+class OcrTodo:
+    """A file whose words are still to be read."""
+
+    file_id: int
+    path: str  # what to open on disk
+    kind: str  # "image" | "document" (a PDF)
+    content_hash: str  # the content the catalog holds for it: what is read must be this
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     """The model an index was built with: its vectors compare only with that model's."""
 
@@ -125,12 +144,16 @@ class ItemFile:
     status: str
 
 
+# The kind of the items that hold the words read in a picture: text for the keyword index, no vector.
+OCR_KIND = "ocr"
+
+
 @dataclass(frozen=True)
 class ItemRow:
     item_id: int
     file_id: int
     path: str  # the path that opens the file (see filenames.py for names that are not UTF-8)
-    kind: str
+    kind: str  # the file's kind: "image" | "document" (an 'ocr' item belongs to an image)
     page: int | None
     start: int | None
     end: int | None
@@ -223,6 +246,17 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE files SET time_s = coalesce(CAST(strftime('%s', replace(substr(taken_at, 1, 19), 'T', ' '), 'utc')"
         " AS REAL), mtime_ns / 1e9)",
         "CREATE INDEX IF NOT EXISTS files_time ON files(time_s)",
+    ],
+    4: [
+        "ALTER TABLE files ADD COLUMN ocr_hash TEXT",
+        # The files whose words are still to be read: few once a run has read them.
+        "CREATE INDEX IF NOT EXISTS files_ocr_pending ON files(root_id) WHERE ocr_hash IS NULL",
+        # Items without a vector, so counting the vectors stays a count of small indexes.
+        f"CREATE INDEX IF NOT EXISTS items_ocr ON items(file_id) WHERE kind = '{OCR_KIND}'",
+        # Scanned PDFs were refused for having no text: the next run reads them again (a changed size
+        # makes the scan hand them over), and reads their pages when OCR is installed.
+        "UPDATE files SET size = -1, content_hash = NULL WHERE kind = 'document' AND status = 'error'"
+        " AND error = 'no text found'",
     ],
 }
 
@@ -507,11 +541,15 @@ class Catalog:
         row = self.conn.execute("SELECT error FROM files WHERE id = ?", (file_id,)).fetchone()
         return row[0] if row else None
 
-    def file_vector(self, file_id: int) -> np.ndarray:
-        """One vector for a file: an image's own, a document's chunks' mean (renormalised)."""
-        ids = [r[0] for r in self.conn.execute("SELECT id FROM items WHERE file_id = ? ORDER BY id", (file_id,))]
-        vecs = np.concatenate([v for _, v in self.vectors_for(ids)])
-        mean = vecs.mean(axis=0)
+    def file_vector(self, file_id: int) -> np.ndarray | None:
+        """One vector for a file: an image's own (its words have none), a document's chunks' mean
+        (renormalised); None for a file without any (a scan whose words are not read yet)."""
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM items WHERE file_id = ? AND kind != ? ORDER BY id",
+                                               (file_id, OCR_KIND))]
+        parts = [v for _, v in self.vectors_for(ids)]
+        if not parts:
+            return None
+        mean = np.concatenate(parts).mean(axis=0)
         return (mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32)
 
     def put_file(self, conn: sqlite3.Connection, *, path: str, root_id: int, size: int, mtime_ns: int,
@@ -536,16 +574,17 @@ class Catalog:
             return _rowid(cur), removed
         file_id = int(row[0])
         removed = self._delete_items(conn, file_id)
+        # Its items are gone, the words read in it with them: to be read again (ocr_hash NULL).
         conn.execute(
             "UPDATE files SET root_id=?, size=?, mtime_ns=?, content_hash=?, kind=?, media_type=?, width=?, height=?,"
-            " taken_at=?, time_s=?, orientation=?, status=?, error=?, indexed_at=? WHERE id = ?",
+            " taken_at=?, time_s=?, orientation=?, status=?, error=?, indexed_at=?, ocr_hash=NULL WHERE id = ?",
             (*values, file_id),
         )
         return file_id, removed
 
-    def set_file_note(self, conn: sqlite3.Connection, file_id: int, note: str) -> None:
+    def set_file_note(self, conn: sqlite3.Connection, file_id: int, note: str | None) -> None:
         """A note on an indexed file (a document indexed only so far, say): kept in its error column,
-        its status stays 'indexed'."""
+        its status stays 'indexed'. None takes it away."""
         conn.execute("UPDATE files SET error = ? WHERE id = ?", (note, file_id))
 
     # A file without an EXIF time is dated by its modification time, which these two may change.
@@ -594,6 +633,47 @@ class Catalog:
             self._bump(conn)
         return ids
 
+    def add_text_items(self, conn: sqlite3.Connection, file_id: int, kind: str,
+                       texts: Sequence[tuple[int | None, str]]) -> list[int]:
+        """Items of one file that hold text and no vector (the words read in a picture): (page, text).
+        They leave the vectors, and so the generation, as they were."""
+        ids = []
+        for page, text in texts:
+            cur = conn.execute("INSERT INTO items(file_id, kind, page, start, \"end\", text) VALUES (?,?,?,?,?,?)",
+                               (file_id, kind, page, 0, len(text), text))
+            ids.append(_rowid(cur))
+        return ids
+
+    # -- OCR ---------------------------------------------------------------------------------
+
+    def ocr_pending(self, root_ids: Iterable[int]) -> list[OcrTodo]:
+        """The indexed pictures and PDFs under these roots whose words are still to be read, by path."""
+        out: list[OcrTodo] = []
+        for root_id in sorted(set(root_ids)):
+            for r in self.conn.execute(
+                "SELECT id, path, path_bytes, kind, content_hash FROM files WHERE root_id = ? AND ocr_hash IS NULL"
+                " AND status = 'indexed' AND content_hash IS NOT NULL"
+                " AND (kind = 'image' OR media_type = 'application/pdf')", (root_id,),
+            ):
+                out.append(OcrTodo(r[0], from_stored(r[1], r[2]), r[3], r[4]))
+        out.sort(key=lambda t: t.path)
+        return out
+
+    def set_ocr_done(self, conn: sqlite3.Connection, file_id: int, content_hash: str) -> None:
+        """The file's words are read (or it has no pictures to read), for this content."""
+        conn.execute("UPDATE files SET ocr_hash = ? WHERE id = ? AND content_hash = ?", (content_hash, file_id,
+                                                                                      content_hash))
+
+    def pages_with_items(self, file_id: int) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT page FROM items WHERE file_id = ? AND page IS NOT NULL",
+                                                (file_id,))}
+
+    def ocr_text(self, file_id: int) -> str | None:
+        """The words read in a picture, where it has any."""
+        rows = self.conn.execute("SELECT text FROM items WHERE file_id = ? AND kind = ? ORDER BY id",
+                                 (file_id, OCR_KIND)).fetchall()
+        return "\n".join(r[0] for r in rows) if rows else None
+
     def files_by_hash(self, hashes: Iterable[str]) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
         for h in set(hashes):
@@ -604,10 +684,12 @@ class Catalog:
     # -- items and vectors -----------------------------------------------------------------
 
     def vector_count(self) -> int:
-        """How many vectors the catalog holds: one per item (add_items writes both in one transaction,
-        deleting an item deletes its vector), so the items are counted, a small table, rather than
-        the vector rows, which means reading every blob: 1.7 ms vs 232 ms at 100k items."""
-        return int(self.conn.execute("SELECT count(*) FROM items").fetchone()[0])
+        """How many vectors the catalog holds: one per item but the words read in pictures (add_items
+        writes both in one transaction, deleting an item deletes its vector), so items are counted, on
+        small indexes, rather than the vector rows, which means reading every blob: 1.7 ms vs 232 ms
+        at 100k items."""
+        items = int(self.conn.execute("SELECT count(*) FROM items").fetchone()[0])
+        return items - int(self.conn.execute("SELECT count(*) FROM items WHERE kind = ?", (OCR_KIND,)).fetchone()[0])
 
     def live_item_ids(self) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT item_id FROM vectors")}
@@ -643,7 +725,7 @@ class Catalog:
             part = list(ids[i : i + 900])
             marks = ",".join("?" * len(part))
             for r in self.conn.execute(
-                "SELECT items.id, items.file_id, files.path, files.path_bytes, items.kind, items.page, items.start,"
+                "SELECT items.id, items.file_id, files.path, files.path_bytes, files.kind, items.page, items.start,"
                 " items.\"end\", items.text, files.media_type, files.width, files.height, files.taken_at, files.mtime_ns"
                 f" FROM items JOIN files ON files.id = items.file_id WHERE items.id IN ({marks})",
                 part,
@@ -652,7 +734,7 @@ class Catalog:
         return out
 
     def keyword_search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """FTS5 over document chunks: (item id, score), best first. A user who types several words means
+        """FTS5 over document chunks and the words read in pictures: (item id, score), best first. A user who types several words means
         them together: first come the chunks that hold the query as typed (punctuation too; case,
         accents and spacing aside), then those holding its words as a phrase, then all of its words,
         then any. The score's integer part says which (3, 2, 1, 0), its fraction is bm25 within that
@@ -692,11 +774,12 @@ class Catalog:
 
     def item_ids_matching(self, *, kind: str | None = None, under: str | None = None, after: float | None = None,
                           before: float | None = None) -> list[int]:
-        """Items of one kind ("image" | "document"), of files under a folder, dated (files.time_s) at or
-        after / before an instant in Unix seconds; None leaves a condition out."""
+        """Items of files of one kind ("image" | "document": a picture's words are its items too), of
+        files under a folder, dated (files.time_s) at or after / before an instant in Unix seconds;
+        None leaves a condition out."""
         where, params = ["1"], []  # type: tuple[list[str], list[Any]]
         if kind is not None:
-            where.append("items.kind = ?")
+            where.append("files.kind = ?")
             params.append(kind)
         if under is not None:
             prefix = db_path(under).rstrip(os.sep) + os.sep
@@ -748,6 +831,12 @@ class Catalog:
             out[kind] = n
         out["chunks"] = self.conn.execute("SELECT count(*) FROM items WHERE kind = 'document'").fetchone()[0]
         out["errors"] = self.conn.execute("SELECT count(*) FROM files WHERE status = 'error'").fetchone()[0]
+        # OCR: the pictures whose words were found, and the files still to be read (by a run with OCR on).
+        out["pictures_with_words"] = self.conn.execute("SELECT count(DISTINCT file_id) FROM items WHERE kind = ?",
+                                              (OCR_KIND,)).fetchone()[0]
+        out["words_to_read"] = self.conn.execute(
+            "SELECT count(*) FROM files WHERE ocr_hash IS NULL AND status = 'indexed' AND content_hash IS NOT NULL"
+            " AND (kind = 'image' OR media_type = 'application/pdf')").fetchone()[0]
         return out
 
     def errors(self, limit: int = 1000) -> list[dict[str, str]]:

@@ -54,6 +54,9 @@ def index(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another run is writing this index.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Download the default model without asking when no model "
                                                           "is installed (not on a terminal, it is downloaded anyway).")] = False,
+    no_ocr: Annotated[bool, typer.Option(
+        "--no-ocr", help="Do not read the words in pictures and scanned PDF pages (read when mmsearch[ocr] is "
+                         "installed, after the rest is indexed).")] = False,
     as_json: JsonOpt = False,
     trace_steps: Annotated[Optional[Path], typer.Option(
         "--trace-steps", hidden=True, help="Append the name of each step the run enters to this file.")] = None,
@@ -64,7 +67,9 @@ def index(
 
     Images (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC with pillow-heif) and documents (.txt, .md, .pdf).
     Unchanged files are skipped, changed ones re-encoded, deleted ones removed, moved ones keep their
-    vectors. Ctrl-C stops cleanly: what was finished is kept; run the same command to resume.
+    vectors. With OCR installed (mmsearch[ocr]), the words in pictures and scanned pages are read
+    afterwards, once per picture. Ctrl-C stops cleanly: what was finished is kept; run the same
+    command to resume.
     """
     _setup_logging()
     import sqlite3
@@ -104,7 +109,7 @@ def index(
                     paths, exclude=exclude or (), include_hidden=hidden, progress=progress,
                     cancel=stop.is_set, workers=workers, wait=0 if no_wait else None,
                     on_wait=lambda: typer.echo(f"Waiting for another `mmsearch index` on {idx.path} to finish...", err=True),
-                    observe=_step_observer(trace_steps, hold_steps),
+                    observe=_step_observer(trace_steps, hold_steps), ocr=False if no_ocr else None,
                 )
     except IndexBusyError as e:
         _fail(str(e), 3)
@@ -159,10 +164,16 @@ def _progress(disabled: bool):
                 TextColumn("{task.fields[rate]:>7} files/s"), TimeRemainingColumn()]
         with Progress(*cols, console=Console(stderr=True), transient=False) as p:
             task = p.add_task("Scanning", total=None, rate="")
+            words: list[Any] = []  # the OCR phase's own bar, from its start
 
             def update(ev):
                 if ev.phase == "scanning":
                     p.update(task, description="Scanning", completed=ev.done, total=None)
+                elif ev.phase == "reading text":
+                    if not words:
+                        words.append(p.add_task("Reading text", total=ev.total, rate=""))
+                    speed = p.tasks[-1].speed
+                    p.update(words[0], completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
                 else:
                     speed = p.tasks[0].speed
                     p.update(task, description="Indexing" if ev.phase == "encoding" else "Saving",
@@ -185,6 +196,10 @@ def _print_report(report) -> None:
         typer.echo(f"  skipped {err['path']}: {err['reason']}")
     if len(report.errors) > 20:
         typer.echo(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
+    if report.ocr_read or (report.ocr_left and report.ocr_device):
+        typer.echo(f"words: read {report.ocr_read} pictures and scanned pages, {report.ocr_with_words} with words"
+                   + (f"; {report.ocr_left} files left to read" if report.ocr_left else "")
+                   + (f" ({report.ocr_device})" if report.ocr_device else ""))
     for note in report.partial:
         typer.echo(f"  partly indexed {note['path']}: {note['reason']}")
 
@@ -255,6 +270,12 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     typer.echo(f"model:   {info['model']}")
     typer.echo("roots:   " + (", ".join(info["roots"]) or "none"))
     typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks), {c['errors']} in error")
+    from . import ocr
+
+    left = f"; {c['words_to_read']} files still to read" if c["words_to_read"] else ""
+    if c["words_to_read"] and not ocr.installed():
+        left += f" (OCR is not installed: {ocr.INSTALL_HINT})"
+    typer.echo(f"words:   found in {c['pictures_with_words']} pictures{left}")
     if info["last_run"]:
         r = info["last_run"]
         typer.echo(f"last run: {r['started_at']} ({r['status']})")
@@ -343,11 +364,11 @@ def export(
 
 @app.command()
 def doctor(as_json: JsonOpt = False) -> None:
-    """What this machine can do: onnxruntime providers, CUDA, HEIC support, installed models, and
-    whether each model's int8 towers passed their check on this CPU."""
+    """What this machine can do: onnxruntime providers, CUDA, HEIC support, OCR, installed models,
+    and whether each model's int8 towers passed their check on this CPU."""
     from dataclasses import asdict
 
-    from . import int8_check, paths
+    from . import int8_check, ocr, paths
     from .api import installed_models
     from .bundle import TOWERS
     from .errors import MmsearchError
@@ -373,6 +394,7 @@ def doctor(as_json: JsonOpt = False) -> None:
         "cuda": ok,
         "cuda_reason": why or None,
         "heic": heif_supported(),
+        "ocr": ocr.describe(),
         "cpu": int8_check.isa_summary(),
         "cpu_flags": list(int8_check.isa_flags()),
         "home": str(paths.home()),
@@ -389,6 +411,15 @@ def doctor(as_json: JsonOpt = False) -> None:
                    "keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'mmsearch[cpu]' (or [gpu])")
     typer.echo(f"CUDA: {'works' if ok else 'not usable: ' + why}")
     typer.echo(f"HEIC/HEIF: {'yes' if info['heic'] else 'no (pip install pillow-heif)'}")
+    words = info["ocr"]
+    if not words["installed"]:
+        typer.echo(f"OCR: not installed, the words in pictures and scanned pages are not read ({words['install']})")
+    elif "error" in words:
+        typer.echo(f"OCR: {words['engine']}, unusable: {words['error']}")
+    else:
+        typer.echo(f"OCR: on for `mmsearch index` (--no-ocr skips it), {words['engine']} "
+                   f"({', '.join(words['models'])}, {words['models_bytes'] / 1e6:.0f} MB), on "
+                   f"{'CUDA' if ok else 'the CPU'}")
     typer.echo(f"CPU: {info['cpu']}")
     typer.echo(f"MMSEARCH_HOME: {info['home']}; models: {', '.join(info['models']) or 'none'}")
     for c in checks:

@@ -57,7 +57,7 @@ class SearchResult:
     score: float  # what the results are ordered by, on the scale `score_kind` names (SCORE_KINDS)
     score_kind: str  # "cosine" | "keyword" | "rrf"
     similarity: float | None  # cosine similarity of the file's best item to the query vector, if any
-    snippet: str | None  # the best chunk of a document
+    snippet: str | None  # the best chunk of a document, or the words read in a picture
     page: int | None
     item_id: int
     width: int | None = None
@@ -92,7 +92,7 @@ def rank(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     use_vectors = query_vector is not None and mode != "keyword"
-    use_words = bool(query_text) and mode != "vector" and filters.type != "image"
+    use_words = bool(query_text) and mode != "vector"
     if not (use_vectors or use_words):
         return []
     mode = "hybrid" if use_vectors and use_words else "vector" if use_vectors else "keyword"
@@ -176,13 +176,13 @@ def _vector_search(catalog: Catalog, vectors: Searcher, q: np.ndarray, filters: 
 
 
 def _keyword_search(catalog: Catalog, text: str, allowed: _Lazy):
-    """fetch(n) -> the n best chunks for the words that the filters allow."""
+    """fetch(n) -> the n best chunks (or pictures' words) for the words that the filters allow."""
 
     def fetch(n: int) -> Hits:
         hits = catalog.keyword_search(text, n)
         ids = allowed()
         if ids is None:
-            return hits  # FTS holds document chunks only, so a document filter changes nothing here
+            return hits
         # Filtering after the limit can leave fewer than n: look further while more exist.
         kept = [h for h in hits if h[0] in ids]
         limit = n

@@ -40,6 +40,21 @@ _MOSTLY_HIGH = 0.30
 _PDFIUM_LOCK = threading.RLock()
 
 
+# A PDF page whose text layer holds fewer characters than this (spaces aside) is a picture of a page
+# (a scan, a photo, outlined text): OCR reads it (ingest/ocr.py). A page number or a stamp stays under it.
+SCANNED_PAGE_CHARS = 10
+
+
+def has_text_layer(text: str) -> bool:
+    seen = 0
+    for ch in text:
+        if not ch.isspace():
+            seen += 1
+            if seen >= SCANNED_PAGE_CHARS:
+                return True
+    return False
+
+
 class DocumentError(MmsearchError):
     """A document that can't be read; the message names the file and the reason."""
 
@@ -352,3 +367,40 @@ def _pdfium_reason(e: Exception) -> str:
     # "Failed to load document (PDFium: Data format error)." -> "Data format error"
     message = str(e)
     return message.split("PDFium: ", 1)[1].rstrip(").") if "PDFium: " in message else message
+
+
+def scanned_pages(path: Path) -> list[int]:
+    """The 1-based numbers of a PDF's pages that have no text layer (see SCANNED_PAGE_CHARS)."""
+    return [page.number for page in _pdf_pages(Path(path), None) if page.number is not None
+            and not has_text_layer(page.text)]
+
+
+def render_page(path: Path, number: int, max_side: int):
+    """A PDF page as RGB pixels (uint8 H x W x 3) with its long side `max_side` pixels (a page scanned
+    at ~180 dpi for A4 at 2000), for OCR. Raises DocumentError naming the file and the page."""
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    with _PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError as e:
+            raise DocumentError(f"{path}: not a readable PDF ({_pdfium_reason(e)})") from e
+        except OSError as e:
+            raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
+        try:
+            if not 1 <= number <= len(pdf):
+                raise DocumentError(f"{path}: has no page {number} (it has {len(pdf)})")
+            page = pdf[number - 1]
+            try:
+                width, height = page.get_size()  # points
+                scale = max_side / max(width, height, 1.0)
+                bitmap = page.render(scale=scale, rev_byteorder=True, fill_color=(255, 255, 255, 255))
+                pixels = np.array(bitmap.to_numpy()[..., :3])  # a copy: the bitmap's buffer goes with it
+            finally:
+                page.close()
+        except pdfium.PdfiumError as e:
+            raise DocumentError(f"{path}: page {number} could not be rendered ({_pdfium_reason(e)})") from e
+        finally:
+            pdf.close()
+    return pixels

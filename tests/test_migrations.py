@@ -35,13 +35,16 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
     with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "4"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "5"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
         plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT path FROM files WHERE status = 'error'"))
         assert "files_status" in plan
-        assert idx.catalog.counts() == {"image": 3, "document": 1, "chunks": 1, "errors": 1}
+        # Version 5: every picture's words are still to be read (none was read before OCR existed).
+        assert idx.catalog.counts() == {"image": 3, "document": 1, "chunks": 1, "errors": 1, "pictures_with_words": 0,
+                                        "words_to_read": 3}
+        assert "ocr_hash" in [r[1] for r in conn.execute("PRAGMA table_info(files)")]
         assert idx.catalog.errors() == [{"path": "/photos/broken.jpg", "reason": "the image file is truncated"}]
         assert idx.catalog.last_run()["status"] == "done" and idx.catalog.last_run()["summary"] == {"added": 4}
         # The ANN file did not exist: it is rebuilt from the catalog's vectors, which searches then use.
@@ -146,3 +149,46 @@ def test_documents_of_an_older_catalog_are_read_again_whole_by_the_next_run(v1_i
         assert [h.path for h in idx.search("lighthouse", mode="keyword")] == [str(docs / "harbour.txt")]
         again = idx.index([docs])
         assert again.unchanged == 1 and again.updated == 0
+
+
+def test_scanned_pdfs_an_older_version_refused_are_read_again_by_the_next_run(v1_index):
+    """Before version 5 a PDF without a text layer was 'no text found', in error, and an unchanged file
+    in error is not retried: the upgrade marks those for the next run (which reads their pages)."""
+    conn = sqlite3.connect(v1_index / "catalog.db")
+    conn.execute("UPDATE files SET media_type = 'application/pdf', path = '/photos/scan.pdf', status = 'error',"
+                 " error = 'no text found', content_hash = 'abc', size = 10 WHERE kind = 'document'")
+    conn.commit()
+    conn.close()
+    cat = Catalog(v1_index)
+    assert cat.conn.execute("SELECT size, content_hash FROM files WHERE path = '/photos/scan.pdf'").fetchall() == \
+        [(-1, None)]
+    # Other files in error stay as they were: unchanged, they are not retried.
+    assert cat.errors() == [{"path": "/photos/broken.jpg", "reason": "the image file is truncated"},
+                            {"path": "/photos/scan.pdf", "reason": "no text found"}]
+    assert cat.conn.execute("SELECT size FROM files WHERE path = '/photos/broken.jpg'").fetchone()[0] != -1
+    cat.close()
+
+
+def test_counting_vectors_leaves_out_the_words_read_in_pictures(tmp_path):
+    """A picture's words are an item without a vector: the count the vector files are checked against
+    is of vectors, and it stays a count over small indexes (no vector row is read)."""
+    import numpy as np
+
+    from mmsearch.catalog import OCR_KIND
+
+    catalog = Catalog(tmp_path)
+    root = catalog.add_root("/photos")
+    with catalog.write() as conn:
+        fid, _ = catalog.put_file(conn, path="/photos/sign.jpg", root_id=root, size=1, mtime_ns=1,
+                                  content_hash="f" * 64, kind="image", media_type="image/jpeg")
+        catalog.add_items(conn, fid, "image", np.ones((1, 4), np.float32))
+        generation = catalog.generation()
+        catalog.add_text_items(conn, fid, OCR_KIND, [(None, "OPEN 24 HOURS")])
+        catalog.set_ocr_done(conn, fid, "f" * 64)
+    assert catalog.vector_count() == 1 == len(catalog.live_item_ids())
+    assert catalog.generation() == generation  # no vector changed: the saved vector files stay current
+    plan = " ".join(r[3] for r in catalog.conn.execute("EXPLAIN QUERY PLAN SELECT count(*) FROM items WHERE kind = ?",
+                                                        (OCR_KIND,)))
+    assert "items_ocr" in plan
+    assert catalog.counts()["pictures_with_words"] == 1 and catalog.counts()["words_to_read"] == 0
+    catalog.close()

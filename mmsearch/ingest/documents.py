@@ -17,7 +17,7 @@ from ..catalog import Catalog, FileRow
 from ..chunking import Chunk, iter_chunks
 from ..filenames import display_path
 from ..scanner import FoundFile, hash_file
-from ..textfiles import DocumentError, Page, iter_pages
+from ..textfiles import DocumentError, Page, has_text_layer, iter_pages
 from ..vectors import VectorStore
 from .commit import Prepared, apply_to_vectors, write_file
 from .report import IndexReport, Observer
@@ -43,9 +43,12 @@ class _Capped:
         self.pages, self.limit = pages, limit
         self.total, self.cut = 0, False
         self.last_page: int | None = None
+        self.scanned: list[int] = []  # PDF pages without a text layer, for the OCR phase
 
     def __iter__(self) -> Iterator[Page]:
         for page in self.pages:
+            if page.number is not None and not has_text_layer(page.text):
+                self.scanned.append(page.number)
             room = self.limit - self.total
             if room <= 0:
                 self.cut = True
@@ -87,8 +90,8 @@ def extract_one(task: tuple[int, FoundFile, FileRow | None], tokenizer: Any, max
         chunks = iter_chunks(out.capped, tokenizer, max_tokens=max_tokens, overlap_tokens=max_tokens // 5)
         out.head = list(itertools.islice(chunks, READ_AHEAD))
         out.rest = chunks if len(out.head) == READ_AHEAD else None
-        if not out.head:
-            out.error = "no text found"
+        if not out.head and not out.capped.scanned:
+            out.error = "no text found"  # (a scan's pages are read by the OCR phase)
     except (DocumentError, OSError, MemoryError) as e:
         out.error = _reason(e, found.path)
     return out
@@ -151,7 +154,7 @@ def commit_document(catalog: Catalog, vectors: VectorStore, encoders: Encoders, 
         except (DocumentError, OSError, MemoryError) as e:  # a page or segment further on
             ext.error = _reason(e, ext.found.path)
         else:
-            if kept is not None:
+            if kept is not None or not ids:
                 apply_to_vectors(vectors, gone, ids, kept, report)
             else:  # a long document: its vectors come back from the catalog a batch at a time
                 apply_to_vectors(vectors, gone, [], None, report)
@@ -190,7 +193,26 @@ def _write_document(catalog: Catalog, encoders: Encoders, ext: Extracted, report
         if ext.capped is not None and ext.capped.cut:
             note = ext.capped.note(ext.found.size)
             catalog.set_file_note(conn, file_id, note)
+        if ext.capped is not None and not ext.capped.scanned:
+            assert ext.digest is not None
+            catalog.set_ocr_done(conn, file_id, ext.digest)  # no page to read: nothing for the OCR phase
+        elif ext.capped is not None and encoders.ocr_off is not None:
+            note = (f"{_page_list(ext.capped.scanned)} no text layer (scanned): their words were not read "
+                    f"({encoders.ocr_off})")
+            catalog.set_file_note(conn, file_id, note)
         observe("commit")
     report.added += counted.added
     report.updated += counted.updated
-    return gone, ids, np.concatenate(kept) if len(ids) <= KEEP_VECTORS else None, note
+    return gone, ids, np.concatenate(kept) if kept and len(ids) <= KEEP_VECTORS else None, note
+
+
+def _page_list(numbers: list[int]) -> str:
+    """'page 3 has', 'pages 1-4, 9 have'."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    return f"page {text} has" if len(numbers) == 1 else f"pages {text} have"

@@ -22,6 +22,12 @@ class IndexReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     partial: list[dict[str, str]] = field(default_factory=list)  # documents indexed only in part, and why
     encoded_items: int = 0
+    # OCR: pictures and scanned pages read this run, those of them that held words, the files whose
+    # words are still to be read (the run was stopped, or OCR is off or not installed), its device.
+    ocr_read: int = 0
+    ocr_with_words: int = 0
+    ocr_left: int = 0
+    ocr_device: str | None = None
     cancelled: bool = False
     seconds: float = 0.0
     device: str | None = None
@@ -35,7 +41,7 @@ class IndexReport:
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # "scanning" | "encoding" | "saving"
+    phase: str  # "scanning" | "encoding" | "saving" | "reading text"
     done: int
     total: int
     path: str | None = None
@@ -44,9 +50,10 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 # Called with the name of each step as the run enters it: "scan" (a root, then every 100 files), "encode"
-# (a slice of images or a batch of chunks), "commit" (inside the catalog transaction, before it commits),
-# "save" (before the vector files are written) and "done". For tracing and for the crash tests, which
-# hold each step open to aim a kill inside it; an observer that raises stops the run like a crash would.
+# (a slice of images or a batch of chunks), "ocr" (the OCR phase's start, then each picture or scanned
+# page read past the glance), "commit" (inside the catalog transaction, before it commits), "save"
+# (before the vector files are written) and "done". For tracing and for the crash tests, which hold
+# each step open to aim a kill inside it; an observer that raises stops the run like a crash would.
 Observer = Callable[[str], None]
 
 

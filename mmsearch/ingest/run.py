@@ -1,5 +1,6 @@
 """The run: each root scanned and planned against the catalog, moves and deletes applied, new and
-changed images then documents indexed, the vector files saved once at the end."""
+changed images then documents indexed, the vector files saved, then the words in pictures read
+(ocr.py), which saves again only where scanned pages added vectors."""
 
 from __future__ import annotations
 
@@ -11,22 +12,39 @@ from collections.abc import Callable, Iterable, Iterator
 
 from ..catalog import Catalog, CatalogWriteError, FileRow
 from ..encoder import ImageEncoder, TextEncoder
+from ..ocr import TextReader
 from ..media import kind_of, media_type
 from ..preprocess import ImageSpec
 from ..scanner import FoundFile, Plan, ScanProblem, hash_file, plan, walk
 from ..vectors import VectorStore
 from .documents import index_documents
 from .images import index_images
+from .ocr import read_words
 from .report import IndexReport, Observer, Progress, ProgressFn, no_observer
 
 
 class Encoders:
-    """Loads each tower the first time it is needed: a run with nothing new loads no model."""
+    """Loads each tower (and the OCR models) the first time it is needed: a run with nothing new loads
+    no model. `ocr` None: words in pictures are not read this run."""
 
-    def __init__(self, image: Callable[[], ImageEncoder], text: Callable[[], TextEncoder]):
-        self._make_image, self._make_text = image, text
+    def __init__(self, image: Callable[[], ImageEncoder], text: Callable[[], TextEncoder],
+                 ocr: Callable[[], TextReader] | None = None, ocr_off: str | None = None):
+        self._make_image, self._make_text, self._make_ocr = image, text, ocr
+        self.ocr_off = None if ocr is not None else (ocr_off or "OCR is off")  # why, to say so
         self._image: ImageEncoder | None = None
         self._text: TextEncoder | None = None
+        self._ocr: TextReader | None = None
+
+    @property
+    def reads_words(self) -> bool:
+        return self._make_ocr is not None
+
+    @property
+    def ocr(self) -> TextReader:
+        if self._ocr is None:
+            assert self._make_ocr is not None
+            self._ocr = self._make_ocr()
+        return self._ocr
 
     @property
     def image(self) -> ImageEncoder:
@@ -124,8 +142,17 @@ def run_index(
         progress(Progress("saving", done[0], total))
         if not report.cancelled:
             # A cancelled run skips this (a Ctrl-C answers at once): the catalog holds every finished
-            # batch and the next run brings the vector files in line with it.
+            # batch and the next run brings the vector files in line with it. Saved before the words
+            # are read: the pictures are searchable by meaning, from the saved files, meanwhile.
             _save(vectors, observe)
+        words = catalog.ocr_pending(root_id for root_id, _ in plans)
+        if words and encoders.reads_words and not cancelled():
+            read_words(catalog, vectors, encoders, words, report, progress, cancelled, observe, workers)
+            report.cancelled = cancelled()
+            if not report.cancelled:
+                _save(vectors, observe)  # nothing to do unless scanned pages added chunks
+        else:
+            report.ocr_left = len(words)
         observe("done")
     except BaseException:
         report.cancelled = True
