@@ -302,12 +302,15 @@ class Index:
                before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
         """Text or image query -> the k best files (k whenever k match). Only the tower the query needs
         is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
-        if (text is None) == (image is None):
-            raise InvalidArgument("give a text or an image to search for (one of them)")
-        if text is not None:
-            text = arguments.query_text(text)
-        mode = arguments.choice("mode", mode, arguments.MODES)
+        text, mode = _query_args(text, image, mode)
         filters = _filters(k, type, under, after, before)
+        vector, mode = self.encode_query(text, image, mode)
+        return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
+                    k=k, filters=filters, mode=mode)
+
+    def encode_query(self, text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[Any, str]:
+        """A checked query (_query_args) encoded where its mode needs a vector: (vector or None, mode);
+        an image query is always by vector."""
         vector = None
         if text is not None:
             if mode != "keyword":
@@ -334,8 +337,7 @@ class Index:
                 raise MmsearchError(f"{display_path(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
-        return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
-                    k=k, filters=filters, mode=mode)
+        return vector, mode
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
                 under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
@@ -343,18 +345,25 @@ class Index:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
         target = arguments.user_path(path)
         filters = _filters(k, type, under, after, before)
-        row = self.catalog.file_by_path(target)
-        if row is None:
+        found = self.stored_vector(target)
+        if found is None:
             raise MmsearchError(
                 f"{display_path(target)}: not in this index. Index it first, or search by its content: "
                 "`mmsearch query --image FILE` (library: Index.search(image=...))"
             )
-        if row.status != "indexed":
-            raise MmsearchError(f"{display_path(target)}: could not be indexed ({self.catalog.file_error(row.id)}); "
-                                "fix that and run `mmsearch index` again")
-        vector = self.catalog.file_vector(row.id)
+        file_id, vector = found
         return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
-                    mode="vector", exclude_file=row.id)
+                    mode="vector", exclude_file=file_id)
+
+    def stored_vector(self, path: str) -> tuple[int, Any] | None:
+        """(file id, its vector) for an indexed file, None where this index does not hold it."""
+        row = self.catalog.file_by_path(path)
+        if row is None:
+            return None
+        if row.status != "indexed":
+            raise MmsearchError(f"{display_path(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
+                                "fix that and run `mmsearch index` again")
+        return row.id, self.catalog.file_vector(row.id)
 
     # -- status --------------------------------------------------------------------------------
 
@@ -396,6 +405,15 @@ def _background(fn: Callable[[], Any]) -> Callable[[], Any]:
         return value
 
     return result
+
+
+def _query_args(text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[str | None, str]:
+    """A search's text or image (one of them) and mode, checked: (text, mode)."""
+    if (text is None) == (image is None):
+        raise InvalidArgument("give a text or an image to search for (one of them)")
+    if text is not None:
+        text = arguments.query_text(text)
+    return text, arguments.choice("mode", mode, arguments.MODES)
 
 
 def _filters(k: int, type: str, under: str | os.PathLike[str] | None, after: datetime | str | None,

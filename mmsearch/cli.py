@@ -203,6 +203,8 @@ def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
                                         annotation=Annotated[annotation, typer.Argument(help=arg_help)]))
     for opt in options:
         kind = opt.type if opt.type is bool or opt.default is not None else Optional[opt.type]
+        if opt.repeatable:
+            kind = Optional[list[opt.type]]  # type: ignore[name-defined]
         params.append(inspect.Parameter(opt.dest, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt.default,
                                         annotation=Annotated[kind, typer.Option(*opt.flags, help=opt.help)]))
 
@@ -219,13 +221,11 @@ def _query(**kwargs: Any) -> None:
     cli_query.run_query(**kwargs)
 
 
-def _similar(*, path: Path, index_dir: Optional[Path], k: int, type_: str, under: Optional[Path], after: Optional[str],
-             before: Optional[str], as_json: bool) -> None:
+def _similar(*, path: Path, index_dir: Optional[list[Path]], k: int, type_: str, under: Optional[Path],
+             after: Optional[str], before: Optional[str], as_json: bool) -> None:
     """Files like an indexed file, from its stored vector: no model is loaded, the file itself is left out."""
-    from .api import Index
-
     try:
-        with Index(index_dir, readonly=True) as idx:
+        with cli_query.open_indexes(index_dir) as idx:
             hits = idx.similar(path, k=k, type=type_, under=under, after=after, before=before)
     except Exception as e:
         _fail_with(e)
@@ -233,7 +233,7 @@ def _similar(*, path: Path, index_dir: Optional[Path], k: int, type_: str, under
 
 
 query = _declared("query", _query, cli_query.QUERY_OPTIONS, ("text", str, None, cli_query.QUERY_TEXT_HELP))
-similar = _declared("similar", _similar, (cli_query.INDEX, *cli_query.FILTERS, cli_query.JSON),
+similar = _declared("similar", _similar, (cli_query.INDEXES, *cli_query.FILTERS, cli_query.JSON),
                     ("path", Path, ..., "An indexed file (photo or document)."))
 
 
