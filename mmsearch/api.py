@@ -235,14 +235,34 @@ class Index:
               include_hidden: bool = False, progress: ProgressFn | None = None,
               cancel: Callable[[], bool] | None = None, workers: int | None = None,
               wait: float | None = None, on_wait: Callable[[], None] | None = None,
-              observe: Observer | None = None) -> IndexReport:
+              observe: Observer | None = None, engine: str = "local", ray_address: str | None = None,
+              shard_dir: str | os.PathLike[str] | None = None, shard_files: int | None = None) -> IndexReport:
         """Index (or update) these folders and return what changed. Only one run at a time writes
         an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`.
-        `observe(step)` is called as the run enters each step (see ingest.report.Observer)."""
+        `observe(step)` is called as the run enters each step (see ingest.report.Observer).
+
+        engine="ray" decodes and encodes on a Ray cluster (the `distributed` extra): `ray_address` (else
+        RAY_ADDRESS, else a Ray started on this machine for the run), `shard_dir` (a folder every node can
+        write and this process read; default INDEX/shards), `shard_files` (files per shard). The index is
+        the one a local run makes; the scan, the plan and the commits stay in this process."""
         if self.readonly:
             raise MmsearchError(f"{self.path}: opened read-only")
         roots = arguments.existing_paths(list(paths_))
         workers = arguments.at_least_one("workers", workers)
+        engine = arguments.choice("engine", engine, arguments.ENGINES)
+        if shard_files is not None:
+            shard_files = arguments.at_least_one("shard_files", shard_files)
+        ray_engine = None
+        if engine == "ray":
+            from .ingest.distributed import RayEngine, RayOptions, import_ray
+
+            import_ray()  # before the lock and the scan: a missing extra is said at once
+            options = RayOptions(address=ray_address, shard_dir=Path(arguments.user_path(shard_dir)) if shard_dir else None)
+            if shard_files is not None:
+                options.image_shard_files = options.document_shard_files = shard_files
+            ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options)
+        elif ray_address is not None or shard_dir is not None or shard_files is not None:
+            raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
         from filelock import FileLock, Timeout
 
         from .ingest import Encoders, run_index
@@ -267,7 +287,7 @@ class Index:
             encoders = Encoders(self.image_encoder, self.text_encoder)
             return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
                              include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
-                             observe=observe)
+                             observe=observe, engine=ray_engine)
         finally:
             vectors.end_writing()
             lock.release()

@@ -51,6 +51,16 @@ def index(
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core].")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray: decode and encode on a Ray "
+                                                         "cluster (pip install 'mmsearch[distributed]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="With --engine ray: the cluster's HOST:PORT [default: RAY_ADDRESS, else a Ray started "
+                              "on this machine for the run].")] = None,
+    shard_dir: Annotated[Optional[Path], typer.Option(
+        "--shard-dir", help="With --engine ray: where workers write their shards, a folder every node can write "
+                            "and this machine read [default: INDEX/shards].")] = None,
+    shard_files: Annotated[Optional[int], typer.Option(
+        "--shard-files", help="With --engine ray: files per shard [default: 256 photos, 16 documents].")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another run is writing this index.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Download the default model without asking when no model "
                                                           "is installed (not on a terminal, it is downloaded anyway).")] = False,
@@ -79,6 +89,7 @@ def index(
     try:  # before the index is opened: a typo creates nothing
         arguments.existing_paths(paths)
         arguments.at_least_one("--workers", workers)
+        arguments.choice("--engine", engine, arguments.ENGINES)
         if model is None:  # a new index with no model installed: the default is pulled (asked on a terminal)
             cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json)
     except Exception as e:
@@ -104,7 +115,8 @@ def index(
                     paths, exclude=exclude or (), include_hidden=hidden, progress=progress,
                     cancel=stop.is_set, workers=workers, wait=0 if no_wait else None,
                     on_wait=lambda: typer.echo(f"Waiting for another `mmsearch index` on {idx.path} to finish...", err=True),
-                    observe=_step_observer(trace_steps, hold_steps),
+                    observe=_step_observer(trace_steps, hold_steps), engine=engine, ray_address=ray_address,
+                    shard_dir=shard_dir, shard_files=shard_files,
                 )
     except IndexBusyError as e:
         _fail(str(e), 3)

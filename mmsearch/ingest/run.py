@@ -8,6 +8,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from ..catalog import Catalog, CatalogWriteError, FileRow
 from ..encoder import ImageEncoder, TextEncoder
@@ -18,6 +19,9 @@ from ..vectors import VectorStore
 from .documents import index_documents
 from .images import index_images
 from .report import IndexReport, Observer, Progress, ProgressFn, no_observer
+
+if TYPE_CHECKING:
+    from .distributed import RayEngine
 
 
 class Encoders:
@@ -60,7 +64,10 @@ def run_index(
     workers: int | None = None,
     batch_size: int | None = None,
     observe: Observer | None = None,
+    engine: RayEngine | None = None,
 ) -> IndexReport:
+    """`engine`: where new and changed files are decoded and encoded, when not in this process (a Ray
+    cluster: distributed.py); the scan, the plan and the commits stay here either way."""
     report = IndexReport()
     started = time.monotonic()
     progress = progress or (lambda p: None)
@@ -70,6 +77,8 @@ def run_index(
     run_id = catalog.start_run()
     vectors.remove_stale_temp_files()
     try:
+        if engine is not None:
+            engine.resume(catalog, vectors, report, observe)  # what a killed run left finished, before the plan
         plans: list[tuple[int, Plan]] = []
         for root in roots:
             if cancelled():
@@ -114,6 +123,10 @@ def run_index(
             progress(Progress("encoding", done[0], total, path))
 
         progress(Progress("encoding", 0, total))
+        if engine is not None:
+            if todo and not cancelled():
+                engine.run(catalog, vectors, todo, report, tick, cancelled, observe)
+            images = docs = []
         if images and not cancelled():
             index_images(catalog, vectors, encoders, image_spec, images, report, tick, cancelled, observe,
                          workers, batch_size)
@@ -134,7 +147,7 @@ def run_index(
         except Exception:
             pass
         raise
-    report.device = encoders.device
+    report.device = encoders.device if engine is None else engine.device
     report.seconds = round(time.monotonic() - started, 3)
     catalog.finish_run(run_id, "cancelled" if report.cancelled else "done", report.to_dict())
     return report
