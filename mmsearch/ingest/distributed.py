@@ -35,7 +35,7 @@ from ..bundle import Bundle
 from ..catalog import Catalog, FileRow
 from ..errors import MmsearchError
 from ..filenames import display_path
-from ..scanner import FoundFile
+from ..scanner import FoundFile, Plan
 from ..vectors import VectorStore
 from . import shards
 from .commit import Prepared, apply_to_vectors, write_file
@@ -85,6 +85,7 @@ class RayEngine:
         self.index_folder = Path(index_folder).resolve()
         self.device: str | None = None
         self._devices: set[str] = set()
+        self._resumed: dict[str, bool] = {}  # path -> indexed (else in error), of files committed by resume
 
     # -- the shard folder ---------------------------------------------------------------------------
 
@@ -105,13 +106,42 @@ class RayEngine:
 
     def resume(self, catalog: Catalog, vectors: VectorStore, report: IndexReport, observe: Observer) -> None:
         """Commit what a killed run left finished in the shard folder, before the scan plans anything."""
+        if not self.folder.is_dir():
+            return
         self._prepare_folder()
         done = self._ledger()
         for path in shards.pending(self.folder):
             if path.name not in done:
-                self._commit(catalog, vectors, path, report, lambda p: None, observe)
+                self._commit(catalog, vectors, path, report, lambda p: None, observe, self._resumed)
             path.unlink(missing_ok=True)
-        (self.folder / LEDGER).unlink(missing_ok=True)
+        self._tidy()
+
+    def count_once(self, report: IndexReport, plans: list[Plan]) -> None:
+        """The files resume committed are counted there (added, updated, in error); the scan then finds
+        most of them unchanged (or still failed): they are not counted twice."""
+        if not self._resumed:
+            return
+        judged = {f.path for p in plans for f, _ in p.changed} | {f.path for p in plans for f, _ in p.moved}
+        judged |= {row.fs_path for p in plans for row in p.missing} | {f.path for p in plans for f in p.new}
+        for path, indexed in self._resumed.items():
+            if path not in judged:
+                if indexed:
+                    report.unchanged -= 1
+                else:
+                    report.skipped -= 1
+        self._resumed.clear()
+
+    def _tidy(self) -> None:
+        """Every shard committed and deleted: nothing to resume, so the folder's own files go too."""
+        if shards.pending(self.folder):
+            return
+        for name in (LEDGER, OWNER):
+            (self.folder / name).unlink(missing_ok=True)
+        if self.options.shard_dir is None:
+            try:
+                self.folder.rmdir()
+            except OSError:
+                pass
 
     def _ledger(self) -> set[str]:
         try:
@@ -124,6 +154,7 @@ class RayEngine:
     def run(self, catalog: Catalog, vectors: VectorStore, todo: list[Task], report: IndexReport,
             tick: Callable[[str], None], cancelled: Callable[[], bool], observe: Observer) -> None:
         ray = import_ray()
+        self._prepare_folder()
         started = not ray.is_initialized()
         if started:
             _connect(ray, self.options.address)
@@ -138,8 +169,7 @@ class RayEngine:
         finally:
             if started:
                 ray.shutdown()
-        if not shards.pending(self.folder):
-            (self.folder / LEDGER).unlink(missing_ok=True)  # every shard committed and deleted
+        self._tidy()
         if self._devices:
             self.device = "ray: " + ", ".join(sorted(self._devices))
 
@@ -192,7 +222,7 @@ class RayEngine:
     # -- committing a shard ---------------------------------------------------------------------------
 
     def _commit(self, catalog: Catalog, vectors: VectorStore, path: Path, report: IndexReport,
-                tick: Callable[[str], None], observe: Observer) -> None:
+                tick: Callable[[str], None], observe: Observer, written: dict[str, bool] | None = None) -> None:
         """One shard in one transaction, as a local batch; then noted in the ledger and deleted."""
         try:
             rows = shards.read_shard(path, self.bundle.embedding_dim, self.bundle.manifest_sha256)
@@ -220,6 +250,8 @@ class RayEngine:
                                   taken_at=datetime.fromisoformat(r.taken_at) if r.taken_at else None)
                 file_id, gone = write_file(catalog, conn, item, report, **fields)
                 removed += gone
+                if written is not None:
+                    written[r.path] = r.status != "error"
                 if file_id is None or r.vectors is None:
                     continue
                 new_ids += catalog.add_items(conn, file_id, r.kind, r.vectors, r.chunks if r.kind == "document" else None)

@@ -110,6 +110,8 @@ def run_index(
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += p.unchanged
             report.skipped += p.failed
+        if engine is not None:
+            engine.count_once(report, [p for _, p in plans])  # files it resumed are not also "unchanged"
         todo: list[tuple[int, FoundFile, FileRow | None]] = [(root_id, f, None) for root_id, p in plans for f in p.new]
         todo += [(root_id, f, row) for root_id, p in plans for f, row in p.changed]
         images = [t for t in todo if t[1].kind == "image"]
