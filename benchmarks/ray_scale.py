@@ -81,10 +81,11 @@ def scaling(work: Path, n: int, size: tuple[int, int], rounds: int, shard_files:
                 common.say(f"round {r + 1}: {nodes} worker node(s)")
                 out[nodes].append(timed_run(photos, work / f"index-{nodes}", engine="ray",
                                             ray_address=cluster.address, shard_files=shard_files))
+                common.say(json.dumps(out[nodes][-1]))
             finally:
                 cluster.stop()
     for metric in ("images_per_s", "steady_images_per_s"):
-        best = {k: max(x[metric] for x in v) for k, v in out.items()}
+        best = {k: max(x[metric] for x in out[k]) for k in ("local", "one", "two")}
         out[f"ratio_two_over_one ({metric})"] = round(best["two"] / best["one"], 2)
         out[f"ratio_one_over_local ({metric})"] = round(best["one"] / best["local"], 2)
     return out

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..catalog import Catalog, FileRow
-from ..errors import MmsearchError
+from ..errors import MmsearchError, first_line
 from ..filenames import display_path
 from ..scanner import FoundFile, Plan
 from ..vectors import VectorStore
@@ -208,7 +208,13 @@ class RayEngine:
                             num_cpus=shape.encode_cpus, num_gpus=shape.encode_gpus)
         stream = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
         try:
-            for batch in stream:
+            while True:
+                try:
+                    batch = next(stream)
+                except StopIteration:
+                    break
+                except Exception as e:  # a task or actor that failed for good, a cluster that went away
+                    raise _cluster_failed(e) from None
                 for name, device in zip(batch["shard"], batch["device"]):
                     self._devices.add(str(device))
                     self._commit(catalog, vectors, self.folder / str(name), report, tick, observe)
@@ -267,6 +273,14 @@ class RayEngine:
         path.unlink(missing_ok=True)
         for r in rows:
             tick(r.path)
+
+
+def _cluster_failed(e: Exception) -> MmsearchError:
+    """What Ray raised, as one line that says nothing committed is lost (a task's own error is its cause)."""
+    cause = getattr(e, "cause", None)
+    why = first_line(cause if isinstance(cause, BaseException) else e)
+    return MmsearchError(f"the Ray cluster could not finish the run ({why}); every shard it finished is committed: "
+                         "fix the cause and run the same command to resume")
 
 
 def _item(task: Task) -> dict[str, Any]:
