@@ -138,13 +138,21 @@ def test_a_ray_run_is_incremental(cluster, bundle, tmp_path):
         os.utime(photos / "img0.jpg", (time.time() + 5, time.time() + 5))  # touched, same content
         picture(500).save(photos / "sub" / "img1.png")  # new content
         (photos / "img2.webp").unlink()
+        shutil.copy(photos / "sub" / "img3.jpg", photos / "copy-of-img3.jpg")  # content embedded already
+        shutil.copy(photos / "docs" / "long.txt", photos / "copy-of-long.txt")
         before = vectors(index)
         changed = idx.index([photos], engine="ray", ray_address=cluster.address)
-    # img0 is read and hashed on the cluster and found unchanged: its vectors stay, only img1 is encoded.
-    assert (changed.updated, changed.removed, changed.unchanged, changed.encoded_items) == (1, 1, 17, 1)
+    # img0 is read and hashed on the cluster and found unchanged: its vectors stay; the copies take the
+    # vectors the index has for their content; only img1 is encoded.
+    assert (changed.added, changed.updated, changed.removed, changed.unchanged) == (2, 1, 1, 17)
+    assert changed.encoded_items == 1 and changed.errors == []
     after = vectors(index)
     assert np.array_equal(after[str(photos / "img0.jpg")], before[str(photos / "img0.jpg")])
     assert not np.allclose(after[str(photos / "sub" / "img1.png")], before[str(photos / "sub" / "img1.png")])
+    assert np.array_equal(after[str(photos / "copy-of-img3.jpg")], after[str(photos / "sub" / "img3.jpg")])
+    assert np.array_equal(after[str(photos / "copy-of-long.txt")], after[str(photos / "docs" / "long.txt")])
+    copy, source = files(index)[str(photos / "copy-of-img3.jpg")], files(index)[str(photos / "sub" / "img3.jpg")]
+    assert copy[:4] == source[:4] and copy[-2:] == source[-2:]  # status, error, kind, hash; width, height
     with Index(index, readonly=True) as idx:
         assert idx.search(image=photos / "sub" / "img1.png", k=1)[0].path == str(photos / "sub" / "img1.png")
 

@@ -3,7 +3,9 @@
 The driver (this process, the index's one writer) does what a local run does around it: scans each
 root and plans it against the catalog, applies moves and deletes, and sends only the new and changed
 files to the cluster. There, Ray Data reads and decodes photos (or extracts and chunks documents) in
-CPU tasks with the local run's own code, and an actor pool encodes them, one model per actor (a GPU per
+CPU tasks with the local run's own code (a file whose content hash the index holds already, a
+touched file or a copy, is neither decoded nor encoded: an actor on this node answers from the
+catalog), and an actor pool encodes them, one model per actor (a GPU per
 actor where the cluster has GPUs), each batch written as one Parquet shard (shards.py) into the shard
 folder. The driver commits each shard as it is reported, in one transaction through commit.py as a
 local batch is committed, then notes it in the folder's ledger and deletes it.
@@ -179,6 +181,7 @@ class RayEngine:
         from . import ray_tasks
 
         per_shard = self.options.image_shard_files if kind == "image" else self.options.document_shard_files
+        lookup = self._lookup(ray)
         items = [_item(t) for t in tasks]
         blocks = max(1, math.ceil(len(items) / per_shard))
         ds = ray.data.from_items(items, override_num_blocks=blocks)
@@ -188,13 +191,14 @@ class RayEngine:
             # The memory a batch's pixels take, for the scheduler. (Stated, it also keeps Ray Data from fusing
             # the decoding into the actors: decoding is meant to spread over every CPU as tasks.)
             h, w = self.bundle.image_spec.size
-            ds = ds.map_batches(ray_tasks.prepare_images, fn_kwargs={"spec": self.bundle.image_spec},
+            ds = ds.map_batches(ray_tasks.prepare_images, fn_kwargs={"spec": self.bundle.image_spec, "lookup": lookup},
                                 batch_size=per_shard, batch_format="numpy", num_cpus=shape.decode_cpus,
                                 memory=per_shard * 3 * h * w * 4)
             encoder: Any = ray_tasks.EncodeImages
         else:
             ds = ds.map_batches(ray_tasks.prepare_documents, fn_kwargs={"bundle_path": bundle,
-                                                                        "manifest_sha256": manifest},
+                                                                        "manifest_sha256": manifest,
+                                                                        "lookup": lookup},
                                 batch_size=per_shard, batch_format="numpy", num_cpus=shape.decode_cpus,
                                 memory=per_shard * 2 * MAX_TEXT_BYTES)
             encoder = ray_tasks.EncodeDocuments
@@ -225,6 +229,17 @@ class RayEngine:
             if close is not None:
                 close()
 
+    def _lookup(self, ray: Any) -> Any:
+        """The actor that tells the workers which contents the index holds already, on this node (where
+        the catalog is), taking no CPU from the pool."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from . import ray_tasks
+
+        here = ray.get_runtime_context().get_node_id()
+        actor = ray.remote(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+        return actor(ray_tasks.KnownContent).remote(str(self.index_folder))
+
     # -- committing a shard ---------------------------------------------------------------------------
 
     def _commit(self, catalog: Catalog, vectors: VectorStore, path: Path, report: IndexReport,
@@ -242,12 +257,24 @@ class RayEngine:
         new_vecs: list[np.ndarray] = []
         removed: list[int] = []
         notes = []
+        copied = 0
         with catalog.write() as conn:
             current = catalog.files_by_path([r.path for r in rows])
             for r in rows:
                 row = current.get(r.path)
                 if r.root_id not in roots or not _as_planned(row, r.planned):
                     continue  # committed already, or the catalog moved on: the next scan judges the file
+                if r.status == "copy":
+                    # Content the index holds already: its items are copied, not encoded again. Gone since
+                    # (deleted by this run): left out, so the next run indexes the file.
+                    source = catalog.content_source(r.digest or "")
+                    if source is None or source.kind != r.kind:
+                        continue
+                    r.width, r.height, r.orientation, r.taken_at = (source.width, source.height, source.orientation,
+                                                                    source.taken_at)
+                    r.vectors, r.note, r.status = source.vectors, source.note, "indexed"
+                    r.chunks = [c for c in source.chunks if c[3] is not None]  # type: ignore[misc]
+                    copied += len(source.vectors)
                 item = Prepared(r.root_id, FoundFile(r.path, r.size, r.mtime_ns, r.kind), row, r.digest, r.error,
                                 r.status == "touched")
                 fields: dict[str, Any] = {}
@@ -267,6 +294,7 @@ class RayEngine:
                     notes.append({"path": display_path(r.path), "reason": r.note})
             observe("commit")
         apply_to_vectors(vectors, removed, new_ids, np.concatenate(new_vecs) if new_vecs else None, report)
+        report.encoded_items -= copied  # in the index, not encoded by this run
         report.partial += notes
         with open(self.folder / LEDGER, "a") as f:
             f.write(path.name + "\n")

@@ -44,19 +44,58 @@ def _status(prepared: Any) -> str:
     return "error" if prepared.error is not None else "indexed"
 
 
-def prepare_images(batch: Batch, spec: Any) -> Batch:
+class KnownContent:
+    """Which content hashes the index holds already: one actor on the driver's node, reading its catalog."""
+
+    def __init__(self, index_folder: str):
+        from pathlib import Path
+
+        from ..catalog import Catalog
+
+        self.catalog = Catalog(Path(index_folder), readonly=True)
+
+    def known(self, digests: list[str]) -> list[str]:
+        return sorted(self.catalog.indexed_hashes(digests))
+
+
+def _copies(batch: Batch, kind: str, lookup: Any) -> tuple[list[str | None], set[str]]:
+    """Each file's content hash (None where it cannot be read), and those the index holds already: one
+    question to the driver's node per batch. A file with such content is a `copy`: its vectors are
+    taken from the catalog at commit, not made again."""
+    from ..scanner import hash_file
+
+    digests = [hash_file(os.fsdecode(p)) for p in batch["path"]]
+    if lookup is None or not any(digests):
+        return digests, set()
+    import ray
+
+    return digests, set(ray.get(lookup.known.remote([d for d in digests if d])))
+
+
+def _copy(batch: Batch, i: int, kind: str, digest: str | None, known: set[str]) -> bool:
+    """Whether file i is a copy of indexed content (a touched file is its own content: not a copy)."""
+    if digest is None or digest not in known:
+        return False
+    _, _, old = _task(batch, i, kind)
+    return not (old is not None and old.content_hash == digest and old.status == "indexed")
+
+
+def prepare_images(batch: Batch, spec: Any, lookup: Any = None) -> Batch:
     """Read, hash and decode each photo (a CPU task). A file whose bytes hash as the catalog has them
-    is `touched` and not decoded: its vectors stay."""
-    from .images import decode_one
+    is `touched` and not decoded: its vectors stay; one whose bytes another indexed file has is a
+    `copy`, not decoded either. `lookup`: a KnownContent actor (None: no copies are looked for)."""
+    from .images import Decoded, decode_one
 
     n = len(batch["path"])
     out: dict[str, list[Any]] = {k: [] for k in ("status", "digest", "error", "width", "height", "orientation",
                                                   "taken_at")}
-    pixels = np.zeros((n, 3, *spec.size), np.float32)  # rows in error or touched stay zero
+    pixels = np.zeros((n, 3, *spec.size), np.float32)  # rows in error, touched or copies stay zero
+    digests, known = _copies(batch, "image", lookup) if n else ([], set())
     for i in range(n):
-        dec = decode_one(_task(batch, i, "image"), spec)
+        copy = _copy(batch, i, "image", digests[i], known)
+        dec = Decoded(*_task(batch, i, "image"), digest=digests[i]) if copy else decode_one(_task(batch, i, "image"), spec)
         img = dec.image
-        out["status"].append(_status(dec))
+        out["status"].append("copy" if copy else _status(dec))
         out["digest"].append(dec.digest or "")
         out["error"].append(dec.error or "")
         out["width"].append(img.width if img else -1)
@@ -69,18 +108,26 @@ def prepare_images(batch: Batch, spec: Any) -> Batch:
             "pixels": pixels} if n else batch
 
 
-def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str) -> Batch:
-    """Hash, extract and chunk each document (a CPU task), as a local run cuts it."""
+def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, lookup: Any = None) -> Batch:
+    """Hash, extract and chunk each document (a CPU task), as a local run cuts it; a copy of indexed
+    content is not extracted (see prepare_images)."""
     from ..encoder import chunk_tokenizer, content_tokens
     from ..textfiles import DocumentError
-    from .documents import _reason, extract_one
+    from .documents import Extracted, _reason, extract_one
 
     bundle = _bundle(bundle_path, manifest_sha256)
     tokenizer, max_tokens = chunk_tokenizer(bundle), content_tokens(bundle)
     n = len(batch["path"])
     out: dict[str, list[str]] = {k: [] for k in ("status", "digest", "error", "note", "chunks")}
+    digests, known = _copies(batch, "document", lookup) if n else ([], set())
     for i in range(n):
-        ext = extract_one(_task(batch, i, "document"), tokenizer, max_tokens)
+        if _copy(batch, i, "document", digests[i], known):
+            out["status"].append("copy")
+            out["digest"].append(digests[i] or "")
+            for k in ("error", "note", "chunks"):
+                out[k].append("")
+            continue
+        ext: Extracted = extract_one(_task(batch, i, "document"), tokenizer, max_tokens)
         chunks = []
         if ext.error is None and not ext.unchanged_content:
             try:

@@ -4,7 +4,8 @@ that the index's writer then commits (distributed.py). pyarrow only; no Ray.
 One row per file: its path (bytes, so any file name survives), the root it was found under, its size
 and mtime as scanned, the catalog row it was planned against (a commit skips a row whose file the
 catalog has changed since), its content hash, what became of it (`indexed`, `error` with the reason,
-or `touched`: same content, vectors kept), what the image header told (size in pixels, orientation,
+`touched`: same content, vectors kept, or `copy`: content another indexed file has, whose items the
+commit copies), what the image header told (size in pixels, orientation,
 EXIF time), and its vectors: one for a photo, one per chunk for a document, with the chunks' page, span
 and text. The schema's metadata names the model (its manifest hash) and the vectors' dimension.
 
@@ -46,7 +47,7 @@ class ShardRow:
     mtime_ns: int
     # The catalog row the file was planned against: None for a new file, else (size, mtime_ns, hash, status).
     planned: tuple[int, int, str | None, str] | None
-    status: str  # "indexed" | "error" | "touched"
+    status: str  # "indexed" | "error" | "touched" | "copy"
     digest: str | None = None
     error: str | None = None
     note: str | None = None  # a document indexed only in part, and why
