@@ -58,18 +58,15 @@ class KnownContent:
         return sorted(self.catalog.indexed_hashes(digests))
 
 
-def _copies(batch: Batch, kind: str, lookup: Any) -> tuple[list[str | None], set[str]]:
-    """Each file's content hash (None where it cannot be read), and those the index holds already: one
-    question to the driver's node per batch. A file with such content is a `copy`: its vectors are
-    taken from the catalog at commit, not made again."""
-    from ..scanner import hash_file
-
-    digests = [hash_file(os.fsdecode(p)) for p in batch["path"]]
-    if lookup is None or not any(digests):
-        return digests, set()
+def _known(lookup: Any, digests: list[str | None]) -> set[str]:
+    """Those of these content hashes the index holds already: one question to the driver's node. A file
+    with such content is a `copy`: its vectors are taken from the catalog at commit, not made again."""
+    asked = [d for d in digests if d]
+    if lookup is None or not asked:
+        return set()
     import ray
 
-    return digests, set(ray.get(lookup.known.remote([d for d in digests if d])))
+    return set(ray.get(lookup.known.remote(asked)))
 
 
 def _copy(batch: Batch, i: int, kind: str, digest: str | None, known: set[str]) -> bool:
@@ -80,30 +77,40 @@ def _copy(batch: Batch, i: int, kind: str, digest: str | None, known: set[str]) 
     return not (old is not None and old.content_hash == digest and old.status == "indexed")
 
 
+READ_GROUP = 16  # photos read before the index is asked about their contents: ~40 MB at 12 MP
+
+
 def prepare_images(batch: Batch, spec: Any, lookup: Any = None) -> Batch:
     """Read, hash and decode each photo (a CPU task). A file whose bytes hash as the catalog has them
     is `touched` and not decoded: its vectors stay; one whose bytes another indexed file has is a
     `copy`, not decoded either. `lookup`: a KnownContent actor (None: no copies are looked for)."""
-    from .images import Decoded, decode_one
+    from .images import decode_read, read_one
 
     n = len(batch["path"])
     out: dict[str, list[Any]] = {k: [] for k in ("status", "digest", "error", "width", "height", "orientation",
                                                   "taken_at")}
     pixels = np.zeros((n, 3, *spec.size), np.float32)  # rows in error, touched or copies stay zero
-    digests, known = _copies(batch, "image", lookup) if n else ([], set())
+    group: list[tuple[int, Any, bytes | None]] = []
     for i in range(n):
-        copy = _copy(batch, i, "image", digests[i], known)
-        dec = Decoded(*_task(batch, i, "image"), digest=digests[i]) if copy else decode_one(_task(batch, i, "image"), spec)
-        img = dec.image
-        out["status"].append("copy" if copy else _status(dec))
-        out["digest"].append(dec.digest or "")
-        out["error"].append(dec.error or "")
-        out["width"].append(img.width if img else -1)
-        out["height"].append(img.height if img else -1)
-        out["orientation"].append(img.orientation if img and img.orientation is not None else -1)
-        out["taken_at"].append(img.taken_at.isoformat() if img and img.taken_at else "")
-        if img is not None:
-            pixels[i] = img.pixels
+        group.append((i, *read_one(_task(batch, i, "image"))))  # each file read once
+        if len(group) < READ_GROUP and i < n - 1:
+            continue
+        known = _known(lookup, [dec.digest for _, dec, data in group if data is not None])
+        for j, dec, data in group:  # in order: row j's outputs are appended j-th
+            copy = data is not None and _copy(batch, j, "image", dec.digest, known)
+            if data is not None and not copy:
+                decode_read(dec, data, spec)
+            img = dec.image
+            out["status"].append("copy" if copy else _status(dec))
+            out["digest"].append(dec.digest or "")
+            out["error"].append(dec.error or "")
+            out["width"].append(img.width if img else -1)
+            out["height"].append(img.height if img else -1)
+            out["orientation"].append(img.orientation if img and img.orientation is not None else -1)
+            out["taken_at"].append(img.taken_at.isoformat() if img and img.taken_at else "")
+            if img is not None:
+                pixels[j] = img.pixels
+        group = []
     return {**batch, **{k: np.asarray(v, dtype=object if isinstance(v[0], str) else np.int64) for k, v in out.items()},
             "pixels": pixels} if n else batch
 
@@ -119,7 +126,10 @@ def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, look
     tokenizer, max_tokens = chunk_tokenizer(bundle), content_tokens(bundle)
     n = len(batch["path"])
     out: dict[str, list[str]] = {k: [] for k in ("status", "digest", "error", "note", "chunks")}
-    digests, known = _copies(batch, "document", lookup) if n else ([], set())
+    from ..scanner import hash_file
+
+    digests = [hash_file(os.fsdecode(p)) for p in batch["path"]]  # hashed again by extract_one: text is small
+    known = _known(lookup, list(digests))
     for i in range(n):
         if _copy(batch, i, "document", digests[i], known):
             out["status"].append("copy")
