@@ -108,19 +108,20 @@ def _cli_query(index_dir: Path, variant: str, *, text: str | None = None, image:
 
 
 def evaluate_variant(world: Path, judge: Judge, model: Path, variant: str, work: Path, *, cli_queries: int,
-                     all_cli: bool, k: int = max(KS), log=print) -> dict[str, Any]:
+                     all_cli: bool, k: int = max(KS), log=print, index_args: tuple[str, ...] = ()) -> dict[str, Any]:
     index_dir = work / f"index-{variant}"
     if index_dir.exists():
         shutil.rmtree(index_dir)
     t0 = time.monotonic()
     summary = json.loads(_run(["index", str(world / "images"), str(world / "captions"), str(world / "docs"),
                                "--index", str(index_dir), "--model", str(model), "--variant", variant,
-                               "--device", "cpu", "--json"]))
+                               "--device", "cpu", "--json", *index_args]))
     index_s = time.monotonic() - t0
     log(f"{variant}: indexed in {index_s:.1f}s: " + json.dumps({k_: v for k_, v in summary.items() if k_ != "errors"})
         + (f", {len(summary.get('errors') or [])} errors" if summary.get("errors") else ""))
 
     rows = judge.rows
+    answers: list[list[str]] = []  # every query's result paths, in order (to compare two indexes' answers)
     n_cli = len(rows) if all_cli else min(cli_queries, len(rows))
     t2i_hits, i2t_hits = [], []
     mismatches: list[str] = []
@@ -147,6 +148,7 @@ def evaluate_variant(world: Path, judge: Judge, model: Path, variant: str, work:
                 res_t, res_i = cli_t, cli_i
             else:
                 res_t, res_i = api_t, api_i
+            answers += [[judge.rel(h["path"]) for h in res_t], [judge.rel(h["path"]) for h in res_i]]
             t2i_hits.append([h["kind"] == "image" and judge.image_relevant(row, h["path"]) for h in res_t])
             i2t_hits.append([h["kind"] == "document" and judge.document_relevant(row, h["path"]) for h in res_i])
     finally:
@@ -162,6 +164,7 @@ def evaluate_variant(world: Path, judge: Judge, model: Path, variant: str, work:
         "index": summary,
         "index_seconds": round(index_s, 1),
         "query_seconds": round(query_s, 1),
+        "answers": answers,
     }
     log(f"{variant}: text->image {out['t2i']}, image->text {out['i2t']} ({query_s:.1f}s; "
         f"{n_cli} of each through the CLI, {len(mismatches)} disagreements)")
@@ -195,7 +198,9 @@ def failures(result: dict[str, Any]) -> list[str]:
 
 def run_quality(n: int = 500, seed: int = 2024, variants: tuple[str, ...] = ("fp32", "int8"),
                 model: Path = DEFAULT_MODEL, work: Path | None = None, cli_queries: int = 10,
-                all_cli: bool = False, max_size: int | None = None, log=print) -> dict[str, Any]:
+                all_cli: bool = False, max_size: int | None = None, log=print,
+                index_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """index_args: added to every `mmsearch index` (e.g. --engine ray --ray-address HOST:PORT)."""
     model = Path(model).resolve()
     info_file = model / "train_info.json"
     train_info = json.loads(info_file.read_text()) if info_file.exists() else {}
@@ -218,7 +223,7 @@ def run_quality(n: int = 500, seed: int = 2024, variants: tuple[str, ...] = ("fp
         }
         for v in variants:
             result["variants"][v] = evaluate_variant(world, judge, model, v, work, cli_queries=cli_queries,
-                                                     all_cli=all_cli, log=log)
+                                                     all_cli=all_cli, log=log, index_args=index_args)
         result["bars"] = {"fp32": BARS, "variant_tolerance": VARIANT_TOLERANCE}
         result["failures"] = failures(result)
         return result

@@ -1,6 +1,7 @@
 """mmsearch: find photos and documents by meaning, with CLIP-family models on ONNX Runtime.
 
-The public API (see README): Index, IndexReport, SearchResult, Progress, MmsearchError, InvalidArgument.
+The public API (see README): Index, MultiIndex, IndexReport, SearchResult, Progress, MmsearchError,
+InvalidArgument.
 Nothing here imports torch or transformers; heavy modules load on first use.
 """
 
@@ -9,18 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Index", "IndexReport", "SearchResult", "Progress", "MmsearchError", "InvalidArgument", "BundleError",
-           "load_bundle"]
+__all__ = ["Index", "MultiIndex", "IndexReport", "SearchResult", "Progress", "MmsearchError", "InvalidArgument",
+           "BundleError", "load_bundle"]
 
 if TYPE_CHECKING:
     from .api import Index
+    from .multi import MultiIndex
     from .errors import InvalidArgument, MmsearchError
     from .bundle import BundleError, load_bundle
     from .ingest import IndexReport, Progress
     from .search import SearchResult
 
 _WHERE = {
-    "Index": "api", "MmsearchError": "errors", "InvalidArgument": "errors", "IndexReport": "ingest", "Progress": "ingest",
+    "Index": "api", "MultiIndex": "multi", "MmsearchError": "errors", "InvalidArgument": "errors", "IndexReport": "ingest", "Progress": "ingest",
     "SearchResult": "search", "BundleError": "bundle", "load_bundle": "bundle",
 }
 

@@ -247,12 +247,19 @@ class Index:
               include_hidden: bool = False, progress: ProgressFn | None = None,
               cancel: Callable[[], bool] | None = None, workers: int | None = None,
               wait: float | None = None, on_wait: Callable[[], None] | None = None,
-              observe: Observer | None = None, ocr: bool | None = None) -> IndexReport:
+              observe: Observer | None = None, ocr: bool | None = None, engine: str = "local",
+              ray_address: str | None = None, shard_dir: str | os.PathLike[str] | None = None,
+              shard_files: int | None = None) -> IndexReport:
         """Index (or update) these folders and return what changed. Only one run at a time writes
         an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`.
         `observe(step)` is called as the run enters each step (see ingest.report.Observer).
         `ocr`: read the words in pictures and scanned pages after the rest is indexed; None: when
-        OCR is installed (`mmsearch[ocr]`), True: it must be (else an error says how), False: not."""
+        OCR is installed (`mmsearch[ocr]`), True: it must be (else an error says how), False: not.
+
+        engine="ray" decodes and encodes on a Ray cluster (the `distributed` extra): `ray_address` (else
+        RAY_ADDRESS, else a Ray started on this machine for the run), `shard_dir` (a folder every node can
+        write and this process read; default INDEX/shards), `shard_files` (files per shard). The index is
+        the one a local run makes; the scan, the plan and the commits stay in this process."""
         if self.readonly:
             raise MmsearchError(f"{self.path}: opened read-only")
         roots = arguments.existing_paths(list(paths_))
@@ -264,6 +271,20 @@ class Index:
         reads_words = ocr_engine.installed() if ocr is None else ocr
         ocr_off = (None if reads_words else "OCR is off" if ocr is False
                    else f"OCR is not installed: {ocr_engine.INSTALL_HINT}")
+        engine = arguments.choice("engine", engine, arguments.ENGINES)
+        if shard_files is not None:
+            shard_files = arguments.at_least_one("shard_files", shard_files)
+        ray_engine = None
+        if engine == "ray":
+            from .ingest.distributed import RayEngine, RayOptions, import_ray
+
+            import_ray()  # before the lock and the scan: a missing extra is said at once
+            options = RayOptions(address=ray_address, shard_dir=Path(arguments.user_path(shard_dir)) if shard_dir else None)
+            if shard_files is not None:
+                options.image_shard_files = options.document_shard_files = shard_files
+            ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options)
+        elif ray_address is not None or shard_dir is not None or shard_files is not None:
+            raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
         from filelock import FileLock, Timeout
 
         from .ingest import Encoders, run_index
@@ -289,7 +310,7 @@ class Index:
                                 self.text_reader if reads_words else None, ocr_off)
             return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
                              include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
-                             observe=observe)
+                             observe=observe, engine=ray_engine)
         finally:
             vectors.end_writing()
             lock.release()
@@ -324,12 +345,15 @@ class Index:
                before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
         """Text or image query -> the k best files (k whenever k match). Only the tower the query needs
         is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
-        if (text is None) == (image is None):
-            raise InvalidArgument("give a text or an image to search for (one of them)")
-        if text is not None:
-            text = arguments.query_text(text)
-        mode = arguments.choice("mode", mode, arguments.MODES)
+        text, mode = _query_args(text, image, mode)
         filters = _filters(k, type, under, after, before)
+        vector, mode = self.encode_query(text, image, mode)
+        return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
+                    k=k, filters=filters, mode=mode)
+
+    def encode_query(self, text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[Any, str]:
+        """A checked query (_query_args) encoded where its mode needs a vector: (vector or None, mode);
+        an image query is always by vector."""
         vector = None
         if text is not None:
             if mode != "keyword":
@@ -356,8 +380,7 @@ class Index:
                 raise MmsearchError(f"{display_path(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
-        return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
-                    k=k, filters=filters, mode=mode)
+        return vector, mode
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
                 under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
@@ -365,22 +388,30 @@ class Index:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
         target = arguments.user_path(path)
         filters = _filters(k, type, under, after, before)
-        row = self.catalog.file_by_path(target)
-        if row is None:
+        found = self.stored_vector(target)
+        if found is None:
             raise MmsearchError(
                 f"{display_path(target)}: not in this index. Index it first, or search by its content: "
                 "`mmsearch query --image FILE` (library: Index.search(image=...))"
             )
+        file_id, vector = found
+        return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
+                    mode="vector", exclude_file=file_id)
+
+    def stored_vector(self, path: str) -> tuple[int, Any] | None:
+        """(file id, its vector) for an indexed file, None where this index does not hold it."""
+        row = self.catalog.file_by_path(path)
+        if row is None:
+            return None
         if row.status != "indexed":
-            raise MmsearchError(f"{display_path(target)}: could not be indexed ({self.catalog.file_error(row.id)}); "
+            raise MmsearchError(f"{display_path(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
         vector = self.catalog.file_vector(row.id)
         if vector is None:
-            raise MmsearchError(f"{display_path(target)}: has no vector to compare: its pages have no text layer "
+            raise MmsearchError(f"{display_path(path)}: has no vector to compare: its pages have no text layer "
                                 "and their words are not read yet (OCR: pip install 'mmsearch[ocr]', then "
                                 "`mmsearch index` again)")
-        return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
-                    mode="vector", exclude_file=row.id)
+        return row.id, vector
 
     # -- status --------------------------------------------------------------------------------
 
@@ -422,6 +453,15 @@ def _background(fn: Callable[[], Any]) -> Callable[[], Any]:
         return value
 
     return result
+
+
+def _query_args(text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[str | None, str]:
+    """A search's text or image (one of them) and mode, checked: (text, mode)."""
+    if (text is None) == (image is None):
+        raise InvalidArgument("give a text or an image to search for (one of them)")
+    if text is not None:
+        text = arguments.query_text(text)
+    return text, arguments.choice("mode", mode, arguments.MODES)
 
 
 def _filters(k: int, type: str, under: str | os.PathLike[str] | None, after: datetime | str | None,

@@ -21,6 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 TYPES = ("all", "image", "document")
 MODES = ("hybrid", "vector", "keyword")
 VARIANTS = ("fp32", "fp16", "int8")
+ENGINES = ("local", "ray")  # where an index run decodes and encodes: this process, or a Ray cluster
 
 
 def choice(name: str, value: str, choices: Sequence[str]) -> str:

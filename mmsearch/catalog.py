@@ -149,6 +149,20 @@ OCR_KIND = "ocr"
 
 
 @dataclass(frozen=True)
+class ContentSource:
+    """An indexed file's content as a copy of it takes it (Catalog.content_source)."""
+
+    kind: str
+    width: int | None
+    height: int | None
+    taken_at: str | None  # the EXIF capture time as stored (ISO 8601)
+    orientation: int | None
+    note: str | None  # a document indexed only in part, and why
+    chunks: list[tuple[int | None, int | None, int | None, str | None]]  # (page, start, end, text) per item
+    vectors: np.ndarray  # [items, dim] float32
+
+
+@dataclass(frozen=True)
 class ItemRow:
     item_id: int
     file_id: int
@@ -680,6 +694,35 @@ class Catalog:
             for (fid,) in self.conn.execute("SELECT id FROM files WHERE content_hash = ? AND status = 'indexed'", (h,)):
                 out.setdefault(h, []).append(fid)
         return out
+
+    def indexed_hashes(self, hashes: Iterable[str]) -> set[str]:
+        """The content hashes among `hashes` that an indexed file has (so its items exist already)."""
+        out: set[str] = set()
+        keys = list(set(hashes))
+        for lo in range(0, len(keys), 500):
+            part = keys[lo : lo + 500]
+            marks = ",".join("?" * len(part))
+            out.update(r[0] for r in self.conn.execute(
+                f"SELECT DISTINCT content_hash FROM files WHERE status = 'indexed' AND content_hash IN ({marks})", part))
+        return out
+
+    def content_source(self, content_hash: str) -> ContentSource | None:
+        """What an indexed file with these bytes holds, for a copy of it to take instead of being encoded
+        again: its image fields, its note, its items' chunks and vectors (ids ascending). None if no
+        indexed file has them."""
+        row = self.conn.execute(
+            "SELECT id, kind, width, height, taken_at, orientation, error FROM files"
+            " WHERE content_hash = ? AND status = 'indexed' ORDER BY id LIMIT 1", (content_hash,)).fetchone()
+        if row is None:
+            return None
+        items = self.conn.execute(
+            'SELECT items.page, items.start, items."end", items.text, vectors.vector FROM items'
+            " JOIN vectors ON vectors.item_id = items.id WHERE items.file_id = ? ORDER BY items.id", (row[0],)).fetchall()
+        if not items:
+            return None
+        return ContentSource(kind=row[1], width=row[2], height=row[3], taken_at=row[4], orientation=row[5], note=row[6],
+                             chunks=[(r[0], r[1], r[2], r[3]) for r in items],
+                             vectors=np.stack([np.frombuffer(r[4], dtype=np.float32) for r in items]))
 
     # -- items and vectors -----------------------------------------------------------------
 

@@ -51,6 +51,16 @@ def index(
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core].")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray: decode and encode on a Ray "
+                                                         "cluster (pip install 'mmsearch[distributed]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="With --engine ray: the cluster's HOST:PORT [default: RAY_ADDRESS, else a Ray started "
+                              "on this machine for the run].")] = None,
+    shard_dir: Annotated[Optional[Path], typer.Option(
+        "--shard-dir", help="With --engine ray: where workers write their shards, a folder every node can write "
+                            "and this machine read [default: INDEX/shards].")] = None,
+    shard_files: Annotated[Optional[int], typer.Option(
+        "--shard-files", help="With --engine ray: files per shard [default: 256 photos, 16 documents].")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another run is writing this index.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Download the default model without asking when no model "
                                                           "is installed (not on a terminal, it is downloaded anyway).")] = False,
@@ -84,6 +94,7 @@ def index(
     try:  # before the index is opened: a typo creates nothing
         arguments.existing_paths(paths)
         arguments.at_least_one("--workers", workers)
+        arguments.choice("--engine", engine, arguments.ENGINES)
         if model is None:  # a new index with no model installed: the default is pulled (asked on a terminal)
             cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json)
     except Exception as e:
@@ -110,6 +121,8 @@ def index(
                     cancel=stop.is_set, workers=workers, wait=0 if no_wait else None,
                     on_wait=lambda: typer.echo(f"Waiting for another `mmsearch index` on {idx.path} to finish...", err=True),
                     observe=_step_observer(trace_steps, hold_steps), ocr=False if no_ocr else None,
+                    engine=engine, ray_address=ray_address,
+                    shard_dir=shard_dir, shard_files=shard_files,
                 )
     except IndexBusyError as e:
         _fail(str(e), 3)
@@ -218,6 +231,8 @@ def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
                                         annotation=Annotated[annotation, typer.Argument(help=arg_help)]))
     for opt in options:
         kind = opt.type if opt.type is bool or opt.default is not None else Optional[opt.type]
+        if opt.repeatable:
+            kind = Optional[list[opt.type]]  # type: ignore[name-defined]
         params.append(inspect.Parameter(opt.dest, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt.default,
                                         annotation=Annotated[kind, typer.Option(*opt.flags, help=opt.help)]))
 
@@ -234,13 +249,11 @@ def _query(**kwargs: Any) -> None:
     cli_query.run_query(**kwargs)
 
 
-def _similar(*, path: Path, index_dir: Optional[Path], k: int, type_: str, under: Optional[Path], after: Optional[str],
-             before: Optional[str], as_json: bool) -> None:
+def _similar(*, path: Path, index_dir: Optional[list[Path]], k: int, type_: str, under: Optional[Path],
+             after: Optional[str], before: Optional[str], as_json: bool) -> None:
     """Files like an indexed file, from its stored vector: no model is loaded, the file itself is left out."""
-    from .api import Index
-
     try:
-        with Index(index_dir, readonly=True) as idx:
+        with cli_query.open_indexes(index_dir) as idx:
             hits = idx.similar(path, k=k, type=type_, under=under, after=after, before=before)
     except Exception as e:
         _fail_with(e)
@@ -248,7 +261,7 @@ def _similar(*, path: Path, index_dir: Optional[Path], k: int, type_: str, under
 
 
 query = _declared("query", _query, cli_query.QUERY_OPTIONS, ("text", str, None, cli_query.QUERY_TEXT_HELP))
-similar = _declared("similar", _similar, (cli_query.INDEX, *cli_query.FILTERS, cli_query.JSON),
+similar = _declared("similar", _similar, (cli_query.INDEXES, *cli_query.FILTERS, cli_query.JSON),
                     ("path", Path, ..., "An indexed file (photo or document)."))
 
 

@@ -17,8 +17,6 @@ from typing import Any
 def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, model, device, variant, as_json) -> None:
     """The query command's body, run by cli.query (typer) and by the console script's fast path. The
     library checks every value; its errors become one line and an exit code (see fail)."""
-    from .api import Index
-
     if (text is None) == (image is None):
         _exit("give either TEXT or --image FILE (one of them)", 2)
     if image is not None:
@@ -26,11 +24,23 @@ def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, m
 
         set_process_limits()
     try:
-        with Index(index_dir, model=model, device=device, variant=variant, readonly=True) as idx:
+        with open_indexes(index_dir, model=model, device=device, variant=variant) as idx:
             hits = idx.search(text, image=image, k=k, type=type_, under=under, after=after, before=before, mode=mode)
     except Exception as e:
         fail(e)
     write_hits(hits, as_json)
+
+
+def open_indexes(index_dirs: list[Path] | None, **kwargs: Any) -> Any:
+    """`--index` given once or not at all: that index (or the default); given more often: those
+    indexes searched as one (MultiIndex, which merges their results by score)."""
+    if index_dirs is not None and len(index_dirs) > 1:
+        from .multi import MultiIndex
+
+        return MultiIndex(index_dirs, **kwargs)
+    from .api import Index
+
+    return Index(index_dirs[0] if index_dirs else None, readonly=True, **kwargs)
 
 
 def fail(error: Exception) -> None:
@@ -81,9 +91,14 @@ class Option:
     type: type  # str, int, Path or bool (a bool is a flag that takes no value)
     default: Any
     help: str
+    repeatable: bool = False  # given again, it adds a value: the values come as a list (None when not given)
 
 
 INDEX = Option(("--index",), "index_dir", Path, None, "Index folder [default: $MMSEARCH_HOME/index].")
+# `query` and `similar` search several index folders as one when --index is repeated.
+INDEXES = Option(("--index",), "index_dir", Path, None,
+                 "Index folder [default: $MMSEARCH_HOME/index]; repeat it to search several as one (one model).",
+                 repeatable=True)
 JSON = Option(("--json",), "as_json", bool, False, "Print machine-readable JSON instead of a table.")
 # The filters `query` and `similar` share.
 FILTERS = (
@@ -97,7 +112,7 @@ FILTERS = (
 QUERY_TEXT_HELP = "What to look for, in words."
 QUERY_OPTIONS = (
     Option(("--image",), "image", Path, None, "Find what looks like this picture instead."),
-    INDEX,
+    INDEXES,
     *FILTERS,
     Option(("--mode",), "mode", str, "hybrid", "For words over documents: hybrid (meaning + keywords), vector or keyword."),
     Option(("--model",), "model", str, None, "Model [default: the one the index was built with]."),
@@ -136,9 +151,13 @@ def parse_query_args(args: list[str]) -> dict | None:
                     i += 1
                     value = args[i]
                 try:
-                    out[opt.dest] = opt.type(value)
+                    parsed = opt.type(value)
                 except ValueError:
                     return None
+                if opt.repeatable:
+                    out[opt.dest] = [*(out[opt.dest] or []), parsed]
+                else:
+                    out[opt.dest] = parsed
         else:
             positional.append(a)
         i += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -89,6 +91,23 @@ def rank(
 
     Documents have many items (chunks), so each side asks for more items until it holds k distinct
     files or has nothing more to give."""
+    return rank_many([(catalog, vectors, exclude_file)], query_vector=query_vector, query_text=query_text, k=k,
+                     filters=filters, mode=mode)
+
+
+Shard = tuple[Catalog, "VectorStore | None", "int | None"]  # (catalog, vectors, a file id to leave out)
+Group = tuple[Any, Any, float]  # (file key, item key, score), best first
+
+
+def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query_text: str | None, k: int,
+              filters: Filters, mode: str = "hybrid") -> list[SearchResult]:
+    """The k best files over several indexes of one model (rank() is the case of one).
+
+    Each side is ranked across all indexes before fusion: cosines of one model compare as they are, and
+    keyword scores by their tier first (the BM25 fraction within a tier uses each index's own word
+    statistics, as a sharded search engine does without a global pass); hybrid then fuses the two
+    merged rankings by reciprocal rank, so a file's RRF score is what it would be in one index holding
+    them all (up to those statistics). A file found in two indexes (the same path) counts once, at its best."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     use_vectors = query_vector is not None and mode != "keyword"
@@ -96,39 +115,66 @@ def rank(
     if not (use_vectors or use_words):
         return []
     mode = "hybrid" if use_vectors and use_words else "vector" if use_vectors else "keyword"
-    allowed = _Lazy(lambda: filters.item_ids(catalog))
-    rows: dict[int, ItemRow] = {}
-    vec_groups = key_groups = []  # type: list[tuple[int, int, float]]
-    if use_vectors:
-        assert query_vector is not None and vectors is not None
-        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-        vec_groups = _top_files(_vector_search(catalog, vectors.searcher(), q, filters, allowed), k, catalog, rows,
-                                exclude_file)
-    if use_words:
-        assert query_text is not None
-        key_groups = _top_files(_keyword_search(catalog, query_text, allowed), k, catalog, rows, exclude_file)
-    sims = {fid: s for fid, _, s in vec_groups}
+    rows: list[dict[int, ItemRow]] = []
+    vec_sides: list[list[Group]] = []
+    key_sides: list[list[Group]] = []
+    for s, (catalog, vectors, exclude_file) in enumerate(shards):
+        allowed = _Lazy(functools.partial(filters.item_ids, catalog))
+        shard_rows: dict[int, ItemRow] = {}
+        rows.append(shard_rows)
+        if use_vectors:
+            assert query_vector is not None and vectors is not None
+            q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+            groups = _top_files(_vector_search(catalog, vectors.searcher(), q, filters, allowed), k, catalog,
+                                shard_rows, exclude_file)
+            vec_sides.append([((s, fid), (s, item), score) for fid, item, score in groups])
+        if use_words:
+            assert query_text is not None
+            groups = _top_files(_keyword_search(catalog, query_text, allowed), k, catalog, shard_rows, exclude_file)
+            key_sides.append([((s, fid), (s, item), score) for fid, item, score in groups])
+    vec_groups = _merged(vec_sides, rows)
+    key_groups = _merged(key_sides, rows)
+    sims = {key: score for key, _, score in vec_groups}
     if mode == "vector":
-        fused = [(fid, item, score) for fid, item, score in vec_groups]
+        fused = vec_groups
     elif mode == "keyword":
         fused = key_groups
     else:
         fused = _rrf(vec_groups, key_groups)
     fused = fused[:k]
     if query_vector is not None:  # the cosine of files the vector side did not reach
-        missing = {item: fid for fid, item, _ in fused if fid not in sims}
-        for ids, vecs in catalog.vectors_for(list(missing)):
-            sims.update({missing[int(i)]: float(s) for i, s in zip(ids, vecs @ np.asarray(query_vector, np.float32))})
+        q = np.asarray(query_vector, np.float32)
+        for s, (catalog, _, _) in enumerate(shards):
+            missing = {item[1]: key for key, item, _ in fused if key not in sims and item[0] == s}
+            for ids, vecs in catalog.vectors_for(list(missing)):
+                sims.update({missing[int(i)]: float(v) for i, v in zip(ids, vecs @ q)})
     results: list[SearchResult] = []
-    for fid, item_id, score in fused:
-        row = rows[item_id]
-        sim = sims.get(fid)
+    for key, (s, item_id), score in fused:
+        row = rows[s][item_id]
+        sim = sims.get(key)
         results.append(SearchResult(
             rank=len(results) + 1, path=row.path, kind=row.kind, score=float(score), score_kind=SCORE_KINDS[mode],
             similarity=None if sim is None else float(sim), snippet=_snippet(row, query_text),
             page=row.page, item_id=item_id, width=row.width, height=row.height, taken_at=row.taken_at,
         ))
     return results
+
+
+def _merged(sides: list[list[Group]], rows: list[dict[int, ItemRow]]) -> list[Group]:
+    """One ranking from each index's (best first): by score, ties in index order; a path met twice (two
+    indexes that hold the same file) keeps its first, best, entry."""
+    if len(sides) <= 1:
+        return sides[0] if sides else []
+    merged = sorted((g for side in sides for g in side), key=lambda g: -g[2])  # stable: ties keep index order
+    seen: set[str] = set()
+    out = []
+    for g in merged:
+        s, item = g[1]
+        path = rows[s][item].path
+        if path not in seen:
+            seen.add(path)
+            out.append(g)
+    return out
 
 
 class _Lazy:
@@ -223,9 +269,9 @@ def _group(hits: Hits, rows: dict[int, ItemRow]) -> list[tuple[int, int, float]]
     return out
 
 
-def _rrf(vec_groups, key_groups) -> list[tuple[int, int, float]]:
-    scores: dict[int, float] = {}
-    best_item: dict[int, int] = {}
+def _rrf(vec_groups: list[Group], key_groups: list[Group]) -> list[Group]:
+    scores: dict[Any, float] = {}
+    best_item: dict[Any, Any] = {}
     for groups in (key_groups, vec_groups):  # keyword first: its chunk holds the words, the better snippet
         for r, (fid, item, _) in enumerate(groups):
             scores[fid] = scores.get(fid, 0.0) + 1.0 / (RRF_K + r + 1)

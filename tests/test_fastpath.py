@@ -51,6 +51,7 @@ ARGUMENT_LINES = [
     ["boats", "--after", "2024-05-01", "--before=2024-06-01T12:00", "--model", "clip", "--index=/i"],
     ["--", "-k"],  # a query that starts with a dash
     ["cake", "-k", "0"],  # parsed alike; the library refuses it
+    ["boats", "--index", "/a", "--index=/b", "--index", "/c"],  # several indexes searched as one
 ]
 
 

@@ -51,3 +51,9 @@ def test_onnx_and_the_hub_client_load_only_when_a_model_is_pulled():
     proc = run("import sys, mmsearch.cli, mmsearch.models, mmsearch.encoder, mmsearch.ingest; "
                "print([m for m in ('onnx', 'huggingface_hub', 'torch', 'transformers') if m in sys.modules])")
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_ray_and_pyarrow_load_only_with_engine_ray():
+    proc = run("import sys, mmsearch.cli, mmsearch.api, mmsearch.ingest, mmsearch.multi; "
+               "print([m for m in ('ray', 'pyarrow', 'pandas') if m in sys.modules])")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

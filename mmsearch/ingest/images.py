@@ -36,20 +36,32 @@ def read(path: str) -> bytes:
 
 
 def decode_one(task: tuple[int, FoundFile, FileRow | None], spec: ImageSpec) -> Decoded:
+    out, data = read_one(task)
+    return out if data is None else decode_read(out, data, spec)
+
+
+def read_one(task: tuple[int, FoundFile, FileRow | None]) -> tuple[Decoded, bytes | None]:
+    """A photo read and hashed; its bytes, or None where there is nothing to decode (unreadable, or
+    touched: the same bytes as indexed)."""
     root_id, found, old = task
     out = Decoded(root_id, found, old)
     try:
         data = read(found.path)
     except FileNotFoundError:
         out.error = "vanished before it could be read"
-        return out
+        return out, None
     except OSError as e:
         out.error = f"cannot read ({e.strerror or e})"
-        return out
+        return out, None
     out.digest = hash_bytes(data)
     if old is not None and old.content_hash == out.digest and old.status == "indexed":
         out.unchanged_content = True  # touched, not changed: keep the vectors
-        return out
+        return out, None
+    return out, data
+
+
+def decode_read(out: Decoded, data: bytes, spec: ImageSpec) -> Decoded:
+    """The bytes read_one gave, decoded into `out` (or its reason for failing)."""
     if not data:
         out.error = "empty file (0 bytes)"
         return out

@@ -9,6 +9,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from ..catalog import Catalog, CatalogWriteError, FileRow
 from ..encoder import ImageEncoder, TextEncoder
@@ -21,6 +22,9 @@ from .documents import index_documents
 from .images import index_images
 from .ocr import read_words
 from .report import IndexReport, Observer, Progress, ProgressFn, no_observer
+
+if TYPE_CHECKING:
+    from .distributed import RayEngine
 
 
 class Encoders:
@@ -78,7 +82,10 @@ def run_index(
     workers: int | None = None,
     batch_size: int | None = None,
     observe: Observer | None = None,
+    engine: RayEngine | None = None,
 ) -> IndexReport:
+    """`engine`: where new and changed files are decoded and encoded, when not in this process (a Ray
+    cluster: distributed.py); the scan, the plan and the commits stay here either way."""
     report = IndexReport()
     started = time.monotonic()
     progress = progress or (lambda p: None)
@@ -88,6 +95,8 @@ def run_index(
     run_id = catalog.start_run()
     vectors.remove_stale_temp_files()
     try:
+        if engine is not None:
+            engine.resume(catalog, vectors, report, observe)  # what a killed run left finished, before the plan
         plans: list[tuple[int, Plan]] = []
         for root in roots:
             if cancelled():
@@ -119,6 +128,8 @@ def run_index(
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += p.unchanged
             report.skipped += p.failed
+        if engine is not None:
+            engine.count_once(report, [p for _, p in plans])  # files it resumed are not also "unchanged"
         todo: list[tuple[int, FoundFile, FileRow | None]] = [(root_id, f, None) for root_id, p in plans for f in p.new]
         todo += [(root_id, f, row) for root_id, p in plans for f, row in p.changed]
         images = [t for t in todo if t[1].kind == "image"]
@@ -132,6 +143,10 @@ def run_index(
             progress(Progress("encoding", done[0], total, path))
 
         progress(Progress("encoding", 0, total))
+        if engine is not None:
+            if todo and not cancelled():
+                engine.run(catalog, vectors, todo, report, tick, cancelled, observe)
+            images = docs = []
         if images and not cancelled():
             index_images(catalog, vectors, encoders, image_spec, images, report, tick, cancelled, observe,
                          workers, batch_size)
@@ -161,7 +176,7 @@ def run_index(
         except Exception:
             pass
         raise
-    report.device = encoders.device
+    report.device = encoders.device if engine is None else engine.device
     report.seconds = round(time.monotonic() - started, 3)
     catalog.finish_run(run_id, "cancelled" if report.cancelled else "done", report.to_dict())
     return report

@@ -1,0 +1,368 @@
+"""A run whose decoding and encoding happen on a Ray cluster (`mmsearch index --engine ray`).
+
+The driver (this process, the index's one writer) does what a local run does around it: scans each
+root and plans it against the catalog, applies moves and deletes, and sends only the new and changed
+files to the cluster. There, Ray Data reads and decodes photos (or extracts and chunks documents) in
+CPU tasks with the local run's own code (a file whose content hash the index holds already, a
+touched file or a copy, is neither decoded nor encoded: an actor on this node answers from the
+catalog), and an actor pool encodes them, one model per actor (a GPU per
+actor where the cluster has GPUs), each batch written as one Parquet shard (shards.py) into the shard
+folder. The driver commits each shard as it is reported, in one transaction through commit.py as a
+local batch is committed, then notes it in the folder's ledger and deletes it.
+
+Nothing committed is lost: a killed driver leaves finished shards in the folder, and the next run
+commits them before it scans, so their files are unchanged by then and not sent again; a lost worker's
+batch is made again by Ray (task retries, actor restarts) under the same shard name. A commit applies
+a shard's row only where the catalog still holds the file as it was planned, so a shard committed
+twice, or a stale one, changes nothing.
+
+Ray is imported only here and only for such a run: it is the `distributed` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import Bundle
+from ..catalog import Catalog, FileRow
+from ..errors import MmsearchError, first_line
+from ..filenames import display_path
+from ..scanner import FoundFile, Plan
+from ..vectors import VectorStore
+from . import shards
+from .commit import Prepared, apply_to_vectors, write_file
+from .report import IndexReport, Observer
+
+log = logging.getLogger("mmsearch")
+
+SHARDS_DIR = "shards"  # in the index folder, unless the run names a folder every node can write
+LEDGER = "committed.txt"  # shards committed and not yet deleted
+OWNER = "index.json"  # which index a shard folder serves
+MAX_TEXT_BYTES = 4 * 4_000_000  # a document's text at most (documents.MAX_DOCUMENT_CHARS), as UTF-32 at worst
+IMAGE_SHARD_FILES = 256  # photos per shard: at 224 px, ~150 MB of pixels in flight per batch
+DOCUMENT_SHARD_FILES = 16  # documents per shard: a document can be thousands of chunks
+
+Task = tuple[int, FoundFile, "FileRow | None"]
+
+
+class RayUnavailable(MmsearchError):
+    pass
+
+
+@dataclass
+class RayOptions:
+    address: str | None = None  # None: RAY_ADDRESS, else a Ray started for this run on this machine
+    shard_dir: Path | None = None  # None: INDEX/shards
+    image_shard_files: int = IMAGE_SHARD_FILES
+    document_shard_files: int = DOCUMENT_SHARD_FILES
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise RayUnavailable(f"--engine ray needs Ray Data ({e}). Install it with:\n"
+                             "  pip install 'mmsearch[distributed]'") from None
+    return ray
+
+
+class RayEngine:
+    """The cluster side of a run (run.run_index calls `resume` before the scan and `run` with the files
+    to index). `device` says where the actors encoded, for the run's report."""
+
+    def __init__(self, bundle: Bundle, variant: str | None, device: str, index_folder: Path, options: RayOptions):
+        self.bundle, self.variant, self.encode_device, self.options = bundle, variant, device, options
+        self.folder = Path(options.shard_dir or index_folder / SHARDS_DIR).expanduser().resolve()
+        self.index_folder = Path(index_folder).resolve()
+        self.device: str | None = None
+        self._devices: set[str] = set()
+        self._resumed: dict[str, bool] = {}  # path -> indexed (else in error), of files committed by resume
+
+    # -- the shard folder ---------------------------------------------------------------------------
+
+    def _prepare_folder(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            owner = self.folder / OWNER
+            if owner.exists():
+                serves = json.loads(owner.read_text()).get("index")
+                if serves != str(self.index_folder):
+                    raise MmsearchError(f"{self.folder}: this shard folder serves the index {serves}; give each index "
+                                        "its own --shard-dir")
+            else:
+                owner.write_text(json.dumps({"index": str(self.index_folder)}))
+        except OSError as e:
+            raise MmsearchError(f"{self.folder}: cannot use it as the shard folder ({e.strerror or e})") from None
+        shards.remove_temporaries(self.folder)
+
+    def resume(self, catalog: Catalog, vectors: VectorStore, report: IndexReport, observe: Observer) -> None:
+        """Commit what a killed run left finished in the shard folder, before the scan plans anything."""
+        if not self.folder.is_dir():
+            return
+        self._prepare_folder()
+        done = self._ledger()
+        for path in shards.pending(self.folder):
+            if path.name not in done:
+                self._commit(catalog, vectors, path, report, lambda p: None, observe, self._resumed)
+            path.unlink(missing_ok=True)
+        self._tidy()
+
+    def count_once(self, report: IndexReport, plans: list[Plan]) -> None:
+        """The files resume committed are counted there (added, updated, in error); the scan then finds
+        most of them unchanged (or still failed): they are not counted twice."""
+        if not self._resumed:
+            return
+        judged = {f.path for p in plans for f, _ in p.changed} | {f.path for p in plans for f, _ in p.moved}
+        judged |= {row.fs_path for p in plans for row in p.missing} | {f.path for p in plans for f in p.new}
+        for path, indexed in self._resumed.items():
+            if path not in judged:
+                if indexed:
+                    report.unchanged -= 1
+                else:
+                    report.skipped -= 1
+        self._resumed.clear()
+
+    def _tidy(self) -> None:
+        """Every shard committed and deleted: nothing to resume, so the folder's own files go too."""
+        if shards.pending(self.folder):
+            return
+        for name in (LEDGER, OWNER):
+            (self.folder / name).unlink(missing_ok=True)
+        if self.options.shard_dir is None:
+            try:
+                self.folder.rmdir()
+            except OSError:
+                pass
+
+    def _ledger(self) -> set[str]:
+        try:
+            return set((self.folder / LEDGER).read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    # -- a run --------------------------------------------------------------------------------------
+
+    def run(self, catalog: Catalog, vectors: VectorStore, todo: list[Task], report: IndexReport,
+            tick: Callable[[str], None], cancelled: Callable[[], bool], observe: Observer) -> None:
+        ray = import_ray()
+        self._prepare_folder()
+        started = not ray.is_initialized()
+        if started:
+            _connect(ray, self.options.address)
+        try:
+            shape = _cluster_shape(ray)
+            images = [t for t in todo if t[1].kind == "image"]
+            docs = [t for t in todo if t[1].kind == "document"]
+            if images and not cancelled():
+                self._pipeline(ray, shape, "image", images, catalog, vectors, report, tick, cancelled, observe)
+            if docs and not cancelled():
+                self._pipeline(ray, shape, "document", docs, catalog, vectors, report, tick, cancelled, observe)
+        finally:
+            if started:
+                ray.shutdown()
+        self._tidy()
+        if self._devices:
+            self.device = "ray: " + ", ".join(sorted(self._devices))
+
+    def _pipeline(self, ray: Any, shape: _Shape, kind: str, tasks: list[Task], catalog: Catalog,
+                  vectors: VectorStore, report: IndexReport, tick: Callable[[str], None],
+                  cancelled: Callable[[], bool], observe: Observer) -> None:
+        from . import ray_tasks
+
+        per_shard = self.options.image_shard_files if kind == "image" else self.options.document_shard_files
+        lookup = self._lookup(ray)
+        items = [_item(t) for t in tasks]
+        blocks = max(1, math.ceil(len(items) / per_shard))
+        ds = ray.data.from_items(items, override_num_blocks=blocks)
+        bundle = str(self.bundle.path.resolve())
+        manifest = self.bundle.manifest_sha256
+        if kind == "image":
+            # The memory a batch's pixels take, for the scheduler. (Stated, it also keeps Ray Data from fusing
+            # the decoding into the actors: decoding is meant to spread over every CPU as tasks.)
+            h, w = self.bundle.image_spec.size
+            ds = ds.map_batches(ray_tasks.prepare_images, fn_kwargs={"spec": self.bundle.image_spec, "lookup": lookup},
+                                batch_size=per_shard, batch_format="numpy", num_cpus=shape.decode_cpus,
+                                memory=per_shard * 3 * h * w * 4)
+            encoder: Any = ray_tasks.EncodeImages
+        else:
+            ds = ds.map_batches(ray_tasks.prepare_documents, fn_kwargs={"bundle_path": bundle,
+                                                                        "manifest_sha256": manifest,
+                                                                        "lookup": lookup},
+                                batch_size=per_shard, batch_format="numpy", num_cpus=shape.decode_cpus,
+                                memory=per_shard * 2 * MAX_TEXT_BYTES)
+            encoder = ray_tasks.EncodeDocuments
+        ds = ds.map_batches(encoder, fn_constructor_kwargs={"bundle_path": bundle, "manifest_sha256": manifest,
+                                                            "variant": self.variant, "device": self.encode_device,
+                                                            "threads": shape.encode_threads,
+                                                            "folder": str(self.folder)},
+                            batch_size=per_shard, batch_format="numpy",
+                            # Ray Data's actors restart on a lost node and their batch is retried.
+                            compute=ray.data.ActorPoolStrategy(size=min(shape.actors, blocks)),
+                            num_cpus=shape.encode_cpus, num_gpus=shape.encode_gpus)
+        stream = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
+        try:
+            while True:
+                try:
+                    batch = next(stream)
+                except StopIteration:
+                    break
+                except Exception as e:  # a task or actor that failed for good, a cluster that went away
+                    raise _cluster_failed(e) from None
+                for name, device in zip(batch["shard"], batch["device"]):
+                    self._devices.add(str(device))
+                    self._commit(catalog, vectors, self.folder / str(name), report, tick, observe)
+                    if cancelled():
+                        return
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _lookup(self, ray: Any) -> Any:
+        """The actor that tells the workers which contents the index holds already, on this node (where
+        the catalog is), taking no CPU from the pool."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from . import ray_tasks
+
+        here = ray.get_runtime_context().get_node_id()
+        actor = ray.remote(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+        return actor(ray_tasks.KnownContent).remote(str(self.index_folder))
+
+    # -- committing a shard ---------------------------------------------------------------------------
+
+    def _commit(self, catalog: Catalog, vectors: VectorStore, path: Path, report: IndexReport,
+                tick: Callable[[str], None], observe: Observer, written: dict[str, bool] | None = None) -> None:
+        """One shard in one transaction, as a local batch; then noted in the ledger and deleted."""
+        try:
+            rows = shards.read_shard(path, self.bundle.embedding_dim, self.bundle.manifest_sha256)
+        except shards.ShardError as e:
+            # Its files were not committed: the scan plans them again.
+            log.warning("%s; left out (its files are indexed again)", e)
+            path.unlink(missing_ok=True)
+            return
+        roots = {rid for rid, _ in catalog.roots()}
+        new_ids: list[int] = []
+        new_vecs: list[np.ndarray] = []
+        removed: list[int] = []
+        notes = []
+        copied = 0
+        with catalog.write() as conn:
+            current = catalog.files_by_path([r.path for r in rows])
+            for r in rows:
+                row = current.get(r.path)
+                if r.root_id not in roots or not _as_planned(row, r.planned):
+                    continue  # committed already, or the catalog moved on: the next scan judges the file
+                if r.status == "copy":
+                    # Content the index holds already: its items are copied, not encoded again. Gone since
+                    # (deleted by this run): left out, so the next run indexes the file.
+                    source = catalog.content_source(r.digest or "")
+                    if source is None or source.kind != r.kind:
+                        continue
+                    r.width, r.height, r.orientation, r.taken_at = (source.width, source.height, source.orientation,
+                                                                    source.taken_at)
+                    r.vectors, r.note, r.status = source.vectors, source.note, "indexed"
+                    r.chunks = [c for c in source.chunks if c[3] is not None]  # type: ignore[misc]
+                    copied += len(source.vectors)
+                item = Prepared(r.root_id, FoundFile(r.path, r.size, r.mtime_ns, r.kind), row, r.digest, r.error,
+                                r.status == "touched")
+                fields: dict[str, Any] = {}
+                if r.kind == "image" and r.status == "indexed":
+                    fields = dict(width=r.width, height=r.height, orientation=r.orientation,
+                                  taken_at=datetime.fromisoformat(r.taken_at) if r.taken_at else None)
+                file_id, gone = write_file(catalog, conn, item, report, **fields)
+                removed += gone
+                if written is not None:
+                    written[r.path] = r.status != "error"
+                if file_id is None or r.vectors is None:
+                    continue
+                new_ids += catalog.add_items(conn, file_id, r.kind, r.vectors, r.chunks if r.kind == "document" else None)
+                new_vecs.append(r.vectors)
+                if r.note:
+                    catalog.set_file_note(conn, file_id, r.note)
+                    notes.append({"path": display_path(r.path), "reason": r.note})
+            observe("commit")
+        apply_to_vectors(vectors, removed, new_ids, np.concatenate(new_vecs) if new_vecs else None, report)
+        report.encoded_items -= copied  # in the index, not encoded by this run
+        report.partial += notes
+        with open(self.folder / LEDGER, "a") as f:
+            f.write(path.name + "\n")
+        path.unlink(missing_ok=True)
+        for r in rows:
+            tick(r.path)
+
+
+def _cluster_failed(e: Exception) -> MmsearchError:
+    """What Ray raised, as one line that says nothing committed is lost (a task's own error is its cause)."""
+    cause = getattr(e, "cause", None)
+    why = first_line(cause if isinstance(cause, BaseException) else e)
+    return MmsearchError(f"the Ray cluster could not finish the run ({why}); every shard it finished is committed: "
+                         "fix the cause and run the same command to resume")
+
+
+def _item(task: Task) -> dict[str, Any]:
+    root_id, f, old = task
+    return {"path": os.fsencode(f.path), "root_id": root_id, "size": f.size, "mtime_ns": f.mtime_ns,
+            "planned_size": old.size if old else -1, "planned_mtime_ns": old.mtime_ns if old else -1,
+            "planned_hash": (old.content_hash or "") if old else "", "planned_status": old.status if old else ""}
+
+
+def _as_planned(row: FileRow | None, planned: tuple[int, int, str | None, str] | None) -> bool:
+    if planned is None:
+        return row is None
+    return row is not None and (row.size, row.mtime_ns, row.content_hash, row.status) == planned
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    import ray.data
+
+    # The run's own report says what happened; Ray's progress lines and worker logs would bury it.
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
+        raise MmsearchError(f"cannot reach the Ray cluster at {where} ({str(e).splitlines()[0]}); start it with "
+                            "`ray start --head` or give its address with --ray-address HOST:PORT") from None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    actors: int  # the encoder pool: one per GPU, else one per node
+    encode_cpus: float
+    encode_gpus: float
+    encode_threads: int  # onnxruntime threads in each actor: the CPUs it holds
+    decode_cpus: float
+
+
+def _cluster_shape(ray: Any) -> _Shape:
+    """Size the actor pool and the tasks from the cluster's resources. On CPUs, each node's actor takes
+    half of the smallest node and the decoding tasks the rest, so every node both decodes and
+    encodes and no pool can take every CPU (the tasks that feed it would never run)."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    cpus = [r.get("CPU", 0.0) for r in nodes if r.get("CPU", 0.0) > 0]
+    gpus = int(sum(r.get("GPU", 0.0) for r in nodes))
+    if not cpus:
+        raise MmsearchError("the Ray cluster has no CPUs for the decoding tasks (start its nodes with --num-cpus)")
+    smallest = min(cpus)
+    decode = 1.0 if smallest >= 2 else 0.5
+    if gpus:
+        return _Shape(actors=gpus, encode_cpus=min(1.0, smallest / 2), encode_gpus=1, encode_threads=1,
+                      decode_cpus=decode)
+    half = max(0.5, smallest // 2 if smallest >= 2 else smallest / 2)
+    return _Shape(actors=len(cpus), encode_cpus=half, encode_gpus=0, encode_threads=max(1, int(half)),
+                  decode_cpus=decode)

@@ -1,0 +1,247 @@
+"""What runs on the cluster's workers in a distributed run (distributed.py builds the pipeline).
+
+CPU tasks read, hash and decode photos (`preprocess.decode_image`, as a local run does, so the pixels
+are the same) or extract and chunk documents (`textfiles`, `chunking`); an actor pool holds one
+encoder per actor (the model loaded once per actor) and writes each batch it encodes as one shard
+(shards.py). No Ray import here: these are plain functions and classes that Ray Data calls with
+batches (dicts of NumPy arrays), so they are also tested without a cluster.
+
+Batch columns in: path (bytes), root_id, size, mtime_ns, and the catalog row the file was planned
+against (planned_size -1 for a new file, planned_mtime_ns, planned_hash, planned_status). Strings
+absent are "" and integers absent -1 between stages (NumPy columns carry no None).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from ..catalog import FileRow
+from ..scanner import FoundFile
+from .shards import ShardRow, write_shard
+
+Batch = dict[str, np.ndarray]
+ENCODE_SLICE = 8  # images per encoder call, as in a local run (images.ENCODE_SLICE)
+DOCUMENT_BATCH = 64  # chunks per text-encoder call, as in a local run (documents.DOCUMENT_BATCH)
+
+
+def _task(batch: Batch, i: int, kind: str) -> tuple[int, FoundFile, FileRow | None]:
+    path = os.fsdecode(batch["path"][i])
+    old = None
+    if int(batch["planned_size"][i]) >= 0:
+        old = FileRow(-1, path, path, int(batch["planned_size"][i]), int(batch["planned_mtime_ns"][i]),
+                      str(batch["planned_hash"][i]) or None, kind, str(batch["planned_status"][i]))
+    return int(batch["root_id"][i]), FoundFile(path, int(batch["size"][i]), int(batch["mtime_ns"][i]), kind), old
+
+
+def _status(prepared: Any) -> str:
+    if prepared.unchanged_content:
+        return "touched"
+    return "error" if prepared.error is not None else "indexed"
+
+
+class KnownContent:
+    """Which content hashes the index holds already: one actor on the driver's node, reading its catalog."""
+
+    def __init__(self, index_folder: str):
+        from pathlib import Path
+
+        from ..catalog import Catalog
+
+        self.catalog = Catalog(Path(index_folder), readonly=True)
+
+    def known(self, digests: list[str]) -> list[str]:
+        return sorted(self.catalog.indexed_hashes(digests))
+
+
+def _known(lookup: Any, digests: list[str | None]) -> set[str]:
+    """Those of these content hashes the index holds already: one question to the driver's node. A file
+    with such content is a `copy`: its vectors are taken from the catalog at commit, not made again."""
+    asked = [d for d in digests if d]
+    if lookup is None or not asked:
+        return set()
+    import ray
+
+    return set(ray.get(lookup.known.remote(asked)))
+
+
+def _copy(batch: Batch, i: int, kind: str, digest: str | None, known: set[str]) -> bool:
+    """Whether file i is a copy of indexed content (a touched file is its own content: not a copy)."""
+    if digest is None or digest not in known:
+        return False
+    _, _, old = _task(batch, i, kind)
+    return not (old is not None and old.content_hash == digest and old.status == "indexed")
+
+
+READ_GROUP = 16  # photos read before the index is asked about their contents: ~40 MB at 12 MP
+
+
+def prepare_images(batch: Batch, spec: Any, lookup: Any = None) -> Batch:
+    """Read, hash and decode each photo (a CPU task). A file whose bytes hash as the catalog has them
+    is `touched` and not decoded: its vectors stay; one whose bytes another indexed file has is a
+    `copy`, not decoded either. `lookup`: a KnownContent actor (None: no copies are looked for)."""
+    from .images import decode_read, read_one
+
+    n = len(batch["path"])
+    out: dict[str, list[Any]] = {k: [] for k in ("status", "digest", "error", "width", "height", "orientation",
+                                                  "taken_at")}
+    pixels = np.zeros((n, 3, *spec.size), np.float32)  # rows in error, touched or copies stay zero
+    group: list[tuple[int, Any, bytes | None]] = []
+    for i in range(n):
+        group.append((i, *read_one(_task(batch, i, "image"))))  # each file read once
+        if len(group) < READ_GROUP and i < n - 1:
+            continue
+        known = _known(lookup, [dec.digest for _, dec, data in group if data is not None])
+        for j, dec, data in group:  # in order: row j's outputs are appended j-th
+            copy = data is not None and _copy(batch, j, "image", dec.digest, known)
+            if data is not None and not copy:
+                decode_read(dec, data, spec)
+            img = dec.image
+            out["status"].append("copy" if copy else _status(dec))
+            out["digest"].append(dec.digest or "")
+            out["error"].append(dec.error or "")
+            out["width"].append(img.width if img else -1)
+            out["height"].append(img.height if img else -1)
+            out["orientation"].append(img.orientation if img and img.orientation is not None else -1)
+            out["taken_at"].append(img.taken_at.isoformat() if img and img.taken_at else "")
+            if img is not None:
+                pixels[j] = img.pixels
+        group = []
+    return {**batch, **{k: np.asarray(v, dtype=object if isinstance(v[0], str) else np.int64) for k, v in out.items()},
+            "pixels": pixels} if n else batch
+
+
+def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, lookup: Any = None) -> Batch:
+    """Hash, extract and chunk each document (a CPU task), as a local run cuts it; a copy of indexed
+    content is not extracted (see prepare_images)."""
+    from ..encoder import chunk_tokenizer, content_tokens
+    from ..textfiles import DocumentError
+    from .documents import Extracted, _reason, extract_one
+
+    bundle = _bundle(bundle_path, manifest_sha256)
+    tokenizer, max_tokens = chunk_tokenizer(bundle), content_tokens(bundle)
+    n = len(batch["path"])
+    out: dict[str, list[str]] = {k: [] for k in ("status", "digest", "error", "note", "chunks")}
+    from ..scanner import hash_file
+
+    digests = [hash_file(os.fsdecode(p)) for p in batch["path"]]  # hashed again by extract_one: text is small
+    known = _known(lookup, list(digests))
+    for i in range(n):
+        if _copy(batch, i, "document", digests[i], known):
+            out["status"].append("copy")
+            out["digest"].append(digests[i] or "")
+            for k in ("error", "note", "chunks"):
+                out[k].append("")
+            continue
+        ext: Extracted = extract_one(_task(batch, i, "document"), tokenizer, max_tokens)
+        chunks = []
+        if ext.error is None and not ext.unchanged_content:
+            try:
+                chunks = [(c.page, c.start, c.end, c.text) for c in itertools.chain(ext.head, ext.rest or ())]
+            except (DocumentError, OSError, MemoryError) as e:  # a page or segment further on
+                ext.error = _reason(e, ext.found.path)
+        out["status"].append(_status(ext))
+        out["digest"].append(ext.digest or "")
+        out["error"].append(ext.error or "")
+        capped = ext.capped
+        out["note"].append(capped.note(ext.found.size) if capped is not None and capped.cut and not ext.error else "")
+        out["chunks"].append(json.dumps(chunks) if chunks else "")
+    return {**batch, **{k: np.asarray(v, dtype=object) for k, v in out.items()}} if n else batch
+
+
+def _bundle(path: str, manifest_sha256: str) -> Any:
+    """The bundle at the driver's path, refused where this node holds another model there."""
+    from ..bundle import load_bundle
+    from ..errors import MmsearchError
+
+    bundle = load_bundle(path)
+    if bundle.manifest_sha256 != manifest_sha256:
+        raise MmsearchError(f"{path} on this node is another model (manifest {bundle.manifest_sha256[:12]}, the index's "
+                            f"is {manifest_sha256[:12]}): every node needs the same bundle at the same path")
+    return bundle
+
+
+def _none(value: Any) -> Any:
+    """Back from the NumPy columns' stand-ins for None."""
+    if isinstance(value, str):
+        return value or None
+    value = int(value)
+    return None if value < 0 else value
+
+
+def _row(batch: Batch, i: int, kind: str) -> ShardRow:
+    planned = None
+    if int(batch["planned_size"][i]) >= 0:
+        planned = (int(batch["planned_size"][i]), int(batch["planned_mtime_ns"][i]),
+                   str(batch["planned_hash"][i]) or None, str(batch["planned_status"][i]))
+    return ShardRow(path=os.fsdecode(batch["path"][i]), root_id=int(batch["root_id"][i]), kind=kind,
+                    size=int(batch["size"][i]), mtime_ns=int(batch["mtime_ns"][i]), planned=planned,
+                    status=str(batch["status"][i]), digest=_none(str(batch["digest"][i])),
+                    error=_none(str(batch["error"][i])))
+
+
+class EncodeImages:
+    """One actor: the image tower loaded once, each batch encoded and written as one shard."""
+
+    def __init__(self, bundle_path: str, manifest_sha256: str, variant: str | None, device: str, threads: int,
+                 folder: str):
+        from ..encoder import ImageEncoder
+
+        bundle = _bundle(bundle_path, manifest_sha256)
+        # device "auto": CUDA where Ray gave this actor a GPU, else the CPU
+        self.encoder = ImageEncoder(bundle, variant=variant, device=device, threads=threads)
+        self.dim, self.manifest, self.folder = bundle.embedding_dim, manifest_sha256, folder
+
+    def __call__(self, batch: Batch) -> Batch:
+        n = len(batch["path"])
+        rows = [_row(batch, i, "image") for i in range(n)]
+        good = [i for i in range(n) if rows[i].status == "indexed"]
+        for lo in range(0, len(good), ENCODE_SLICE):
+            part = good[lo : lo + ENCODE_SLICE]
+            vectors = self.encoder.encode(np.ascontiguousarray(batch["pixels"][part], np.float32))
+            for i, vec in zip(part, vectors):
+                rows[i].vectors = vec[None]
+        for i in good:
+            r = rows[i]
+            r.width, r.height = _none(batch["width"][i]), _none(batch["height"][i])
+            r.orientation, r.taken_at = _none(batch["orientation"][i]), _none(str(batch["taken_at"][i]))
+        return _written(self.folder, "image", rows, self.dim, self.manifest, self.encoder.device)
+
+
+class EncodeDocuments:
+    """One actor: the text tower loaded once, each batch's chunks encoded and written as one shard."""
+
+    def __init__(self, bundle_path: str, manifest_sha256: str, variant: str | None, device: str, threads: int,
+                 folder: str):
+        from ..encoder import TextEncoder
+
+        bundle = _bundle(bundle_path, manifest_sha256)
+        self.encoder = TextEncoder(bundle, variant=variant, device=device, threads=threads)
+        self.dim, self.manifest, self.folder = bundle.embedding_dim, manifest_sha256, folder
+
+    def __call__(self, batch: Batch) -> Batch:
+        rows = [_row(batch, i, "document") for i in range(len(batch["path"]))]
+        for i, r in enumerate(rows):
+            if r.status != "indexed":
+                continue
+            r.chunks = [tuple(c) for c in json.loads(str(batch["chunks"][i]))]  # type: ignore[misc]
+            r.note = _none(str(batch["note"][i]))
+            parts = [self.encoder.encode([c[3] for c in r.chunks[lo : lo + DOCUMENT_BATCH]])
+                     for lo in range(0, len(r.chunks), DOCUMENT_BATCH)]
+            r.vectors = np.concatenate(parts)
+        return _written(self.folder, "document", rows, self.dim, self.manifest, self.encoder.device)
+
+
+def _written(folder: str, kind: str, rows: list[ShardRow], dim: int, manifest: str, device: str) -> Batch:
+    """One output row per shard: its name, how many files it holds, and where it was encoded."""
+    if not rows:
+        return {"shard": np.asarray([], dtype=object), "files": np.asarray([], np.int64),
+                "device": np.asarray([], dtype=object)}
+    name = write_shard(folder, kind, rows, dim, manifest)
+    return {"shard": np.asarray([name], dtype=object), "files": np.asarray([len(rows)], np.int64),
+            "device": np.asarray([device], dtype=object)}
+
