@@ -333,8 +333,9 @@ def _pdf_pages(path: Path, max_chars: int | None) -> Iterator[Page]:
 
 
 def render_page(path: Path, number: int, fit: int) -> Any:
-    """Page `number` (1-based) of a PDF as an RGB PIL image whose longest side is `fit` pixels (for
-    display: the web app's thumbnails)."""
+    """Page `number` (1-based) of a PDF as an RGB PIL image whose longest side is `fit` pixels (the web
+    app's thumbnails; OCR reads a scanned page at 2000, ~180 dpi for A4). Raises DocumentError naming
+    the file and the page."""
     import pypdfium2 as pdfium
 
     with _PDFIUM_LOCK:  # the whole render: pdfium is not thread-safe
@@ -373,34 +374,3 @@ def scanned_pages(path: Path) -> list[int]:
     """The 1-based numbers of a PDF's pages that have no text layer (see SCANNED_PAGE_CHARS)."""
     return [page.number for page in _pdf_pages(Path(path), None) if page.number is not None
             and not has_text_layer(page.text)]
-
-
-def render_page(path: Path, number: int, max_side: int):
-    """A PDF page as RGB pixels (uint8 H x W x 3) with its long side `max_side` pixels (a page scanned
-    at ~180 dpi for A4 at 2000), for OCR. Raises DocumentError naming the file and the page."""
-    import numpy as np
-    import pypdfium2 as pdfium
-
-    with _PDFIUM_LOCK:
-        try:
-            pdf = pdfium.PdfDocument(str(path))
-        except pdfium.PdfiumError as e:
-            raise DocumentError(f"{path}: not a readable PDF ({_pdfium_reason(e)})") from e
-        except OSError as e:
-            raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
-        try:
-            if not 1 <= number <= len(pdf):
-                raise DocumentError(f"{path}: has no page {number} (it has {len(pdf)})")
-            page = pdf[number - 1]
-            try:
-                width, height = page.get_size()  # points
-                scale = max_side / max(width, height, 1.0)
-                bitmap = page.render(scale=scale, rev_byteorder=True, fill_color=(255, 255, 255, 255))
-                pixels = np.array(bitmap.to_numpy()[..., :3])  # a copy: the bitmap's buffer goes with it
-            finally:
-                page.close()
-        except pdfium.PdfiumError as e:
-            raise DocumentError(f"{path}: page {number} could not be rendered ({_pdfium_reason(e)})") from e
-        finally:
-            pdf.close()
-    return pixels

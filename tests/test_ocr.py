@@ -162,7 +162,7 @@ def test_scanned_pdf_pages_are_read_with_their_page_numbers(tmp_path: Path, bund
     manual = pdf("libtasn1.pdf")  # pages 4 and 5: "1 Introduction", "2 ASN.1 structure handling"
     docs = tmp_path / "docs"
     docs.mkdir()
-    _scanned_pdf(docs / "scan.pdf", [Image.fromarray(render_page(manual, n, 1600)) for n in (4, 5)])
+    _scanned_pdf(docs / "scan.pdf", [render_page(manual, n, 1600) for n in (4, 5)])
     with Index(tmp_path / "index", model=bundle, device="cpu") as idx:
         # Without OCR the scan is indexed (no longer refused for having no text) and says why it has no text.
         first = idx.index([docs], ocr=False)

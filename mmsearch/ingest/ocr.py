@@ -193,7 +193,8 @@ def _read_scanned_pages(catalog: Catalog, vectors: VectorStore, encoders: Encode
         observe("ocr")
         try:
             # A page: read whole, no glance (its print is small, see ocr.GATE_SIDE).
-            words = ocr.joined(reader.read(render_page(Path(todo.path), number, ocr.READ_SIDE), cancelled=cancelled))
+            page = np.asarray(render_page(Path(todo.path), number, ocr.READ_SIDE))
+            words = ocr.joined(reader.read(page, cancelled=cancelled))
         except ocr.Cancelled:
             return 0
         except (DocumentError, MemoryError) as e:
