@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 DOCS = {
     "harbour.txt": "The old harbour at dawn, fishing boats tied along the stone quay while gulls circle overhead.",
@@ -42,3 +42,20 @@ def make_collection(root: Path, n_images: int = 6, docs: dict[str, str] | None =
 
 def set_mtime(path: Path, when: float) -> None:
     os.utime(path, (when, when))
+
+
+SIGN_BACKGROUND = (240, 236, 220)
+
+
+def sign(lines: list[str], size: tuple[int, int] = (480, 200), angle: float = 0.0, px: int = 36) -> Image.Image:
+    """Words on a plain board, one line each, turned by `angle` degrees."""
+    img = Image.new("RGB", size, SIGN_BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((24, 30 + i * int(px * 1.8)), line, fill=(30, 30, 30), font=ImageFont.load_default(size=px))
+    return img.rotate(angle, fillcolor=SIGN_BACKGROUND) if angle else img
+
+
+def scanned_pdf(path: Path, pages: list[Image.Image]) -> None:
+    """An image-only PDF, as a scanner writes one: each page a picture, no text layer."""
+    pages[0].save(path, save_all=True, append_images=pages[1:], resolution=150)

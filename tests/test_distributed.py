@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine_helpers import make_collection, picture
+from engine_helpers import make_collection, picture, scanned_pdf, sign
 
-from mmsearch import Index
+from mmsearch import Index, ocr
 
 MMSEARCH = shutil.which("mmsearch") or os.path.join(os.path.dirname(sys.executable), "mmsearch")
 INSTALL = "Ray is not installed: pip install 'mmsearch[distributed]' (scripts/setup.sh installs it)"
@@ -73,7 +73,7 @@ def files(index: Path) -> dict:
     conn = sqlite3.connect(f"file:{index / 'catalog.db'}?mode=ro", uri=True)
     try:
         return {r[0]: r[1:] for r in conn.execute(
-            "SELECT path, status, error, kind, content_hash, size, mtime_ns, width, height FROM files")}
+            "SELECT path, status, error, kind, content_hash, size, mtime_ns, width, height, ocr_hash FROM files")}
     finally:
         conn.close()
 
@@ -90,6 +90,20 @@ def vectors(index: Path) -> dict[str, np.ndarray]:
         conn.close()
 
 
+def words(index: Path) -> dict[str, list[tuple[str, int | None, str]]]:
+    """The words read in pictures and scanned pages, by file."""
+    conn = sqlite3.connect(f"file:{index / 'catalog.db'}?mode=ro", uri=True)
+    try:
+        out: dict[str, list] = {}
+        for path, kind, page, text in conn.execute(
+                "SELECT files.path, items.kind, items.page, items.text FROM items JOIN files ON files.id = items.file_id"
+                " WHERE items.kind = 'ocr' OR files.path LIKE '%.pdf' ORDER BY files.path, items.id"):
+            out.setdefault(path, []).append((kind, page, text))
+        return out
+    finally:
+        conn.close()
+
+
 def min_cosine(a: Path, b: Path) -> float:
     va, vb = vectors(a), vectors(b)
     assert va.keys() == vb.keys() and all(len(va[k]) == len(vb[k]) for k in va)
@@ -102,6 +116,9 @@ def indexed(cluster, bundle, tmp_path_factory):
     do not depend on what else is in a batch, so the two compare exactly."""
     root = tmp_path_factory.mktemp("ray-world")
     photos = make_world(root)
+    # Words to read after the commits: a picture with words, a scan (a PDF with no text layer).
+    sign(["Bellavista Pizzeria"]).save(photos / "shop.png")
+    scanned_pdf(photos / "docs" / "scan.pdf", [sign(["Harbour Master", "Opening hours"], size=(1240, 1754), px=60)])
     with Index(root / "local", model=bundle, variant="fp32") as idx:
         local = idx.index([photos])
     out = run("index", photos, "--index", root / "ray", "--model", bundle, "--variant", "fp32", "--engine", "ray",
@@ -125,6 +142,13 @@ def test_a_ray_run_makes_the_index_a_local_run_makes(indexed):
         for image in ("img0.jpg", "sub/img3.jpg"):
             expect = [(h.path, round(h.score, 4)) for h in a.search(image=photos / image, k=4)]
             assert [(h.path, round(h.score, 4)) for h in b.search(image=photos / image, k=4)] == expect
+        if ocr.installed():  # the words are read after the cluster's commits, as after a local run's
+            assert report["ocr_read"] == local.ocr_read and report["ocr_with_words"] == local.ocr_with_words == 2
+            assert words(root / "ray") == words(root / "local")
+            for query, found in (("pizzeria", "shop.png"), ("harbour master", "docs/scan.pdf")):
+                hits = b.search(query, mode="keyword", k=3)
+                assert hits and hits[0].path == str(photos / found)
+                assert [(h.path, h.page) for h in hits] == [(h.path, h.page) for h in a.search(query, mode="keyword", k=3)]
 
 
 def test_a_ray_run_is_incremental(cluster, bundle, tmp_path):

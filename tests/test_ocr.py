@@ -14,25 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 
-from engine_helpers import picture
+from engine_helpers import picture, scanned_pdf, sign
 from mmsearch import Index, MmsearchError, ocr
 from mmsearch.catalog import OCR_KIND, Catalog
 
 needs_ocr = pytest.mark.skipif(not ocr.installed(), reason=f"OCR is not installed: {ocr.INSTALL_HINT}")
-BACKGROUND = (240, 236, 220)
-
-
-def sign(lines: list[str], size: tuple[int, int] = (480, 200), angle: float = 0.0, px: int = 36) -> Image.Image:
-    """Words on a plain board, one line each, turned by `angle` degrees."""
-    img = Image.new("RGB", size, BACKGROUND)
-    draw = ImageDraw.Draw(img)
-    for i, line in enumerate(lines):
-        draw.text((24, 30 + i * int(px * 1.8)), line, fill=(30, 30, 30), font=ImageFont.load_default(size=px))
-    return img.rotate(angle, fillcolor=BACKGROUND) if angle else img
-
-
 @pytest.fixture()
 def photos(tmp_path: Path) -> Path:
     root = tmp_path / "photos"
@@ -149,11 +136,6 @@ def test_a_cancel_in_the_ocr_phase_keeps_what_was_committed_and_the_next_run_rea
     assert idx.catalog.conn.execute("SELECT count(*) FROM items WHERE kind = ?", (OCR_KIND,)).fetchone()[0] == 6
 
 
-def _scanned_pdf(path: Path, pages: list[Image.Image]) -> None:
-    """An image-only PDF, as a scanner writes one: each page a picture, no text layer."""
-    pages[0].save(path, save_all=True, append_images=pages[1:], resolution=150)
-
-
 @needs_ocr
 def test_scanned_pdf_pages_are_read_with_their_page_numbers(tmp_path: Path, bundle: Path):
     from benchmarks.real_corpus import pdf
@@ -162,7 +144,7 @@ def test_scanned_pdf_pages_are_read_with_their_page_numbers(tmp_path: Path, bund
     manual = pdf("libtasn1.pdf")  # pages 4 and 5: "1 Introduction", "2 ASN.1 structure handling"
     docs = tmp_path / "docs"
     docs.mkdir()
-    _scanned_pdf(docs / "scan.pdf", [render_page(manual, n, 1600) for n in (4, 5)])
+    scanned_pdf(docs / "scan.pdf", [render_page(manual, n, 1600) for n in (4, 5)])
     with Index(tmp_path / "index", model=bundle, device="cpu") as idx:
         # Without OCR the scan is indexed (no longer refused for having no text) and says why it has no text.
         first = idx.index([docs], ocr=False)

@@ -41,6 +41,7 @@ from ..scanner import FoundFile, Plan
 from ..vectors import VectorStore
 from . import shards
 from .commit import Prepared, apply_to_vectors, write_file
+from .documents import settle_scanned_pages
 from .report import IndexReport, Observer
 
 log = logging.getLogger("mmsearch")
@@ -81,8 +82,10 @@ class RayEngine:
     """The cluster side of a run (run.run_index calls `resume` before the scan and `run` with the files
     to index). `device` says where the actors encoded, for the run's report."""
 
-    def __init__(self, bundle: Bundle, variant: str | None, device: str, index_folder: Path, options: RayOptions):
+    def __init__(self, bundle: Bundle, variant: str | None, device: str, index_folder: Path, options: RayOptions,
+                 ocr_off: str | None = None):
         self.bundle, self.variant, self.encode_device, self.options = bundle, variant, device, options
+        self.ocr_off = ocr_off  # why the words in scanned pages are not read this run (None: they are)
         self.folder = Path(options.shard_dir or index_folder / SHARDS_DIR).expanduser().resolve()
         self.index_folder = Path(index_folder).resolve()
         self.device: str | None = None
@@ -285,13 +288,19 @@ class RayEngine:
                 removed += gone
                 if written is not None:
                     written[r.path] = r.status != "error"
-                if file_id is None or r.vectors is None:
+                if file_id is None:
                     continue
-                new_ids += catalog.add_items(conn, file_id, r.kind, r.vectors, r.chunks if r.kind == "document" else None)
-                new_vecs.append(r.vectors)
-                if r.note:
-                    catalog.set_file_note(conn, file_id, r.note)
-                    notes.append({"path": display_path(r.path), "reason": r.note})
+                if r.vectors is not None:
+                    new_ids += catalog.add_items(conn, file_id, r.kind, r.vectors,
+                                                 r.chunks if r.kind == "document" else None)
+                    new_vecs.append(r.vectors)
+                note = r.note
+                if note:
+                    catalog.set_file_note(conn, file_id, note)
+                if r.kind == "document" and r.scanned is not None and r.digest:
+                    note = settle_scanned_pages(catalog, conn, file_id, r.digest, r.scanned, self.ocr_off) or note
+                if note:
+                    notes.append({"path": display_path(r.path), "reason": note})
             observe("commit")
         apply_to_vectors(vectors, removed, new_ids, np.concatenate(new_vecs) if new_vecs else None, report)
         report.encoded_items -= copied  # in the index, not encoded by this run

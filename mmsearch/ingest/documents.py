@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -193,17 +194,28 @@ def _write_document(catalog: Catalog, encoders: Encoders, ext: Extracted, report
         if ext.capped is not None and ext.capped.cut:
             note = ext.capped.note(ext.found.size)
             catalog.set_file_note(conn, file_id, note)
-        if ext.capped is not None and not ext.capped.scanned:
+        if ext.capped is not None:
             assert ext.digest is not None
-            catalog.set_ocr_done(conn, file_id, ext.digest)  # no page to read: nothing for the OCR phase
-        elif ext.capped is not None and encoders.ocr_off is not None:
-            note = (f"{_page_list(ext.capped.scanned)} no text layer (scanned): their words were not read "
-                    f"({encoders.ocr_off})")
-            catalog.set_file_note(conn, file_id, note)
+            note = settle_scanned_pages(catalog, conn, file_id, ext.digest, ext.capped.scanned, encoders.ocr_off) or note
         observe("commit")
     report.added += counted.added
     report.updated += counted.updated
     return gone, ids, np.concatenate(kept) if kept and len(ids) <= KEEP_VECTORS else None, note
+
+
+def settle_scanned_pages(catalog: Catalog, conn: sqlite3.Connection, file_id: int, digest: str,
+                         scanned: list[int], ocr_off: str | None) -> str | None:
+    """In the transaction that commits a document: what its pages without a text layer leave to the
+    OCR phase. None: the document is marked read (nothing for the phase). Else, with OCR off, a note
+    that says so, set on the file and returned; with OCR on, the phase reads them after the commits."""
+    if not scanned:
+        catalog.set_ocr_done(conn, file_id, digest)
+        return None
+    if ocr_off is None:
+        return None
+    note = f"{_page_list(scanned)} no text layer (scanned): their words were not read ({ocr_off})"
+    catalog.set_file_note(conn, file_id, note)
+    return note
 
 
 def _page_list(numbers: list[int]) -> str:

@@ -125,7 +125,7 @@ def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, look
     bundle = _bundle(bundle_path, manifest_sha256)
     tokenizer, max_tokens = chunk_tokenizer(bundle), content_tokens(bundle)
     n = len(batch["path"])
-    out: dict[str, list[str]] = {k: [] for k in ("status", "digest", "error", "note", "chunks")}
+    out: dict[str, list[str]] = {k: [] for k in ("status", "digest", "error", "note", "chunks", "scanned")}
     from ..scanner import hash_file
 
     digests = [hash_file(os.fsdecode(p)) for p in batch["path"]]  # hashed again by extract_one: text is small
@@ -134,7 +134,7 @@ def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, look
         if _copy(batch, i, "document", digests[i], known):
             out["status"].append("copy")
             out["digest"].append(digests[i] or "")
-            for k in ("error", "note", "chunks"):
+            for k in ("error", "note", "chunks", "scanned"):
                 out[k].append("")
             continue
         ext: Extracted = extract_one(_task(batch, i, "document"), tokenizer, max_tokens)
@@ -150,6 +150,7 @@ def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, look
         capped = ext.capped
         out["note"].append(capped.note(ext.found.size) if capped is not None and capped.cut and not ext.error else "")
         out["chunks"].append(json.dumps(chunks) if chunks else "")
+        out["scanned"].append(json.dumps(capped.scanned if capped is not None else []))
     return {**batch, **{k: np.asarray(v, dtype=object) for k, v in out.items()}} if n else batch
 
 
@@ -228,11 +229,13 @@ class EncodeDocuments:
         for i, r in enumerate(rows):
             if r.status != "indexed":
                 continue
-            r.chunks = [tuple(c) for c in json.loads(str(batch["chunks"][i]))]  # type: ignore[misc]
+            chunks = str(batch["chunks"][i])  # none: a scan, its pages left to the OCR phase
+            r.chunks = [tuple(c) for c in json.loads(chunks)] if chunks else []  # type: ignore[misc]
             r.note = _none(str(batch["note"][i]))
+            r.scanned = json.loads(str(batch["scanned"][i]))
             parts = [self.encoder.encode([c[3] for c in r.chunks[lo : lo + DOCUMENT_BATCH]])
                      for lo in range(0, len(r.chunks), DOCUMENT_BATCH)]
-            r.vectors = np.concatenate(parts)
+            r.vectors = np.concatenate(parts) if parts else None
         return _written(self.folder, "document", rows, self.dim, self.manifest, self.encoder.device)
 
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ..errors import MmsearchError
 
-FORMAT = "1"
+FORMAT = "2"  # 2: scanned_pages
 SUFFIX = ".parquet"
 _TMP_PREFIX = ".tmp-"
 
@@ -57,6 +57,8 @@ class ShardRow:
     taken_at: str | None = None  # ISO 8601, with its offset where the photo records one
     vectors: np.ndarray | None = None  # [n, dim] float32
     chunks: list[tuple[int | None, int, int, str]] = field(default_factory=list)  # (page, start, end, text)
+    # A document's pages without a text layer, for the OCR phase; None: not known (a copy of indexed content)
+    scanned: list[int] | None = None
 
 
 def schema(dim: int, manifest_sha256: str) -> pa.Schema:
@@ -83,6 +85,7 @@ def schema(dim: int, manifest_sha256: str) -> pa.Schema:
         ("chunk_start", pa.list_(pa.int64())),
         ("chunk_end", pa.list_(pa.int64())),
         ("chunk_text", pa.list_(pa.string())),
+        ("scanned_pages", pa.list_(pa.int64())),
     ], metadata={"mmsearch_shard": FORMAT, "manifest_sha256": manifest_sha256, "dim": str(dim)})
 
 
@@ -144,6 +147,7 @@ def _table(rows: Sequence[ShardRow], dim: int, manifest_sha256: str) -> pa.Table
         "chunk_start": [[c[1] for c in r.chunks] for r in rows],
         "chunk_end": [[c[2] for c in r.chunks] for r in rows],
         "chunk_text": [[c[3] for c in r.chunks] for r in rows],
+        "scanned_pages": col("scanned"),
     }
     return pa.table(cols, schema=schema(dim, manifest_sha256))
 
@@ -174,6 +178,7 @@ def read_shard(path: str | os.PathLike[str], dim: int, manifest_sha256: str) -> 
             orientation=data["orientation"][i], taken_at=data["taken_at"][i],
             vectors=None if vecs is None else np.asarray(vecs, np.float32).reshape(-1, dim),
             chunks=list(zip(data["chunk_page"][i], data["chunk_start"][i], data["chunk_end"][i], data["chunk_text"][i])),
+            scanned=data["scanned_pages"][i],
         ))
     return rows
 
