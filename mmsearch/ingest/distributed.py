@@ -39,7 +39,6 @@ from ..errors import MmsearchError, first_line
 from ..filenames import display_path
 from ..scanner import FoundFile, Plan
 from ..vectors import VectorStore
-from . import shards
 from .commit import Prepared, apply_to_vectors, write_file
 from .documents import settle_scanned_pages
 from .report import IndexReport, Observer
@@ -70,6 +69,7 @@ class RayOptions:
 
 def import_ray() -> Any:
     try:
+        import pyarrow  # noqa: F401  (the shards' format; imported here so a missing one is said the same way)
         import ray
         import ray.data  # noqa: F401
     except ImportError as e:
@@ -95,6 +95,8 @@ class RayEngine:
     # -- the shard folder ---------------------------------------------------------------------------
 
     def _prepare_folder(self) -> None:
+        from . import shards  # pyarrow, imported by a run that uses Ray only (after import_ray)
+
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             owner = self.folder / OWNER
@@ -111,6 +113,8 @@ class RayEngine:
 
     def resume(self, catalog: Catalog, vectors: VectorStore, report: IndexReport, observe: Observer) -> None:
         """Commit what a killed run left finished in the shard folder, before the scan plans anything."""
+        from . import shards
+
         if not self.folder.is_dir():
             return
         self._prepare_folder()
@@ -138,6 +142,8 @@ class RayEngine:
 
     def _tidy(self) -> None:
         """Every shard committed and deleted: nothing to resume, so the folder's own files go too."""
+        from . import shards
+
         if shards.pending(self.folder):
             return
         for name in (LEDGER, OWNER):
@@ -248,6 +254,8 @@ class RayEngine:
     def _commit(self, catalog: Catalog, vectors: VectorStore, path: Path, report: IndexReport,
                 tick: Callable[[str], None], observe: Observer, written: dict[str, bool] | None = None) -> None:
         """One shard in one transaction, as a local batch; then noted in the ledger and deleted."""
+        from . import shards
+
         try:
             rows = shards.read_shard(path, self.bundle.embedding_dim, self.bundle.manifest_sha256)
         except shards.ShardError as e:
@@ -334,8 +342,6 @@ def _as_planned(row: FileRow | None, planned: tuple[int, int, str | None, str] |
 
 
 def _connect(ray: Any, address: str | None) -> None:
-    import ray.data
-
     # The run's own report says what happened; Ray's progress lines and worker logs would bury it.
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
