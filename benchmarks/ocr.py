@@ -29,8 +29,8 @@ speed
   ViT-B/32-sized bundle (int8 on the CPU, fp16 on CUDA). The phases are timed from the progress
   events the run sends: images/s of the OCR phase, for pictures with words and without, and the OCR
   phase's share of the whole run; ms_per_picture, the phase's time less the models' load (once a run,
-  reported apart) per picture, and past_glance, how many pictures the glance let through to the full
-  read. A run with --no-ocr (Index.index(ocr=False)) of the same pictures is timed beside it.
+  reported apart) per picture, and read_in_full, how many pictures went past the glance and its
+  boxes' check to the full read. A run with --no-ocr (Index.index(ocr=False)) of the same pictures is timed beside it.
 """
 
 from __future__ import annotations
@@ -235,8 +235,8 @@ def _timed_run(folder: Path, index: Path, bundle: Path, device: str, ocr: bool, 
         out.update(ocr_s=round(ocr_s, 2), ocr_share=round(ocr_s / total, 3), read=report.ocr_read,
                    with_words=report.ocr_with_words, ocr_images_per_s=round(report.ocr_read / max(ocr_s, 1e-9), 2),
                    ocr_device=report.ocr_device,
-                   # the 'ocr' step: once as the phase starts, then once per picture read past the glance
-                   past_glance=max(0, steps["ocr"] - 1),
+                   # the "ocr" step: once as the phase starts, then once per picture read in full
+                   read_in_full=max(0, steps["ocr"] - 1),
                    ms_per_picture=round(1000 * max(0.0, ocr_s - load_s) / max(1, report.ocr_read), 1))
     return out
 
@@ -267,7 +267,7 @@ def speed(n: int, sets: list[tuple[str, tuple[int, int]]], device: str, work: Pa
             row = {"set": f"{background} {w}x{h}", "pictures": kind, "n": n, "index_no_ocr_s": plain["total_s"],
                    "index_s": full["total_s"], **{k: full.get(k) for k in ("ocr_s", "ocr_share", "ocr_images_per_s",
                                                                             "read", "with_words", "device", "ocr_device",
-                                                                            "past_glance", "ms_per_picture")}}
+                                                                            "read_in_full", "ms_per_picture")}}
             log(json.dumps(row))
             rows.append(row)
     return {"rows": rows, "load_s": round(load_s, 2),
@@ -314,7 +314,7 @@ def main() -> None:
     else:
         sets = [(b, tuple(int(v) for v in size.split("x"))) for b, size in (x.split(":") for x in args.sets.split(","))]
         result = speed(args.n, sets, args.device, args.work)  # type: ignore[arg-type]
-        print(table(result["rows"], ["set", "pictures", "n", "ocr_images_per_s", "ms_per_picture", "past_glance",
+        print(table(result["rows"], ["set", "pictures", "n", "ocr_images_per_s", "ms_per_picture", "read_in_full",
                                      "ocr_s", "index_s", "ocr_share", "index_no_ocr_s", "with_words", "device"],
                     title=f"OCR phase speed ({info['cpu']}, {info['cores']} cores, {info['isa']}; {result['model']}; "
                           f"OCR models loaded once a run in {result['load_s']} s, not in ms_per_picture)"))

@@ -36,6 +36,11 @@ INSTALL_HINT = "pip install 'mmsearch[ocr]'"
 # nothing behind it): so a picture with a large area of one flat colour, as screenshots, scans and
 # pages have and camera photos do not, is read without the glance.
 GATE_SIDE = 320
+# GLANCE_CHECK: where the glance sees boxes, they are cut from the picture at reading size and only
+# recognised (~30 ms, against ~160 ms for detection at DETECT_SIDE and recognition): a picture goes on
+# to the full read when one of them reads as words (MIN_SCORE, two letters or digits). Measured on the
+# quality set: of the 55 pictures without words that passed the glance (not flat), 54 stop here; of the
+# 232 with words that passed it, 230 go on.
 # Flat: this share of the glance's pixels in one colour (5 bits a channel). Measured: pages 0.75-0.98,
 # drawn photos, gradients and noise 0.01-0.25 (one 0.80), 4000x3000 photos 0.02-0.04.
 FLAT_SHARE = 0.4
@@ -150,20 +155,38 @@ class TextReader:
 
     # -- the picture -----------------------------------------------------------------------------
 
-    def worth_reading(self, small: np.ndarray) -> bool:
-        """From the picture shrunk to GATE_SIDE: False when it surely has no words (the glance saw none
-        and it is no flat screen or page). Safe from any thread."""
+    def glance(self, small: np.ndarray) -> np.ndarray | None:
+        """The picture shrunk to GATE_SIDE, looked at: the boxes where it may hold words (N x 4 x 2, at
+        `small`'s scale; none: it has no words), or None for a flat picture (a screen or a page), which
+        is read whole. Safe from any thread."""
         if min(small.shape[:2]) < MIN_SIDE:
-            return False
+            return np.zeros((0, 4, 2), np.float32)
         if looks_flat(small):
-            return True
+            return None
         boxes, _ = self._glance_post(self._probabilities(np.ascontiguousarray(small[..., ::-1]), GATE_SIDE),
                                      small.shape[:2])
-        return len(boxes) > 0
+        return np.asarray(boxes, np.float32).reshape(-1, 4, 2)
+
+    def glance_reads_words(self, rgb: np.ndarray, small: np.ndarray, boxes: np.ndarray) -> bool:
+        """Whether any of the glance's boxes, cut from the picture at reading size (`rgb`), reads as
+        words: texture lights the detector up but reads as nothing (see GLANCE_CHECK). Safe from any
+        thread."""
+        if not len(boxes):
+            return False
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        scale = np.float32(rgb.shape[1] / small.shape[1])
+        return any(_worth_keeping(t, p) for t, p in self.recognise([_crop(bgr, box * scale) for box in boxes]))
+
+    def worth_reading(self, rgb: np.ndarray) -> bool:
+        """False when the picture surely has no words: the glance saw no box, or none of its boxes reads
+        as words. A flat picture is always worth reading."""
+        small = shrunk(rgb, GATE_SIDE)
+        boxes = self.glance(small)
+        return boxes is None or self.glance_reads_words(rgb, small, boxes)
 
     def read_pixels(self, rgb: np.ndarray, *, cancelled: Callable[[], bool] | None = None) -> list[Line]:
         """`worth_reading`, then, where it is, `read`."""
-        if not self.worth_reading(shrunk(rgb, GATE_SIDE)):
+        if not self.worth_reading(rgb):
             return []
         return self.read(rgb, cancelled=cancelled)
 

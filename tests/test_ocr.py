@@ -292,6 +292,25 @@ def test_words_rendered_in_the_system_fonts_bring_their_picture_back(tmp_path: P
 
 
 @needs_ocr
+def test_photos_without_words_are_not_read_in_full(tmp_path: Path, bundle: Path):
+    """Photo-like pictures light the glance's detector up about half the time (texture); its boxes then
+    read as nothing, and the full read (detection at 960 px, every box recognised) is not paid."""
+    from benchmarks.textpictures import write_set
+
+    photos = tmp_path / "photos"
+    write_set(photos, 12, seed=8, with_text=False, size=(1200, 900), background="photo")
+    with_words = write_set(photos, 4, seed=9, with_text=True, size=(1200, 900), background="photo")
+    steps: list[str] = []
+    with Index(tmp_path / "index", model=bundle, device="cpu") as idx:
+        report = idx.index([photos], observe=steps.append)
+        assert report.ocr_read == 16
+        read_in_full = steps.count("ocr") - 1  # once as the phase starts, then once per picture read in full
+        assert report.ocr_with_words <= read_in_full <= 4 + 1, read_in_full
+        assert report.ocr_with_words >= 3
+        assert sum(words_of(idx, photos / p.name) is not None for p in with_words) == report.ocr_with_words
+
+
+@needs_ocr
 @pytest.mark.gpu
 def test_on_cuda_the_words_are_read_on_the_cuda_provider_as_on_the_cpu(tmp_path: Path, bundle: Path, photos: Path):
     from mmsearch import runtime

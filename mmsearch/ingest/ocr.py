@@ -3,9 +3,10 @@ picture is searchable by meaning first), the words in pictures and in the pages 
 text layer are read and committed.
 
 Pictures: worker threads read and hash each file (it must still be the content the catalog holds),
-decode it small and glance at it (ocr.TextReader.worth_reading); only a picture the glance finds
-something in, or a flat one (a screenshot, a scan), is decoded at reading size and read, on this thread. Batches of pictures are committed
-in one transaction each: the words as an item of the picture (kind 'ocr', no vector) and the file
+decode it small and glance at it (ocr.TextReader.glance); a picture where the glance finds boxes is
+decoded at reading size and the boxes recognised (glance_reads_words); only one where they read as
+words, or a flat one (a screenshot, a scan), is read in full, on this thread. Batches of pictures are
+committed in one transaction each: the words as an item of the picture (kind 'ocr', no vector) and the file
 marked read (files.ocr_hash), so a crash or a cancel loses at most the batch in hand, and a picture
 read once is not read again until it changes.
 
@@ -106,7 +107,8 @@ def read_words(catalog: Catalog, vectors: VectorStore, encoders: Encoders, todos
 
 def _prepare(todo: OcrTodo, reader: TextReader) -> _Picture:
     """On a worker thread: the picture's bytes, checked against the catalog, glanced at, and decoded
-    at reading size where the glance sees something."""
+    at reading size where the glance sees something; kept for the full read where one of the glance's
+    boxes reads as words (or the picture is flat)."""
     from .. import ocr
     from ..preprocess import ImageDecodeError
 
@@ -124,15 +126,17 @@ def _prepare(todo: OcrTodo, reader: TextReader) -> _Picture:
         out.left = "changed since it was indexed"  # the next run's scan indexes it again
         return out
     try:
-        if data[:3] == b"\xff\xd8\xff":
-            # A JPEG decodes small at a fraction of the cost: pictures without words stop at the glance.
-            if not reader.worth_reading(ocr.decode(data, ocr.GATE_SIDE)):
-                return out
-            out.pixels = ocr.decode(data, ocr.READ_SIDE)
-        else:
+        jpeg = data[:3] == b"\xff\xd8\xff"
+        pixels = None if jpeg else ocr.decode(data, ocr.READ_SIDE)
+        # A JPEG decodes small at a fraction of the cost: most pictures without words stop at the glance.
+        small = ocr.decode(data, ocr.GATE_SIDE) if pixels is None else ocr.shrunk(pixels, ocr.GATE_SIDE)
+        boxes = reader.glance(small)
+        if boxes is not None and not len(boxes):
+            return out
+        if pixels is None:
             pixels = ocr.decode(data, ocr.READ_SIDE)
-            if reader.worth_reading(ocr.shrunk(pixels, ocr.GATE_SIDE)):
-                out.pixels = pixels
+        if boxes is None or reader.glance_reads_words(pixels, small, boxes):
+            out.pixels = pixels
     except ImageDecodeError as e:
         out.unreadable = str(e)
     except MemoryError:
