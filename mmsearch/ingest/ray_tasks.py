@@ -185,17 +185,29 @@ def _row(batch: Batch, i: int, kind: str) -> ShardRow:
                     error=_none(str(batch["error"][i])))
 
 
-class EncodeImages:
-    """One actor: the image tower loaded once, each batch encoded and written as one shard."""
+class _Encode:
+    """One actor: a tower loaded once (`_tower`), each batch encoded and written as one shard."""
 
     def __init__(self, bundle_path: str, manifest_sha256: str, variant: str | None, device: str, threads: int,
                  folder: str):
-        from ..encoder import ImageEncoder
-
         bundle = _bundle(bundle_path, manifest_sha256)
         # device "auto": CUDA where Ray gave this actor a GPU, else the CPU
-        self.encoder = ImageEncoder(bundle, variant=variant, device=device, threads=threads)
+        self.encoder = self._tower(bundle, variant=variant, device=device, threads=threads)
         self.dim, self.manifest, self.folder = bundle.embedding_dim, manifest_sha256, folder
+
+    @staticmethod
+    def _tower(bundle: Any, **options: Any) -> Any:
+        raise NotImplementedError
+
+
+class EncodeImages(_Encode):
+    """The image tower's actor."""
+
+    @staticmethod
+    def _tower(bundle: Any, **options: Any) -> Any:
+        from ..encoder import ImageEncoder
+
+        return ImageEncoder(bundle, **options)
 
     def __call__(self, batch: Batch) -> Batch:
         n = len(batch["path"])
@@ -213,16 +225,14 @@ class EncodeImages:
         return _written(self.folder, "image", rows, self.dim, self.manifest, self.encoder.device)
 
 
-class EncodeDocuments:
-    """One actor: the text tower loaded once, each batch's chunks encoded and written as one shard."""
+class EncodeDocuments(_Encode):
+    """The text tower's actor: each batch's chunks encoded."""
 
-    def __init__(self, bundle_path: str, manifest_sha256: str, variant: str | None, device: str, threads: int,
-                 folder: str):
+    @staticmethod
+    def _tower(bundle: Any, **options: Any) -> Any:
         from ..encoder import TextEncoder
 
-        bundle = _bundle(bundle_path, manifest_sha256)
-        self.encoder = TextEncoder(bundle, variant=variant, device=device, threads=threads)
-        self.dim, self.manifest, self.folder = bundle.embedding_dim, manifest_sha256, folder
+        return TextEncoder(bundle, **options)
 
     def __call__(self, batch: Batch) -> Batch:
         rows = [_row(batch, i, "document") for i in range(len(batch["path"]))]
