@@ -115,7 +115,7 @@ def evaluate_variant(world: Path, judge: Judge, model: Path, variant: str, work:
     t0 = time.monotonic()
     summary = json.loads(_run(["index", str(world / "images"), str(world / "captions"), str(world / "docs"),
                                "--index", str(index_dir), "--model", str(model), "--variant", variant,
-                               "--device", "cpu", "--json", *index_args]))
+                               "--device", "cpu", "--no-ocr", "--json", *index_args]))  # the model's quality alone
     index_s = time.monotonic() - t0
     log(f"{variant}: indexed in {index_s:.1f}s: " + json.dumps({k_: v for k_, v in summary.items() if k_ != "errors"})
         + (f", {len(summary.get('errors') or [])} errors" if summary.get("errors") else ""))

@@ -53,7 +53,7 @@ def timed_run(photos: Path, index: Path, **kwargs: Any) -> dict[str, Any]:
 
     t0 = time.monotonic()
     with Index(index, model=MODEL) as idx:
-        report = idx.index([photos], observe=observe, **kwargs)
+        report = idx.index([photos], observe=observe, ocr=False, **kwargs)  # the embeddings' path only
     seconds = time.monotonic() - t0
     assert not report.errors, report.errors
     # Steady state: the photos committed after the first commit, over the time from it to the last one
