@@ -37,6 +37,10 @@ class Cluster:
         self.temp = tempfile.mkdtemp(prefix="mmsr-")
         self.port = _free_port()
         self.address = f"{HOST}:{self.port}"
+        # Ray turns token authentication on by itself for a node that finds ~/.ray/auth_token (which any
+        # local ray.init() writes) and leaves it off for one that does not: this cluster runs without it,
+        # and so do its clients here (the tests' own process and the commands it starts inherit this).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         try:
             self._start(["--head", f"--port={self.port}", f"--num-cpus={head_cpus}", "--include-dashboard=false",
