@@ -171,11 +171,14 @@ class TextReader:
         """Whether any of the glance's boxes, cut from the picture at reading size (`rgb`), reads as
         words: texture lights the detector up but reads as nothing (see GLANCE_CHECK). Safe from any
         thread."""
-        if not len(boxes):
-            return False
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         scale = np.float32(rgb.shape[1] / small.shape[1])
-        return any(_worth_keeping(t, p) for t, p in self.recognise([_crop(bgr, box * scale) for box in boxes]))
+        largest_first = sorted(boxes, key=lambda box: -_height(box) * float(np.linalg.norm(box[1] - box[0])))
+        for lo in range(0, len(largest_first), REC_BATCH):  # words are mostly the large boxes: stop at them
+            crops = [_crop(bgr, box * scale) for box in largest_first[lo : lo + REC_BATCH]]
+            if any(_worth_keeping(t, p) for t, p in self.recognise(crops)):
+                return True
+        return False
 
     def worth_reading(self, rgb: np.ndarray) -> bool:
         """False when the picture surely has no words: the glance saw no box, or none of its boxes reads
