@@ -96,7 +96,9 @@ def rank(
 
 
 Shard = tuple[Catalog, "VectorStore | None", "int | None"]  # (catalog, vectors, a file id to leave out)
-Group = tuple[Any, Any, float]  # (file key, item key, score), best first
+# (the file's path, (index, item id), score), best first: a file is its path, so one held by two
+# indexes is one file on both sides of a hybrid search
+Group = tuple[str, tuple[int, int], float]
 
 
 def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query_text: str | None, k: int,
@@ -127,13 +129,13 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
             q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
             groups = _top_files(_vector_search(catalog, vectors.searcher(), q, filters, allowed), k, catalog,
                                 shard_rows, exclude_file)
-            vec_sides.append([((s, fid), (s, item), score) for fid, item, score in groups])
+            vec_sides.append([(shard_rows[item].path, (s, item), score) for _, item, score in groups])
         if use_words:
             assert query_text is not None
             groups = _top_files(_keyword_search(catalog, query_text, allowed), k, catalog, shard_rows, exclude_file)
-            key_sides.append([((s, fid), (s, item), score) for fid, item, score in groups])
-    vec_groups = _merged(vec_sides, rows)
-    key_groups = _merged(key_sides, rows)
+            key_sides.append([(shard_rows[item].path, (s, item), score) for _, item, score in groups])
+    vec_groups = _merged(vec_sides)
+    key_groups = _merged(key_sides)
     sims = {key: score for key, _, score in vec_groups}
     if mode == "vector":
         fused = vec_groups
@@ -160,7 +162,7 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
     return results
 
 
-def _merged(sides: list[list[Group]], rows: list[dict[int, ItemRow]]) -> list[Group]:
+def _merged(sides: list[list[Group]]) -> list[Group]:
     """One ranking from each index's (best first): by score, ties in index order; a path met twice (two
     indexes that hold the same file) keeps its first, best, entry."""
     if len(sides) <= 1:
@@ -169,10 +171,8 @@ def _merged(sides: list[list[Group]], rows: list[dict[int, ItemRow]]) -> list[Gr
     seen: set[str] = set()
     out = []
     for g in merged:
-        s, item = g[1]
-        path = rows[s][item].path
-        if path not in seen:
-            seen.add(path)
+        if g[0] not in seen:
+            seen.add(g[0])
             out.append(g)
     return out
 
@@ -270,8 +270,8 @@ def _group(hits: Hits, rows: dict[int, ItemRow]) -> list[tuple[int, int, float]]
 
 
 def _rrf(vec_groups: list[Group], key_groups: list[Group]) -> list[Group]:
-    scores: dict[Any, float] = {}
-    best_item: dict[Any, Any] = {}
+    scores: dict[str, float] = {}
+    best_item: dict[str, tuple[int, int]] = {}
     for groups in (key_groups, vec_groups):  # keyword first: its chunk holds the words, the better snippet
         for r, (fid, item, _) in enumerate(groups):
             scores[fid] = scores.get(fid, 0.0) + 1.0 / (RRF_K + r + 1)

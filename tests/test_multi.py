@@ -90,6 +90,15 @@ def test_a_file_in_two_indexes_counts_once(world):
         hits = shards.search(image=world / "a" / "img0.jpg", k=16)
         paths = [h.path for h in hits]
         assert len(paths) == len(set(paths)) == 16
+        # Hybrid: the vector side may reach a file through one index and the keyword side through the
+        # other; it is one file, with both sides' share of its score, as one index would give it.
+        hybrid = shards.search("harbour boats", k=16)
+        paths = [h.path for h in hybrid]
+        assert len(paths) == len(set(paths))
+    with MultiIndex([world / "index-b", world / "index-ab"]) as shards:
+        for query in ("harbour boats", "lemon cake", "roses before winter"):
+            paths = [h.path for h in shards.search(query, k=16)]
+            assert len(paths) == len(set(paths)), query
 
 
 def test_indexes_of_different_models_are_refused(world, bundle, tmp_path):
