@@ -77,11 +77,13 @@ class Extracted(Prepared):
     capped: _Capped | None = None
 
 
-def extract_one(task: tuple[int, FoundFile, FileRow | None], tokenizer: Any, max_tokens: int) -> Extracted:
+def extract_one(task: tuple[int, FoundFile, FileRow | None], tokenizer: Any, max_tokens: int,
+                digest: str | None = None) -> Extracted:
+    """`digest`: the file's content hash where the caller has it already (else it is hashed here)."""
     root_id, found, old = task
     out = Extracted(root_id, found, old)
     try:
-        out.digest = hash_file(found.path)
+        out.digest = digest or hash_file(found.path)
         if out.digest is None:
             raise FileNotFoundError(found.path) if not os.path.exists(found.path) else PermissionError(found.path)
         if old is not None and old.content_hash == out.digest and old.status == "indexed":

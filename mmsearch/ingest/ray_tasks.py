@@ -128,7 +128,7 @@ def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, look
     out: dict[str, list[str]] = {k: [] for k in ("status", "digest", "error", "note", "chunks", "scanned")}
     from ..scanner import hash_file
 
-    digests = [hash_file(os.fsdecode(p)) for p in batch["path"]]  # hashed again by extract_one: text is small
+    digests = [hash_file(os.fsdecode(p)) for p in batch["path"]]
     known = _known(lookup, list(digests))
     for i in range(n):
         if _copy(batch, i, "document", digests[i], known):
@@ -137,7 +137,7 @@ def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, look
             for k in ("error", "note", "chunks", "scanned"):
                 out[k].append("")
             continue
-        ext: Extracted = extract_one(_task(batch, i, "document"), tokenizer, max_tokens)
+        ext: Extracted = extract_one(_task(batch, i, "document"), tokenizer, max_tokens, digests[i])
         chunks = []
         if ext.error is None and not ext.unchanged_content:
             try:
