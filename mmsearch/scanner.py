@@ -35,7 +35,7 @@ class Plan:
     changed: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
     unchanged: int = 0  # counted, not kept: a re-run over a million unchanged files holds none of them
     missing: list[FileRow] = field(default_factory=list)
-    failed: int = 0  # in error before and unchanged since
+    failed: list[FileRow] = field(default_factory=list)  # in error before and unchanged since
     moved: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
 
@@ -155,7 +155,7 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
                 if row.status == "indexed":
                     result.unchanged += 1
                 else:
-                    result.failed += 1
+                    result.failed.append(row)
             else:
                 result.changed.append((f, row))
         batch.clear()

@@ -26,7 +26,7 @@ def test_plan_streams_through_lookups_and_keeps_only_changes():
         return {p: by_path[p] for p in paths if p in by_path}
 
     p = plan(iter(found), lookup, lambda: iter(mine), lambda path: "same" if path.endswith("new-name.jpg") else "x")
-    assert p.unchanged == 2 and p.failed == 1  # a.jpg and the other root's c.jpg; err.jpg stays as it is
+    assert p.unchanged == 2 and [r.fs_path for r in p.failed] == ["/r/err.jpg"]  # a.jpg and the other root's c.jpg; err.jpg stays as it is
     assert [(f.path, r.id) for f, r in p.changed] == [("/r/b.jpg", 1_000)]
     assert [f.path for f in p.new] == ["/r/new.jpg"]
     assert [(f.path, r.id) for f, r in p.moved] == [("/r/new-name.jpg", 7)]  # same content, new name
@@ -50,7 +50,7 @@ def test_a_file_that_could_not_be_read_is_retried_without_a_touch():
     rows = {r.fs_path: r for r in (unread, corrupt)}
     p = plan(iter(found), lambda paths: {q: rows[q] for q in paths if q in rows}, lambda: iter(rows.values()),
              lambda path: None)
-    assert [f.path for f, _ in p.changed] == ["/r/locked.jpg"] and p.failed == 1
+    assert [f.path for f, _ in p.changed] == ["/r/locked.jpg"] and p.failed == [corrupt]
 
 
 class _CountingRow(FileRow):
