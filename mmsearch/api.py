@@ -316,9 +316,12 @@ class Index:
             vectors.begin_writing()
             encoders = Encoders(self.image_encoder, self.text_encoder,
                                 self.text_reader if reads_words else None, ocr_off)
-            return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
-                             include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
-                             observe=observe, engine=ray_engine)
+            report = run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
+                               include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
+                               observe=observe, engine=ray_engine)
+            if not report.cancelled:
+                self.catalog.compact()  # past its threshold only: the room of what this run removed
+            return report
         finally:
             vectors.end_writing()
             lock.release()
@@ -342,9 +345,40 @@ class Index:
                     vectors.remove(removed_items)
                     dropped += files
                 vectors.save()
+                self.catalog.compact()
             finally:
                 vectors.end_writing()
         return dropped
+
+    def compact(self) -> dict[str, int]:
+        """Give the room of removed files back to the file system now: the catalog rewritten without its
+        free pages, the vector graph without the slots of removed vectors. (Runs and forgets do it by
+        themselves once that room passes a quarter of the file.) Crash-safe like every write; waits for
+        a run writing the index. Returns the folder's size before and after, in bytes."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        from filelock import FileLock, Timeout
+
+        before = self.size_bytes()
+        lock = FileLock(str(self.path / LOCK_FILE))
+        try:
+            lock.acquire(timeout=DEFAULT_WAIT_S)
+        except Timeout:
+            raise IndexBusyError(f"{self.path}: another `mmsearch index` is writing this index; try again when it "
+                                 "finishes") from None
+        vectors = self.vectors
+        try:
+            vectors.begin_writing()
+            vectors.save(compact=True)
+            self.catalog.compact(force=True)
+        finally:
+            vectors.end_writing()
+            lock.release()
+        return {"before_bytes": before, "after_bytes": self.size_bytes()}
+
+    def size_bytes(self) -> int:
+        """What the index folder takes on disk (its files, not the thumbnails' cache)."""
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -436,7 +470,7 @@ class Index:
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        size = self.size_bytes()
         record = self.catalog.model_record()
         return {
             "index": str(self.path),

@@ -364,6 +364,28 @@ def forget(path: Annotated[Path, typer.Argument(help="An indexed root (a folder 
 
 
 @app.command()
+def compact(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Give the room of removed files back to the disk now: the catalog rewritten without its free pages,
+    the vector graph without the slots of removed vectors. Runs and forgets do this by themselves once
+    that room passes a quarter of the index; safe to stop at any point."""
+    from . import paths
+    from .api import Index
+
+    folder = index_dir.expanduser() if index_dir else paths.default_index_dir()
+    if not (folder / "catalog.db").exists():
+        _fail(f"{folder}: no index here, nothing to compact")
+    try:
+        with Index(index_dir) as idx:
+            sizes = idx.compact()
+    except Exception as e:
+        _fail_with(e)
+    if as_json:
+        typer.echo(json.dumps(sizes))
+    else:
+        typer.echo(f"{sizes['before_bytes'] / 1e6:.1f} MB -> {sizes['after_bytes'] / 1e6:.1f} MB")
+
+
+@app.command()
 def export(
     source: Annotated[str, typer.Argument(help="A Hugging Face checkpoint folder, or a hub id such as openai/clip-vit-base-patch32.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Bundle folder to write [default: $MMSEARCH_HOME/models/NAME].")] = None,

@@ -215,3 +215,43 @@ def test_files_in_error_are_counted_alike_on_every_run(tmp_path, toyclip):
     assert "skipped" not in again
     text = cli("index", photos, "--index", index).stdout
     assert "errors 3" in text and text.count("broken") == 3
+
+
+# -- the index gives space back ---------------------------------------------------------------------
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def test_the_index_gives_space_back_when_much_was_removed(tmp_path, toyclip):
+    import random
+
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=4, docs={"note.txt": "a note about a red bicycle"})
+    rng = random.Random(0)
+    words = ["harbour", "lighthouse", "keeper", "boat", "lemon", "cake", "alpha", "gamma", "delta", "rope"]
+    (photos / "long.txt").write_text(" ".join(rng.choice(words) for _ in range(60_000)))  # ~12k chunks
+    with Index(tmp_path / "clean", model=toyclip) as idx:
+        idx.index([photos / "docs", photos / "img0.jpg"])
+    index = tmp_path / "index"
+    with Index(index, model=toyclip) as idx:
+        idx.index([photos])
+        full = _folder_bytes(index)
+        (photos / "long.txt").unlink()
+        report = idx.index([photos])  # the catalog and the graph shrink by themselves past a threshold
+        assert report.removed == 1
+        after = _folder_bytes(index)
+        assert after < full / 4, (full, after)
+        hits = idx.search("bicycle", k=3)
+        assert hits and hits[0].path == str(photos / "docs" / "note.txt")
+        assert idx.search(image=photos / "img0.jpg", k=1)[0].path == str(photos / "img0.jpg")
+    clean = _folder_bytes(tmp_path / "clean")
+    assert after < 2 * clean + 2**20, (after, clean)
+    with Index(index) as idx:
+        idx.forget(photos)
+    proc = cli("compact", "--index", index, "--json")
+    sizes = json.loads(proc.stdout)
+    assert sizes["after_bytes"] <= sizes["before_bytes"] and sizes["after_bytes"] < 2**20
+    assert cli("compact", "--index", tmp_path / "nothing-here").returncode == 1
+    assert not (tmp_path / "nothing-here").exists()
