@@ -40,6 +40,9 @@ class Plan:
     problems: list[ScanProblem] = field(default_factory=list)
 
 
+# A folder holding this file is an mmsearch index (catalog.py's CATALOG_FILE) and is never indexed.
+INDEX_MARK = "catalog.db"
+
 def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
          problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
     """Every indexable file under root, depth first; follows symlinks once (loops are cut). A root
@@ -69,6 +72,8 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
         except OSError as e:  # vanished or unreadable folder: say so, keep going
             problems.append(ScanProblem(folder, f"cannot list folder ({e.strerror or e})"))
             continue
+        if folder != root and any(e.name == INDEX_MARK for e in entries):
+            continue  # an mmsearch index kept among the photos: its thumbnails are not photos
         subdirs = []
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):

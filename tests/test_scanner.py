@@ -75,3 +75,18 @@ def test_moves_are_planned_in_linear_time():
     assert len(p.moved) == n and not p.missing and not p.new
     assert all(f.path.rsplit("/", 1)[1] == r.fs_path.rsplit("/", 1)[1] for f, r in p.moved)
     assert _CountingRow.compared < n  # list.remove per move compared ~n*n/2 rows
+
+
+def test_an_index_kept_among_the_photos_is_not_indexed(tmp_path, toyclip):
+    """`mmsearch index ~/photos --index ~/photos/index`: the index's thumbnails are not photos."""
+    from engine_helpers import make_collection, picture
+    from mmsearch import Index
+
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=2, docs={})
+    with Index(photos / "index", model=toyclip) as idx:
+        (photos / "index" / "thumbs").mkdir()
+        picture(9).save(photos / "index" / "thumbs" / "thumb.jpg")
+        first = idx.index([photos])
+        found = {h.path for h in idx.search("x", mode="vector", k=10)}
+        assert first.added == 2 and not [p for p in found if p.startswith(str(photos / "index"))]
