@@ -49,6 +49,12 @@ class _Tower:
                                                        spinning=spinning, prepack=prepack)
         self.variant = wanted
         self.output = self.session.get_outputs()[0].name
+        # int8 towers quantize their activations at run time with one scale per tensor, so an input's
+        # vector would depend on what else is in its batch (and, for text, on the batch's padding):
+        # one input at a time, the same file always gives the same vector. Measured (docs/models.md):
+        # ViT-B/32 int8 images/s at batch 1 within noise of batch 32.
+        if self.variant == "int8":
+            self.max_batch = 1
 
     def _passes(self, bundle: Bundle, variant: str, tower: str, asked: str | None, threads: int | None) -> bool:
         """Whether the variant's tower is right on this CPU (int8_check.py: checked on first use, then
@@ -131,10 +137,19 @@ class TextEncoder(_Encoder):
         self.bundle = bundle
         self.spec = bundle.text_spec
         self.tokenizer = load_tokenizer(bundle)
+        self._alone = load_tokenizer(bundle)  # for texts encoded one at a time: padded only to max_length
+        if self.spec.padding != "max_length":
+            self._alone.no_padding()
         self._tower = _Tower(bundle, "text", variant, device, threads, prepack=prepack)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(list(texts))
+        if self._tower.max_batch == 1 and len(texts) > 1:
+            # One text at a time, none padded to another's length (a tower padded to max_length pads
+            # every text alike).
+            return np.concatenate([self._run([e]) for e in self._alone.encode_batch(list(texts))])
+        return self._run(self.tokenizer.encode_batch(list(texts)))
+
+    def _run(self, encodings: list) -> np.ndarray:
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids}
         if "attention_mask" in self.spec.inputs:
