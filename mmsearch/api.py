@@ -24,7 +24,7 @@ from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError, ModelRecord
 from .errors import InvalidArgument, MmsearchError
 from .filenames import display_path, shown
-from .search import Filters, SearchResult, rank
+from .search import Filters, Results, SearchResult, rank
 from .vectors import VectorStore
 
 # A query imports only what it uses: the indexing pipeline (documents, Pillow, the scanner) and the
@@ -321,10 +321,25 @@ class Index:
                                observe=observe, engine=ray_engine)
             if not report.cancelled:
                 self.catalog.compact()  # past its threshold only: the room of what this run removed
+                self._calibrate()
             return report
         finally:
             vectors.end_writing()
             lock.release()
+
+    def _calibrate(self) -> None:
+        """Measure how the model scores unrelated pairs on this index (calibration.py), where the index
+        has no measure yet or has changed much since its last."""
+        from . import calibration
+
+        counts = self.catalog.vector_counts()
+        known = calibration.Calibration.from_json(self.catalog.meta(calibration.META_KEY))
+        if not any(counts.values()) or (known is not None and not known.stale(self.bundle.manifest_sha256, counts)):
+            return
+        samples = {kind: self.catalog.sample_vectors(kind, calibration.SAMPLE) for kind in calibration.KINDS}
+        measured = calibration.measure(self.text_encoder().encode, samples, self.bundle.manifest_sha256, counts)
+        with self.catalog.write() as conn:
+            self.catalog.set_meta(conn, calibration.META_KEY, measured.to_json())
 
     def forget(self, path: str | os.PathLike[str]) -> int:
         """Drop an indexed root (or every root under path) and all it holds; returns files dropped."""
@@ -384,15 +399,21 @@ class Index:
 
     def search(self, text: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
                type: str = "all", under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
-               before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
-        """Text or image query -> the k best files (k whenever k match). Only the tower the query needs
-        is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
+               before: datetime | str | None = None, mode: str = "hybrid",
+               min_similarity: float | None = None) -> Results:
+        """Text or image query -> the k best files (k whenever k match), those holding the query's words
+        first (docs/search.md). Only the tower the query needs is loaded. Dates: a datetime or an ISO
+        string; without a zone it is local time. `min_similarity`: the cosine below which files found
+        by meaning alone are left out (default: the model's relevance floor for a text query with
+        words, none otherwise)."""
         text, mode = _query_args(text, image, mode)
         filters = _filters(k, type, under, after, before)
+        min_similarity = arguments.similarity("min_similarity", min_similarity)
         self._check_under(filters.under)
         vector, mode = self.encode_query(text, image, mode)
         return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
-                    k=k, filters=filters, mode=mode)
+                    k=k, filters=filters, mode=mode, query_kind="text" if text is not None else "image",
+                    min_similarity=min_similarity)
 
     def encode_query(self, text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[Any, str]:
         """A checked query (_query_args) encoded where its mode needs a vector: (vector or None, mode);
@@ -425,7 +446,7 @@ class Index:
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
                 under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
-                before: datetime | str | None = None) -> list[SearchResult]:
+                before: datetime | str | None = None) -> Results:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
         target = arguments.user_path(path)
         filters = _filters(k, type, under, after, before)
@@ -438,7 +459,7 @@ class Index:
             )
         file_id, vector = found
         return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
-                    mode="vector", exclude_file=file_id)
+                    mode="vector", exclude_file=file_id, query_kind=self.catalog.file_kinds([file_id])[file_id])
 
     def _check_under(self, under: str | None) -> None:
         """A folder to search under that neither exists nor holds anything indexed is a typo: said so,

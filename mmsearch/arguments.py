@@ -48,6 +48,19 @@ def at_least_one(name: str, value: int | None) -> int | None:
     return value
 
 
+def similarity(name: str, value: float | None) -> float | None:
+    """A cosine similarity: a number in [-1, 1], or None."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{name} must be a number in [-1, 1] (got {value!r})") from None
+    if not -1.0 <= number <= 1.0:
+        raise InvalidArgument(f"{name} must be in [-1, 1], a cosine similarity (got {value!r})")
+    return number
+
+
 def user_path(path: str | os.PathLike[str]) -> str:
     """A path as the user means it: `~` expanded, made absolute (not resolved: a symlinked folder
     keeps the name the user indexed it under)."""

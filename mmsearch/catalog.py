@@ -59,8 +59,9 @@ import numpy as np
 from .errors import MmsearchError
 from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
+from . import passages
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 CATALOG_FILE = "catalog.db"
 
 
@@ -163,6 +164,25 @@ class ContentSource:
 
 
 @dataclass(frozen=True)
+class PassageRow:
+    """A keyword passage (passages.py) with its file's fields, as a result shows it."""
+
+    passage_id: int
+    file_id: int
+    path: str  # the path that opens the file
+    kind: str  # the file's kind: "image" | "document"
+    page: int | None
+    start: int
+    end: int
+    text: str
+    media_type: str | None
+    width: int | None
+    height: int | None
+    taken_at: str | None
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
 class ItemRow:
     item_id: int
     file_id: int
@@ -235,7 +255,7 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 # Migrations from version N to N+1: statements applied in order, all in one transaction, on open.
-MIGRATIONS: dict[int, list[str]] = {
+MIGRATIONS: dict[int, list[Any]] = {
     1: [
         "ALTER TABLE runs ADD COLUMN pid INTEGER",
         "CREATE INDEX IF NOT EXISTS files_status ON files(status)",
@@ -272,10 +292,31 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE files SET size = -1, content_hash = NULL WHERE kind = 'document' AND status = 'error'"
         " AND error = 'no text found'",
     ],
+    5: [
+        # The keyword index moves from the vector chunks to passages (passages.py), cut from the chunks'
+        # text: nothing is read or encoded again.
+        "DROP TRIGGER IF EXISTS items_ai",
+        "DROP TRIGGER IF EXISTS items_ad",
+        "DROP TABLE IF EXISTS items_fts",
+        'CREATE TABLE passages (id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,'
+        ' page INTEGER, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL)',
+        "CREATE INDEX passages_file ON passages(file_id, page, start)",
+        "CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')",
+        "CREATE TRIGGER passages_ai AFTER INSERT ON passages BEGIN"
+        " INSERT INTO passages_fts(rowid, text) VALUES (new.id, mmsearch_fts_text(new.text)); END",
+        "CREATE TRIGGER passages_ad AFTER DELETE ON passages BEGIN"
+        " INSERT INTO passages_fts(passages_fts, rowid, text) VALUES ('delete', old.id, mmsearch_fts_text(old.text)); END",
+        # A file's chunks by page and position: the passages that follow a new batch of chunks read the
+        # chunks from where they change (Catalog._follow_passages), not the whole file's.
+        "DROP INDEX IF EXISTS items_file",
+        "CREATE INDEX items_file ON items(file_id, page, start)",
+        lambda conn: _rebuild_passages(conn),
+    ],
 }
 
-# A new catalog is the first schema with every migration applied, so both paths give the same tables.
-_SCHEMA_LATEST = [stmt for v in sorted(MIGRATIONS) for stmt in MIGRATIONS[v]]
+# A new catalog is the first schema with every migration applied, so both paths give the same tables
+# (the steps written in Python move data, which a new catalog has none of).
+_SCHEMA_LATEST = [stmt for v in sorted(MIGRATIONS) for stmt in MIGRATIONS[v] if isinstance(stmt, str)]
 
 
 PAGE_SIZE = 16384
@@ -382,7 +423,7 @@ class Catalog:
         if not force and (free < COMPACT_MIN_BYTES or free < COMPACT_SHARE * total):
             return False
         with self.write() as conn:
-            conn.execute("INSERT INTO items_fts(items_fts) VALUES ('optimize')")
+            conn.execute("INSERT INTO passages_fts(passages_fts) VALUES ('optimize')")
         with self._write_lock:
             conn = self.conn
             try:
@@ -432,7 +473,10 @@ class Catalog:
             version = int(row[0])  # again, under the write lock: another process may have done it
             for v in range(version, SCHEMA_VERSION):
                 for stmt in MIGRATIONS[v]:
-                    conn.execute(stmt)
+                    if isinstance(stmt, str):
+                        conn.execute(stmt)
+                    else:
+                        stmt(conn)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         except BaseException:
             conn.rollback()
@@ -659,6 +703,7 @@ class Catalog:
         ids = [r[0] for r in conn.execute("SELECT id FROM items WHERE file_id = ?", (file_id,))]
         if ids:
             conn.execute("DELETE FROM items WHERE file_id = ?", (file_id,))
+            conn.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
             self._bump(conn)
         return ids
 
@@ -678,6 +723,8 @@ class Catalog:
             ids.append(item_id)
         if ids:
             self._bump(conn)
+        if chunks:
+            _follow_passages(conn, file_id, chunks)
         return ids
 
     def add_text_items(self, conn: sqlite3.Connection, file_id: int, kind: str,
@@ -689,6 +736,7 @@ class Catalog:
             cur = conn.execute("INSERT INTO items(file_id, kind, page, start, \"end\", text) VALUES (?,?,?,?,?,?)",
                                (file_id, kind, page, 0, len(text), text))
             ids.append(_rowid(cur))
+        _follow_passages(conn, file_id, [(page, 0, len(text), text) for page, text in texts])
         return ids
 
     # -- OCR ---------------------------------------------------------------------------------
@@ -767,6 +815,18 @@ class Catalog:
         items = int(self.conn.execute("SELECT count(*) FROM items").fetchone()[0])
         return items - int(self.conn.execute("SELECT count(*) FROM items WHERE kind = ?", (OCR_KIND,)).fetchone()[0])
 
+    def vector_counts(self) -> dict[str, int]:
+        """Vectors by the kind of their item ("image", "document")."""
+        return dict(self.conn.execute("SELECT kind, count(*) FROM items WHERE kind != ? GROUP BY kind", (OCR_KIND,)))
+
+    def sample_vectors(self, kind: str, n: int, seed: int = 0) -> np.ndarray:
+        """Up to n vectors of items of one kind, drawn at random (the same draw for the same items)."""
+        ids = np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM items WHERE kind = ?", (kind,))), np.int64)
+        if len(ids) > n:
+            ids = np.sort(np.random.default_rng(seed).choice(ids, n, replace=False))
+        parts = [v for _, v in self.vectors_for(ids.tolist())]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
     def live_item_ids(self) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT item_id FROM vectors")}
 
@@ -810,10 +870,11 @@ class Catalog:
         return out
 
     def keyword_search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """FTS5 over document chunks and the words read in pictures: (item id, score), best first. A user who types several words means
-        them together: first come the chunks that hold the query as typed (punctuation too; case,
-        accents and spacing aside), then those holding its words as a phrase, then all of its words,
-        then any. The score's integer part says which (3, 2, 1, 0), its fraction is bm25 within that
+        """FTS5 over the passages (passages.py) of documents and of the words read in pictures: (passage
+        id, score), best first. A user who types several words means them together: first come the
+        passages that hold the query as typed (punctuation too; case, accents and spacing aside), then
+        those holding its words as a phrase, then all of its words, then any. The score's integer part
+        says which (3, 2, 1, 0; a one-word query has only 3 and 2), its fraction is bm25 within that
         (squashed into [0, 1), higher is better)."""
         out: list[tuple[int, float]] = []
         seen: set[int] = set()
@@ -825,27 +886,83 @@ class Catalog:
                 # Each tier's matches include the stronger tiers' (a phrase holds all its words), so
                 # `limit` rows always hold enough new ones.
                 rows = self.conn.execute(
-                    "SELECT rowid, -bm25(items_fts) FROM items_fts WHERE items_fts MATCH ? ORDER BY bm25(items_fts)"
-                    " LIMIT ?", (match, limit),
+                    "SELECT rowid, -bm25(passages_fts) FROM passages_fts WHERE passages_fts MATCH ?"
+                    " ORDER BY bm25(passages_fts) LIMIT ?", (match, limit),
                 ).fetchall()
             except sqlite3.OperationalError:
                 return out
-            levels = {item_id: 2 - i for item_id, _ in rows}
+            levels = {passage_id: 2 - i for passage_id, _ in rows}
             if i == 0 and rows:
                 # The phrase ignores punctuation ("4.19.0, 18 August" matches "4.19.0 (18 August"): the
-                # chunks with the query as typed go first.
+                # passages with the query as typed go first.
                 typed = fold(" ".join(query.split()))
                 marks = ",".join("?" * len(rows))
-                for item_id, text in self.conn.execute(f"SELECT id, text FROM items WHERE id IN ({marks})",
-                                                       [r[0] for r in rows]):
-                    if text and typed in fold(" ".join(text.split())):
-                        levels[item_id] = 3
+                for passage_id, text in self.conn.execute(f"SELECT id, text FROM passages WHERE id IN ({marks})",
+                                                          [r[0] for r in rows]):
+                    if typed in fold(" ".join(text.split())):
+                        levels[passage_id] = 3
                 rows.sort(key=lambda r: -levels[r[0]])  # stable: bm25 order within each level
-            for item_id, relevance in rows:
-                if item_id not in seen and len(out) < limit:
-                    seen.add(item_id)
+            for passage_id, relevance in rows:
+                if passage_id not in seen and len(out) < limit:
+                    seen.add(passage_id)
                     relevance = max(float(relevance), 0.0)
-                    out.append((int(item_id), levels[item_id] + relevance / (1.0 + relevance)))
+                    out.append((int(passage_id), levels[passage_id] + relevance / (1.0 + relevance)))
+        return out
+
+    def files_containing(self, query: str, limit: int = 100_000) -> list[int]:
+        """The files (ids) with a passage that holds all of the query's words (as keyword_search matches
+        them), at most `limit` of them."""
+        tiers = fts_queries(query)
+        if not tiers:
+            return []
+        match = tiers[0] if len(tiers) == 1 else tiers[1]
+        try:
+            return [r[0] for r in self.conn.execute(
+                "SELECT DISTINCT passages.file_id FROM passages_fts JOIN passages ON passages.id = passages_fts.rowid"
+                " WHERE passages_fts MATCH ? LIMIT ?", (match, limit))]
+        except sqlite3.OperationalError:
+            return []
+
+    def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
+        """Passages with their file's row, by id (ids gone since are left out)."""
+        out: dict[int, PassageRow] = {}
+        for i in range(0, len(ids), 900):
+            part = list(ids[i : i + 900])
+            marks = ",".join("?" * len(part))
+            for r in self.conn.execute(
+                'SELECT passages.id, passages.file_id, files.path, files.path_bytes, files.kind, passages.page,'
+                ' passages.start, passages."end", passages.text, files.media_type, files.width, files.height,'
+                " files.taken_at, files.mtime_ns"
+                f" FROM passages JOIN files ON files.id = passages.file_id WHERE passages.id IN ({marks})", part,
+            ):
+                out[r[0]] = PassageRow(r[0], r[1], from_stored(r[2], r[3]), *r[4:])
+        return out
+
+    def item_at(self, file_id: int, page: int | None, position: int) -> int | None:
+        """The item of a file that a place in its text belongs to: the chunk of that page holding the
+        position (the last to start at or before it), else the file's first item with a vector (a
+        picture's own, for the words read in it)."""
+        row = self.conn.execute(
+            "SELECT id FROM items WHERE file_id = ? AND page IS ? AND start <= ? AND kind != ? ORDER BY start DESC"
+            " LIMIT 1", (file_id, page, position, OCR_KIND)).fetchone()
+        if row is None:
+            row = self.conn.execute("SELECT id FROM items WHERE file_id = ? ORDER BY kind = ?, id LIMIT 1",
+                                    (file_id, OCR_KIND)).fetchone()
+        return None if row is None else int(row[0])
+
+    def file_ids_matching(self, *, kind: str | None = None, under: str | None = None, after: float | None = None,
+                          before: float | None = None) -> list[int]:
+        """Files as item_ids_matching narrows them (None leaves a condition out)."""
+        where, params = self._file_conditions(kind, under, after, before)
+        return [r[0] for r in self.conn.execute(f"SELECT files.id FROM files WHERE {where}", params)]
+
+    def file_kinds(self, file_ids: Iterable[int]) -> dict[int, str]:
+        ids = list(file_ids)
+        out: dict[int, str] = {}
+        for lo in range(0, len(ids), 900):
+            part = ids[lo : lo + 900]
+            marks = ",".join("?" * len(part))
+            out.update(self.conn.execute(f"SELECT id, kind FROM files WHERE id IN ({marks})", part).fetchall())
         return out
 
     def item_ids_matching(self, *, kind: str | None = None, under: str | None = None, after: float | None = None,
@@ -853,6 +970,13 @@ class Catalog:
         """Items of files of one kind ("image" | "document": a picture's words are its items too), of
         files under a folder, dated (files.time_s) at or after / before an instant in Unix seconds;
         None leaves a condition out."""
+        where, params = self._file_conditions(kind, under, after, before)
+        sql = f"SELECT items.id FROM items JOIN files ON files.id = items.file_id WHERE {where}"
+        return [r[0] for r in self.conn.execute(sql, params)]
+
+    @staticmethod
+    def _file_conditions(kind: str | None, under: str | None, after: float | None,
+                         before: float | None) -> tuple[str, list[Any]]:
         where, params = ["1"], []  # type: tuple[list[str], list[Any]]
         if kind is not None:
             where.append("files.kind = ?")
@@ -867,8 +991,7 @@ class Catalog:
         if before is not None:
             where.append("files.time_s < ?")
             params.append(before)
-        sql = f"SELECT items.id FROM items JOIN files ON files.id = items.file_id WHERE {' AND '.join(where)}"
-        return [r[0] for r in self.conn.execute(sql, params)]
+        return " AND ".join(where), params
 
     # -- runs and status ---------------------------------------------------------------------
 
@@ -943,27 +1066,79 @@ def _write_error(path: Path, e: sqlite3.OperationalError) -> Exception:
                              "last committed state. Free space or fix permissions, then run the same command to resume.")
 
 
-# Scripts written without spaces between words, whose runs FTS5's unicode61 tokenizer would make one
-# token each: Han (with its iteration marks and radicals), kana, and Hangul, whose words carry their
-# particles. Each character becomes a token of its own; a query's run of them becomes a phrase, which
-# matches exactly that run (measured against trigram and bigrams: benchmarks/documents.py cjk).
-_CJK_CLASS = (
-    "([\u1100-\u11ff\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3040-\u30ff\u3131-\u318e"
-    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uff9f"
-    "\U00020000-\U0003134f])"
-)
+# -- passages: the keyword index's units (passages.py), kept in step with the chunks they are cut from ----
 
 
-@functools.cache
-def _cjk() -> re.Pattern[str]:
-    return re.compile(_CJK_CLASS)  # 2-6 ms to compile: not at import, and never for an ASCII query
+def _follow_passages(conn: sqlite3.Connection, file_id: int, added: Sequence[tuple[int | None, Any, Any, Any]]) -> None:
+    """After chunks were added to a file (in the caller's transaction): its passages as a cut of all of
+    its chunks would give them. Per page touched, the passages from the first one the new chunks can
+    change (the last one, or any reaching where they start) are cut again; a passage starts on a word
+    counted from the page's first, so cutting from one gives what a cut of the whole page gives."""
+    first: dict[int | None, int] = {}
+    for page, start, _, text in added:
+        if text is not None:
+            first[page] = min(first.get(page, start), start)
+    for page, new_start in first.items():
+        tail = conn.execute('SELECT start, "end" FROM passages WHERE file_id = ? AND page IS ? ORDER BY start DESC LIMIT 8',
+                            (file_id, page)).fetchall()
+        if len(tail) == 8 and tail[-1][1] >= new_start:
+            tail = conn.execute('SELECT start, "end" FROM passages WHERE file_id = ? AND page IS ? ORDER BY start DESC',
+                                (file_id, page)).fetchall()
+        redo = None
+        for start, end in tail:  # passages' ends grow with their starts: those reaching new_start are the last
+            if redo is None or end >= new_start:
+                redo = start
+            else:
+                break
+        _cut_passages(conn, file_id, page, redo)
+
+
+_CHUNK_REACH = 1 << 16  # characters: more than any chunk of a text tower's context spans
+
+
+def _cut_passages(conn: sqlite3.Connection, file_id: int, page: int | None, redo: int | None) -> None:
+    """The passages of one page of a file from `redo` (a passage's start; None: the whole page) on."""
+    base = ' FROM items WHERE file_id = ? AND page IS ? AND text IS NOT NULL'
+    if redo is None:
+        rows = conn.execute(f'SELECT page, start, "end", text{base} ORDER BY start', (file_id, page)).fetchall()
+    else:
+        conn.execute("DELETE FROM passages WHERE file_id = ? AND page IS ? AND start >= ?", (file_id, page, redo))
+        # The chunks that reach `redo` or start after it (a chunk is far shorter than _CHUNK_REACH).
+        rows = conn.execute(f'SELECT page, start, "end", text{base} AND start >= ? AND ("end" > ? OR start >= ?)'
+                            " ORDER BY start", (file_id, page, redo - _CHUNK_REACH, redo, redo)).fetchall()
+    for number, offset, text in passages.rebuild_pages(rows):
+        if redo is not None and redo > offset:
+            text, offset = text[redo - offset :], redo
+        _insert_passages(conn, file_id, passages.cut(number, offset, text))
+
+
+def _insert_passages(conn: sqlite3.Connection, file_id: int, cut: Iterable[passages.Passage]) -> None:
+    conn.executemany('INSERT INTO passages(file_id, page, start, "end", text) VALUES (?,?,?,?,?)',
+                     ((file_id, p.page, p.start, p.end, p.text) for p in cut))
+
+
+def _rebuild_passages(conn: sqlite3.Connection) -> None:
+    """Every file's passages from its chunks' text (the migration to schema 6): one file at a time."""
+    register_functions(conn)
+    conn.execute("DELETE FROM passages")
+    file_ids = [r[0] for r in conn.execute("SELECT DISTINCT file_id FROM items WHERE text IS NOT NULL ORDER BY file_id")]
+    for file_id in file_ids:
+        rows = conn.execute('SELECT page, start, "end", text FROM items WHERE file_id = ? AND text IS NOT NULL'
+                            " ORDER BY page, start", (file_id,)).fetchall()
+        _insert_passages(conn, file_id, (p for number, offset, text in passages.rebuild_pages(rows)
+                                         for p in passages.cut(number, offset, text)))
+
+
+# Scripts written without spaces between words (passages.CJK_RANGES), whose runs FTS5's unicode61 tokenizer
+# would make one token each: each character becomes a token of its own; a query's run of them becomes a
+# phrase, which matches exactly that run (measured against trigram and bigrams: benchmarks/documents.py cjk).
 
 
 def fts_text(text: str) -> str:
-    """The text items_fts indexes for a chunk (and a query is cut like it): CJK characters spaced apart."""
+    """The text passages_fts indexes for a passage (and a query is cut like it): CJK characters spaced apart."""
     if text.isascii():
         return text
-    return _cjk().sub(r" \1 ", text)
+    return passages.cjk().sub(r" \g<0> ", text)
 
 
 def fold(text: str) -> str:

@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 
-def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, model, device, variant, as_json) -> None:
+def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, min_similarity, model, device, variant,
+              as_json) -> None:
     """The query command's body, run by cli.query (typer) and by the console script's fast path. The
     library checks every value; its errors become one line and an exit code (see fail)."""
     if (text is None) == (image is None):
         _exit("give either TEXT or --image FILE (one of them)", 2)
     try:
         with open_indexes(index_dir, model=model, device=device, variant=variant) as idx:
-            hits = idx.search(text, image=image, k=k, type=type_, under=under, after=after, before=before, mode=mode)
+            hits = idx.search(text, image=image, k=k, type=type_, under=under, after=after, before=before, mode=mode,
+                              min_similarity=min_similarity)
     except Exception as e:
         fail(e)
     write_hits(hits, as_json)
@@ -58,25 +60,51 @@ def _exit(message: str, code: int = 1) -> None:
 
 def write_hits(hits, as_json: bool) -> None:
     """Results as JSON, or as a plain aligned table (rich costs ~150 ms of imports, most of a cold
-    query's budget); for `query` and `similar`."""
+    query's budget); for `query` and `similar`. A query with words says how many files hold them, and
+    shows the files found by meaning alone apart, under "Related"."""
     if as_json:
         import json
 
         sys.stdout.write(json.dumps([h.to_dict() for h in hits], indent=2) + "\n")
         return
-    if not hits:
-        sys.stdout.write("No results.\n")
-        return
     from .filenames import printable, shown
 
-    rows = [("#", hits[0].score_kind, "kind", "path", "snippet")]  # one scale per output: its name heads the column
+    words = getattr(hits, "words", None)
+    lines = [] if words is None else [containing_line(hits.containing or {}, words)]
+    if not hits:
+        sys.stdout.write("\n".join([*lines, "No results."]) + "\n")
+        return
+    rows = [("#", "score", "match", "kind", "path", "snippet")]
     for h in hits:
         where = shown(h.path) + (f" (p. {h.page})" if h.page else "")
-        rows.append((str(h.rank), f"{h.score:.4g}", h.kind, where, printable((h.snippet or "").replace("\n", " "))))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join([*(r[i].rjust(widths[i]) if i < 2 else r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip()
-             for r in rows]
+        rows.append((str(h.rank), f"{h.score:.3f}", h.match, h.kind, where,
+                     printable((h.snippet or "").replace("\n", " "))))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+
+    def line(r: tuple[str, ...]) -> str:
+        return "  ".join([*(r[i].rjust(widths[i]) if i < 2 else r[i].ljust(widths[i]) for i in range(5)), r[5]]).rstrip()
+
+    lines.append(line(rows[0]))
+    related = False
+    for h, r in zip(hits, rows[1:]):
+        if words is not None and h.match == "meaning" and not related:
+            related = True
+            lines.append("Related, by meaning:")
+        lines.append(line(r))
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def containing_line(counts: dict[str, int], words: str) -> str:
+    """'2 documents contain "zebra"', 'No file contains "red car"', ..."""
+    from .filenames import printable
+
+    quoted = f'"{printable(words)}"'
+    parts = [f"{n} {noun if n == 1 else noun + 's'}" for kind, noun in (("document", "document"), ("image", "photo"))
+             if (n := counts.get(kind, 0))]
+    total = sum(counts.values())
+    if not parts:
+        return f"No file contains {quoted}."
+    return f"{' and '.join(parts)} {'contains' if total == 1 else 'contain'} {quoted}:"
 
 
 @dataclass(frozen=True)
@@ -86,7 +114,7 @@ class Option:
 
     flags: tuple[str, ...]
     dest: str  # the keyword of run_query (or of the command's body)
-    type: type  # str, int, Path or bool (a bool is a flag that takes no value)
+    type: type  # str, int, float, Path or bool (a bool is a flag that takes no value)
     default: Any
     help: str
     repeatable: bool = False  # given again, it adds a value: the values come as a list (None when not given)
@@ -113,6 +141,9 @@ QUERY_OPTIONS = (
     INDEXES,
     *FILTERS,
     Option(("--mode",), "mode", str, "hybrid", "For words over documents: hybrid (meaning + keywords), vector or keyword."),
+    Option(("--min-similarity",), "min_similarity", float, None,
+           "Leave out files found by meaning alone below this cosine [default: the model's relevance floor, "
+           "for a text query in hybrid mode]."),
     Option(("--model",), "model", str, None, "Model [default: the one the index was built with]."),
     Option(("--device",), "device", str, "auto", "auto, cpu or cuda."),
     Option(("--variant",), "variant", str, None, "fp32, fp16 or int8."),

@@ -124,3 +124,78 @@ def _map(fd: int, length: int) -> Any:
         return buf
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
     return mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ)
+
+
+# -- the tail: vectors committed since the last save ---------------------------------------------------
+#
+# `vectors-N.tail` holds the vectors committed after save N, appended by the writing process after each
+# commit, so a query during a run (or after one that was stopped or crashed) scans them as it scans the
+# flat file instead of reading them row by row from the catalog. A header of TAIL_HEADER bytes (magic,
+# dim), then records as in the flat file, ids ascending. Nothing is fsynced: the catalog is the truth,
+# and a reader keeps the records up to the first that is not whole or not above the one before it (a
+# torn or zero-filled end after a power loss), then asks the catalog for the ids above the last kept.
+
+TAIL_MAGIC = b"MMSTAIL1"
+TAIL_HEADER = 16
+
+
+class TailWriter:
+    """Appends (id, vector) records to a tail file; ids must grow."""
+
+    def __init__(self, path: Path, dim: int):
+        self.path, self.dim = Path(path), dim
+        self.dtype = record_dtype(dim)
+        self.last_id = 0
+        if self.path.exists():
+            ids, _ = read_tail(self.path, dim, 0)
+            self.last_id = int(ids[-1]) if len(ids) else 0
+            keep = TAIL_HEADER + len(ids) * self.dtype.itemsize
+            self._file = open(self.path, "r+b")
+            self._file.truncate(keep)  # a torn end goes
+            self._file.seek(keep)
+        else:
+            self._file = open(self.path, "wb")
+            self._file.write(TAIL_MAGIC + np.uint32(dim).tobytes() + bytes(TAIL_HEADER - len(TAIL_MAGIC) - 4))
+            self._file.flush()
+
+    def append(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, np.int64)
+        if not len(ids):
+            return
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        if ids[0] <= self.last_id:
+            raise ValueError(f"{self.path}: id {int(ids[0])} is not above the last appended, {self.last_id}")
+        records = np.empty(len(ids), self.dtype)
+        records["id"] = ids
+        records["vector"] = np.asarray(vectors, np.float32)[order]
+        self._file.write(records.tobytes())  # one write: a reader sees whole records up to the file's size
+        self._file.flush()
+        self.last_id = int(ids[-1])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_tail(path: Path, dim: int, above: int) -> tuple[np.ndarray, np.ndarray]:
+    """The whole records of a tail file with ascending ids above `above` (see TailWriter): (ids,
+    vectors), mapped read-only. A missing or foreign file gives none."""
+    dtype = record_dtype(dim)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(TAIL_HEADER)
+            size = os.fstat(f.fileno()).st_size
+            if len(head) < TAIL_HEADER or head[:8] != TAIL_MAGIC or int(np.frombuffer(head[8:12], np.uint32)[0]) != dim:
+                return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+            count = (size - TAIL_HEADER) // dtype.itemsize
+            buf = _map(f.fileno(), TAIL_HEADER + count * dtype.itemsize) if count else b""
+    except OSError:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    if not count:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    records = np.frombuffer(buf, dtype=dtype, count=count, offset=TAIL_HEADER)
+    ids = records["id"]
+    steps = np.diff(np.concatenate([[above], ids]))
+    bad = np.flatnonzero(steps <= 0)
+    n = int(bad[0]) if len(bad) else count
+    return ids[:n], records["vector"][:n]

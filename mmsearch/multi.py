@@ -21,7 +21,7 @@ from . import arguments
 from .api import Index, _filters, _query_args
 from .errors import InvalidArgument, MmsearchError
 from .filenames import shown
-from .search import SearchResult, rank_many
+from .search import Results, rank_many
 
 __all__ = ["MultiIndex"]
 
@@ -72,17 +72,20 @@ class MultiIndex:
 
     def search(self, text: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
                type: str = "all", under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
-               before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
+               before: datetime | str | None = None, mode: str = "hybrid",
+               min_similarity: float | None = None) -> Results:
         """As Index.search, over every index: the k best files of them all."""
         text, mode = _query_args(text, image, mode)
         filters = _filters(k, type, under, after, before)
+        min_similarity = arguments.similarity("min_similarity", min_similarity)
         vector, mode = self.indexes[0].encode_query(text, image, mode)
         shards = [(idx.catalog, idx.vectors if vector is not None else None, None) for idx in self.indexes]
-        return rank_many(shards, query_vector=vector, query_text=text, k=k, filters=filters, mode=mode)
+        return rank_many(shards, query_vector=vector, query_text=text, k=k, filters=filters, mode=mode,
+                         query_kind="text" if text is not None else "image", min_similarity=min_similarity)
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
                 under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
-                before: datetime | str | None = None) -> list[SearchResult]:
+                before: datetime | str | None = None) -> Results:
         """As Index.similar, over every index: the file's stored vector is taken from the index that holds
         it (the first, where several do), and the file itself is left out of each."""
         target = arguments.user_path(path)
@@ -94,9 +97,10 @@ class MultiIndex:
                 f"{shown(target)}: in none of these indexes. Index it first, or search by its content: "
                 "`mmsearch query --image FILE` (library: MultiIndex.search(image=...))"
             )
-        vector = held[0][1][1]
+        (idx, (file_id, vector)) = held[0]
         shards = [(idx.catalog, idx.vectors, f[0] if f is not None else None) for idx, f in found]
-        return rank_many(shards, query_vector=vector, query_text=None, k=k, filters=filters, mode="vector")
+        return rank_many(shards, query_vector=vector, query_text=None, k=k, filters=filters, mode="vector",
+                         query_kind=idx.catalog.file_kinds([file_id])[file_id])
 
 
 def _manifest(idx: Index) -> str:

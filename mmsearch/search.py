@@ -1,9 +1,28 @@
-"""A query: ANN and keyword candidates, filters, fusion, and grouping into one result per file."""
+"""A query: candidates by meaning and by words, filters, one result per file, and one score.
+
+Each hit says why it is there (`match`): "words" (the file holds the query's words), "meaning" (its
+vector is close to the query's), or "both". A text query over an index ranks the files that hold its
+words first (the words as a phrase, then all of them) and hides the files found by meaning alone
+whose similarity is below the model's relevance floor (calibration.py; `min_similarity` sets it).
+
+`score` is in [0, 1] and means the same on every row of every output (docs/search.md):
+
+    0.875 - 1       the file holds the query as typed (punctuation too)
+    0.75  - 0.875   its words as a phrase (a one-word query: the word)
+    0.5   - 0.75    all of its words
+    0     - 0.5     found by meaning (or by some of the words): half the meaning part, so the
+                    relevance floor is 0.25
+
+Within a band of words, the place is r in [0, 1): the passage's BM25 squashed into [0, 1), averaged
+with the meaning part where the query has a vector. The meaning part is calibration.meaning: 0.5 at the
+floor, towards 1 far above it. `similarity` is the cosine wherever a vector took part.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -11,22 +30,20 @@ from typing import Any
 import numpy as np
 
 from . import arguments
-from .catalog import Catalog, ItemRow, fold
+from .calibration import META_KEY, Calibration, Null, meaning
+from .catalog import Catalog, ItemRow, PassageRow, fold, fts_text
 from .filenames import json_fields
 from .vectors import Searcher, VectorStore
 
 MODES = arguments.MODES
 TYPES = arguments.TYPES
-RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.); robust without score calibration
 SNIPPET_CHARS = 240
-# What `score` means, one scale per output, fixed by the query (never by what it happens to find):
-SCORE_KINDS = {
-    "vector": "cosine",  # cosine similarity of the file's best item to the query, -1..1
-    # The best chunk's match (Catalog.keyword_search): the integer part says how closely, 3 the query as
-    # typed, 2 its words as a phrase, 1 all its words, 0 any; the fraction is BM25 within that, in [0, 1).
-    "keyword": "keyword",
-    "hybrid": "rrf",  # reciprocal rank fusion of the two rankings: sum of 1 / (60 + rank), at most 2/61
-}
+MATCHES = ("words", "meaning", "both")
+# (base, width) of the score band of each keyword level (Catalog.keyword_search): as typed, as a
+# phrase, all the words; files found by meaning (or some words) score in [0, MEANING_WIDTH).
+BANDS = {3: (0.875, 0.125), 2: (0.75, 0.125), 1: (0.5, 0.25)}
+MEANING_WIDTH = 0.5
+_BELOW_ONE = 0.9999  # keeps each band's scores below the next band's
 
 
 @dataclass(frozen=True)
@@ -40,15 +57,22 @@ class Filters:
     def narrows(self) -> bool:
         return bool(self.under or self.after or self.before)
 
+    def _conditions(self) -> dict[str, Any]:
+        return {"kind": None if self.type == "all" else self.type, "under": self.under,
+                "after": self.after.timestamp() if self.after else None,
+                "before": self.before.timestamp() if self.before else None}
+
     def item_ids(self, catalog: Catalog) -> set[int] | None:
         """The items these filters allow (None: all of them)."""
         if self.type == "all" and not self.narrows:
             return None
-        return set(catalog.item_ids_matching(
-            kind=None if self.type == "all" else self.type, under=self.under,
-            after=self.after.timestamp() if self.after else None,
-            before=self.before.timestamp() if self.before else None,
-        ))
+        return set(catalog.item_ids_matching(**self._conditions()))
+
+    def file_ids(self, catalog: Catalog) -> set[int] | None:
+        """The files these filters allow (None: all of them)."""
+        if self.type == "all" and not self.narrows:
+            return None
+        return set(catalog.file_ids_matching(**self._conditions()))
 
 
 @dataclass(frozen=True)
@@ -56,10 +80,10 @@ class SearchResult:
     rank: int
     path: str  # opens the file (for a name that is not UTF-8, a str with surrogate escapes)
     kind: str  # "image" | "document"
-    score: float  # what the results are ordered by, on the scale `score_kind` names (SCORE_KINDS)
-    score_kind: str  # "cosine" | "keyword" | "rrf"
-    similarity: float | None  # cosine similarity of the file's best item to the query vector, if any
-    snippet: str | None  # the best chunk of a document, or the words read in a picture
+    score: float  # relevance in [0, 1], the same scale everywhere (see the module's docstring)
+    match: str  # why it is here: "words", "meaning" or "both"
+    similarity: float | None  # cosine similarity of the file's item to the query vector, where there is one
+    snippet: str | None  # the passage with the query's words, or the chunk found by meaning, or the words read in a picture
     page: int | None
     item_id: int
     width: int | None = None
@@ -73,7 +97,18 @@ class SearchResult:
         return out
 
 
-Hits = list[tuple[int, float]]  # (item id, score), best first
+class Results(list):  # list[SearchResult]
+    """The hits, best first, and for a query with words how many files hold them all."""
+
+    containing: dict[str, int] | None = None  # files by kind ("image", "document") that hold the query's words
+    words: str | None = None  # the query's words, where it had any
+
+    @property
+    def contain_count(self) -> int:
+        return sum((self.containing or {}).values())
+
+
+Hits = list[tuple[int, float]]  # (item or passage id, score), best first
 
 
 def rank(
@@ -86,95 +121,195 @@ def rank(
     filters: Filters,
     mode: str = "hybrid",
     exclude_file: int | None = None,
-) -> list[SearchResult]:
+    query_kind: str = "text",
+    min_similarity: float | None = None,
+) -> Results:
     """The k best files for a query vector and/or its words, best first: k files whenever k match.
 
-    Documents have many items (chunks), so each side asks for more items until it holds k distinct
+    Documents have many chunks and passages, so each side asks for more until it holds k distinct
     files or has nothing more to give."""
     return rank_many([(catalog, vectors, exclude_file)], query_vector=query_vector, query_text=query_text, k=k,
-                     filters=filters, mode=mode)
+                     filters=filters, mode=mode, query_kind=query_kind, min_similarity=min_similarity)
 
 
 Shard = tuple[Catalog, "VectorStore | None", "int | None"]  # (catalog, vectors, a file id to leave out)
-# (the file's path, (index, item id), score), best first: a file is its path, so one held by two
-# indexes is one file on both sides of a hybrid search
-Group = tuple[str, tuple[int, int], float]
+
+
+@dataclass
+class _Found:
+    """One file as one side found it (at its best item or passage)."""
+
+    path: str
+    shard: int
+    row: ItemRow | PassageRow
+    cosine: float | None = None  # vector side: its best item's; words side: its passage's chunk's
+    level: int = -1  # words side: Catalog.keyword_search's level
+    fraction: float = 0.0  # words side: BM25 within the level, in [0, 1)
+    item_id: int | None = None
+    at: tuple[int, int] | None = None  # (position, length) of the words in the row's text
 
 
 def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query_text: str | None, k: int,
-              filters: Filters, mode: str = "hybrid") -> list[SearchResult]:
+              filters: Filters, mode: str = "hybrid", query_kind: str = "text",
+              min_similarity: float | None = None) -> Results:
     """The k best files over several indexes of one model (rank() is the case of one).
 
-    Each side is ranked across all indexes before fusion: cosines of one model compare as they are, and
-    keyword scores by their tier first (the BM25 fraction within a tier uses each index's own word
-    statistics, as a sharded search engine does without a global pass); hybrid then fuses the two
-    merged rankings by reciprocal rank, so a file's RRF score is what it would be in one index holding
-    them all (up to those statistics). A file found in two indexes (the same path) counts once, at its best."""
+    Each side is ranked across all indexes before the two are put together: cosines of one model compare
+    as they are, keyword hits by their level first (BM25 within a level uses each index's own word
+    statistics, as a sharded search engine does without a global pass). A file found in two indexes
+    (the same path) counts once, at its best. `query_kind`: "text", "image" or "document" (a
+    document's vector, `similar`), which picks the calibration of its cosines."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     use_vectors = query_vector is not None and mode != "keyword"
     use_words = bool(query_text) and mode != "vector"
+    out = Results()
     if not (use_vectors or use_words):
-        return []
+        return out
     mode = "hybrid" if use_vectors and use_words else "vector" if use_vectors else "keyword"
-    rows: list[dict[int, ItemRow]] = []
-    vec_sides: list[list[Group]] = []
-    key_sides: list[list[Group]] = []
+    q = None if query_vector is None else np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    vec_sides: list[list[_Found]] = []
+    key_sides: list[list[_Found]] = []
+    calibrations: list[Calibration | None] = []
     for s, (catalog, vectors, exclude_file) in enumerate(shards):
-        allowed = _Lazy(functools.partial(filters.item_ids, catalog))
-        shard_rows: dict[int, ItemRow] = {}
-        rows.append(shard_rows)
+        calibrations.append(Calibration.from_json(catalog.meta(META_KEY)) if q is not None else None)
         if use_vectors:
-            assert query_vector is not None and vectors is not None
-            q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-            groups = _top_files(_vector_search(catalog, vectors.searcher(), q, filters, allowed), k, catalog,
-                                shard_rows, exclude_file)
-            vec_sides.append([(shard_rows[item].path, (s, item), score) for _, item, score in groups])
+            assert q is not None and vectors is not None
+            allowed = _Lazy(functools.partial(filters.item_ids, catalog))
+            rows: dict[int, ItemRow] = {}
+            groups = _top_files(_vector_search(catalog, vectors.searcher(), q, filters, allowed), k, catalog.items,
+                                rows, exclude_file)
+            vec_sides.append([_Found(rows[i].path, s, rows[i], cosine=score, item_id=i) for _, i, score in groups])
         if use_words:
             assert query_text is not None
-            groups = _top_files(_keyword_search(catalog, query_text, allowed), k, catalog, shard_rows, exclude_file)
-            key_sides.append([(shard_rows[item].path, (s, item), score) for _, item, score in groups])
-    vec_groups = _merged(vec_sides)
-    key_groups = _merged(key_sides)
-    sims = {key: score for key, _, score in vec_groups}
-    if mode == "vector":
-        fused = vec_groups
-    elif mode == "keyword":
-        fused = key_groups
-    else:
-        fused = _rrf(vec_groups, key_groups)
-    fused = fused[:k]
-    if query_vector is not None:  # the cosine of files the vector side did not reach
-        q = np.asarray(query_vector, np.float32)
-        for s, (catalog, _, _) in enumerate(shards):
-            missing = {item[1]: key for key, item, _ in fused if key not in sims and item[0] == s}
-            for ids, vecs in catalog.vectors_for(list(missing)):
-                sims.update({missing[int(i)]: float(v) for i, v in zip(ids, vecs @ q)})
-    results: list[SearchResult] = []
-    for key, (s, item_id), score in fused:
-        row = rows[s][item_id]
-        sim = sims.get(key)
-        results.append(SearchResult(
-            rank=len(results) + 1, path=row.path, kind=row.kind, score=float(score), score_kind=SCORE_KINDS[mode],
-            similarity=None if sim is None else float(sim), snippet=_snippet(row, query_text),
-            page=row.page, item_id=item_id, width=row.width, height=row.height, taken_at=row.taken_at,
+            files = _Lazy(functools.partial(filters.file_ids, catalog))
+            prows: dict[int, PassageRow] = {}
+            groups = _top_files(_keyword_search(catalog, query_text, files, prows), k, catalog.passages, prows,
+                                exclude_file)
+            key_sides.append([_Found(prows[p].path, s, prows[p], level=int(score), fraction=score - int(score))
+                              for _, p, score in groups])
+            _count_containing(out, catalog, query_text, files(), exclude_file)
+    vec = _merged(vec_sides, lambda f: f.cosine or 0.0)
+    key = _merged(key_sides, lambda f: f.level + f.fraction)
+    for found in key:
+        _place_words(found, shards[found.shard][0], query_text or "")
+    if q is not None:
+        _cosines_of(key, vec, shards, q)
+    nulls = {(s, kind): (c.null(query_kind, kind) if c else None) for s, c in enumerate(calibrations)
+             for kind in ("image", "document")}
+    ranked = _ranked(mode, vec, key, nulls, min_similarity)
+    for score, match, found in ranked[:k]:
+        row = found.row
+        assert found.item_id is not None
+        out.append(SearchResult(
+            rank=len(out) + 1, path=row.path, kind=row.kind, score=round(float(score), 6), match=match,
+            similarity=None if found.cosine is None else float(found.cosine),
+            snippet=_snippet(row.text, query_text, found.at), page=row.page, item_id=found.item_id, width=row.width,
+            height=row.height, taken_at=row.taken_at,
         ))
-    return results
+    if use_words:
+        out.words = query_text
+    return out
 
 
-def _merged(sides: list[list[Group]]) -> list[Group]:
+def _ranked(mode: str, vec: list[_Found], key: list[_Found], nulls: dict[tuple[int, str], Null | None],
+            min_similarity: float | None) -> list[tuple[float, str, _Found]]:
+    """(score, match, found), best first."""
+
+    def part(found: _Found) -> float | None:
+        if found.cosine is None:
+            return None
+        return min(meaning(nulls.get((found.shard, found.row.kind)), found.cosine), _BELOW_ONE)
+
+    def above_floor(found: _Found) -> bool | None:
+        """Whether its cosine reaches the floor (None: no floor known, none given)."""
+        if found.cosine is None:
+            return False
+        if min_similarity is not None:
+            return found.cosine >= min_similarity
+        null = nulls.get((found.shard, found.row.kind))
+        return None if null is None else found.cosine >= null.floor
+
+    out: list[tuple[float, str, _Found]] = []
+    if mode == "keyword":
+        for found in key:
+            base, width = BANDS.get(found.level, (0.0, MEANING_WIDTH))
+            out.append((base + width * found.fraction, "words", found))
+    elif mode == "vector":
+        for found in vec:
+            if min_similarity is None or above_floor(found):
+                out.append((MEANING_WIDTH * (part(found) or 0.0), "meaning", found))
+    else:
+        by_vector = {f.path for f in vec}
+        holding = set()
+        for found in key:
+            m = part(found)
+            passes = above_floor(found)
+            if found.level >= 1:  # holds all the query's words
+                holding.add(found.path)
+                base, width = BANDS[found.level]
+                r = found.fraction if m is None else (found.fraction + m) / 2
+                agrees = passes if passes is not None else found.path in by_vector
+                out.append((base + width * min(r, _BELOW_ONE), "both" if agrees else "words", found))
+        for found in [*vec, *(f for f in key if f.level < 1)]:
+            if found.path in holding:
+                continue
+            if above_floor(found) is not False:
+                holding.add(found.path)
+                out.append((MEANING_WIDTH * (part(found) or 0.0), "meaning", found))
+    out.sort(key=lambda t: -t[0])  # stable: each side's order within equal scores
+    return out
+
+
+def _merged(sides: list[list[_Found]], score: Callable[[_Found], float]) -> list[_Found]:
     """One ranking from each index's (best first): by score, ties in index order; a path met twice (two
     indexes that hold the same file) keeps its first, best, entry."""
     if len(sides) <= 1:
         return sides[0] if sides else []
-    merged = sorted((g for side in sides for g in side), key=lambda g: -g[2])  # stable: ties keep index order
+    merged = sorted((f for side in sides for f in side), key=lambda f: -score(f))  # stable
     seen: set[str] = set()
     out = []
-    for g in merged:
-        if g[0] not in seen:
-            seen.add(g[0])
-            out.append(g)
+    for f in merged:
+        if f.path not in seen:
+            seen.add(f.path)
+            out.append(f)
     return out
+
+
+def _place_words(found: _Found, catalog: Catalog, query: str) -> None:
+    """Where the query's words are in a passage, and the item (chunk) that holds that place."""
+    row = found.row
+    assert isinstance(row, PassageRow)
+    found.at = _find_query(row.text, query)
+    found.item_id = catalog.item_at(row.file_id, row.page, row.start + (found.at[0] if found.at else 0))
+
+
+def _cosines_of(key: list[_Found], vec: list[_Found], shards: Sequence[Shard], q: np.ndarray) -> None:
+    """The cosine of each file the words side found: the vector side's where it found the file too (its
+    best item), else that of the chunk holding the words."""
+    best = {f.path: f for f in vec}
+    missing: dict[int, dict[int, list[_Found]]] = {}
+    for found in key:
+        other = best.get(found.path)
+        if other is not None:
+            found.cosine = other.cosine
+        elif found.item_id is not None:
+            missing.setdefault(found.shard, {}).setdefault(found.item_id, []).append(found)
+    for s, wanted in missing.items():
+        for ids, vecs in shards[s][0].vectors_for(list(wanted)):
+            for i, v in zip(ids.tolist(), vecs @ q):
+                for found in wanted[int(i)]:
+                    found.cosine = float(v)
+
+
+def _count_containing(out: Results, catalog: Catalog, query: str, allowed: set[int] | None,
+                      exclude_file: int | None) -> None:
+    """Add the files of this index that hold all of the query's words to out.containing, by kind."""
+    ids = [i for i in catalog.files_containing(query) if (allowed is None or i in allowed) and i != exclude_file]
+    counts = out.containing if out.containing is not None else {"image": 0, "document": 0}
+    for kind in catalog.file_kinds(ids).values():
+        counts[kind] = counts.get(kind, 0) + 1
+    out.containing = counts
 
 
 class _Lazy:
@@ -189,14 +324,13 @@ class _Lazy:
         return self._value
 
 
-def _top_files(fetch, k: int, catalog: Catalog, rows: dict[int, ItemRow],
-               exclude_file: int | None) -> list[tuple[int, int, float]]:
-    """At least k files from `fetch(n)` (the n best items), asking for more while items of the same
-    files crowd them out; fewer only when fetch has no more to give."""
+def _top_files(fetch, k: int, rows_of, rows: dict, exclude_file: int | None) -> list[tuple[int, int, float]]:
+    """At least k files from `fetch(n)` (the n best items or passages), asking for more while those of
+    the same files crowd them out; fewer only when fetch has no more to give."""
     want = 4 * k + 4
     while True:
         hits = fetch(want)
-        rows.update(catalog.items([i for i, _ in hits if i not in rows]))
+        rows.update(rows_of([i for i, _ in hits if i not in rows]))
         groups = [g for g in _group(hits, rows) if g[0] != exclude_file]
         if len(groups) >= k or len(hits) < want:
             return groups
@@ -221,22 +355,23 @@ def _vector_search(catalog: Catalog, vectors: Searcher, q: np.ndarray, filters: 
     return fetch
 
 
-def _keyword_search(catalog: Catalog, text: str, allowed: _Lazy):
-    """fetch(n) -> the n best chunks (or pictures' words) for the words that the filters allow."""
+def _keyword_search(catalog: Catalog, text: str, allowed: _Lazy, rows: dict[int, PassageRow]):
+    """fetch(n) -> the n best passages for the words in files the filters allow."""
 
     def fetch(n: int) -> Hits:
         hits = catalog.keyword_search(text, n)
-        ids = allowed()
-        if ids is None:
+        files = allowed()
+        if files is None:
             return hits
         # Filtering after the limit can leave fewer than n: look further while more exist.
-        kept = [h for h in hits if h[0] in ids]
         limit = n
-        while len(kept) < n and len(hits) == limit:
+        while True:
+            rows.update(catalog.passages([i for i, _ in hits if i not in rows]))
+            kept = [h for h in hits if h[0] in rows and rows[h[0]].file_id in files]
+            if len(kept) >= n or len(hits) < limit:
+                return kept[:n]
             limit *= 4
             hits = catalog.keyword_search(text, limit)
-            kept = [h for h in hits if h[0] in ids]
-        return kept[:n]
 
     return fetch
 
@@ -256,8 +391,8 @@ def _kind_candidates(catalog: Catalog, vectors: Searcher, q: np.ndarray, want: i
     return None
 
 
-def _group(hits: Hits, rows: dict[int, ItemRow]) -> list[tuple[int, int, float]]:
-    """One entry per file, its best item first seen (hits are best first): (file id, item id, score)."""
+def _group(hits: Hits, rows: dict) -> list[tuple[int, int, float]]:
+    """One entry per file, its best item or passage first seen (hits are best first): (file id, id, score)."""
     seen: set[int] = set()
     out = []
     for item_id, score in hits:
@@ -269,49 +404,67 @@ def _group(hits: Hits, rows: dict[int, ItemRow]) -> list[tuple[int, int, float]]
     return out
 
 
-def _rrf(vec_groups: list[Group], key_groups: list[Group]) -> list[Group]:
-    scores: dict[str, float] = {}
-    best_item: dict[str, tuple[int, int]] = {}
-    for groups in (key_groups, vec_groups):  # keyword first: its chunk holds the words, the better snippet
-        for r, (fid, item, _) in enumerate(groups):
-            scores[fid] = scores.get(fid, 0.0) + 1.0 / (RRF_K + r + 1)
-            best_item.setdefault(fid, item)
-    order = sorted(scores, key=lambda f: -scores[f])
-    return [(fid, best_item[fid], scores[fid]) for fid in order]
+# -- snippets ----------------------------------------------------------------------------------------
 
 
-def _snippet(row: ItemRow, query_text: str | None) -> str | None:
-    """The chunk's text, or for a long one the passage around the query's words: the whole query where it
-    occurs, else its longest word found (compared as the keyword search compares: case and accents folded)."""
-    if row.text is None:
+def _snippet(text: str | None, query: str | None, at: tuple[int, int] | None = None) -> str | None:
+    """About SNIPPET_CHARS of `text` centred on the query's words (at `at`, else where _find_query finds
+    them), opening and closing on word boundaries (a CJK character is a word), whitespace made single
+    spaces."""
+    if text is None:
         return None
-    text = " ".join(row.text.split())
     if len(text) <= SNIPPET_CHARS:
-        return text
-    start = 0
-    found = _find_query(text, query_text) if query_text else None
+        return " ".join(text.split())
+    found = at if at is not None else _find_query(text, query)
+    start, first, last = 0, SNIPPET_CHARS, 0  # the window, and the match's span it must keep
     if found is not None:
-        at, length = found
-        start = max(0, at - SNIPPET_CHARS // 3)
-        if at + length > start + SNIPPET_CHARS:  # a long match: show its start
-            start = at
-        space = text.find(" ", start, at)
-        if start and space >= 0:
-            start = space + 1  # open on a word
-    piece = text[start : start + SNIPPET_CHARS]
-    return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(text) else "")
+        first, length = found
+        last = first + length
+        if length > SNIPPET_CHARS:
+            start = first  # a long match: its start
+        else:
+            start = max(0, min(first + length // 2 - SNIPPET_CHARS // 2, len(text) - SNIPPET_CHARS))
+    end = min(len(text), start + SNIPPET_CHARS)
+    if start > 0 and not _boundary(text, start):
+        start = next((i for i in range(start + 1, min(first, end) + 1) if _boundary(text, i)), start)
+    if end < len(text) and not _boundary(text, end):
+        end = next((i for i in range(end - 1, max(last, start), -1) if _boundary(text, i)), end)
+    piece = " ".join(text[start:end].split())
+    return ("…" if start > 0 else "") + piece + ("…" if end < len(text) else "")
 
 
-def _find_query(text: str, query: str) -> tuple[int, int] | None:
-    """(position, length) in `text` of the whole query, else of its longest word that occurs."""
+def _boundary(text: str, i: int) -> bool:
+    """Whether a word boundary lies before text[i]."""
+    a, b = text[i - 1], text[i]
+    if a.isspace() or b.isspace():
+        return True
+    from .passages import cjk
+
+    return bool(cjk().match(a) or cjk().match(b))
+
+
+def _find_query(text: str, query: str | None) -> tuple[int, int] | None:
+    """(position, length) in `text` of the query as typed (case, accents and spacing aside), else of its
+    words as a phrase (punctuation between them aside, as the keyword index matches them), else of its
+    longest word that occurs on its own."""
+    if not query:
+        return None
     folded = fold(text)
     words = query.split()
-    candidates = [" ".join(words)] + sorted(words, key=len, reverse=True)
-    for candidate in candidates:
-        # One-letter Latin words would match anywhere; one Chinese or Japanese character is a word.
-        if len(candidate) < 2 and candidate.isascii():
-            continue
-        at = folded.find(fold(candidate))
-        if at >= 0:
-            return at, len(candidate)
+    if not words:
+        return None
+    patterns = [r"\s+".join(re.escape(fold(w)) for w in words)]
+    tokens = re.findall(r"[^\W_]+", fold(fts_text(query)))
+    if len(tokens) > 1:
+        patterns.append(r"[\W_]*".join(re.escape(t) for t in tokens))
+    for pattern in patterns:
+        m = re.search(pattern, folded)
+        if m:
+            return m.start(), m.end() - m.start()
+    for token in sorted(set(tokens), key=len, reverse=True):
+        if len(token) < 2 and token.isascii():
+            continue  # one Latin letter would match anywhere; one CJK character is a word
+        m = re.search(rf"(?<![^\W_]){re.escape(token)}(?![^\W_])" if token.isascii() else re.escape(token), folded)
+        if m:
+            return m.start(), m.end() - m.start()
     return None

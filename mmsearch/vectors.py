@@ -8,9 +8,12 @@ Files (all caches of the catalog, which holds every vector and is the truth):
     vectors-N.hnsw      the hnswlib graph of save N (read and written through hnswlib's API only)
     vectors-N.npy       the same vectors as a flat matrix (flatfile.py), for exact scans
 
-A cold query scans the flat file (memory-mapped, exact) plus, from the catalog, the vectors of items
-added since that save (item ids only grow); items deleted since are dropped when the catalog is asked
-for their rows. So a query is exact and current without loading the graph, also during an index run
+    vectors-N.tail      the vectors committed since save N, appended after each commit by the run
+                        that writes (flatfile.TailWriter)
+
+A cold query scans the flat file (memory-mapped, exact), the tail (mapped the same way) and, from the
+catalog, the vectors of items added since the tail's last (at most a batch; item ids only grow); items
+deleted since are dropped when the catalog is asked for their rows. So a query is exact and current without loading the graph, also during an index run
 in another process. A process that searches again and again loads the graph once and brings it in
 line with the catalog.
 
@@ -36,7 +39,7 @@ import numpy as np
 
 from . import flatfile
 from .ann import AnnError, AnnGraph, Hits
-from .flatfile import FlatFileError, FlatVectors
+from .flatfile import FlatFileError, FlatVectors, TailWriter, read_tail
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -45,7 +48,7 @@ log = logging.getLogger("mmsearch")
 
 STAMP = "vectors.json"
 STAMP_FORMAT = 1
-_SAVED = re.compile(r"^vectors-(\d+)\.(hnsw|npy)$")
+_SAVED = re.compile(r"^vectors-(\d+)\.(hnsw|npy|tail)$")
 _LEGACY = ("vectors.hnsw", "vectors.hnsw.json")  # the single-file layout of earlier versions
 # A process scans the flat file for its first search; past this many vectors, later searches load the
 # graph (0.25 ms a search at 100k, against ~10 ms to scan 100k x 512 and 0.5-0.7 s to load the graph).
@@ -74,6 +77,9 @@ class VectorStore:
         self._writing = False
         self._dirty = False
         self._searches = 0
+        # While writing: where committed vectors are appended (opened at the first, None before; False:
+        # given up until the next save).
+        self._tail: TailWriter | None | bool = None
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -104,16 +110,33 @@ class VectorStore:
 
     def _scan(self, flat: FlatVectors, q: np.ndarray, k: int, allowed: set[int] | None) -> Hits:
         hits = flat.search(q, k, allowed=allowed)
-        ids, vectors = self.catalog.vectors_after(flat.max_id)  # added since the save
-        if not len(ids):
+        # Added since the save: the tail the writing run appends, then what the catalog holds past it.
+        tail_ids, tail_vectors = read_tail(self._tail_path(), self.dim, flat.max_id)
+        last = int(tail_ids[-1]) if len(tail_ids) else flat.max_id
+        ids, vectors = self.catalog.vectors_after(last)
+        parts = [(tail_ids, tail_vectors)] + ([(ids, vectors)] if len(ids) else [])
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        merged_ids = [np.array([i for i, _ in hits], np.int64)]
+        merged_scores = [np.array([s for _, s in hits], np.float32)]
+        for ids, vectors in parts:
+            if not len(ids):
+                continue
+            scores = vectors @ q
+            if allowed is not None:
+                keep = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+                ids, scores = ids[keep], scores[keep]
+            merged_ids.append(np.asarray(ids, np.int64))
+            merged_scores.append(scores.astype(np.float32))
+        if len(merged_ids) == 1:
             return hits
-        if allowed is not None:
-            keep = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
-            ids, vectors = ids[keep], vectors[keep]
-        scores = vectors @ (q / max(float(np.linalg.norm(q)), 1e-12))
-        merged_ids = np.concatenate([np.array([i for i, _ in hits], np.int64), ids])
-        merged_scores = np.concatenate([np.array([s for _, s in hits], np.float32), scores.astype(np.float32)])
-        return flatfile.top(merged_ids, merged_scores, k)
+        return flatfile.top(np.concatenate(merged_ids), np.concatenate(merged_scores), k)
+
+    def _tail_path(self, save: int | None = None) -> Path:
+        """The tail of save `save` (default: the last one's; 0 before any save)."""
+        if save is None:
+            stamp = self._read_stamp()
+            save = int(stamp["save"]) if stamp else 0
+        return self.folder / f"vectors-{save}.tail"
 
     def _saved_flat(self) -> FlatVectors | None:
         """The flat file of the last save, mapped once per save; an empty one where nothing was saved
@@ -204,12 +227,48 @@ class VectorStore:
         with self._lock:
             self._current_graph()
             self._writing = True
+            self._tail = None
             self._flat = None
+
+    def _append_to_tail(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Committed vectors into the tail; at the first, the tail is opened and caught up with the
+        catalog (a run that crashed may have committed past it)."""
+        if self._tail is False:
+            return
+        try:
+            if self._tail is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                saved = self._read_stamp()
+                saved_max = 0 if saved is None else self._saved_flat().max_id
+                self._tail = TailWriter(self._tail_path(), self.dim)
+                self._tail.append(*self.catalog.vectors_after(max(saved_max, self._tail.last_id)))
+            assert isinstance(self._tail, TailWriter)
+            ids = np.asarray(ids, np.int64)
+            new = ids > self._tail.last_id  # the catch-up may hold these already
+            self._tail.append(ids[new], np.asarray(vectors)[new])
+        except (OSError, ValueError) as e:
+            self._drop_tail(e)
+
+    def _drop_tail(self, why: Exception) -> None:
+        """No tail for the rest of this save: queries read what it would hold from the catalog."""
+        log.info("%s: not appending committed vectors for queries (%s)", self.folder, why)
+        self._close_tail()
+        self._tail = False
+        try:
+            self._tail_path().unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def _close_tail(self) -> None:
+        if isinstance(self._tail, TailWriter):
+            self._tail.close()
+        self._tail = None
 
     def end_writing(self) -> None:
         with self._lock:
             self._writing = False
             self._graph_generation = self.catalog.generation()
+            self._close_tail()
 
     def _writable_graph(self) -> AnnGraph:
         graph = self._graph if self._writing else self._current_graph()
@@ -217,9 +276,12 @@ class VectorStore:
         return graph
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Vectors the catalog has committed: into the graph, and appended to the tail for queries."""
         with self._lock:
             self._writable_graph().add(ids, vectors)
             self._dirty = True
+            if self._writing:
+                self._append_to_tail(ids, vectors)
 
     def remove(self, ids: list[int]) -> None:
         if len(ids):
@@ -279,6 +341,7 @@ class VectorStore:
                 raise
             self._dirty = False
             self._flat = None
+            self._close_tail()  # later commits of this run (the OCR phase's pages) start the next save's
             self._drop_old_files(keep=set(names.values()))
 
     def _drop_old_files(self, keep: set[str]) -> None:

@@ -283,7 +283,8 @@ def test_saves_replace_the_previous_files_and_a_failed_save_keeps_them(tmp_path:
         store.save()
     monkeypatch.undo()
     assert (tmp_path / STAMP).read_bytes() == stamp_before  # the last complete save is still in force
-    assert saved_files(tmp_path) == ["vectors-1.hnsw", "vectors-1.npy", STAMP]  # no temporary files left
+    # No temporary files left; the vectors added since save 1 wait in its tail (queries read them there).
+    assert saved_files(tmp_path) == ["vectors-1.hnsw", "vectors-1.npy", "vectors-1.tail", STAMP]
     store.save()
     assert saved_files(tmp_path) == ["vectors-2.hnsw", "vectors-2.npy", STAMP]
     store.end_writing()
@@ -374,3 +375,50 @@ def test_deleted_items_leave_the_saved_files(tmp_path: Path):
     flat = FlatVectors(tmp_path / "vectors-2.npy", DIM)
     assert flat.ids.tolist() == ids[10:]
     assert VectorStore(tmp_path, DIM, catalog).ids() == set(ids[10:])
+
+
+def test_vectors_committed_since_the_save_are_scanned_from_the_tail_not_read_from_the_catalog(tmp_path: Path,
+                                                                                                monkeypatch):
+    """A run appends what it commits to the tail (vectors-N.tail): a query in another process during
+    the run, or after it was killed before its save, scans them as fast as saved ones; the catalog is
+    asked only for what is past the tail. A torn end of the tail (power lost mid-append) is left out,
+    and what it held comes from the catalog."""
+    x = unit(400)
+    catalog, ids = catalog_with(tmp_path, x[:100])
+    root = catalog.roots()[0][0]
+    writer = VectorStore(tmp_path, DIM, catalog)
+    writer.begin_writing()
+    writer.save()
+    for lo in range(100, 400, 50):  # the run's batches: committed, then applied; no save (it was killed)
+        with catalog.write() as conn:
+            new = []
+            for i in range(lo, lo + 50):
+                fid, _ = catalog.put_file(conn, path=f"/photos/{i}.jpg", root_id=root, size=1, mtime_ns=i,
+                                          content_hash=f"{i:064x}", kind="image")
+                new += catalog.add_items(conn, fid, "image", x[i : i + 1])
+        writer.add(np.asarray(new), x[lo : lo + 50])
+        ids += new
+    reader_catalog = Catalog(tmp_path, readonly=True)
+    asked: list[int] = []
+    read_from_catalog = reader_catalog.vectors_after
+
+    def counted(after: int):
+        got = read_from_catalog(after)
+        asked.append(len(got[0]))
+        return got
+
+    monkeypatch.setattr(reader_catalog, "vectors_after", counted)
+    reader = VectorStore(tmp_path, DIM, reader_catalog)
+    exact = np.argsort(-(x @ x[350]))[:10]
+    assert [i for i, _ in reader.search(x[350], 10)] == [ids[i] for i in exact]
+    assert asked == [0]  # all 300 came from the tail
+    tail = tmp_path / "vectors-1.tail"
+    size = tail.stat().st_size
+    with open(tail, "r+b") as f:  # the last record torn, and a zero-filled one before it
+        f.truncate(size - 40)
+        f.seek(size - 40 - (8 + 4 * DIM) * 2 + 20)
+        f.write(bytes(8 + 4 * DIM))
+    reader = VectorStore(tmp_path, DIM, reader_catalog)
+    assert [i for i, _ in reader.search(x[399], 10)] == [ids[i] for i in np.argsort(-(x @ x[399]))[:10]]
+    assert asked[-1] == 2  # the two damaged records, from the catalog
+    writer.end_writing()
