@@ -328,16 +328,15 @@ class Index:
             lock.release()
 
     def _calibrate(self) -> None:
-        """Measure how the model scores unrelated pairs on this index (calibration.py), where the index
-        has no measure yet or has changed much since its last."""
+        """Measure how the model scores unrelated pairs (calibration.py) where the index has no measure
+        for its model yet."""
         from . import calibration
 
-        counts = self.catalog.vector_counts()
         known = calibration.Calibration.from_json(self.catalog.meta(calibration.META_KEY))
-        if not any(counts.values()) or (known is not None and not known.stale(self.bundle.manifest_sha256, counts)):
+        if known is not None and known.manifest_sha256 == self.bundle.manifest_sha256:
             return
-        samples = {kind: self.catalog.sample_vectors(kind, calibration.SAMPLE) for kind in calibration.KINDS}
-        measured = calibration.measure(self.text_encoder().encode, samples, self.bundle.manifest_sha256, counts)
+        measured = calibration.measure(self.text_encoder().encode, self.image_encoder().encode,
+                                       self.bundle.image_spec, self.bundle.manifest_sha256)
         with self.catalog.write() as conn:
             self.catalog.set_meta(conn, calibration.META_KEY, measured.to_json())
 

@@ -2,20 +2,21 @@
 
 A CLIP-family model's cosines mean different things for different pairs: with OpenAI's ViT-B/32 a
 text and an unrelated photo score about 0.15 and a good match 0.3, while a text and an unrelated
-passage of text score 0.7 and more. So each index measures how its model scores pairs that have
-nothing to do with each other, for each kind of query (a typed text, an image, a document's vector)
-against each kind of item (a photo, a document chunk): PROBES (everyday sentences, written for this)
-encoded by the text tower, and up to SAMPLE stored vectors of each kind; unrelated pairs are nearly
-all of them. Their median and spread (1.4826 x the median absolute deviation: a few related pairs
-move neither) give, per pair of kinds:
+passage of text score 0.7 and more. So mmsearch measures, for each model, how it scores pairs that
+have nothing to do with each other, for each kind of query (a typed text, an image, a document's
+vector) against each kind of item (a photo, a document chunk): PROBES (everyday sentences written for
+this) through the text tower, and PICTURES probe pictures drawn here (soft shapes, shading, texture
+and grain at the tower's input size, a different one for each seed) through the image tower; a text
+stands for a document. Nearly every pair is unrelated; their median and spread (1.4826 x the
+median absolute deviation: a few related pairs move neither) give, per pair of kinds:
 
-    floor    = median + Z_FLOOR x spread           (about 1 unrelated pair in 700 reaches it)
+    floor    = median + Z_FLOOR x spread           (about 1 unrelated pair in 160 reaches it)
     meaning  = 1 / (1 + exp(-(cosine - floor) / spread))      in (0, 1); 0.5 at the floor
 
-Measured at the end of an index run when the index has none yet or its vectors of a kind grew or
-shrank by a quarter since (a second or two for a ViT-B/32 text tower on a laptop CPU), and kept in
-the catalog with the model's manifest hash. An index without one (built by an earlier mmsearch,
-until its next run) scores meaning as (1 + cosine) / 2 and hides nothing.
+It depends on the model alone (its manifest), so a file scores the same in every index of that model.
+Measured once per index, at the end of its first index run (both towers, a few seconds for a ViT-B/32
+on a laptop CPU), and kept in the catalog with the model's manifest hash. An index without one (built
+by an earlier mmsearch, until its next index run) scores meaning as (1 + cosine) / 2 and hides nothing.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 META_KEY = "calibration"  # where the catalog keeps it
-Z_FLOOR = 3.0
-SAMPLE = 1024  # stored vectors of each kind measured against
+Z_FLOOR = 2.5
+PICTURES = 32
 KINDS = ("image", "document")  # what items are; a query is "text" or one of these
-REMEASURE_SHARE = 0.25
 
 PROBES = (
     "a recipe for apple pie with cinnamon",
@@ -107,14 +108,13 @@ class Calibration:
 
     nulls: dict[str, Null]
     manifest_sha256: str
-    counts: dict[str, int]  # vectors of each kind when measured
 
     def null(self, query: str, item: str) -> Null | None:
         return self.nulls.get(f"{query}>{item}")
 
     def to_json(self) -> str:
         return json.dumps({"nulls": {k: [n.median, n.spread] for k, n in self.nulls.items()},
-                           "manifest_sha256": self.manifest_sha256, "counts": self.counts, "z_floor": Z_FLOOR})
+                           "manifest_sha256": self.manifest_sha256, "z_floor": Z_FLOOR})
 
     @classmethod
     def from_json(cls, text: str | None) -> Calibration | None:
@@ -123,19 +123,9 @@ class Calibration:
         try:
             data = json.loads(text)
             return cls({k: Null(float(m), float(s)) for k, (m, s) in data["nulls"].items()},
-                       str(data["manifest_sha256"]), {k: int(v) for k, v in data["counts"].items()})
+                       str(data["manifest_sha256"]))
         except (ValueError, KeyError, TypeError):
             return None
-
-    def stale(self, manifest_sha256: str, counts: dict[str, int]) -> bool:
-        """Measured for another model, or a kind's vectors grew or shrank by REMEASURE_SHARE since."""
-        if manifest_sha256 != self.manifest_sha256:
-            return True
-        for kind in KINDS:
-            then, now = self.counts.get(kind, 0), counts.get(kind, 0)
-            if (then == 0) != (now == 0) or abs(now - then) > REMEASURE_SHARE * max(then, 1):
-                return True
-        return False
 
 
 def meaning(null: Null | None, cosine: float) -> float:
@@ -154,24 +144,50 @@ def _null(scores: np.ndarray) -> Null | None:
     return Null(median, max(spread, 1e-3))
 
 
-def measure(encode_texts: Callable[[list[str]], np.ndarray], samples: dict[str, np.ndarray], manifest_sha256: str,
-            counts: dict[str, int]) -> Calibration:
-    """The nulls from the probes (encoded by `encode_texts`) and each kind's sample of stored vectors."""
-    probes = np.asarray(encode_texts(list(PROBES)), np.float32)
-    queries = {"text": probes, **{k: v for k, v in samples.items() if len(v)}}
+def measure(encode_texts: Callable[[list[str]], np.ndarray], encode_images: Callable[[np.ndarray], np.ndarray],
+            image_spec: Any, manifest_sha256: str) -> Calibration:
+    """The nulls of a model from its two towers (`image_spec`: the bundle's, for the pictures' size and
+    normalisation)."""
+    from PIL import Image
+
+    from .preprocess import preprocess_image
+
+    texts = np.asarray(encode_texts(list(PROBES)), np.float32)
+    h, w = image_spec.size
+    pixels = np.stack([preprocess_image(Image.fromarray(probe_picture(seed, h, w)), image_spec)
+                       for seed in range(PICTURES)])
+    images = np.asarray(encode_images(pixels), np.float32)
+    vectors = {"text": texts, "document": texts, "image": images}
     nulls: dict[str, Null] = {}
-    for query, q in queries.items():
+    for query in ("text", "image", "document"):
         for kind in KINDS:
-            items = samples.get(kind)
-            if items is None or not len(items):
-                if query == "text" and kind == "document":
-                    items = probes  # no documents yet: other sentences stand for them
-                else:
-                    continue
+            q, items = vectors[query], vectors[kind]
             scores = q @ items.T
             if q is items:  # a kind against itself: not a vector with itself
                 scores = scores[~np.eye(len(q), dtype=bool)]
             null = _null(scores.ravel())
             if null is not None:
                 nulls[f"{query}>{kind}"] = null
-    return Calibration(nulls, manifest_sha256, dict(counts))
+    return Calibration(nulls, manifest_sha256)
+
+
+def probe_picture(seed: int, h: int, w: int) -> np.ndarray:
+    """uint8 HxWx3, like no photo in particular: a coarse colour field upscaled (shading, sky, walls),
+    a few soft shapes, mid-frequency texture in places and grain."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(1000 + seed)
+    coarse = rng.integers(0, 256, (int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3), dtype=np.uint8)
+    base = Image.fromarray(coarse, "RGB").resize((w, h), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(base)
+    for _ in range(int(rng.integers(1, 6))):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = x0 + int(rng.integers(w // 10, w // 2)), y0 + int(rng.integers(h // 10, h // 2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
+    arr = np.asarray(base, np.float32)
+    texture = rng.standard_normal((max(2, h // 6), max(2, w // 6))).astype(np.float32) * 20
+    texture = np.asarray(Image.fromarray(texture, "F").resize((w, h), Image.Resampling.BILINEAR))
+    mask = np.asarray(Image.fromarray(rng.random((4, 4)).astype(np.float32), "F").resize((w, h)))
+    arr = arr + (texture * mask)[..., None] + rng.normal(0, 4, (h, w, 3))
+    return np.clip(arr, 0, 255).astype(np.uint8)

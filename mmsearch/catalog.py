@@ -815,18 +815,6 @@ class Catalog:
         items = int(self.conn.execute("SELECT count(*) FROM items").fetchone()[0])
         return items - int(self.conn.execute("SELECT count(*) FROM items WHERE kind = ?", (OCR_KIND,)).fetchone()[0])
 
-    def vector_counts(self) -> dict[str, int]:
-        """Vectors by the kind of their item ("image", "document")."""
-        return dict(self.conn.execute("SELECT kind, count(*) FROM items WHERE kind != ? GROUP BY kind", (OCR_KIND,)))
-
-    def sample_vectors(self, kind: str, n: int, seed: int = 0) -> np.ndarray:
-        """Up to n vectors of items of one kind, drawn at random (the same draw for the same items)."""
-        ids = np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM items WHERE kind = ?", (kind,))), np.int64)
-        if len(ids) > n:
-            ids = np.sort(np.random.default_rng(seed).choice(ids, n, replace=False))
-        parts = [v for _, v in self.vectors_for(ids.tolist())]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
     def live_item_ids(self) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT item_id FROM vectors")}
 

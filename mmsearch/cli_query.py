@@ -84,12 +84,13 @@ def write_hits(hits, as_json: bool) -> None:
     def line(r: tuple[str, ...]) -> str:
         return "  ".join([*(r[i].rjust(widths[i]) if i < 2 else r[i].ljust(widths[i]) for i in range(5)), r[5]]).rstrip()
 
-    lines.append(line(rows[0]))
     related = False
-    for h, r in zip(hits, rows[1:]):
+    for i, (h, r) in enumerate(zip(hits, rows[1:])):
         if words is not None and h.match == "meaning" and not related:
             related = True
             lines.append("Related, by meaning:")
+        if i == 0:
+            lines.append(line(rows[0]))
         lines.append(line(r))
     sys.stdout.write("\n".join(lines) + "\n")
 

@@ -1,6 +1,7 @@
 """Keyword search (Catalog.keyword_search) and snippets: what a user typing words relies on.
 
-The catalog is filled directly (no model): each chunk text is an item with a dummy vector.
+The catalog is filled directly (no model): each chunk text is an item with a dummy vector, one page
+each; the keyword index holds the passages cut from them (passages.py).
 """
 
 from __future__ import annotations
@@ -13,27 +14,36 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from mmsearch.catalog import Catalog, ItemRow, fts_queries
+from mmsearch.catalog import Catalog, fts_queries
 from mmsearch.search import SNIPPET_CHARS, _snippet
 from real_corpus import cjk_pairs  # noqa: E402
 
 
-def fill(folder: Path, texts: dict[str, list[str]]) -> tuple[Catalog, dict[int, tuple[str, int]]]:
-    """One document file per key, one chunk per text (page = its position); returns item id -> (file, page)."""
+class Where:
+    """Passage id -> (file name, page), read from the catalog."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+
+    def __getitem__(self, passage_id: int) -> tuple[str, int | None]:
+        row = self.catalog.passages([passage_id])[passage_id]
+        return Path(row.path).name, row.page
+
+
+def fill(folder: Path, texts: dict[str, list[str]]) -> tuple[Catalog, Where]:
+    """One document file per key, one chunk per text (page = its position)."""
     catalog = Catalog(folder)
     root = catalog.add_root("/docs")
-    where: dict[int, tuple[str, int]] = {}
     with catalog.write() as conn:
         for name, chunks in texts.items():
             fid, _ = catalog.put_file(conn, path=f"/docs/{name}", root_id=root, size=1, mtime_ns=1,
                                       content_hash=name, kind="document", media_type="text/plain")
             spans = [(page, 0, len(text), text) for page, text in enumerate(chunks, 1)]
-            ids = catalog.add_items(conn, fid, "document", np.zeros((len(chunks), 4), np.float32), spans)
-            where.update({i: (name, page) for i, (page, *_) in zip(ids, spans)})
-    return catalog, where
+            catalog.add_items(conn, fid, "document", np.zeros((len(chunks), 4), np.float32), spans)
+    return catalog, Where(catalog)
 
 
-def found(catalog: Catalog, where: dict[int, tuple[str, int]], query: str, limit: int = 10) -> list[tuple[str, int]]:
+def found(catalog: Catalog, where: Where, query: str, limit: int = 10) -> list[tuple[str, int | None]]:
     return [where[i] for i, _ in catalog.keyword_search(query, limit)]
 
 
@@ -99,24 +109,20 @@ def test_queries_are_quoted_words():
     assert fts_queries("  ") == [] and fts_queries("- ,") == []
 
 
-def row(text: str) -> ItemRow:
-    return ItemRow(1, 1, "/docs/a.txt", "document", 1, 0, len(text), text, "text/plain", None, None, None, 0)
-
-
 def test_snippet_shows_the_matching_passage_of_a_long_chunk():
     words = " ".join(f"word{i}" for i in range(400))
     text = words + " the Keep-Alive header keeps it open " + words
-    snippet = _snippet(row(text), "keep-alive header")
+    snippet = _snippet(text, "keep-alive header")
     assert "Keep-Alive header" in snippet and len(snippet) <= SNIPPET_CHARS + 2
     assert snippet.startswith("…") and snippet.endswith("…")
     # Accents folded, as the search does; the phrase is preferred to a lone word seen earlier.
     text = "résumé " + words + " Jürgen's Résumé and cover letter " + words
-    assert "Résumé and cover" in _snippet(row(text), "resume and cover")
+    assert "Résumé and cover" in _snippet(text, "resume and cover")
     # A one-character Chinese word is a word.
     text = "中" * 300 + "派" + "中" * 300
-    assert "派" in _snippet(row(text), "派")
+    assert "派" in _snippet(text, "派")
     short = "A short chunk."
-    assert _snippet(row(short), "nothing") == short
+    assert _snippet(short, "nothing") == short
 
 
 @pytest.mark.parametrize("query", ["the value", "value"])

@@ -2,6 +2,11 @@
 
 tests/fixtures/schema_v1.db was written by the schema-1 catalog code (commit d2257fc): 3 images and
 1 document chunk with 16-dim vectors (the tiny bundle's dimension), 1 file in error, 1 finished run.
+
+tests/fixtures/schema_v5.db was written by the schema-5 catalog code (commit ac66bcf, through its
+Catalog.put_file / add_items / add_text_items): a PDF page of 31 words in 6 chunks of 8 words that
+overlap by 2 (as a tiny text tower's context cuts them), a Chinese text file in 3 chunks that
+overlap by 2 characters, and a photo with 16-dim vectors whose words were read ("OPEN 24 HOURS").
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from mmsearch import Index, MmsearchError
 from mmsearch.catalog import SCHEMA_VERSION, Catalog, CatalogError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1.db"
+FIXTURE_V5 = Path(__file__).parent / "fixtures" / "schema_v5.db"
 
 
 @pytest.fixture()
@@ -35,7 +41,7 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
     with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "5"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "6"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
@@ -64,6 +70,41 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip
         assert conn.execute("SELECT count(*) FROM files WHERE kind = 'image' AND size = -1").fetchone()[0] == 0
         run = idx.catalog.start_run()  # the new column is written
         assert conn.execute("SELECT pid FROM runs WHERE id = ?", (run,)).fetchone()[0] > 0
+
+
+def test_v5_keyword_index_becomes_passages_from_the_chunks_nothing_read_or_encoded_again(tmp_path):
+    """Schema 6 moves the keyword index from the vector chunks to passages cut from the chunks' text:
+    a phrase longer than a chunk, or across two, is found as a phrase, on its page; so is a Chinese
+    word across a chunk boundary; the vectors, items and files are as they were."""
+    folder = tmp_path / "index"
+    folder.mkdir()
+    shutil.copy(FIXTURE_V5, folder / "catalog.db")
+    before = sqlite3.connect(folder / "catalog.db")
+    rows = lambda c, sql: c.execute(sql).fetchall()  # noqa: E731
+    items = rows(before, 'SELECT id, file_id, kind, page, start, "end", text FROM items ORDER BY id')
+    vectors = rows(before, "SELECT item_id, vector FROM vectors ORDER BY item_id")
+    files = rows(before, "SELECT id, path, size, content_hash, ocr_hash FROM files ORDER BY id")
+    before.close()
+    catalog = Catalog(folder, readonly=True)  # a query migrates it
+    assert catalog.schema_version() == 6
+    conn = catalog.conn
+    assert rows(conn, 'SELECT id, file_id, kind, page, start, "end", text FROM items ORDER BY id') == items
+    assert rows(conn, "SELECT item_id, vector FROM vectors ORDER BY item_id") == vectors
+    assert rows(conn, "SELECT id, path, size, content_hash, ocr_hash FROM files ORDER BY id") == files
+    assert not rows(conn, "SELECT name FROM sqlite_master WHERE name LIKE 'items_fts%'")
+
+    def best(query):
+        hits = catalog.keyword_search(query, 5)
+        row = catalog.passages([hits[0][0]])[hits[0][0]]
+        return Path(row.path).name, row.page, int(hits[0][1])
+
+    # 14 words over three chunks, as typed (level 3); a phrase no chunk held whole.
+    assert best("dog while the farmer watches from the old red barn and the children sing") == ("farm.pdf", 1, 3)
+    assert best("The quick brown fox jumps over the lazy dog while the farmer watches from the old red barn and "
+                "the children sing a song about the harvest moon rising above the quiet hills tonight") == ("farm.pdf", 1, 3)
+    assert best("人工智能的一个分支它使计算机") == ("ml.txt", None, 3)  # across both boundaries
+    assert best("open 24 hours") == ("sign.jpg", None, 3)
+    catalog.close()
 
 
 def test_a_reader_migrates_too_and_migration_is_idempotent(v1_index):
