@@ -1,22 +1,25 @@
-"""What a model's cosine means: the relevance floor and the meaning part of the score.
+"""What a model's cosine means for a typed query: the relevance floor and the meaning part of the score.
 
 A CLIP-family model's cosines mean different things for different pairs: with OpenAI's ViT-B/32 a
 text and an unrelated photo score about 0.15 and a good match 0.3, while a text and an unrelated
-passage of text score 0.7 and more. So mmsearch measures, for each model, how it scores pairs that
-have nothing to do with each other, for each kind of query (a typed text, an image, a document's
-vector) against each kind of item (a photo, a document chunk): PROBES (everyday sentences written for
-this) through the text tower, and PICTURES probe pictures drawn here (soft shapes, shading, texture
-and grain at the tower's input size, a different one for each seed) through the image tower; a text
-stands for a document. Nearly every pair is unrelated; their median and spread (1.4826 x the
-median absolute deviation: a few related pairs move neither) give, per pair of kinds:
+passage of text score 0.7 and more. So mmsearch measures, for each model, how it scores a typed query
+against things that have nothing to do with it, for each kind of item: PROBES (everyday sentences
+written for this) through the text tower, against the other probes (standing for document chunks)
+and against PICTURES probe pictures drawn here (soft shapes, shading, texture and grain at the
+tower's input size) through the image tower. Nearly every pair is unrelated; their median and spread
+(1.4826 x the median absolute deviation: a few related pairs move neither) give, per kind of item:
 
     floor    = median + Z_FLOOR x spread           (about 1 unrelated pair in 160 reaches it)
-    meaning  = 1 / (1 + exp(-(cosine - floor) / spread))      in (0, 1); 0.5 at the floor
+    meaning  = 0.5 x exp((cosine - floor) / spread)                below the floor: towards 0
+             = 0.5 + 0.5 x (cosine - floor) / (1 - floor)          from the floor: up to 1 at cosine 1
 
-It depends on the model alone (its manifest), so a file scores the same in every index of that model.
-Measured once per index, at the end of its first index run (both towers, a few seconds for a ViT-B/32
-on a laptop CPU), and kept in the catalog with the model's manifest hash. An index without one (built
-by an earlier mmsearch, until its next index run) scores meaning as (1 + cosine) / 2 and hides nothing.
+A model whose text tower puts every sentence near every other (a floor above 1) shows no document by
+meaning alone: its words still find them. The measure depends on the model alone (its manifest), so a
+file scores the same in every index of that model. It is taken once per index, at the end of its
+first index run (both towers, a second or two for a ViT-B/32 on a laptop CPU), and kept in the catalog
+with the model's manifest hash. Queries by an image or by a file's vector are not calibrated: their
+meaning part is (1 + cosine) / 2, so they rank by cosine, and so does an index without a measure
+(built by an earlier mmsearch, until its next index run), which hides nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import numpy as np
 META_KEY = "calibration"  # where the catalog keeps it
 Z_FLOOR = 2.5
 PICTURES = 32
-KINDS = ("image", "document")  # what items are; a query is "text" or one of these
 
 PROBES = (
     "a recipe for apple pie with cinnamon",
@@ -98,8 +100,11 @@ class Null:
         return self.median + Z_FLOOR * self.spread
 
     def meaning(self, cosine: float) -> float:
-        z = (cosine - self.floor) / self.spread
-        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+        """In [0, 1], 0.5 at the floor; it never flattens above it, so close matches keep their order."""
+        floor = self.floor
+        if cosine < floor:
+            return 0.5 * math.exp(max(-60.0, (cosine - floor) / self.spread))
+        return 0.5 + 0.5 * min(1.0, (cosine - floor) / max(1.0 - floor, 1e-6))
 
 
 @dataclass(frozen=True)
@@ -157,17 +162,12 @@ def measure(encode_texts: Callable[[list[str]], np.ndarray], encode_images: Call
     pixels = np.stack([preprocess_image(Image.fromarray(probe_picture(seed, h, w)), image_spec)
                        for seed in range(PICTURES)])
     images = np.asarray(encode_images(pixels), np.float32)
-    vectors = {"text": texts, "document": texts, "image": images}
     nulls: dict[str, Null] = {}
-    for query in ("text", "image", "document"):
-        for kind in KINDS:
-            q, items = vectors[query], vectors[kind]
-            scores = q @ items.T
-            if q is items:  # a kind against itself: not a vector with itself
-                scores = scores[~np.eye(len(q), dtype=bool)]
-            null = _null(scores.ravel())
-            if null is not None:
-                nulls[f"{query}>{kind}"] = null
+    pairs = texts @ texts.T
+    for kind, scores in (("document", pairs[~np.eye(len(texts), dtype=bool)]), ("image", texts @ images.T)):
+        null = _null(scores.ravel())
+        if null is not None:
+            nulls[f"text>{kind}"] = null
     return Calibration(nulls, manifest_sha256)
 
 

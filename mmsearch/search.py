@@ -11,7 +11,7 @@ whose similarity is below the model's relevance floor (calibration.py; `min_simi
     0.75  - 0.875   its words as a phrase (a one-word query: the word)
     0.5   - 0.75    all of its words
     0     - 0.5     found by meaning (or by some of the words): half the meaning part, so the
-                    relevance floor is 0.25
+                    relevance floor is 0.25 and a vector equal to the query's 0.5
 
 Within a band of words, the place is r in [0, 1): the passage's BM25 squashed into [0, 1), averaged
 with the meaning part where the query has a vector. The meaning part is calibration.meaning: 0.5 at the
@@ -43,7 +43,7 @@ MATCHES = ("words", "meaning", "both")
 # phrase, all the words; files found by meaning (or some words) score in [0, MEANING_WIDTH).
 BANDS = {3: (0.875, 0.125), 2: (0.75, 0.125), 1: (0.5, 0.25)}
 MEANING_WIDTH = 0.5
-_BELOW_ONE = 0.9999  # keeps each band's scores below the next band's
+_BELOW_ONE = 0.9999  # keeps each band of words below the next
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ def _ranked(mode: str, vec: list[_Found], key: list[_Found], nulls: dict[tuple[i
     def part(found: _Found) -> float | None:
         if found.cosine is None:
             return None
-        return min(meaning(nulls.get((found.shard, found.row.kind)), found.cosine), _BELOW_ONE)
+        return meaning(nulls.get((found.shard, found.row.kind)), found.cosine)
 
     def above_floor(found: _Found) -> bool | None:
         """Whether its cosine reaches the floor (None: no floor known, none given)."""

@@ -89,6 +89,6 @@ def test_markup_in_names_is_printed_as_is(world):
     assert f"{photos / 'a[/x]b' / 'broken.jpg'}: " in proc.stdout  # `[/x]` once made rich raise after the run
     status = run("status", "--index", index).stdout
     assert "a[/x]b" in status
-    hits = run("query", "sunset", "--index", index, "--type", "image", "-k", "5").stdout
+    hits = run("query", "sunset", "--index", index, "--type", "image", "-k", "5", "--mode", "vector").stdout
     assert "[red]sunset.png" in hits  # a `[red]` segment once vanished
     assert any(len(line) > 80 and LONG in line for line in hits.splitlines())  # one line per hit, not wrapped

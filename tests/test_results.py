@@ -1,5 +1,6 @@
-"""What a search returns: k files when k match, one score scale per output, dates compared as
-instants in the user's time zone, and paths that open the file whatever bytes its name holds."""
+"""What a search returns: k files when k match, one score in [0, 1] that means the same on every row,
+why each hit is there, dates compared as instants in the user's time zone, and paths that open the
+file whatever bytes its name holds."""
 
 from __future__ import annotations
 
@@ -51,12 +52,16 @@ def crowded(tmp_path_factory, toyclip):
 def test_k_files_whenever_k_match(crowded, k):
     idx, _ = crowded
     assert idx.catalog.counts()["chunks"] >= 8 * 8  # the crowd: items of a few files fill any short list
-    for mode in ("hybrid", "vector"):
-        hits = idx.search("the river rose above the old stone markers", k=k, mode=mode)
+    for mode in ("hybrid", "vector"):  # the floor off: everything matches by meaning
+        hits = idx.search("the river rose above the old stone markers", k=k, mode=mode, min_similarity=-1)
         assert len(hits) == k and len({h.path for h in hits}) == k, mode
+    # With the model's floor, the 8 documents that hold the words, then what is close enough in meaning.
+    hits = idx.search("the river rose above the old stone markers", k=k)
+    assert {h.match for h in hits[: min(k, 8)]} <= {"words", "both"} and len(hits) >= min(k, 8)
+    assert len({h.path for h in hits}) == len(hits) <= k
     assert len(idx.search("stone markers", k=k, mode="keyword")) == min(k, 8)  # every document holds the words
-    assert len(idx.search("a picture", k=k, type="document")) == min(k, 8)
-    assert len(idx.search("a picture", k=k, type="image")) == min(k, 5)
+    assert len(idx.search("a picture", k=k, type="document", mode="vector")) == min(k, 8)
+    assert len(idx.search("a picture", k=k, type="image", mode="vector")) == min(k, 5)
 
 
 def test_images_are_not_crowded_out_of_a_mixed_search(crowded):
@@ -71,16 +76,26 @@ def test_similar_gives_k_other_files(crowded):
     assert len(hits) == 12 and str(folder / "doc00.txt") not in {h.path for h in hits}
 
 
-def test_one_score_scale_per_output(crowded):
-    idx, _ = crowded
-    cases = {"hybrid": "rrf", "vector": "cosine", "keyword": "keyword"}
-    for mode, kind in cases.items():
-        for text in ("the river rose", "zzzz unmatched words"):  # with and without keyword hits
-            hits = idx.search(text, k=8, mode=mode)
-            assert {h.score_kind for h in hits} <= {kind}, (mode, text)
-            assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    hits = idx.search("the river rose above the old stone markers", k=8)
-    assert all(h.similarity is not None and -1.0 <= h.similarity <= 1.0 for h in hits)
+def test_one_score_in_0_1_whose_bands_say_why(crowded):
+    """score in [0, 1], best first, on one scale: 0.5 and up holds all the query's words (0.75 and up
+    as a phrase), below 0.5 found by meaning; `match` says the same; `similarity` is the cosine
+    wherever a vector took part."""
+    idx, folder = crowded
+    marks = {"hybrid": {"words", "both", "meaning"}, "vector": {"meaning"}, "keyword": {"words"}}
+    for mode, allowed in marks.items():
+        for text in ("the river rose", "river the rose", "zzzz unmatched words", "orchard zzzz"):
+            hits = idx.search(text, k=12, mode=mode, min_similarity=-1 if mode == "hybrid" else None)
+            assert all(0.0 <= h.score <= 1.0 for h in hits), (mode, text)
+            assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True), (mode, text)
+            assert {h.match for h in hits} <= allowed, (mode, text)
+            assert all((h.similarity is None) == (mode == "keyword") for h in hits)
+            if mode == "hybrid":
+                assert all((h.score >= 0.5) == (h.match in ("words", "both")) for h in hits), text
+    phrase = idx.search("the river rose", k=12)
+    assert all(h.score >= 0.75 for h in phrase if h.kind == "document")  # the phrase is in every document
+    apart = idx.search("river the rose", k=12)
+    assert all(0.5 <= h.score < 0.75 for h in apart if h.kind == "document")  # all the words, not as a phrase
+    assert all(h.score < 0.5 and h.match == "meaning" for h in idx.search(image=folder / "photo0.png", k=12))
 
 
 # -- dates ---------------------------------------------------------------------------------------
