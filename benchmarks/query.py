@@ -3,6 +3,7 @@ library queries, and a PyTorch + transformers cold query beside them.
 
     python -m benchmarks.query [--n 100000] [--runs 7] [--warm 200] [--json FILE] [--device cpu|cuda]
                                [--against GIT_REF]
+    python -m benchmarks.query --unsaved [--n 128000] [--runs 7] [--json FILE]
 
 The index is built once (cached under .work/bench/) through the catalog and VectorStore APIs: one file
 row and one item per vector, clustered unit vectors shaped like CLIP embeddings (512 dims), the ANN
@@ -15,6 +16,11 @@ Rows:
 - the interpreter floor (`python -c pass`) and the imports it pays for, to show what bounds the figure.
 - baseline cold: a fresh process doing what a PyTorch tool does: import torch and transformers, load
   the CLIP model, encode the text, read the stored vectors from SQLite and rank them with numpy.
+- --unsaved: the cold query on an index whose n vectors are all committed and none saved (a run
+  killed before its save: the last save is empty, the vectors wait in the tail the run appended,
+  vectors-N.tail), beside the same n vectors saved, and beside the unsaved index with its tail
+  deleted (what a query read before the tail existed: every vector from the catalog, row by row);
+  alternating run by run. Bar: unsaved <= 1.5x saved.
 - warm: one `Index` kept open, `search()` called repeatedly with varied texts: p50/p95. The first
   query in a process ranks by an exact scan of the memory-mapped ANN file; later ones on a large
   index use the HNSW graph (loaded once); both are shown.
@@ -114,6 +120,86 @@ def build_index(folder: Path, n: int, bundle: Path) -> Path:
     say(f"ANN graph: {time.perf_counter() - t:.1f}s")
     done.write_text(key)
     return folder
+
+
+def build_unsaved(folder: Path, n: int, bundle: Path) -> Path:
+    """An index as a run killed before its save leaves it: n image items committed batch by batch, each
+    batch applied to the store (which appends it to the tail), the last save empty."""
+    import hashlib
+    import shutil
+
+    import mmsearch.vectors
+    from mmsearch.api import Index
+    from mmsearch.catalog import Catalog
+
+    done = folder / "built.txt"
+    key = f"unsaved {n} {hashlib.sha256((bundle / 'manifest.json').read_bytes()).hexdigest()}"
+    if done.exists() and done.read_text().strip() == key:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    say(f"building an index of {n} unsaved vectors in {folder}")
+    Index(folder, model=bundle).close()
+    catalog = Catalog(folder)
+    dim = 512
+    store = mmsearch.vectors.VectorStore(folder, dim, catalog)
+    store.begin_writing()
+    store.save()  # empty: the save before the run
+    vecs = clustered(n, dim)
+    root_id = catalog.add_root("/bench/photos")
+    base_ns = 1_700_000_000 * 10**9
+    t = time.perf_counter()
+    for lo in range(0, n, 1024):
+        with catalog.write() as conn:
+            ids = []
+            for i in range(lo, min(n, lo + 1024)):
+                fid, _ = catalog.put_file(
+                    conn, path=f"/bench/photos/{i // 1000:03d}/IMG_{i:06d}.jpg", root_id=root_id, size=3_500_000 + i,
+                    mtime_ns=base_ns + i * 60 * 10**9, content_hash=f"{i:064x}", kind="image",
+                    media_type="image/jpeg", width=4000, height=3000)
+                ids += catalog.add_items(conn, fid, "image", vecs[i : i + 1])
+        store.add(np.asarray(ids, np.int64), vecs[lo : lo + len(ids)])
+    store.end_writing()  # no save: the run was killed
+    catalog.close()
+    say(f"committed {n} vectors in {time.perf_counter() - t:.1f}s")
+    done.write_text(key)
+    return folder
+
+
+def unsaved_rows(args: argparse.Namespace) -> tuple[list[dict], dict]:
+    """Cold queries on the saved and the unsaved index of the same n vectors, alternating."""
+    import compileall
+    import shutil
+
+    import mmsearch
+
+    bundle = vitb32_bundle()
+    saved = build_index(BENCH_DIR / f"query-index-{args.n}", args.n, bundle)
+    unsaved = build_unsaved(BENCH_DIR / f"query-unsaved-{args.n}", args.n, bundle)
+    no_tail = BENCH_DIR / f"query-unsaved-{args.n}-no-tail"
+    shutil.rmtree(no_tail, ignore_errors=True)
+    shutil.copytree(unsaved, no_tail)
+    for tail in no_tail.glob("vectors-*.tail"):
+        tail.unlink()
+    compileall.compile_dir(Path(mmsearch.__file__).parent, quiet=1)
+    script = Path(sys.executable).parent / "mmsearch"
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "mmsearch"]
+    sides = {"saved": saved, "committed, not saved (the tail)": unsaved,
+             "committed, not saved, tail deleted (read from the catalog)": no_tail}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    say("cold: saved vs unsaved, alternating")
+    for i in range(args.runs + 1):
+        for name, folder in sides.items():
+            t = time.perf_counter()
+            done = subprocess.run([*launcher, "query", QUERY, "--index", str(folder), "--device", args.device,
+                                   "--json"], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-2000:])
+            if i:  # the first round warms the page cache
+                times[name].append(time.perf_counter() - t)
+    rows = [{"what": f'mmsearch query "{QUERY}", {args.n:,} vectors {name}', "median_s": statistics.median(t),
+             "min_s": min(t), "max_s": max(t), "runs": len(t)} for name, t in times.items()]
+    ratio = statistics.median(times["committed, not saved (the tail)"]) / statistics.median(times["saved"])
+    return rows, {"unsaved_over_saved": ratio, "bar": 1.5, "bar_met": ratio <= 1.5}
 
 
 def _time_process(cmd: list[str], runs: int, env: dict[str, str] | None = None, check: bool = True) -> list[float]:
@@ -326,7 +412,19 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--against", metavar="GIT_REF",
                         help="also time the cold query of mmsearch as of this commit, alternating with this checkout")
+    parser.add_argument("--unsaved", action="store_true",
+                        help="only the cold query with --n committed but unsaved vectors against the saved case")
     args = parser.parse_args()
+    if args.unsaved:
+        info = machine()
+        rows, summary = unsaved_rows(args)
+        print(table(rows, ["what", "median_s", "min_s", "max_s", "runs"],
+                    title=f"\nCold queries, committed vs saved vectors ({info['cpu']}, {info['cores']} cores)"))
+        print(f"\nunsaved / saved: {summary['unsaved_over_saved']:.2f}x; bar <= 1.5x: "
+              f"{'met' if summary['bar_met'] else 'NOT met'}")
+        write_json(args.json, {"benchmark": "query --unsaved", "machine": info, "n": args.n, "cold": rows,
+                               "summary": summary, "args": vars(args)})
+        return
 
     bundle = vitb32_bundle()
     index = build_index(BENCH_DIR / f"query-index-{args.n}", args.n, bundle)

@@ -61,7 +61,7 @@ def _exit(message: str, code: int = 1) -> None:
 def write_hits(hits, as_json: bool) -> None:
     """Results as JSON, or as a plain aligned table (rich costs ~150 ms of imports, most of a cold
     query's budget); for `query` and `similar`. A query with words says how many files hold them, and
-    shows the files found by meaning alone apart, under "Related"."""
+    shows the rest apart, under "Related" (found by meaning, or holding some of the words)."""
     if as_json:
         import json
 
@@ -86,9 +86,9 @@ def write_hits(hits, as_json: bool) -> None:
 
     related = False
     for i, (h, r) in enumerate(zip(hits, rows[1:])):
-        if words is not None and h.match == "meaning" and not related:
+        if words is not None and h.score < 0.5 and not related:
             related = True
-            lines.append("Related, by meaning:")
+            lines.append("Related:")
         if i == 0:
             lines.append(line(rows[0]))
         lines.append(line(r))

@@ -10,8 +10,9 @@ whose similarity is below the model's relevance floor (calibration.py; `min_simi
     0.875 - 1       the file holds the query as typed (punctuation too)
     0.75  - 0.875   its words as a phrase (a one-word query: the word)
     0.5   - 0.75    all of its words
-    0     - 0.5     found by meaning (or by some of the words): half the meaning part, so the
-                    relevance floor is 0.25 and a vector equal to the query's 0.5
+    0     - 0.5     related: found by meaning, half the meaning part (so the relevance floor is
+                    0.25, and a vector equal to the query's 0.5); or holding at least half of the
+                    query's words, a quarter of (the share of its words held + the meaning part)
 
 Within a band of words, the place is r in [0, 1): the passage's BM25 squashed into [0, 1), averaged
 with the meaning part where the query has a vector. The meaning part is calibration.meaning: 0.5 at the
@@ -147,6 +148,7 @@ class _Found:
     fraction: float = 0.0  # words side: BM25 within the level, in [0, 1)
     item_id: int | None = None
     at: tuple[int, int] | None = None  # (position, length) of the words in the row's text
+    share: float = 0.0  # words side: the share of the query's words the passage holds
 
 
 def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query_text: str | None, k: int,
@@ -251,6 +253,12 @@ def _ranked(mode: str, vec: list[_Found], key: list[_Found], nulls: dict[tuple[i
                 r = found.fraction if m is None else (found.fraction + m) / 2
                 agrees = passes if passes is not None else found.path in by_vector
                 out.append((base + width * min(r, _BELOW_ONE), "both" if agrees else "words", found))
+        for found in key:  # some of the words: related, where they are at least half of them
+            if found.level < 1 and found.share >= 0.5:
+                holding.add(found.path)
+                passes = above_floor(found)
+                score = MEANING_WIDTH / 2 * (min(found.share, _BELOW_ONE) + (part(found) or 0.0))
+                out.append((score, "both" if passes else "words", found))
         for found in [*vec, *(f for f in key if f.level < 1)]:
             if found.path in holding:
                 continue
@@ -281,6 +289,11 @@ def _place_words(found: _Found, catalog: Catalog, query: str) -> None:
     row = found.row
     assert isinstance(row, PassageRow)
     found.at = _find_query(row.text, query)
+    if found.level < 1:
+        tokens = set(_tokens(query))
+        folded = fold(row.text)
+        held = [t for t in tokens if re.search(_whole(t), folded)]
+        found.share = len(held) / max(len(tokens), 1)
     found.item_id = catalog.item_at(row.file_id, row.page, row.start + (found.at[0] if found.at else 0))
 
 
@@ -454,7 +467,7 @@ def _find_query(text: str, query: str | None) -> tuple[int, int] | None:
     if not words:
         return None
     patterns = [r"\s+".join(re.escape(fold(w)) for w in words)]
-    tokens = re.findall(r"[^\W_]+", fold(fts_text(query)))
+    tokens = _tokens(query)
     if len(tokens) > 1:
         patterns.append(r"[\W_]*".join(re.escape(t) for t in tokens))
     for pattern in patterns:
@@ -464,7 +477,17 @@ def _find_query(text: str, query: str | None) -> tuple[int, int] | None:
     for token in sorted(set(tokens), key=len, reverse=True):
         if len(token) < 2 and token.isascii():
             continue  # one Latin letter would match anywhere; one CJK character is a word
-        m = re.search(rf"(?<![^\W_]){re.escape(token)}(?![^\W_])" if token.isascii() else re.escape(token), folded)
+        m = re.search(_whole(token), folded)
         if m:
             return m.start(), m.end() - m.start()
     return None
+
+
+def _tokens(query: str) -> list[str]:
+    """The query's words as the keyword index cuts them (each CJK character one), folded."""
+    return re.findall(r"[^\W_]+", fold(fts_text(query)))
+
+
+def _whole(token: str) -> str:
+    """A pattern for a folded token standing as a word of its own (a CJK character always does)."""
+    return rf"(?<![^\W_]){re.escape(token)}(?![^\W_])" if token.isascii() else re.escape(token)

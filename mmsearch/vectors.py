@@ -33,6 +33,7 @@ import re
 import threading
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -186,13 +187,25 @@ class VectorStore:
             if self._graph is None:
                 self._graph, saved_generation = self._load_graph()
             if saved_generation != generation or len(self._graph) != self.catalog.vector_count():
-                added, removed = self._graph.reconcile(self.catalog.vectors_for, self.catalog.live_item_ids())
+                added, removed = self._graph.reconcile(self._stored_vectors, self.catalog.live_item_ids())
                 if added or removed:
                     self._dirty = True
                     log.info("%s: vectors brought in line with the catalog: %d added, %d removed", self.folder,
                              added, removed)
             self._graph_generation = generation
             return self._graph
+
+    def _stored_vectors(self, ids: set[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) batches of these items' vectors: those in the tail from it, the rest from the
+        catalog (a reader after a killed run does not read the run's vectors row by row)."""
+        tail_ids, tail_vectors = read_tail(self._tail_path(), self.dim, 0)
+        if len(tail_ids) and ids:
+            wanted = np.fromiter(ids, np.int64, len(ids))
+            keep = np.isin(tail_ids, wanted)
+            if keep.any():
+                yield np.asarray(tail_ids[keep]), np.asarray(tail_vectors[keep])
+                ids = ids - set(tail_ids[keep].tolist())
+        yield from self.catalog.vectors_for(ids)
 
     def _load_graph(self) -> tuple[AnnGraph, int | None]:
         """The saved graph and the generation it reflects, where its stamp vouches for it; else an

@@ -43,7 +43,7 @@ def test_queries_from_other_processes_never_fail_and_see_a_consistent_state(tmp_
     writer = subprocess.Popen(index_cmd(photos, index, bundle, *SLOW), env=env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     cli_queries = [subprocess.Popen([sys.executable, "-m", "mmsearch.cli", "query", "harbour boats", "--index", str(index),
-                                     "--json"], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     "--min-similarity", "-1", "--json"], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                    for _ in range(2)]
     seen_counts = []
     queries = compared = 0
