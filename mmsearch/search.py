@@ -11,7 +11,7 @@ whose similarity is below the model's relevance floor (calibration.py; `min_simi
     0.75  - 0.875   its words as a phrase (a one-word query: the word)
     0.5   - 0.75    all of its words
     0     - 0.5     related: found by meaning, half the meaning part (so the relevance floor is
-                    0.25, and a vector equal to the query's 0.5); or holding at least half of the
+                    0.25, and a vector equal to the query's just under 0.5); or holding at least half of the
                     query's words, a quarter of (the share of its words held + the meaning part)
 
 Within a band of words, the place is r in [0, 1): the passage's BM25 squashed into [0, 1), averaged
@@ -221,7 +221,7 @@ def _ranked(mode: str, vec: list[_Found], key: list[_Found], nulls: dict[tuple[i
     def part(found: _Found) -> float | None:
         if found.cosine is None:
             return None
-        return meaning(nulls.get((found.shard, found.row.kind)), found.cosine)
+        return min(meaning(nulls.get((found.shard, found.row.kind)), found.cosine), _BELOW_ONE)
 
     def above_floor(found: _Found) -> bool | None:
         """Whether its cosine reaches the floor (None: no floor known, none given)."""

@@ -49,7 +49,7 @@ def test_image_query_finds_itself_first(idx, collection):
     for name in ("img0.jpg", "sub/img1.png", "img2.webp"):
         hits = idx.search(image=collection / name, k=3, type="image")
         assert hits[0].path == str(collection / name)
-        assert hits[0].score > 0.99
+        assert hits[0].similarity > 0.99 and hits[0].score > 0.49 and hits[0].match == "meaning"
 
 
 def test_document_text_finds_its_document_first(idx, collection):

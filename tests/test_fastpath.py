@@ -92,7 +92,8 @@ def test_a_plain_query_line_loads_no_cli_framework(tmp_path, bundle):
     make_collection(photos)
     with Index(tmp_path / "index", model=bundle) as idx:
         idx.index([photos])
-    args = ["query", "a garden with roses", "--index", str(tmp_path / "index"), "-k", "3", "--json"]
+    args = ["query", "a garden with roses", "--index", str(tmp_path / "index"), "-k", "3", "--min-similarity=-1",
+            "--json"]
     code = (
         "import sys, json; sys.argv = ['mmsearch', *json.loads(sys.argv[1])]\n"
         "from mmsearch.__main__ import main\n"
@@ -170,7 +171,7 @@ def test_kind_filters_over_the_scan(tmp_path, bundle):
         assert idx.vectors.searcher().scans_exactly
         docs = idx.search("a garden with roses", k=10, type="document", mode="vector")
         assert len(docs) == len(DOCS) and {h.kind for h in docs} == {"document"}
-        images = idx.search("a garden with roses", k=3, type="image")
+        images = idx.search("a garden with roses", k=3, type="image", mode="vector")
         assert len(images) == 3 and {h.kind for h in images} == {"image"}
 
 
