@@ -3,6 +3,7 @@
     python -m benchmarks.encoders [--device cpu|cuda] [--json FILE] [--rounds 7] [--explore] [--int8-choices]
                                   [--threads N]
     python -m benchmarks.encoders --int8-accuracy [--models tiny-clip,...] [--seeds 0,1] [--emulate CPU,...]
+    python -m benchmarks.encoders --batch-consistency [--models toyclip,vit-b-32,...] [--emulate CPU,...]
 
 The model is a ViT-B/32-sized CLIP with random weights (mmsearch_export.tiny preset "vit-b-32":
 the exact architecture, so the cost is the real one), written and exported once into
@@ -27,6 +28,15 @@ and, with --emulate Haswell-noTSX-IBRS, in a process under `qemu-x86_64 -cpu Has
 which reads CPUID, takes its AVX2 kernels there (ViT-B/32: about 25 minutes). Builds are cached under
 .work/bench/int8-accuracy/; the toyclip fixture keeps no checkpoint, so its builds start from its
 fused fp32 graph, beside the int8 it ships.
+
+--batch-consistency: same file, same vector. For each shipped tower (the toyclip fixture, this
+ViT-B/32-sized CLIP, the tiny CLIP, SigLIP and Chinese-CLIP the export step makes, each exported in
+full) and each variant this machine runs (fp32 and int8 on a CPU, fp16 where CUDA works): the min
+cosine of every input's vector encoded alone against the same input in a batch of 32 (images
+through the runtime's preprocessing; texts of 1 to 60 words, padded to the batch's longest), as one
+session call (what the runtime did before) and through the runtime's encoders (int8 one input at a
+time); then, natively, the speed of both ways (images/s and texts/s, alternating rounds). With
+--emulate the accuracy half runs again under qemu (an AVX2 CPU without VNNI).
 
 --device cuda (a machine with an NVIDIA GPU, torch with CUDA): images/s at batch 512 for PyTorch
 eager fp16 (model.half(), sdpa) against the bundle's fp16 on the CUDA provider with IO binding
@@ -556,6 +566,163 @@ def int8_accuracy(models: list[str], seeds: list[int], emulate: list[str], threa
     return 0
 
 
+CONSISTENCY_MODELS = ("toyclip", "vit-b-32", "tiny-clip", "tiny-siglip", "tiny-cn-clip")
+CONSISTENCY_DIR = BENCH_DIR / "batch-consistency"
+
+
+def _consistency_bundle(name: str) -> Path:
+    """A bundle with every variant: the fixture, the cached ViT-B/32, or a tiny model exported once."""
+    if name == "toyclip":
+        return FIXTURE
+    if name == "vit-b-32":
+        return vitb32_bundle()
+    out = CONSISTENCY_DIR / name
+    if not (out / "manifest.json").exists():
+        from mmsearch_export import export_bundle, tiny
+
+        make = {"tiny-clip": tiny.make_clip_checkpoint, "tiny-siglip": tiny.make_siglip_checkpoint,
+                "tiny-cn-clip": tiny.make_chinese_clip_checkpoint}[name]
+        say(f"{name}: exporting every variant")
+        export_bundle(make(CONSISTENCY_DIR / f"{name}-checkpoint", seed=0), out, name=name, overwrite=True)
+    return out
+
+
+def _consistency_inputs(bundle_path: Path, n: int = 32) -> tuple[np.ndarray, list[str]]:
+    from mmsearch.bundle import load_bundle
+    from mmsearch.models.gates import captioned_images
+    from mmsearch.preprocess import preprocess_image
+
+    from benchmarks.common import realistic_photo
+
+    spec = load_bundle(bundle_path).image_spec
+    h, w = spec.size
+    from PIL import Image
+
+    pictures = [img for img, _ in captioned_images(n // 2, max(h, w), seed=5)]
+    pictures += [Image.fromarray(realistic_photo(seed, 3 * w // 2, h)) for seed in range(n - len(pictures))]
+    pixels = np.stack([preprocess_image(img, spec) for img in pictures]).astype(np.float32)
+    words = ("a photo of a red car parked near the old harbour at dawn while gulls circle over fishing boats and "
+             "children walk to school past the bakery on the corner of the quiet street in the rain").split()
+    texts = [" ".join(words[(3 * i) % len(words) :][: 1 + (i * 7) % 60]) or "cat" for i in range(n)]
+    return pixels, texts
+
+
+def consistency_measure(names: list[str]) -> dict[str, Any]:
+    """Min cosine alone vs in a batch of 32, per model, variant and tower (onnxruntime + numpy only)."""
+    from mmsearch.bundle import load_bundle
+    from mmsearch.encoder import ImageEncoder, TextEncoder, load_tokenizer
+    from mmsearch.runtime import create_session, cuda_works
+
+    rows = []
+    for name in names:
+        path = _consistency_bundle(name) if name in CONSISTENCY_MODELS else Path(name)
+        bundle = load_bundle(path)
+        pixels, texts = _consistency_inputs(path)
+        variants = [v for v in bundle.variants if v != "fp16" or cuda_works()[0]]
+        for variant in variants:
+            device = "cuda" if variant == "fp16" else "cpu"
+            for tower in ("image", "text"):
+                session, _ = create_session(bundle.tower_path(variant, tower), device, prepack=False)
+                out = session.get_outputs()[0].name
+                if tower == "image":
+                    together = session.run([out], {bundle.image_spec.input: pixels})[0]
+                    alone = np.concatenate([session.run([out], {bundle.image_spec.input: pixels[i : i + 1]})[0]
+                                            for i in range(len(pixels))])
+                    enc = ImageEncoder(bundle, variant=variant, device=device)
+                    run_together, run_alone = enc.encode(pixels), np.concatenate([enc.encode(p[None]) for p in pixels])
+                else:
+                    tok = load_tokenizer(bundle)
+                    def feeds(batch: list[str]) -> dict[str, np.ndarray]:
+                        e = tok.encode_batch(batch)
+                        f = {"input_ids": np.asarray([x.ids for x in e], np.int64)}
+                        if "attention_mask" in bundle.text_spec.inputs:
+                            f["attention_mask"] = np.asarray([x.attention_mask for x in e], np.int64)
+                        return f
+                    together = session.run([out], feeds(texts))[0]
+                    alone = np.concatenate([session.run([out], feeds([t]))[0] for t in texts])
+                    enc = TextEncoder(bundle, variant=variant, device=device)
+                    run_together, run_alone = enc.encode(texts), np.concatenate([enc.encode([t]) for t in texts])
+
+                def worst(a: np.ndarray, b: np.ndarray) -> float:
+                    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+                    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+                    return round(float((a * b).sum(1).min()), 7)
+
+                rows.append({"model": name, "variant": variant, "tower": tower,
+                             "one session call": worst(together, alone), "runtime": worst(run_together, run_alone)})
+            say(f"{name} {variant}: done")
+    return {"isa": isa_name(), "onnxruntime": _ort_version(), "rows": rows}
+
+
+def consistency_speed(names: list[str], rounds: int) -> list[dict[str, Any]]:
+    """Images/s and texts/s of int8 towers: a batch of 32 in one call against 32 calls of one,
+    alternating rounds; the median round."""
+    from mmsearch.bundle import load_bundle
+    from mmsearch.encoder import ImageEncoder, TextEncoder
+
+    rows = []
+    for name in names:
+        path = _consistency_bundle(name) if name in CONSISTENCY_MODELS else Path(name)
+        bundle = load_bundle(path)
+        if "int8" not in bundle.variants:
+            continue
+        pixels, texts = _consistency_inputs(path)
+        for tower in ("image", "text"):
+            enc = (ImageEncoder if tower == "image" else TextEncoder)(bundle, variant="int8", device="cpu")
+            items = pixels if tower == "image" else texts
+            times: dict[str, list[float]] = {"batch of 32, one call": [], "one at a time": []}
+            for r in range(rounds + 1):
+                for way in times:
+                    enc._tower.max_batch = None if way.startswith("batch") else 1  # noqa: SLF001
+                    t = time.perf_counter()
+                    enc.encode(items)
+                    if r:
+                        times[way].append(time.perf_counter() - t)
+            medians = {way: statistics.median(t) for way, t in times.items()}
+            rows.append({"model": name, "tower": tower, "isa": isa_name(),
+                         **{f"{way} /s": round(len(items) / m, 1) for way, m in medians.items()},
+                         "one at a time / batch": round(medians["batch of 32, one call"] / medians["one at a time"], 3)})
+            say(f"{name} {tower}: {rows[-1]}")
+    return rows
+
+
+def batch_consistency(names: list[str], emulate: list[str], rounds: int, json_path: str | None) -> int:
+    import subprocess
+
+    for name in names:
+        if name in CONSISTENCY_MODELS:
+            _consistency_bundle(name)
+    results = [consistency_measure(names)]
+    for cpu in emulate:
+        out = CONSISTENCY_DIR / f"measure.{cpu}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["qemu-x86_64", "-cpu", cpu, sys.executable, "-m", "benchmarks.encoders", "--consistency-measure",
+               str(out), "--models", ",".join(names)]
+        say(f"emulated {cpu}: {' '.join(cmd[:6])} ... (slow)")
+        env = dict(os.environ, MMSEARCH_NO_ORT_CACHE="1", MMSEARCH_HOME=str(CONSISTENCY_DIR / f"home-{cpu}"))
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+        r = json.loads(out.read_text())
+        r["emulated"] = cpu
+        results.append(r)
+    print(f"\nmin cosine, alone vs in a batch of 32: one session call (before) / the runtime (now); "
+          f"onnxruntime {results[0]['onnxruntime']}")
+    heads = [r["isa"] + (f" (qemu {r['emulated']})" if r.get("emulated") else "") for r in results]
+    for i, h in enumerate(heads):
+        print(f"  [{i}] {h}")
+    print(f"  {'model':14} {'variant':7} {'tower':5} " + " ".join(f"{'[' + str(i) + ']':>22}" for i in range(len(heads))))
+    for j, row in enumerate(results[0]["rows"]):
+        cells = [f"{r['rows'][j]['one session call']:.6f} / {r['rows'][j]['runtime']:.6f}" for r in results]
+        print(f"  {row['model']:14} {row['variant']:7} {row['tower']:5} " + " ".join(f"{c:>22}" for c in cells))
+    speed = consistency_speed([n for n in names], rounds)
+    print("\nint8 speed, native: " + heads[0])
+    for row in speed:
+        print("  " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "isa"))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"accuracy": results, "speed": speed}, indent=2) + "\n")
+        say(f"wrote {json_path}")
+    return 0
+
+
 def _ort_version() -> str:
     import onnxruntime
 
@@ -578,8 +745,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--emulate", default="", metavar="CPU,...",
                     help="--int8-accuracy: also measure under qemu-x86_64 -cpu CPU (e.g. Haswell-noTSX-IBRS: AVX2, no VNNI)")
     ap.add_argument("--int8-measure", metavar="OUT", help=argparse.SUPPRESS)  # the measuring half, run under qemu
+    ap.add_argument("--batch-consistency", action="store_true",
+                    help="min cosine of each input alone vs in a batch of 32, every shipped tower and variant")
+    ap.add_argument("--consistency-measure", metavar="OUT", help=argparse.SUPPRESS)
     ap.add_argument("folders", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.consistency_measure:
+        Path(args.consistency_measure).write_text(json.dumps(consistency_measure(args.models.split(","))))
+        return 0
+    if args.batch_consistency:
+        names = CONSISTENCY_MODELS if args.models == ",".join(ACCURACY_MODELS) else args.models.split(",")
+        return batch_consistency(list(names), [c for c in args.emulate.split(",") if c], args.rounds, args.json)
     if args.int8_measure:
         Path(args.int8_measure).write_text(json.dumps(int8_measure([Path(f) for f in args.folders], args.threads or 2)))
         return 0

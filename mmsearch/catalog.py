@@ -1,6 +1,6 @@
 """The SQLite catalog: the durable truth of an index.
 
-Schema (version 5), written with the standard library's sqlite3, WAL mode, every change in one transaction:
+Schema (version 6), written with the standard library's sqlite3, WAL mode, every change in one transaction:
 
     meta     key/value: schema_version, model name and manifest hash, embedding dim, generation
     roots    the folders the user indexed
@@ -9,7 +9,7 @@ Schema (version 5), written with the standard library's sqlite3, WAL mode, every
     items    the units of a file: an image (its vector), one chunk of a document (page, span, text, its
              vector), or the words read in a picture (kind 'ocr': text, no vector; see version 5)
     vectors  item id -> float32 vector, so the ANN index can always be rebuilt without re-encoding
-    items_fts  FTS5 over the items' text: document chunks and words read in pictures (see version 3)
+    passages FTS5-indexed passages of a file's text (passages.py), cut from its items' text (see version 6)
     runs     one row per index run, with its summary and the writing process's pid
 
 Version 2 added `runs.pid` (a run left 'running' by a killed process is marked 'interrupted' by the
@@ -34,6 +34,14 @@ changes (a new row, or a changed file's, starts NULL). What a picture says is an
 with its text and no vector (the picture's own vector stands for its meaning), found by keyword;
 a scanned page's text becomes ordinary document chunks, with vectors. Documents that earlier
 versions refused for having no text (scanned PDFs) are read again by the next run.
+
+Version 6 moved the keyword index from the items (the text tower's chunks) to `passages`: the text of
+each page cut into passages of 200 words that overlap by 56 (passages.py), so a phrase of any length up
+to that, or across two chunks, is found. `passages_fts` indexes them as `items_fts` did the chunks
+(contentless, `fts_text`, diacritics folded). The catalog keeps them in step itself: `add_items` and
+`add_text_items` cut the passages their chunks change, `_delete_items` drops a file's. The upgrade cuts
+every file's passages from its chunks' text: nothing is read or encoded again. `items_file` became an
+index on (file_id, page, start), the order passages are cut in.
 
 `generation` grows with every transaction that adds or removes vectors; the ANN file records the
 generation it reflects, so opening an index knows at once whether the two agree.
