@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import arguments, paths
+from . import arguments, paths, private
 from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError, ModelRecord
 from .errors import InvalidArgument, MmsearchError
@@ -129,6 +129,9 @@ class Index:
             except BundleError as e:
                 raise MmsearchError(str(e)) from None
         try:
+            if not readonly:
+                # Before anything is written: another account's index is refused, a loose one tightened.
+                private.claim(self.path)
             self.catalog = Catalog(self.path, readonly=readonly)
         except CatalogError as e:
             raise MmsearchError(str(e)) from None
@@ -285,11 +288,11 @@ class Index:
             ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options, ocr_off)
         elif ray_address is not None or shard_dir is not None or shard_files is not None:
             raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         from .ingest import Encoders, run_index
 
-        lock = FileLock(str(self.path / LOCK_FILE))
+        lock = self._write_lock()
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -322,9 +325,7 @@ class Index:
         if not roots:
             known = ", ".join(p for _, p in self.catalog.roots()) or "none"
             raise MmsearchError(f"{target}: not an indexed root (roots: {known})")
-        from filelock import FileLock
-
-        with FileLock(str(self.path / LOCK_FILE)):
+        with self._write_lock():
             vectors = self.vectors
             vectors.begin_writing()
             try:
@@ -337,6 +338,12 @@ class Index:
             finally:
                 vectors.end_writing()
         return dropped
+
+    def _write_lock(self) -> Any:
+        """The lock of the one process that writes the index (created 0600, as everything in it)."""
+        from filelock import FileLock
+
+        return FileLock(str(self.path / LOCK_FILE), mode=private.FILE_MODE)
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -429,6 +436,8 @@ class Index:
             "last_run": self.catalog.last_run(),
             "runs": self.catalog.runs(10),  # the last ten, newest first
             "errors": self.catalog.errors(),
+            # Whose the index is and what in it other accounts may read (the text of every document).
+            "access": private.inspect(self.path).to_dict(),
         }
 
 

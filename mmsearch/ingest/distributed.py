@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import private
 from ..bundle import Bundle
 from ..catalog import Catalog, FileRow
 from ..errors import MmsearchError, first_line
@@ -98,7 +99,7 @@ class RayEngine:
         from . import shards  # pyarrow, imported by a run that uses Ray only (after import_ray)
 
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private.claim(self.folder, "shard folder")  # the shards hold the index's text and vectors
             owner = self.folder / OWNER
             if owner.exists():
                 serves = json.loads(owner.read_text()).get("index")
@@ -106,7 +107,8 @@ class RayEngine:
                     raise MmsearchError(f"{self.folder}: this shard folder serves the index {serves}; give each index "
                                         "its own --shard-dir")
             else:
-                owner.write_text(json.dumps({"index": str(self.index_folder)}))
+                with private.open_file(owner, "w") as f:
+                    f.write(json.dumps({"index": str(self.index_folder)}))
         except OSError as e:
             raise MmsearchError(f"{self.folder}: cannot use it as the shard folder ({e.strerror or e})") from None
         shards.remove_temporaries(self.folder)
@@ -313,7 +315,7 @@ class RayEngine:
         apply_to_vectors(vectors, removed, new_ids, np.concatenate(new_vecs) if new_vecs else None, report)
         report.encoded_items -= copied  # in the index, not encoded by this run
         report.partial += notes
-        with open(self.folder / LEDGER, "a") as f:
+        with private.open_file(self.folder / LEDGER, "a") as f:
             f.write(path.name + "\n")
         path.unlink(missing_ok=True)
         for r in rows:

@@ -1,0 +1,246 @@
+"""Private by default: what mmsearch keeps of the user's material is readable by the user alone.
+
+An index holds the text of every document, the words read in pictures, file names, capture times and
+every photo's vector; the caches hold thumbnails and what models made of them. Every folder mmsearch
+creates for them is 0700 and every file 0600, whatever the process's umask: a file is created with its
+mode (os.open), and a file that a library writes (SQLite, hnswlib, NumPy, Parquet, onnxruntime) is
+created empty with it first, since a library that truncates a file keeps its mode; what onnxruntime
+writes under a name of its own is sealed before it is renamed into place. SQLite gives the catalog's
+-wal and -shm files the catalog's own mode. The umask is never changed: it is process-wide, the
+embedding application's, and not safe to touch while other threads create files.
+
+An index is written only by the account that owns it, so its files never have two owners: a writer
+`claim`s the folder first, which refuses an index (or a file in it) that another account owns and
+tightens one whose permissions are looser, saying so in one line.
+
+Windows keeps permissions in ACLs and a user's profile is private there: mode bits are not touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import MmsearchError
+
+log = logging.getLogger("mmsearch")
+
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+OPEN_TO_OTHERS = 0o077  # the group's and other accounts' bits
+ENFORCED = os.name == "posix"
+
+_FLAGS = {"wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+          "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND}
+
+
+class NotOwnerError(MmsearchError):
+    """A folder (or a file in it) that belongs to another account: mmsearch does not write it."""
+
+
+# -- creating ------------------------------------------------------------------------------------------
+
+
+def make_folder(path: str | os.PathLike[str]) -> Path:
+    """The folder, created 0700 with any missing parents (0700 too: mmsearch made them to hold it);
+    an existing one is left as it is."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    missing = []
+    at = path
+    while not at.exists() and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, FOLDER_MODE)  # the umask can only take bits away from 0700
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue  # made by another process meanwhile: theirs
+        if ENFORCED:
+            os.chmod(folder, FOLDER_MODE)  # a umask that took the owner's own bits away
+    return path
+
+
+def open_file(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> IO[Any]:
+    """`open(path, mode)` for writing ('wb', 'ab', 'w' or 'a'), the file created 0600."""
+    fd = os.open(path, _FLAGS[mode] | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        if ENFORCED:
+            os.fchmod(fd, FILE_MODE)  # an existing file keeps its mode through O_TRUNC: it is written now
+        return os.fdopen(fd, mode, encoding=None if "b" in mode else (encoding or "utf-8"))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def empty_file(path: str | os.PathLike[str]) -> None:
+    """An empty file at path, 0600, for a library to write: it truncates the file and keeps the mode."""
+    with open_file(path, "wb"):
+        pass
+
+
+def seal(path: str | os.PathLike[str]) -> None:
+    """A folder that a library filled (under a temporary name, in a private folder): its folders
+    0700, its files 0600, before it is renamed into place."""
+    if not ENFORCED:
+        return
+    for entry, st in _walk(Path(path)):
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(entry, FOLDER_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
+
+
+# -- owners ------------------------------------------------------------------------------------------
+
+
+def owned(path: str | os.PathLike[str]) -> bool:
+    """Whether this process's account owns path (True where mode bits are not kept, and for a path
+    that does not exist: whoever creates it owns it)."""
+    if not ENFORCED:
+        return True
+    try:
+        return os.stat(path).st_uid == os.geteuid()
+    except FileNotFoundError:
+        return True
+
+
+def may_write(folder: str | os.PathLike[str]) -> bool:
+    """Whether this process may write the folder as its owner (a folder it cannot write, or another
+    account's, is opened read-only)."""
+    return os.access(folder, os.W_OK) and owned(folder)
+
+
+def account(uid: int) -> str:
+    """An account as a person reads it: its name where the system knows it, and its number."""
+    name = _user_name(uid)
+    return f"{name} (uid {uid})" if name else f"uid {uid}"
+
+
+def _user_name(uid: int) -> str | None:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return None
+
+
+# -- an existing folder -----------------------------------------------------------------------------
+
+
+@dataclass
+class Access:
+    """Who may read a folder mmsearch writes: its owner, and the entries open to other accounts."""
+
+    folder: Path
+    owner: int | None  # uid; None where mode bits are not kept
+    yours: bool
+    exposed: list[Path] = field(default_factory=list)  # the folder or entries in it with group/other bits
+    foreign: list[tuple[Path, int]] = field(default_factory=list)  # entries in it another account owns
+
+    @property
+    def private(self) -> bool:
+        return not self.exposed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"owner": None if self.owner is None else account(self.owner), "yours": self.yours,
+                "private": self.private, "readable_by_others": [self._name(p) for p in self.exposed[:20]],
+                "readable_by_others_count": len(self.exposed),
+                "other_owners": [{"path": self._name(p), "owner": account(uid)} for p, uid in self.foreign[:20]],
+                "summary": self.summary()}
+
+    def _name(self, path: Path) -> str:
+        return "." if path == self.folder else str(path.relative_to(self.folder))
+
+    def summary(self) -> str:
+        """One line: whose it is and who else can read it."""
+        parts = []
+        if not self.yours and self.owner is not None:
+            parts.append(f"belongs to {account(self.owner)}, not to you: read-only here")
+        if self.foreign:
+            first, uid = self.foreign[0]
+            parts.append(f"{len(self.foreign)} entries belong to another account ({self._name(first)}: "
+                         f"{account(uid)})")
+        if self.exposed:
+            names = ", ".join("the folder" if p == self.folder else self._name(p) for p in self.exposed[:3])
+            more = f" and {len(self.exposed) - 3} more" if len(self.exposed) > 3 else ""
+            fix = (f"mmsearch makes it private when it next writes it (or now: chmod -R go-rwx {self.folder})"
+                   if self.yours else f"its owner can make it private: chmod -R go-rwx {self.folder}")
+            parts.append(f"readable by other accounts ({names}{more}); {fix}")
+        return "; ".join(parts) or "private (only you)"
+
+
+def inspect(folder: str | os.PathLike[str]) -> Access:
+    """Who owns the folder and what in it other accounts may read (symbolic links are not followed)."""
+    folder = Path(folder)
+    if not ENFORCED:
+        return Access(folder, None, True)
+    me = os.geteuid()
+    top = os.stat(folder)
+    found = Access(folder, top.st_uid, top.st_uid == me)
+    for entry, st in _walk(folder):
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        if st.st_mode & OPEN_TO_OTHERS:
+            found.exposed.append(entry)
+        if st.st_uid != top.st_uid:
+            found.foreign.append((entry, st.st_uid))
+    return found
+
+
+def claim(folder: str | os.PathLike[str], what: str = "index") -> Path:
+    """Before writing a folder: create it private, or check that this account owns it and everything in
+    it (NotOwnerError names the first that it does not) and take away what others could read, with one
+    line saying so."""
+    folder = Path(folder)
+    if not folder.exists() or not ENFORCED:
+        return make_folder(folder)
+    found = inspect(folder)
+    if not found.yours:
+        assert found.owner is not None
+        raise NotOwnerError(
+            f"{folder}: this {what} belongs to {account(found.owner)}, and you are {account(os.geteuid())}: "
+            "mmsearch writes it only as the account that owns it, so its files never have two owners. "
+            "Reading it works where its permissions let you; to write it, run as its owner, or use a folder of "
+            "your own.")
+    if found.foreign:
+        path, uid = found.foreign[0]
+        me = os.geteuid()
+        more = f" (and {len(found.foreign) - 1} more)" if len(found.foreign) > 1 else ""
+        raise NotOwnerError(
+            f"{path}: belongs to {account(uid)}{more}, while the {what} {folder} is yours ({account(me)}): mmsearch "
+            "does not write a folder whose files have two owners. Make them yours again (as root: chown -R "
+            f"{_user_name(me) or me} {folder}) or delete them, then run the command again.")
+    if found.exposed:
+        for entry in found.exposed:
+            os.chmod(entry, FOLDER_MODE if entry.is_dir() else FILE_MODE)
+        log.warning("%s: this %s was readable by other accounts (%d files and folders); made private: only you "
+                    "can read it now (folders 0700, files 0600)", folder, what, len(found.exposed))
+    return folder
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """The folder and everything under it, with each entry's own status (links not followed)."""
+    yield folder, os.stat(folder)  # the folder named (a link to it is followed), nothing inside
+    stack = [folder]
+    while stack:
+        here = stack.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile (a temporary file renamed)
+            yield Path(entry.path), st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(Path(entry.path))
