@@ -197,8 +197,8 @@ def inspect(folder: str | os.PathLike[str]) -> Access:
 
 def claim(folder: str | os.PathLike[str], what: str = "index") -> Path:
     """Before writing a folder: create it private, or check that this account owns it and everything in
-    it (NotOwnerError names the first that it does not) and take away what others could read, with one
-    line saying so."""
+    it (NotOwnerError names the first that it does not) and take the group's and others' permissions
+    away, with one line saying so."""
     folder = Path(folder)
     if not folder.exists() or not ENFORCED:
         return make_folder(folder)
@@ -220,9 +220,11 @@ def claim(folder: str | os.PathLike[str], what: str = "index") -> Path:
             f"{_user_name(me) or me} {folder}) or delete them, then run the command again.")
     if found.exposed:
         for entry in found.exposed:
-            os.chmod(entry, FOLDER_MODE if entry.is_dir() else FILE_MODE)
+            # The group's and others' bits go; the owner's stay as they are (a folder made read-only on
+            # purpose stays read-only).
+            os.chmod(entry, stat.S_IMODE(os.lstat(entry).st_mode) & ~OPEN_TO_OTHERS)
         log.warning("%s: this %s was readable by other accounts (%d files and folders); made private: only you "
-                    "can read it now (folders 0700, files 0600)", folder, what, len(found.exposed))
+                    "can read it now", folder, what, len(found.exposed))
     return folder
 
 

@@ -220,3 +220,25 @@ def test_a_folder_is_made_private_whatever_the_umask(tmp_path, open_umask):
     private.make_folder(made / "c")
     assert {p: oct(m) for p, m in modes(tmp_path / "a").items()} == {
         str(tmp_path / "a"): "0o700", str(made): "0o700", str(made / "f"): "0o600", str(made / "c"): "0o700"}
+
+
+@POSIX
+def test_tightening_takes_the_group_and_others_bits_away_and_leaves_the_owners(tmp_path, caplog):
+    folder = tmp_path / "index"
+    folder.mkdir()
+    (folder / "catalog.db").write_bytes(b"")
+    (folder / "catalog.db").chmod(0o444)  # made read-only on purpose: it stays so
+    folder.chmod(0o555)
+    try:
+        with caplog.at_level("WARNING", logger="mmsearch"):
+            private.claim(folder)
+        assert oct(stat.S_IMODE(folder.stat().st_mode)) == "0o500"
+        assert oct(stat.S_IMODE((folder / "catalog.db").stat().st_mode)) == "0o400"
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{folder}: this index was readable by other accounts (2 files and folders); made private: only you "
+            "can read it now"]
+        caplog.clear()
+        private.claim(folder)  # private already: nothing to say
+        assert caplog.records == []
+    finally:
+        folder.chmod(0o700)
