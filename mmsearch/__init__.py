@@ -1,7 +1,7 @@
 """mmsearch: find photos and documents by meaning, with CLIP-family models on ONNX Runtime.
 
 The public API (see README): Index, MultiIndex, IndexReport, SearchResult, Progress, MmsearchError,
-InvalidArgument.
+InvalidArgument, IndexBusyError.
 Nothing here imports torch or transformers; heavy modules load on first use.
 """
 
@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["Index", "MultiIndex", "IndexReport", "SearchResult", "Progress", "MmsearchError", "InvalidArgument",
-           "BundleError", "load_bundle"]
+           "IndexBusyError", "BundleError", "load_bundle"]
 
 if TYPE_CHECKING:
-    from .api import Index
+    from .api import Index, IndexBusyError
     from .multi import MultiIndex
     from .errors import InvalidArgument, MmsearchError
     from .bundle import BundleError, load_bundle
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .search import SearchResult
 
 _WHERE = {
-    "Index": "api", "MultiIndex": "multi", "MmsearchError": "errors", "InvalidArgument": "errors", "IndexReport": "ingest", "Progress": "ingest",
+    "Index": "api", "IndexBusyError": "api", "MultiIndex": "multi", "MmsearchError": "errors", "InvalidArgument": "errors", "IndexReport": "ingest", "Progress": "ingest",
     "SearchResult": "search", "BundleError": "bundle", "load_bundle": "bundle",
 }
 

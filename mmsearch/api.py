@@ -23,7 +23,7 @@ from . import arguments, paths, private
 from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError, ModelRecord
 from .errors import InvalidArgument, MmsearchError
-from .filenames import display_path
+from .filenames import display_path, shown
 from .search import Filters, SearchResult, rank
 from .vectors import VectorStore
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmsearch")
 
 LOCK_FILE = "index.lock"  # held by the one process that writes the index
+# How long Index.index() waits for another writer of the same index before IndexBusyError, unless told.
+DEFAULT_WAIT_S = 60.0
 
 
 
@@ -45,7 +47,7 @@ __all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "defau
 
 
 class IndexBusyError(MmsearchError):
-    pass
+    """Another process (or thread) is writing this index, and waiting for it ran out."""
 
 
 def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
@@ -249,12 +251,14 @@ class Index:
     def index(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
               include_hidden: bool = False, progress: ProgressFn | None = None,
               cancel: Callable[[], bool] | None = None, workers: int | None = None,
-              wait: float | None = None, on_wait: Callable[[], None] | None = None,
+              wait: float | None = DEFAULT_WAIT_S, on_wait: Callable[[], None] | None = None,
               observe: Observer | None = None, ocr: bool | None = None, engine: str = "local",
               ray_address: str | None = None, shard_dir: str | os.PathLike[str] | None = None,
               shard_files: int | None = None) -> IndexReport:
         """Index (or update) these folders and return what changed. Only one run at a time writes
-        an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`.
+        an index: another waits up to `wait` seconds (default DEFAULT_WAIT_S, one minute; None: as long
+        as it takes; 0: not at all), then raises IndexBusyError. When it has to wait it calls `on_wait()`
+        first (default: one log line on the "mmsearch" logger).
         `observe(step)` is called as the run enters each step (see ingest.report.Observer).
         `ocr`: read the words in pictures and scanned pages after the rest is indexed; None: when
         OCR is installed (`mmsearch[ocr]`), True: it must be (else an error says how), False: not.
@@ -296,8 +300,12 @@ class Index:
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            if on_wait:
-                on_wait()
+            if wait != 0:
+                if on_wait is None:
+                    log.info("%s: another run is writing this index; waiting %s", self.path,
+                             "for it to finish" if wait is None else f"up to {wait:g} s")
+                else:
+                    on_wait()
             try:
                 lock.acquire(timeout=-1 if wait is None else wait)
             except Timeout:
@@ -311,9 +319,12 @@ class Index:
             vectors.begin_writing()
             encoders = Encoders(self.image_encoder, self.text_encoder,
                                 self.text_reader if reads_words else None, ocr_off)
-            return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
-                             include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
-                             observe=observe, engine=ray_engine)
+            report = run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
+                               include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
+                               observe=observe, engine=ray_engine)
+            if not report.cancelled:
+                self.catalog.compact()  # past its threshold only: the room of what this run removed
+            return report
         finally:
             vectors.end_writing()
             lock.release()
@@ -335,9 +346,40 @@ class Index:
                     vectors.remove(removed_items)
                     dropped += files
                 vectors.save()
+                self.catalog.compact()
             finally:
                 vectors.end_writing()
         return dropped
+
+    def compact(self) -> dict[str, int]:
+        """Give the room of removed files back to the file system now: the catalog rewritten without its
+        free pages, the vector graph without the slots of removed vectors. (Runs and forgets do it by
+        themselves once that room passes a quarter of the file.) Crash-safe like every write; waits for
+        a run writing the index. Returns the folder's size before and after, in bytes."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        from filelock import Timeout
+
+        before = self.size_bytes()
+        lock = self._write_lock()
+        try:
+            lock.acquire(timeout=DEFAULT_WAIT_S)
+        except Timeout:
+            raise IndexBusyError(f"{self.path}: another `mmsearch index` is writing this index; try again when it "
+                                 "finishes") from None
+        vectors = self.vectors
+        try:
+            vectors.begin_writing()
+            vectors.save(compact=True)
+            self.catalog.compact(force=True)
+        finally:
+            vectors.end_writing()
+            lock.release()
+        return {"before_bytes": before, "after_bytes": self.size_bytes()}
+
+    def size_bytes(self) -> int:
+        """What the index folder takes on disk (its files, not the thumbnails' cache)."""
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
 
     def _write_lock(self) -> Any:
         """The lock of the one process that writes the index (created 0600, as everything in it)."""
@@ -354,6 +396,7 @@ class Index:
         is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
         text, mode = _query_args(text, image, mode)
         filters = _filters(k, type, under, after, before)
+        self._check_under(filters.under)
         vector, mode = self.encode_query(text, image, mode)
         return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
                     k=k, filters=filters, mode=mode)
@@ -378,13 +421,11 @@ class Index:
 
             # (Opening the image tower on a thread while this one decodes was measured: no gain, the
             # two compete for the same cores; decoding at draft scale takes a few ms.)
-            image = arguments.user_path(image)
+            image = arguments.image_file(image)
             try:
                 decoded = decode_image(image, self.bundle.image_spec)
-            except FileNotFoundError:
-                raise MmsearchError(f"{display_path(image)}: no such file") from None
             except Exception as e:
-                raise MmsearchError(f"{display_path(image)}: {e}") from None
+                raise MmsearchError(f"{shown(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
         return vector, mode
@@ -395,15 +436,28 @@ class Index:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
         target = arguments.user_path(path)
         filters = _filters(k, type, under, after, before)
+        self._check_under(filters.under)
         found = self.stored_vector(target)
         if found is None:
             raise MmsearchError(
-                f"{display_path(target)}: not in this index. Index it first, or search by its content: "
+                f"{shown(target)}: not in this index. Index it first, or search by its content: "
                 "`mmsearch query --image FILE` (library: Index.search(image=...))"
             )
         file_id, vector = found
         return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
                     mode="vector", exclude_file=file_id)
+
+    def _check_under(self, under: str | None) -> None:
+        """A folder to search under that neither exists nor holds anything indexed is a typo: said so,
+        rather than "no results". (A folder that is gone, an unplugged drive, still holds its files in
+        the index, and is searched.)"""
+        if under is None or os.path.exists(under):
+            return
+        inside = under.rstrip(os.sep) + os.sep
+        for _, root in self.catalog.roots():
+            if root == under or root.startswith(inside) or under.startswith(root.rstrip(os.sep) + os.sep):
+                return
+        raise InvalidArgument(f"under {shown(under)}: no such folder, and nothing indexed is there")
 
     def stored_vector(self, path: str) -> tuple[int, Any] | None:
         """(file id, its vector) for an indexed file, None where this index does not hold it."""
@@ -411,11 +465,11 @@ class Index:
         if row is None:
             return None
         if row.status != "indexed":
-            raise MmsearchError(f"{display_path(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
+            raise MmsearchError(f"{shown(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
         vector = self.catalog.file_vector(row.id)
         if vector is None:
-            raise MmsearchError(f"{display_path(path)}: has no vector to compare: its pages have no text layer "
+            raise MmsearchError(f"{shown(path)}: has no vector to compare: its pages have no text layer "
                                 "and their words are not read yet (OCR: pip install 'mmsearch[ocr]', then "
                                 "`mmsearch index` again)")
         return row.id, vector
@@ -423,7 +477,7 @@ class Index:
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        size = self.size_bytes()
         record = self.catalog.model_record()
         return {
             "index": str(self.path),
@@ -477,6 +531,9 @@ def _filters(k: int, type: str, under: str | os.PathLike[str] | None, after: dat
              before: datetime | str | None) -> Filters:
     """A search's filters, checked and normalised (k too, which every search takes)."""
     arguments.at_least_one("k", k)
+    after_, before_ = arguments.when("after", after), arguments.when("before", before)
+    if after_ is not None and before_ is not None and after_ >= before_:
+        raise InvalidArgument(f"after {after_.isoformat()} is not earlier than before {before_.isoformat()}: "
+                              "no date is both")
     return Filters(type=arguments.choice("type", type, arguments.TYPES),
-                   under=arguments.user_path(under) if under is not None else None,
-                   after=arguments.when("after", after), before=arguments.when("before", before))
+                   under=arguments.user_path(under) if under is not None else None, after=after_, before=before_)

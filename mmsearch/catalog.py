@@ -280,6 +280,10 @@ _SCHEMA_LATEST = [stmt for v in sorted(MIGRATIONS) for stmt in MIGRATIONS[v]]
 
 
 PAGE_SIZE = 16384
+# The catalog is compacted (Catalog.compact) at the end of a run or a forget once this share of it, and
+# at least this many bytes, are pages of deleted rows.
+COMPACT_SHARE = 0.25
+COMPACT_MIN_BYTES = 4 * 2**20
 
 
 class Catalog:
@@ -362,6 +366,35 @@ class Catalog:
                 if isinstance(e, sqlite3.OperationalError):
                     raise _write_error(self.path, e) from None
                 raise
+
+    # -- space -----------------------------------------------------------------------------
+
+    def free_bytes(self) -> tuple[int, int]:
+        """(the file's pages in bytes, those of them free): SQLite keeps the pages of deleted rows for
+        reuse rather than giving them back."""
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        return pages * size, free * size
+
+    def compact(self, *, force: bool = False) -> bool:
+        """Give the room of deleted rows back to the file system (the keyword index's segments merged,
+        then VACUUM, which rewrites the file in one transaction: a crash leaves it as it was). Done when
+        free pages are COMPACT_SHARE of the file and at least COMPACT_MIN_BYTES, or always with `force`.
+        Returns whether it ran."""
+        total, free = self.free_bytes()
+        if not force and (free < COMPACT_MIN_BYTES or free < COMPACT_SHARE * total):
+            return False
+        with self.write() as conn:
+            conn.execute("INSERT INTO items_fts(items_fts) VALUES ('optimize')")
+        with self._write_lock:
+            conn = self.conn
+            try:
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the copy VACUUM wrote to the WAL
+            except sqlite3.OperationalError as e:
+                raise _write_error(self.path, e) from None
+        return True
 
     # -- schema ----------------------------------------------------------------------------
 

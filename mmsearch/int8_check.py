@@ -38,7 +38,7 @@ from .bundle import Bundle
 
 log = logging.getLogger("mmsearch")
 
-MIN_COSINE = 0.98  # the export gate's int8 bar (export/validate.py), where the manifest names none
+MIN_COSINE = 0.98  # the export gate's int8 bar (mmsearch_export/validate.py), where the manifest names none
 N_IMAGES = 8
 REFERENCE_TEXTS = (
     "a photo of a red car",

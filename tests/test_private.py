@@ -1,7 +1,7 @@
 """Private by default: an index holds the text of every document, the words in pictures, file names and
 every photo's vector, so what mmsearch writes is its owner's alone. With the most permissive umask, an
-index run (the OCR phase included), the caches and the web app's thumbnails create nothing a group or
-another account can read; an older index is tightened on its next write, saying so; another account's
+index run (the OCR phase included), `compact`, the caches and the web app's thumbnails create nothing a
+group or another account can read; an older index is tightened on its next write, saying so; another account's
 index is never written (its files keep one owner) and stays readable.
 
 The Ray run's shards are held to the same in test_distributed.py (it has the cluster)."""
@@ -127,6 +127,14 @@ def test_the_command_creates_a_private_index_and_tightens_an_old_one_on_its_next
     assert first.returncode == 0, first.stderr
     assert open_to_others(modes(index)) == {} and stat.S_IMODE(os.stat(index).st_mode) == 0o700
     assert "readable by other accounts" not in first.stderr
+    # `compact` rewrites the catalog (VACUUM) and, with a removed photo's slot in it, the graph.
+    (photos / "img0.jpg").unlink()
+    assert run("index", photos, "--index", index, "--no-ocr").returncode == 0
+    saved = {p.name for p in index.glob("vectors-*")}
+    compacted = run("compact", "--index", index)
+    assert compacted.returncode == 0, compacted.stderr
+    assert {p.name for p in index.glob("vectors-*")} != saved  # new vector files were written
+    assert open_to_others(modes(index)) == {}
 
     # An index as earlier versions left it: the folder 0755, its files 0644.
     for path in modes(index):
@@ -192,6 +200,7 @@ def test_another_accounts_index_is_refused_for_writing_and_stays_readable(tmp_pa
         refused = run("index", photos, "--index", index)
         assert refused.returncode == 1 and f"uid {OTHER_UID}" in refused.stderr and "run as its owner" in refused.stderr
         assert run("forget", photos, "--index", index).returncode == 1
+        assert run("compact", "--index", index).returncode == 1
         assert "not to you: read-only here" in run("status", "--index", index).stdout
         assert snapshot(index) == before
 

@@ -138,8 +138,10 @@ class RayEngine:
             if path not in judged:
                 if indexed:
                     report.unchanged -= 1
-                else:
-                    report.skipped -= 1
+                else:  # listed by resume and again by the plan: the plan's entry goes
+                    shown = display_path(path)
+                    last = max(i for i, e in enumerate(report.errors) if e["path"] == shown)
+                    del report.errors[last]
         self._resumed.clear()
 
     def _tidy(self) -> None:

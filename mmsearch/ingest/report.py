@@ -18,7 +18,6 @@ class IndexReport:
     removed: int = 0
     moved: int = 0
     unchanged: int = 0
-    skipped: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     partial: list[dict[str, str]] = field(default_factory=list)  # documents indexed only in part, and why
     encoded_items: int = 0

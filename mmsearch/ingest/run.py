@@ -127,7 +127,8 @@ def run_index(
         for root_id, p in plans:
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += p.unchanged
-            report.skipped += p.failed
+            for row in p.failed:  # listed again, with their reason: each run counts the files in error alike
+                report.error(row.fs_path, catalog.file_error(row.id) or "could not be indexed")
         if engine is not None:
             engine.count_once(report, [p for _, p in plans])  # files it resumed are not also "unchanged"
         todo: list[tuple[int, FoundFile, FileRow | None]] = [(root_id, f, None) for root_id, p in plans for f in p.new]

@@ -26,11 +26,15 @@ mv .gpuwhl/ort/name .gpuwhl/c5/wheel-name
 [ -z "$(ls .gpuwhl/ort)" ] || { echo "onnxruntime-gpu needs more than six parts" >&2; exit 1; }
 rmdir .gpuwhl/ort
 # What the machine lacks, with their own requirements (it has numpy, Pillow, torch, sympy, packaging,
-# typing_extensions, transformers, onnx, huggingface_hub; scripts/gpu/run.sh checks every import).
+# typing_extensions, transformers, onnx, huggingface_hub, opencv-python-headless; scripts/gpu/run.sh checks
+# every import): the runtime's, the web app's (starlette, uvicorn), OCR's (rapidocr) and the tests' own.
 "$py" -m pip download -q --no-deps "${plat[@]}" -d .gpuwhl/deps \
-  tokenizers sqlite-utils sqlite-fts4 click-default-group tabulate pluggy python-dateutil six \
+  tokenizers chardet six \
   typer click shellingham annotated-doc pydantic pydantic-core annotated-types typing-inspection \
-  rich markdown-it-py mdurl pygments platformdirs filelock pypdfium2 onnxscript onnx-ir ml_dtypes typing-extensions
+  rich markdown-it-py mdurl pygments platformdirs filelock pypdfium2 onnxscript onnx-ir ml_dtypes typing-extensions \
+  starlette anyio idna sniffio uvicorn h11 \
+  rapidocr colorlog omegaconf antlr4-python3-runtime pyclipper shapely pyyaml tqdm requests \
+  pypdf fpdf2 fonttools defusedxml psutil
 # hnswlib ships only an sdist; reading its metadata needs pybind11 (kept out of the dev venv).
 pb=$(mktemp -d)
 "$py" -m pip install -q --target "$pb" pybind11
