@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -37,6 +38,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmsearch")
 
 LOCK_FILE = "index.lock"  # held by the one process that writes the index
+# What mmsearch keeps in an index folder: the catalog and its journals, the vector files and their
+# temporary files, the lock, the thumbnails and the shards. A folder given with --index may hold other
+# files too; privacy (private.py) checks and tightens these alone.
+_INDEX_ENTRY = re.compile(r"catalog\.db(-wal|-shm|-journal)?|index\.lock|vectors[-.].*|thumbs|shards")
+
+
+def is_index_entry(name: str) -> bool:
+    return _INDEX_ENTRY.fullmatch(name) is not None
 # How long Index.index() waits for another writer of the same index before IndexBusyError, unless told.
 DEFAULT_WAIT_S = 60.0
 
@@ -133,7 +142,7 @@ class Index:
         try:
             if not readonly:
                 # Before anything is written: another account's index is refused, a loose one tightened.
-                private.claim(self.path)
+                private.claim(self.path, "index", is_index_entry)
             self.catalog = Catalog(self.path, readonly=readonly)
         except CatalogError as e:
             raise MmsearchError(str(e)) from None
@@ -491,7 +500,7 @@ class Index:
             "runs": self.catalog.runs(10),  # the last ten, newest first
             "errors": self.catalog.errors(),
             # Whose the index is and what in it other accounts may read (the text of every document).
-            "access": private.inspect(self.path).to_dict(),
+            "access": private.inspect(self.path, is_index_entry).to_dict(),
         }
 
 

@@ -421,7 +421,7 @@ def doctor(index_dir: Annotated[Optional[Path], typer.Option(
     from dataclasses import asdict
 
     from . import int8_check, ocr, paths, private
-    from .api import installed_models
+    from .api import installed_models, is_index_entry
     from .bundle import TOWERS
     from .errors import MmsearchError
     from .media import heif_supported
@@ -432,7 +432,8 @@ def doctor(index_dir: Annotated[Optional[Path], typer.Option(
         _fail(str(e))
     both = _both_onnxruntimes()
     ok, why = cuda_works()
-    places = {"index": index_dir.expanduser() if index_dir else paths.default_index_dir(), "cache": paths.cache_dir()}
+    places = {"index": (index_dir.expanduser() if index_dir else paths.default_index_dir(), is_index_entry),
+              "cache": (paths.cache_dir(), None)}
     checks = []
     for bundle in installed_models():
         for variant in (v for v in int8_check.CHECKED if v in bundle.variants):
@@ -455,8 +456,8 @@ def doctor(index_dir: Annotated[Optional[Path], typer.Option(
         "int8_checks": checks,
         "onnxruntime_packages_clash": both,
         # Who else can read what mmsearch keeps: the index (every document's text) and the caches.
-        "access": {name: {"folder": str(folder), **private.inspect(folder).to_dict()} if folder.is_dir() else None
-                   for name, folder in places.items()},
+        "access": {name: {"folder": str(folder), **private.inspect(folder, ours).to_dict()} if folder.is_dir()
+                   else None for name, (folder, ours) in places.items()},
     }
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -478,7 +479,7 @@ def doctor(index_dir: Annotated[Optional[Path], typer.Option(
                    f"{'CUDA' if ok else 'the CPU'}")
     typer.echo(f"CPU: {info['cpu']}")
     typer.echo(f"MMSEARCH_HOME: {info['home']}; models: {', '.join(info['models']) or 'none'}")
-    for name, folder in places.items():
+    for name, (folder, _) in places.items():
         found = info["access"][name]
         typer.echo(f"{name} {folder}: {found['summary'] if found else 'none yet'}")
     for c in checks:

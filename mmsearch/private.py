@@ -18,10 +18,11 @@ Windows keeps permissions in ACLs and a user's profile is private there: mode bi
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +53,8 @@ def make_folder(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.is_dir():
         return path
+    if path.exists():
+        raise FileExistsError(errno.EEXIST, "not a folder", str(path))
     missing = []
     at = path
     while not at.exists() and at != at.parent:
@@ -135,13 +138,19 @@ def _user_name(uid: int) -> str | None:
 # -- an existing folder -----------------------------------------------------------------------------
 
 
+Entries = Callable[[str], bool]  # which names in a folder are mmsearch's (None: all of them)
+
+
 @dataclass
 class Access:
-    """Who may read a folder mmsearch writes: its owner, and the entries open to other accounts."""
+    """Who may read what mmsearch keeps in a folder: its owner, and the entries open to other accounts.
+    The folder itself counts where it holds mmsearch's entries alone (a folder given with --index may
+    hold the user's own files too: those, and the folder then, are the user's business)."""
 
     folder: Path
     owner: int | None  # uid; None where mode bits are not kept
     yours: bool
+    sole: bool = True  # the folder holds nothing but mmsearch's entries
     exposed: list[Path] = field(default_factory=list)  # the folder or entries in it with group/other bits
     foreign: list[tuple[Path, int]] = field(default_factory=list)  # entries in it another account owns
 
@@ -171,38 +180,41 @@ class Access:
         if self.exposed:
             names = ", ".join("the folder" if p == self.folder else self._name(p) for p in self.exposed[:3])
             more = f" and {len(self.exposed) - 3} more" if len(self.exposed) > 3 else ""
-            fix = (f"mmsearch makes it private when it next writes it (or now: chmod -R go-rwx {self.folder})"
-                   if self.yours else f"its owner can make it private: chmod -R go-rwx {self.folder}")
+            now = f" (or now: chmod -R go-rwx {self.folder})" if self.sole else ""
+            fix = (f"mmsearch makes it private when it next writes it{now}" if self.yours
+                   else "its owner can make it private")
             parts.append(f"readable by other accounts ({names}{more}); {fix}")
         return "; ".join(parts) or "private (only you)"
 
 
-def inspect(folder: str | os.PathLike[str]) -> Access:
-    """Who owns the folder and what in it other accounts may read (symbolic links are not followed)."""
+def inspect(folder: str | os.PathLike[str], ours: Entries | None = None) -> Access:
+    """Who owns the folder and what of mmsearch's in it (`ours`: the names of its entries; None: all)
+    other accounts may read. Symbolic links are not followed."""
     folder = Path(folder)
     if not ENFORCED:
         return Access(folder, None, True)
-    me = os.geteuid()
     top = os.stat(folder)
-    found = Access(folder, top.st_uid, top.st_uid == me)
-    for entry, st in _walk(folder):
+    found = Access(folder, top.st_uid, top.st_uid == os.geteuid())
+    for entry, st in _walk(folder, ours, found):
         if stat.S_ISLNK(st.st_mode):
             continue
         if st.st_mode & OPEN_TO_OTHERS:
             found.exposed.append(entry)
         if st.st_uid != top.st_uid:
             found.foreign.append((entry, st.st_uid))
+    if not found.sole and found.exposed[:1] == [folder]:
+        found.exposed.pop(0)  # (known only once the folder was read)
     return found
 
 
-def claim(folder: str | os.PathLike[str], what: str = "index") -> Path:
-    """Before writing a folder: create it private, or check that this account owns it and everything in
-    it (NotOwnerError names the first that it does not) and take the group's and others' permissions
-    away, with one line saying so."""
+def claim(folder: str | os.PathLike[str], what: str = "index", ours: Entries | None = None) -> Path:
+    """Before writing a folder: create it private, or check that this account owns it and what of
+    mmsearch's is in it (`ours`, as for `inspect`; NotOwnerError names the first it does not own) and
+    take the group's and others' permissions away from those, with one line saying so."""
     folder = Path(folder)
     if not folder.exists() or not ENFORCED:
         return make_folder(folder)
-    found = inspect(folder)
+    found = inspect(folder, ours)
     if not found.yours:
         assert found.owner is not None
         raise NotOwnerError(
@@ -228,9 +240,11 @@ def claim(folder: str | os.PathLike[str], what: str = "index") -> Path:
     return folder
 
 
-def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """The folder and everything under it, with each entry's own status (links not followed)."""
-    yield folder, os.stat(folder)  # the folder named (a link to it is followed), nothing inside
+def _walk(folder: Path, ours: Entries | None = None,
+          found: Access | None = None) -> Iterator[tuple[Path, os.stat_result]]:
+    """The folder and everything under it (of its own entries, those `ours` names), with each entry's
+    own status (links not followed); `found.sole` is cleared where the folder holds other entries."""
+    yield folder, os.stat(folder)  # the folder named (a link to it is followed)
     stack = [folder]
     while stack:
         here = stack.pop()
@@ -239,6 +253,10 @@ def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
         except OSError:
             continue
         for entry in entries:
+            if here == folder and ours is not None and not ours(entry.name):
+                if found is not None:
+                    found.sole = False
+                continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:

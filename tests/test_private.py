@@ -251,3 +251,23 @@ def test_tightening_takes_the_group_and_others_bits_away_and_leaves_the_owners(t
         assert caplog.records == []
     finally:
         folder.chmod(0o700)
+
+
+@POSIX
+def test_a_folder_of_the_users_own_given_as_the_index_keeps_its_other_files_as_they_are(tmp_path, bundle):
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=2, docs={})
+    folder = tmp_path / "mine"  # an existing folder with the user's own files, given with --index
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    for path, mode in ((folder, 0o755), (folder / "sub", 0o755), (folder / "notes.txt", 0o644)):
+        path.chmod(mode)
+    for _ in range(2):  # created, then opened again to write
+        with Index(folder, model=bundle) as idx:
+            idx.index([photos], ocr=False)
+            access = idx.status()["access"]
+    assert access["private"] is True and access["summary"] == "private (only you)"
+    assert {os.path.relpath(p, folder): oct(m) for p, m in modes(folder).items()} == {
+        ".": "0o755", "sub": "0o755", "notes.txt": "0o644",  # the user's, as they were
+        "catalog.db": "0o600", "vectors.json": "0o600", "vectors-1.hnsw": "0o600", "vectors-1.npy": "0o600",
+        "index.lock": "0o600"}

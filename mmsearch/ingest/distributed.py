@@ -99,7 +99,9 @@ class RayEngine:
         from . import shards  # pyarrow, imported by a run that uses Ray only (after import_ray)
 
         try:
-            private.claim(self.folder, "shard folder")  # the shards hold the index's text and vectors
+            # The shards hold the index's text and vectors. A folder given with --shard-dir may hold other
+            # files: only the shard folder's own are checked and tightened.
+            private.claim(self.folder, "shard folder", _shard_entry)
             owner = self.folder / OWNER
             if owner.exists():
                 serves = json.loads(owner.read_text()).get("index")
@@ -330,6 +332,10 @@ def _cluster_failed(e: Exception) -> MmsearchError:
     why = first_line(cause if isinstance(cause, BaseException) else e)
     return MmsearchError(f"the Ray cluster could not finish the run ({why}); every shard it finished is committed: "
                          "fix the cause and run the same command to resume")
+
+
+def _shard_entry(name: str) -> bool:
+    return name.endswith(".parquet") or name.startswith(".tmp-") or name in (LEDGER, OWNER)
 
 
 def _item(task: Task) -> dict[str, Any]:
