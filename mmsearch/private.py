@@ -189,13 +189,14 @@ class Access:
 
 def inspect(folder: str | os.PathLike[str], ours: Entries | None = None) -> Access:
     """Who owns the folder and what of mmsearch's in it (`ours`: the names of its entries; None: all)
-    other accounts may read. Symbolic links are not followed."""
+    other accounts may reach: its own entries, and what is under a subfolder open to them. Symbolic
+    links are not followed."""
     folder = Path(folder)
     if not ENFORCED:
         return Access(folder, None, True)
     top = os.stat(folder)
     found = Access(folder, top.st_uid, top.st_uid == os.geteuid())
-    for entry, st in _walk(folder, ours, found):
+    for entry, st in _walk(folder, ours, found, enter_closed=False):
         if stat.S_ISLNK(st.st_mode):
             continue
         if st.st_mode & OPEN_TO_OTHERS:
@@ -240,10 +241,12 @@ def claim(folder: str | os.PathLike[str], what: str = "index", ours: Entries | N
     return folder
 
 
-def _walk(folder: Path, ours: Entries | None = None,
-          found: Access | None = None) -> Iterator[tuple[Path, os.stat_result]]:
+def _walk(folder: Path, ours: Entries | None = None, found: Access | None = None,
+          enter_closed: bool = True) -> Iterator[tuple[Path, os.stat_result]]:
     """The folder and everything under it (of its own entries, those `ours` names), with each entry's
-    own status (links not followed); `found.sole` is cleared where the folder holds other entries."""
+    own status (links not followed); `found.sole` is cleared where the folder holds other entries.
+    `enter_closed=False`: a subfolder closed to others is not entered (nothing in it can be reached by
+    them, whatever its mode; a thumbnail cache holds tens of thousands of files)."""
     yield folder, os.stat(folder)  # the folder named (a link to it is followed)
     stack = [folder]
     while stack:
@@ -262,5 +265,5 @@ def _walk(folder: Path, ours: Entries | None = None,
             except OSError:
                 continue  # gone meanwhile (a temporary file renamed)
             yield Path(entry.path), st
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) and (enter_closed or st.st_mode & OPEN_TO_OTHERS):
                 stack.append(Path(entry.path))
