@@ -11,9 +11,12 @@ embedding application's, and not safe to touch while other threads create files.
 
 An index is written only by the account that owns it, so its files never have two owners: a writer
 `claim`s the folder first, which refuses an index (or a file in it) that another account owns and
-tightens one whose permissions are looser, saying so in one line.
+tightens one whose permissions are looser, saying so in one line. In a folder that also holds the
+user's own files (one given with --index), only mmsearch's entries are checked and tightened.
 
-Windows keeps permissions in ACLs and a user's profile is private there: mode bits are not touched.
+Windows keeps permissions in ACLs and a user's profile is private there: mode bits are not touched. A
+file system that keeps no POSIX permissions (FAT, exFAT, some network mounts: the mount options decide
+them) costs nothing but the privacy: a chmod it refuses is not an error, and `claim` says so.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def make_folder(path: str | os.PathLike[str]) -> Path:
                 raise
             continue  # made by another process meanwhile: theirs
         if ENFORCED:
-            os.chmod(folder, FOLDER_MODE)  # a umask that took the owner's own bits away
+            _chmod(folder, FOLDER_MODE)  # a umask that took the owner's own bits away
     return path
 
 
@@ -77,7 +80,7 @@ def open_file(path: str | os.PathLike[str], mode: str = "wb", encoding: str | No
     fd = os.open(path, _FLAGS[mode] | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
     try:
         if ENFORCED:
-            os.fchmod(fd, FILE_MODE)  # an existing file keeps its mode through O_TRUNC: it is written now
+            _chmod(fd, FILE_MODE)  # an existing file keeps its mode through O_TRUNC: it is written now
         return os.fdopen(fd, mode, encoding=None if "b" in mode else (encoding or "utf-8"))
     except BaseException:
         os.close(fd)
@@ -97,7 +100,7 @@ def seal(path: str | os.PathLike[str]) -> None:
         return
     for entry, st in _walk(Path(path)):
         if not stat.S_ISLNK(st.st_mode):
-            os.chmod(entry, FOLDER_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
+            _chmod(entry, FOLDER_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE)
 
 
 # -- owners ------------------------------------------------------------------------------------------
@@ -232,13 +235,35 @@ def claim(folder: str | os.PathLike[str], what: str = "index", ours: Entries | N
             "does not write a folder whose files have two owners. Make them yours again (as root: chown -R "
             f"{_user_name(me) or me} {folder}) or delete them, then run the command again.")
     if found.exposed:
+        kept = []  # what the file system would not tighten
         for entry in found.exposed:
             # The group's and others' bits go; the owner's stay as they are (a folder made read-only on
             # purpose stays read-only).
-            os.chmod(entry, stat.S_IMODE(os.lstat(entry).st_mode) & ~OPEN_TO_OTHERS)
-        log.warning("%s: this %s was readable by other accounts (%d files and folders); made private: only you "
-                    "can read it now", folder, what, len(found.exposed))
+            mode = stat.S_IMODE(os.lstat(entry).st_mode)
+            if not _chmod(entry, mode & ~OPEN_TO_OTHERS) or stat.S_IMODE(os.lstat(entry).st_mode) & OPEN_TO_OTHERS:
+                kept.append(entry)
+        if len(kept) < len(found.exposed):
+            log.warning("%s: this %s was readable by other accounts (%d files and folders); made private: only "
+                        "you can read it now", folder, what, len(found.exposed) - len(kept))
+        if kept:
+            log.warning("%s: the file system does not keep permissions (its mount options set them), so this %s "
+                        "stays readable by other accounts of this machine (%s%s); keep it on a file system "
+                        "that does, or mount this one for you alone", folder, what,
+                        "the folder" if kept[0] == folder else found._name(kept[0]),
+                        f" and {len(kept) - 1} more" if len(kept) > 1 else "")
     return folder
+
+
+def _chmod(target: str | os.PathLike[str] | int, mode: int) -> bool:
+    """chmod (fchmod for a descriptor); False where the file system refuses it (it keeps no permissions)."""
+    try:
+        if isinstance(target, int):
+            os.fchmod(target, mode)
+        else:
+            os.chmod(target, mode)
+        return True
+    except OSError:  # EPERM from FAT and exFAT, ENOTSUP from some FUSE mounts
+        return False
 
 
 def _walk(folder: Path, ours: Entries | None = None, found: Access | None = None,

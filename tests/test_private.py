@@ -271,3 +271,28 @@ def test_a_folder_of_the_users_own_given_as_the_index_keeps_its_other_files_as_t
         ".": "0o755", "sub": "0o755", "notes.txt": "0o644",  # the user's, as they were
         "catalog.db": "0o600", "vectors.json": "0o600", "vectors-1.hnsw": "0o600", "vectors-1.npy": "0o600",
         "index.lock": "0o600"}
+
+
+@POSIX
+def test_a_file_system_that_keeps_no_permissions_costs_the_privacy_not_the_index(tmp_path, bundle, monkeypatch,
+                                                                                  caplog):
+    """FAT or exFAT (a USB disk): its mount options set every mode and a chmod fails with EPERM. The index
+    is written all the same, and the run says that it stays readable by others."""
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=2, docs={})
+    index = tmp_path / "index"
+    index.mkdir(mode=0o755)
+    index.chmod(0o755)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refused)
+    monkeypatch.setattr(os, "fchmod", refused)
+    with caplog.at_level("WARNING", logger="mmsearch"):
+        for _ in range(2):  # created; then opened again, its folder still open to others
+            with Index(index, model=bundle) as idx:
+                assert idx.index([photos], ocr=False).errors == []
+    said = [r.getMessage() for r in caplog.records if "does not keep permissions" in r.getMessage()]
+    assert len(said) == 2 and all("stays readable by other accounts of this machine (the folder" in m for m in said)
+    assert not any("made private" in r.getMessage() for r in caplog.records)
