@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import arguments, paths
+from . import arguments, paths, private
 from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError, ModelRecord
 from .errors import InvalidArgument, MmsearchError
@@ -37,6 +38,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmsearch")
 
 LOCK_FILE = "index.lock"  # held by the one process that writes the index
+# What mmsearch keeps in an index folder: the catalog and its journals, the vector files and their
+# temporary files, the lock, the thumbnails and the shards. A folder given with --index may hold other
+# files too; privacy (private.py) checks and tightens these alone.
+_INDEX_ENTRY = re.compile(r"catalog\.db(-wal|-shm|-journal)?|index\.lock|vectors[-.].*|thumbs|shards")
+
+
+def is_index_entry(name: str) -> bool:
+    return _INDEX_ENTRY.fullmatch(name) is not None
 # How long Index.index() waits for another writer of the same index before IndexBusyError, unless told.
 DEFAULT_WAIT_S = 60.0
 
@@ -131,6 +140,9 @@ class Index:
             except BundleError as e:
                 raise MmsearchError(str(e)) from None
         try:
+            if not readonly:
+                # Before anything is written: another account's index is refused, a loose one tightened.
+                private.claim(self.path, "index", is_index_entry)
             self.catalog = Catalog(self.path, readonly=readonly)
         except CatalogError as e:
             raise MmsearchError(str(e)) from None
@@ -289,11 +301,11 @@ class Index:
             ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options, ocr_off)
         elif ray_address is not None or shard_dir is not None or shard_files is not None:
             raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         from .ingest import Encoders, run_index
 
-        lock = FileLock(str(self.path / LOCK_FILE))
+        lock = self._write_lock()
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -347,9 +359,7 @@ class Index:
         if not roots:
             known = ", ".join(p for _, p in self.catalog.roots()) or "none"
             raise MmsearchError(f"{target}: not an indexed root (roots: {known})")
-        from filelock import FileLock
-
-        with FileLock(str(self.path / LOCK_FILE)):
+        with self._write_lock():
             vectors = self.vectors
             vectors.begin_writing()
             try:
@@ -371,10 +381,10 @@ class Index:
         a run writing the index. Returns the folder's size before and after, in bytes."""
         if self.readonly:
             raise MmsearchError(f"{self.path}: opened read-only")
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         before = self.size_bytes()
-        lock = FileLock(str(self.path / LOCK_FILE))
+        lock = self._write_lock()
         try:
             lock.acquire(timeout=DEFAULT_WAIT_S)
         except Timeout:
@@ -393,6 +403,12 @@ class Index:
     def size_bytes(self) -> int:
         """What the index folder takes on disk (its files, not the thumbnails' cache)."""
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+
+    def _write_lock(self) -> Any:
+        """The lock of the one process that writes the index (created 0600, as everything in it)."""
+        from filelock import FileLock
+
+        return FileLock(str(self.path / LOCK_FILE), mode=private.FILE_MODE)
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -503,6 +519,8 @@ class Index:
             "last_run": self.catalog.last_run(),
             "runs": self.catalog.runs(10),  # the last ten, newest first
             "errors": self.catalog.errors(),
+            # Whose the index is and what in it other accounts may read (the text of every document).
+            "access": private.inspect(self.path, is_index_entry).to_dict(),
         }
 
 

@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from . import private
 from .errors import MmsearchError
 from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
@@ -344,7 +345,10 @@ class Catalog:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         if not readonly:
-            folder.mkdir(parents=True, exist_ok=True)
+            private.make_folder(folder)
+            if not self.path.exists():
+                # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files its mode.
+                private.empty_file(self.path)
             self._create_or_migrate()
         elif not self.path.exists():
             raise CatalogError(f"{folder}: no index here (no {CATALOG_FILE}); run `mmsearch index PATH --index {folder}` first")
@@ -495,8 +499,8 @@ class Catalog:
         """A reader (a query) of an older catalog migrates it when it may write the folder, so an
         upgrade of mmsearch does not need an index run before the first query."""
         version = self._stored_version()
-        if version is None or version >= SCHEMA_VERSION or not os.access(self.folder, os.W_OK):
-            return
+        if version is None or version >= SCHEMA_VERSION or not private.may_write(self.folder):
+            return  # (another account's index is not written, not even to migrate it)
         try:
             conn = sqlite3.connect(self.path, timeout=30)
             try:

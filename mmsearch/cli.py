@@ -301,6 +301,7 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if c["words_to_read"] and not ocr.installed():
         left += f" (OCR is not installed: {ocr.INSTALL_HINT})"
     typer.echo(f"words:   found in {c['pictures_with_words']} pictures{left}")
+    typer.echo(f"access:  {info['access']['summary']}")
     if info["last_run"]:
         r = info["last_run"]
         typer.echo(f"last run: {r['started_at']} ({r['status']})")
@@ -411,13 +412,16 @@ def export(
 
 
 @app.command()
-def doctor(as_json: JsonOpt = False) -> None:
+def doctor(index_dir: Annotated[Optional[Path], typer.Option(
+               "--index", help="The index folder whose permissions to check [default: the default index].")] = None,
+           as_json: JsonOpt = False) -> None:
     """What this machine can do: onnxruntime providers, CUDA, HEIC support, OCR, installed models,
-    and whether each model's int8 towers passed their check on this CPU."""
+    whether each model's int8 towers passed their check on this CPU, and whether the index and the
+    caches are private to you."""
     from dataclasses import asdict
 
-    from . import int8_check, ocr, paths
-    from .api import installed_models
+    from . import int8_check, ocr, paths, private
+    from .api import installed_models, is_index_entry
     from .bundle import TOWERS
     from .errors import MmsearchError
     from .media import heif_supported
@@ -428,6 +432,8 @@ def doctor(as_json: JsonOpt = False) -> None:
         _fail(str(e))
     both = _both_onnxruntimes()
     ok, why = cuda_works()
+    places = {"index": (index_dir.expanduser() if index_dir else paths.default_index_dir(), is_index_entry),
+              "cache": (paths.cache_dir(), None)}
     checks = []
     for bundle in installed_models():
         for variant in (v for v in int8_check.CHECKED if v in bundle.variants):
@@ -449,6 +455,9 @@ def doctor(as_json: JsonOpt = False) -> None:
         "models": [p.name for p in paths.models_dir().iterdir()] if paths.models_dir().is_dir() else [],
         "int8_checks": checks,
         "onnxruntime_packages_clash": both,
+        # Who else can read what mmsearch keeps: the index (every document's text) and the caches.
+        "access": {name: {"folder": str(folder), **private.inspect(folder, ours).to_dict()} if folder.is_dir()
+                   else None for name, (folder, ours) in places.items()},
     }
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -470,6 +479,9 @@ def doctor(as_json: JsonOpt = False) -> None:
                    f"{'CUDA' if ok else 'the CPU'}")
     typer.echo(f"CPU: {info['cpu']}")
     typer.echo(f"MMSEARCH_HOME: {info['home']}; models: {', '.join(info['models']) or 'none'}")
+    for name, (folder, _) in places.items():
+        found = info["access"][name]
+        typer.echo(f"{name} {folder}: {found['summary'] if found else 'none yet'}")
     for c in checks:
         what = f"  {c['model']} {c['variant']} {c['tower']} tower on this CPU: "
         if c["verdict"] is None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import private
 from ..bundle import Bundle
 from ..catalog import Catalog, FileRow
 from ..errors import MmsearchError, first_line
@@ -98,7 +99,9 @@ class RayEngine:
         from . import shards  # pyarrow, imported by a run that uses Ray only (after import_ray)
 
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # The shards hold the index's text and vectors. A folder given with --shard-dir may hold other
+            # files: only the shard folder's own are checked and tightened.
+            private.claim(self.folder, "shard folder", _shard_entry)
             owner = self.folder / OWNER
             if owner.exists():
                 serves = json.loads(owner.read_text()).get("index")
@@ -106,7 +109,8 @@ class RayEngine:
                     raise MmsearchError(f"{self.folder}: this shard folder serves the index {serves}; give each index "
                                         "its own --shard-dir")
             else:
-                owner.write_text(json.dumps({"index": str(self.index_folder)}))
+                with private.open_file(owner, "w") as f:
+                    f.write(json.dumps({"index": str(self.index_folder)}))
         except OSError as e:
             raise MmsearchError(f"{self.folder}: cannot use it as the shard folder ({e.strerror or e})") from None
         shards.remove_temporaries(self.folder)
@@ -315,7 +319,7 @@ class RayEngine:
         apply_to_vectors(vectors, removed, new_ids, np.concatenate(new_vecs) if new_vecs else None, report)
         report.encoded_items -= copied  # in the index, not encoded by this run
         report.partial += notes
-        with open(self.folder / LEDGER, "a") as f:
+        with private.open_file(self.folder / LEDGER, "a") as f:
             f.write(path.name + "\n")
         path.unlink(missing_ok=True)
         for r in rows:
@@ -328,6 +332,10 @@ def _cluster_failed(e: Exception) -> MmsearchError:
     why = first_line(cause if isinstance(cause, BaseException) else e)
     return MmsearchError(f"the Ray cluster could not finish the run ({why}); every shard it finished is committed: "
                          "fix the cause and run the same command to resume")
+
+
+def _shard_entry(name: str) -> bool:
+    return name.endswith(".parquet") or name.startswith(".tmp-") or name in (LEDGER, OWNER)
 
 
 def _item(task: Task) -> dict[str, Any]:

@@ -128,7 +128,7 @@ def _install_bundle(src: Path, target: Path, *, say: Say, overwrite: bool) -> Pa
         bundle.verify_all()
     except MmsearchError as e:
         raise LayoutError(f"{src}: an mmsearch bundle that does not check out: {e}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
+    paths.make_parents(target)
     staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir()
@@ -164,7 +164,7 @@ def build_bundle(source: Source, out: Path, *, name: str, label: str, provenance
                  overwrite: bool = False) -> Path:
     """Write the bundle for `source` at `out`: built in a hidden folder beside it and renamed into place
     once complete, so nothing half-made is ever installed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    paths.make_parents(out)
     staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:

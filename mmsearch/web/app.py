@@ -49,7 +49,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__, arguments, paths
+from .. import __version__, arguments, paths, private
 from ..errors import InvalidArgument, MmsearchError, first_line
 from ..filenames import display_path, json_fields
 from .jobs import IndexJob, RunInProgress
@@ -187,9 +187,9 @@ class Engine:
                                    f"this page:\n  mmsearch index ~/Pictures{where}", 503, "no_index")
                 from ..api import Index
 
-                # A folder this user cannot write is still searched (no "index now" then).
+                # A folder this user cannot write, or another account's, is still searched (no "index now").
                 self._index = Index(self.folder, model=self.settings.model,
-                                    readonly=not os.access(self.folder, os.W_OK))
+                                    readonly=not private.may_write(self.folder))
             return self._index
 
     def model_problem(self) -> str | None:
@@ -585,7 +585,7 @@ def _search_upload(idx: Any, data: bytes, filters: dict[str, Any]) -> Any:
     # The library searches by a file: the upload goes to a private temporary one, gone afterwards.
     with tempfile.TemporaryDirectory(prefix="mmsearch-upload-") as folder:
         path = os.path.join(folder, "image")
-        with open(path, "wb") as f:
+        with private.open_file(path, "wb") as f:
             f.write(data)
         try:
             return idx.search(image=path, **filters)
