@@ -154,7 +154,9 @@ class TailWriter:
             self._file.truncate(keep)  # a torn end goes
             self._file.seek(keep)
         else:
-            self._file = open(self.path, "wb")
+            from . import private
+
+            self._file = private.open_file(self.path, "wb")  # 0600, as every file of an index
             self._file.write(TAIL_MAGIC + np.uint32(dim).tobytes() + bytes(TAIL_HEADER - len(TAIL_MAGIC) - 4))
             self._file.flush()
 

@@ -250,7 +250,7 @@ class VectorStore:
             return
         try:
             if self._tail is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
+                private.make_folder(self.folder)
                 saved = self._read_stamp()
                 saved_max = 0 if saved is None else self._saved_flat().max_id
                 self._tail = TailWriter(self._tail_path(), self.dim)
