@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -146,6 +146,7 @@ class TailWriter:
         self.path, self.dim = Path(path), dim
         self.dtype = record_dtype(dim)
         self.last_id = 0
+        self._file: IO[bytes]
         if self.path.exists():
             ids, _ = read_tail(self.path, dim, 0)
             self.last_id = int(ids[-1]) if len(ids) else 0

@@ -104,7 +104,7 @@ class VectorStore:
             if self._graph is not None or self._writing:
                 return self._current_graph()
             flat = self._saved_flat()
-            if flat is not None and (len(flat) <= FLAT_SCAN_MAX or self._searches == 1):
+            if len(flat) <= FLAT_SCAN_MAX or self._searches == 1:
                 return flat
             self._flat = None  # the graph takes over; let the mapping go
             return self._current_graph()
@@ -139,7 +139,7 @@ class VectorStore:
             save = int(stamp["save"]) if stamp else 0
         return self.folder / f"vectors-{save}.tail"
 
-    def _saved_flat(self) -> FlatVectors | None:
+    def _saved_flat(self) -> FlatVectors:
         """The flat file of the last save, mapped once per save; an empty one where nothing was saved
         (then every vector comes from the catalog)."""
         stamp = self._read_stamp()

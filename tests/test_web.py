@@ -79,7 +79,7 @@ def image_item(library, path: Path) -> int:
 @pytest.mark.parametrize("query", [
     "q=harbour+boats&k=5",
     "q=lighthouse+orange&type=document&k=3",
-    "q=red+blocks&type=image&k=4",
+    "q=red+blocks&type=image&k=4&min_similarity=-1",
     "q=greenhouse&mode=keyword",
     "q=harbour&after=2019-06-01&before=2020-06-01&k=20",
 ])
@@ -107,15 +107,16 @@ def test_search_json_is_what_query_json_prints(server, index_dir):
 
 def test_filters_narrow_the_results(server, collection):
     root = collection[0]
-    photos = get(server.url, "/api/search?q=picture&type=image&k=50").json()
+    # By meaning (mode=vector: no relevance floor), so every picture matches "picture".
+    photos = get(server.url, "/api/search?q=picture&type=image&k=50&mode=vector").json()
     assert photos and {h["kind"] for h in photos} == {"image"}
-    under = get(server.url, "/api/search?" + _qs(q="picture", k=50, under=str(root / "sub"))).json()
+    under = get(server.url, "/api/search?" + _qs(q="picture", k=50, under=str(root / "sub"), mode="vector")).json()
     assert sorted(os.path.basename(h["path"]) for h in under) == ["img1.png", "img3.jpg", "img5.webp"]
-    old = get(server.url, "/api/search?q=picture&type=image&before=2021-01-01&k=50").json()
+    old = get(server.url, "/api/search?q=picture&type=image&before=2021-01-01&k=50&mode=vector").json()
     assert sorted(os.path.basename(h["path"]) for h in old) == ["img0.jpg", "img2.webp", "img4.png"]
-    new = get(server.url, "/api/search?q=picture&type=image&after=2021-01-01&k=50").json()
+    new = get(server.url, "/api/search?q=picture&type=image&after=2021-01-01&k=50&mode=vector").json()
     assert {os.path.basename(h["path"]) for h in new} == {"img1.png", "img3.jpg", "img5.webp", "rotated.jpg"}
-    assert len(get(server.url, "/api/search?q=picture&k=2").json()) == 2
+    assert len(get(server.url, "/api/search?q=picture&k=2&mode=vector").json()) == 2
 
 
 def _qs(**params) -> str:
@@ -146,7 +147,7 @@ def test_search_by_an_uploaded_image(server, collection, library):
                 headers={"Content-Type": "image/jpeg"})
     assert r.status == 200, r.body
     hits = r.json()
-    assert hits[0]["path"] == str(picture) and hits[0]["score_kind"] == "cosine" and hits[0]["score"] > 0.99
+    assert hits[0]["path"] == str(picture) and hits[0]["match"] == "meaning" and hits[0]["similarity"] > 0.99
     assert hits == [h.to_dict() for h in library.search(image=picture, type="image", k=3)]
 
 
@@ -497,7 +498,7 @@ def test_index_now_streams_its_progress_to_the_end(tmp_path, bundle):
         assert get(srv.url, "/api/index").json()["report"] == final["report"]
         status = get(srv.url, "/api/status").json()
         assert status["counts"]["image"] == 12 and status["runs"][0]["summary"]["added"] == 5
-        hits = get(srv.url, "/api/search?" + _qs(q="picture", under=str(root / "new"), k=10)).json()
+        hits = get(srv.url, "/api/search?" + _qs(q="picture", under=str(root / "new"), k=10, mode="vector")).json()
         assert len(hits) == 5
 
 

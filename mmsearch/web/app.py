@@ -1,7 +1,7 @@
 """The web app: the page, its JSON endpoints over the library, thumbnails and "index now".
 
     GET  /                     the page (its per-session token in a meta tag)
-    GET  /api/search           Index.search: q, k, type, under, after, before, mode -> SearchResult.to_dict()s
+    GET  /api/search           Index.search: q, k, type, under, after, before, mode, min_similarity -> SearchResult.to_dict()s
     POST /api/search/image     the same by an image sent as the request body (size-limited)
     GET  /api/similar          Index.similar: path (or item), k, type, under, after, before
     GET  /api/status           Index.status()
@@ -425,10 +425,11 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         })
 
     def search(request: Request) -> Response:
-        p = _params(request, ("q", *FILTER_PARAMS, "mode"))
+        p = _params(request, ("q", *FILTER_PARAMS, "mode", "min_similarity"))
         filters = _filters(p)
         idx = engine.ready()
-        hits = idx.search(request.query_params.get("q"), mode=p.get("mode", "hybrid"), **filters)
+        hits = idx.search(request.query_params.get("q"), mode=p.get("mode", "hybrid"),
+                          min_similarity=p.get("min_similarity"), **filters)
         return Json([h.to_dict() for h in hits])
 
     async def search_image(request: Request) -> Response:
