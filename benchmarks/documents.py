@@ -16,8 +16,9 @@ package READMEs, the CJK texts of Python's codec tests (UTF-8 and legacy encodin
   for random phrases of each of `--lengths` words taken from anywhere in the PDFs and text files,
   and for `--cjk` runs of 2 to 12 Chinese characters from the Chinese texts. A phrase is found when
   one of the 3 results is a page (for a text file: the file) that holds it; hit@1 counts the first
-  result only. Bar: >= 99% found, for every length. --clip adds the keyword side alone over chunks
-  cut by CLIP's BPE without a model.
+  result only. Bar: >= 99% found, for every length. --clip and --toyclip-chunks add the keyword side
+  alone over chunks cut by CLIP's BPE or the toy CLIP's tokenizer, without a model (run from another
+  checkout's folder with this one on PYTHONPATH, that code's keyword index: before/after).
 - speed: `mmsearch index` of the corpus as a subprocess, files/s, characters/s (of the documents'
   text) and chunks/s, for this checkout and, with --against REF, for the code at REF (`git archive`
   under .work/), interleaved, the same model: ratios, on one machine, in one run. `--model clip-b32`:
@@ -234,10 +235,22 @@ def cmd_recall(args) -> dict:
             catalog, chunks = chunk_catalog(work / "chunks", files, clip_tokenizer(), 75, 75 // 5)
             say(f"CLIP's BPE, 75 tokens a chunk: {chunks} chunks in {time.perf_counter() - t:.1f}s")
             for name, phrases in sets.items():
-                rows.append({"model": "keyword side alone, CLIP BPE chunks", "phrases": name,
+                rows.append({"model": "keyword side alone, CLIP BPE chunks", "set": name,
                              **measure_recall(keyword_search_of(catalog), truth, phrases)})
             catalog.close()
-        for model in args.model.split(","):
+        if args.toyclip_chunks:
+            from mmsearch.bundle import load_bundle
+            from mmsearch.encoder import chunk_tokenizer, content_tokens
+
+            bundle = load_bundle(TOYCLIP)
+            size = content_tokens(bundle)
+            catalog, chunks = chunk_catalog(work / "toy-chunks", sorted(corpus.folder.iterdir()), chunk_tokenizer(bundle),
+                                            size, size // 5)
+            for name, phrases in sets.items():
+                rows.append({"model": f"keyword side alone, toyclip chunks ({chunks})", "set": name,
+                             **measure_recall(keyword_search_of(catalog), truth, phrases)})
+            catalog.close()
+        for model in [m for m in args.model.split(",") if m]:
             bundle = _bundle(model)
             with Index(work / f"index-{model}", model=bundle, device="cpu") as idx:
                 t = time.perf_counter()
@@ -248,12 +261,12 @@ def cmd_recall(args) -> dict:
                 for name, phrases in sets.items():
                     t = time.perf_counter()
                     row = measure_recall(lambda phrase: idx.search(phrase, k=3), truth, phrases)
-                    rows.append({"model": model, "phrases": name, **row,
+                    rows.append({"model": model, "set": name, **row,
                                  "ms_per_query": round(1000 * (time.perf_counter() - t) / len(phrases), 1)})
         print(_table([{k: v for k, v in r.items() if k != "misses"} for r in rows]))
         for row in rows:
             for miss in row["misses"]:
-                print(f"  missed ({row['model']}, {row['phrases']}): {miss}")
+                print(f"  missed ({row['model']}, {row['set']}): {miss}")
         return {"rows": rows}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -555,6 +568,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lengths", default="4,8,16,32", help="phrase lengths in words")
     p.add_argument("--cjk", type=int, default=300, help="runs of 2-12 Chinese characters (0: none)")
     p.add_argument("--clip", action="store_true", help="also chunk with OpenAI CLIP's own BPE (no model)")
+    p.add_argument("--toyclip-chunks", action="store_true",
+                   help="also the keyword side alone over chunks cut as the toy CLIP cuts them (no model; with "
+                        "--model '' and another checkout's mmsearch first on sys.path, that code's keyword index)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="toyclip,vitb32", help="toyclip, vitb32, clip-b32 or bundle folders, by commas")
     p = sub.add_parser("speed")
