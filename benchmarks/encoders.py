@@ -607,7 +607,7 @@ def _consistency_inputs(bundle_path: Path, n: int = 32) -> tuple[np.ndarray, lis
     return pixels, texts
 
 
-def consistency_measure(names: list[str]) -> dict[str, Any]:
+def consistency_measure(names: list[str], only: set[str] | None = None) -> dict[str, Any]:
     """Min cosine alone vs in a batch of 32, per model, variant and tower (onnxruntime + numpy only)."""
     from mmsearch.bundle import load_bundle
     from mmsearch.encoder import ImageEncoder, TextEncoder, load_tokenizer
@@ -618,7 +618,7 @@ def consistency_measure(names: list[str]) -> dict[str, Any]:
         path = _consistency_bundle(name) if name in CONSISTENCY_MODELS else Path(name)
         bundle = load_bundle(path)
         pixels, texts = _consistency_inputs(path)
-        variants = [v for v in bundle.variants if v != "fp16" or cuda_works()[0]]
+        variants = [v for v in bundle.variants if (v != "fp16" or cuda_works()[0]) and (not only or v in only)]
         for variant in variants:
             device = "cuda" if variant == "fp16" else "cpu"
             for tower in ("image", "text"):
@@ -686,7 +686,8 @@ def consistency_speed(names: list[str], rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
-def batch_consistency(names: list[str], emulate: list[str], rounds: int, json_path: str | None) -> int:
+def batch_consistency(names: list[str], emulate: list[str], rounds: int, json_path: str | None,
+                      emulated_variants: str = "") -> int:
     import subprocess
 
     for name in names:
@@ -697,7 +698,7 @@ def batch_consistency(names: list[str], emulate: list[str], rounds: int, json_pa
         out = CONSISTENCY_DIR / f"measure.{cpu}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = ["qemu-x86_64", "-cpu", cpu, sys.executable, "-m", "benchmarks.encoders", "--consistency-measure",
-               str(out), "--models", ",".join(names)]
+               str(out), "--models", ",".join(names), "--emulated-variants", emulated_variants]
         say(f"emulated {cpu}: {' '.join(cmd[:6])} ... (slow)")
         env = dict(os.environ, MMSEARCH_NO_ORT_CACHE="1", MMSEARCH_HOME=str(CONSISTENCY_DIR / f"home-{cpu}"))
         subprocess.run(cmd, check=True, env=env, cwd=ROOT)
@@ -710,8 +711,11 @@ def batch_consistency(names: list[str], emulate: list[str], rounds: int, json_pa
     for i, h in enumerate(heads):
         print(f"  [{i}] {h}")
     print(f"  {'model':14} {'variant':7} {'tower':5} " + " ".join(f"{'[' + str(i) + ']':>22}" for i in range(len(heads))))
-    for j, row in enumerate(results[0]["rows"]):
-        cells = [f"{r['rows'][j]['one session call']:.6f} / {r['rows'][j]['runtime']:.6f}" for r in results]
+    for row in results[0]["rows"]:
+        cells = []
+        for r in results:
+            same = [x for x in r["rows"] if (x["model"], x["variant"], x["tower"]) == (row["model"], row["variant"], row["tower"])]
+            cells.append(f"{same[0]['one session call']:.6f} / {same[0]['runtime']:.6f}" if same else "-")
         print(f"  {row['model']:14} {row['variant']:7} {row['tower']:5} " + " ".join(f"{c:>22}" for c in cells))
     speed = consistency_speed([n for n in names], rounds)
     print("\nint8 speed, native: " + heads[0])
@@ -748,14 +752,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-consistency", action="store_true",
                     help="min cosine of each input alone vs in a batch of 32, every shipped tower and variant")
     ap.add_argument("--consistency-measure", metavar="OUT", help=argparse.SUPPRESS)
+    ap.add_argument("--emulated-variants", default="",
+                    help="--batch-consistency: only these variants under --emulate (e.g. int8: fp32 ViT-B/32 takes hours there)")
     ap.add_argument("folders", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.consistency_measure:
-        Path(args.consistency_measure).write_text(json.dumps(consistency_measure(args.models.split(","))))
+        only = {v for v in args.emulated_variants.split(",") if v} or None
+        Path(args.consistency_measure).write_text(json.dumps(consistency_measure(args.models.split(","), only)))
         return 0
     if args.batch_consistency:
         names = CONSISTENCY_MODELS if args.models == ",".join(ACCURACY_MODELS) else args.models.split(",")
-        return batch_consistency(list(names), [c for c in args.emulate.split(",") if c], args.rounds, args.json)
+        return batch_consistency(list(names), [c for c in args.emulate.split(",") if c], args.rounds, args.json,
+                                 args.emulated_variants)
     if args.int8_measure:
         Path(args.int8_measure).write_text(json.dumps(int8_measure([Path(f) for f in args.folders], args.threads or 2)))
         return 0
