@@ -262,13 +262,13 @@ def _optimized_cache_path(path: Path, opts: ort.SessionOptions) -> Path | None:
 
     where = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
     key = "|".join(map(str, (st.st_size, st.st_mtime_ns, ort.__version__, int(opts.graph_optimization_level),
-                             _cpu_identity())))
+                             cpu_identity())))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return home() / "cache" / "ort" / f"{Path(path).stem}.{where}.{digest}"
 
 
 @lru_cache(maxsize=1)
-def _cpu_identity() -> str:
+def cpu_identity() -> str:
     """The CPU as the optimised-graph cache and the int8 check (int8_check.py) tell CPUs apart:
     /proc/cpuinfo's model name and flags, and the instruction sets CPUID reports to this process,
     which onnxruntime's kernels and layouts follow (the patch embedding's Conv is stored in blocks of
@@ -277,7 +277,7 @@ def _cpu_identity() -> str:
     AVX2-only CPU gave vectors at cosine -0.31 from fp32's."""
     import platform
 
-    cpuid = "cpuid: " + " ".join(_cpuid_features())
+    cpuid = "cpuid: " + " ".join(cpuid_features())
     try:
         with open("/proc/cpuinfo") as f:
             wanted = [line.strip() for line in f if line.startswith(("model name", "flags"))][:2]
@@ -289,7 +289,7 @@ def _cpu_identity() -> str:
 
 
 @lru_cache(maxsize=1)
-def _cpuid_features() -> tuple[str, ...]:
+def cpuid_features() -> tuple[str, ...]:
     """The instruction-set extensions CPUID reports to this process: numpy's runtime dispatch table."""
     import numpy as np
 
