@@ -1,7 +1,9 @@
 """mmsearch: find photos and documents by meaning, with CLIP-family models on ONNX Runtime.
 
 The public API (see README): Index, MultiIndex, IndexReport, SearchResult, Progress, MmsearchError,
-InvalidArgument.
+InvalidArgument; for an app that shows what an index holds (the web app uses nothing else): ItemFile
+(Index.item), display_path and json_fields (a path as a person reads it, as JSON carries it),
+first_line (an error's message for one line) and set_process_limits (Pillow's limits, an app's choice).
 Nothing here imports torch or transformers; heavy modules load on first use.
 """
 
@@ -11,19 +13,23 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["Index", "MultiIndex", "IndexReport", "SearchResult", "Progress", "MmsearchError", "InvalidArgument",
-           "BundleError", "load_bundle"]
+           "BundleError", "load_bundle", "ItemFile", "display_path", "json_fields", "first_line", "set_process_limits"]
 
 if TYPE_CHECKING:
     from .api import Index
     from .multi import MultiIndex
-    from .errors import InvalidArgument, MmsearchError
+    from .errors import InvalidArgument, MmsearchError, first_line
     from .bundle import BundleError, load_bundle
+    from .catalog import ItemFile
+    from .filenames import display_path, json_fields
     from .ingest import IndexReport, Progress
+    from .preprocess import set_process_limits
     from .search import SearchResult
 
 _WHERE = {
     "Index": "api", "MultiIndex": "multi", "MmsearchError": "errors", "InvalidArgument": "errors", "IndexReport": "ingest", "Progress": "ingest",
-    "SearchResult": "search", "BundleError": "bundle", "load_bundle": "bundle",
+    "SearchResult": "search", "BundleError": "bundle", "load_bundle": "bundle", "ItemFile": "catalog",
+    "display_path": "filenames", "json_fields": "filenames", "first_line": "errors", "set_process_limits": "preprocess",
 }
 
 

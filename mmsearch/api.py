@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import arguments, paths
 from .bundle import Bundle, BundleError, load_bundle
-from .catalog import Catalog, CatalogError, ModelRecord
+from .catalog import Catalog, CatalogError, ItemFile, ModelRecord
 from .errors import InvalidArgument, MmsearchError
 from .filenames import display_path
-from .search import Filters, SearchResult, rank
+from .search import Filters, SearchResult, Shard, rank
 from .vectors import VectorStore
 
 # A query imports only what it uses: the indexing pipeline (documents, Pillow, the scanner) and the
@@ -109,7 +109,7 @@ class Index:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, model: str | os.PathLike[str] | None = None,
                  device: str = "auto", variant: str | None = None, readonly: bool = False):
-        self.path = Path(arguments.user_path(path)) if path else paths.default_index_dir()
+        self.path = self.folder_of(path)
         self.device = arguments.choice("device", device, arguments.DEVICES)
         self.variant = arguments.optional_choice("variant", variant, arguments.VARIANTS)
         self.readonly = readonly
@@ -345,14 +345,14 @@ class Index:
                before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
         """Text or image query -> the k best files (k whenever k match). Only the tower the query needs
         is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
-        text, mode = _query_args(text, image, mode)
-        filters = _filters(k, type, under, after, before)
+        text, mode = arguments.query(text, image, mode)
+        filters = Filters.checked(k, type, under, after, before)
         vector, mode = self.encode_query(text, image, mode)
         return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
                     k=k, filters=filters, mode=mode)
 
     def encode_query(self, text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[Any, str]:
-        """A checked query (_query_args) encoded where its mode needs a vector: (vector or None, mode);
+        """A checked query (arguments.query) encoded where its mode needs a vector: (vector or None, mode);
         an image query is always by vector."""
         vector = None
         if text is not None:
@@ -387,7 +387,7 @@ class Index:
                 before: datetime | str | None = None) -> list[SearchResult]:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
         target = arguments.user_path(path)
-        filters = _filters(k, type, under, after, before)
+        filters = Filters.checked(k, type, under, after, before)
         found = self.stored_vector(target)
         if found is None:
             raise MmsearchError(
@@ -412,6 +412,47 @@ class Index:
                                 "and their words are not read yet (OCR: pip install 'mmsearch[ocr]', then "
                                 "`mmsearch index` again)")
         return row.id, vector
+
+    # -- what an app shows (the web app: cards, thumbnails, the original file) -------------------
+
+    def item(self, item_id: int) -> ItemFile | None:
+        """An item with its file's row (None: no such item, or gone since)."""
+        return self.catalog.item_file(item_id)
+
+    @staticmethod
+    def picture(item: ItemFile, fit: int) -> Any:
+        """What an item shows, as an upright RGB PIL image whose long side reaches at least `fit` pixels
+        (a photo decoded at the smallest scale that does) or is `fit` (a PDF chunk's page, drawn). Raises
+        MmsearchError where it cannot be drawn, OSError where the file cannot be read."""
+        if item.kind == "image":
+            from .preprocess import open_image
+
+            return open_image(item.fs_path, fit=fit)[0]
+        from .textfiles import render_page
+
+        return render_page(Path(item.fs_path), item.page or 1, fit)
+
+    def counts(self) -> dict[str, int]:
+        """Files and items by kind, files in error, pictures with words, files whose words are still to read."""
+        return self.catalog.counts()
+
+    def roots(self) -> list[str]:
+        """The folders (and single files) this index holds, as they were given."""
+        return [p for _, p in self.catalog.roots()]
+
+    def model_record(self) -> ModelRecord | None:
+        """The model this index was built with, as recorded in it (None: no model recorded yet)."""
+        return self.catalog.model_record()
+
+    def shard(self, *, vectors: bool = True, exclude_file: int | None = None) -> Shard:
+        """This index as search.rank_many ranks it beside others (MultiIndex); `vectors`: whether the query
+        has a vector side, `exclude_file`: a file to leave out."""
+        return self.catalog, self.vectors if vectors else None, exclude_file
+
+    @staticmethod
+    def folder_of(path: str | os.PathLike[str] | None = None) -> Path:
+        """The folder Index(path) opens: the path as the user means it, or the default index."""
+        return Path(arguments.user_path(path)) if path else paths.default_index_dir()
 
     # -- status --------------------------------------------------------------------------------
 
@@ -454,20 +495,3 @@ def _background(fn: Callable[[], Any]) -> Callable[[], Any]:
 
     return result
 
-
-def _query_args(text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[str | None, str]:
-    """A search's text or image (one of them) and mode, checked: (text, mode)."""
-    if (text is None) == (image is None):
-        raise InvalidArgument("give a text or an image to search for (one of them)")
-    if text is not None:
-        text = arguments.query_text(text)
-    return text, arguments.choice("mode", mode, arguments.MODES)
-
-
-def _filters(k: int, type: str, under: str | os.PathLike[str] | None, after: datetime | str | None,
-             before: datetime | str | None) -> Filters:
-    """A search's filters, checked and normalised (k too, which every search takes)."""
-    arguments.at_least_one("k", k)
-    return Filters(type=arguments.choice("type", type, arguments.TYPES),
-                   under=arguments.user_path(under) if under is not None else None,
-                   after=arguments.when("after", after), before=arguments.when("before", before))

@@ -59,6 +59,15 @@ def query_text(text: str) -> str:
     return text
 
 
+def query(text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[str | None, str]:
+    """A search's text or image (one of them) and mode, checked: (text, mode)."""
+    if (text is None) == (image is None):
+        raise InvalidArgument("give a text or an image to search for (one of them)")
+    if text is not None:
+        text = query_text(text)
+    return text, choice("mode", mode, MODES)
+
+
 def when(name: str, value: datetime | str | None) -> datetime | None:
     """A date filter as an aware datetime: text is parsed (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], a space
     instead of the T, an optional zone such as +02:00 or Z); a naive value is local time."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -35,6 +36,15 @@ class Filters:
     under: str | None = None  # only files under this folder
     after: datetime | None = None  # aware; compared with each file's date (EXIF capture time, else mtime)
     before: datetime | None = None
+
+    @classmethod
+    def checked(cls, k: int, type: str, under: str | os.PathLike[str] | None, after: datetime | str | None,
+                before: datetime | str | None) -> Filters:
+        """A search's filters, checked and normalised (k too, which every search takes)."""
+        arguments.at_least_one("k", k)
+        return cls(type=arguments.choice("type", type, arguments.TYPES),
+                   under=arguments.user_path(under) if under is not None else None,
+                   after=arguments.when("after", after), before=arguments.when("before", before))
 
     @property
     def narrows(self) -> bool:

@@ -49,9 +49,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__, arguments, paths
-from ..errors import InvalidArgument, MmsearchError, first_line
-from ..filenames import display_path, json_fields
+from .. import Index, InvalidArgument, MmsearchError, __version__, display_path, first_line, json_fields
 from .jobs import IndexJob, RunInProgress
 from .thumbs import DEFAULT_CACHE_BYTES, SIZES, ThumbnailError, Thumbnails, check_unchanged, has_thumbnail
 
@@ -91,7 +89,7 @@ class HostPolicy:
     def for_bind(cls, host: str, extra: tuple[str, ...] = ()) -> "HostPolicy":
         host = _hostname(host)
         names = {host, *(_hostname(h) for h in extra)}
-        if host in LOOPBACK_NAMES or _is_loopback(host):
+        if host in LOOPBACK_NAMES or is_loopback(host):
             names |= {"localhost"} | ({"127.0.0.1", "::1"} if host == "localhost" else set())
             return cls(frozenset(names))
         import socket
@@ -124,7 +122,7 @@ def _hostname(name: str) -> str:
     return name.strip().strip("[]").rstrip(".").lower()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -169,7 +167,7 @@ class Engine:
 
     def __init__(self, settings: WebSettings):
         self.settings = settings
-        self.folder = Path(arguments.user_path(settings.index_dir)) if settings.index_dir else paths.default_index_dir()
+        self.folder = Index.folder_of(settings.index_dir)
         self.thumbs = Thumbnails(self.folder, settings.thumbnail_cache_bytes)
         self.job = IndexJob()
         self._index: Any = None
@@ -185,8 +183,6 @@ class Engine:
                     where = "" if self.settings.index_dir is None else f" --index {self.folder}"
                     raise WebError(f"No index at {self.folder} yet. Index a folder from a terminal, then reload "
                                    f"this page:\n  mmsearch index ~/Pictures{where}", 503, "no_index")
-                from ..api import Index
-
                 # A folder this user cannot write is still searched (no "index now" then).
                 self._index = Index(self.folder, model=self.settings.model,
                                     readonly=not os.access(self.folder, os.W_OK))
@@ -215,7 +211,7 @@ class Engine:
             item_id = int(raw_id)
         except ValueError:
             raise InvalidArgument(f"an item id is a whole number (got {raw_id!r})") from None
-        item = self.index().catalog.item_file(item_id)
+        item = self.index().item(item_id)
         if item is None or item.status != "indexed":
             raise WebError(f"no item {item_id} in this index (it may have been removed by a later index run)", 404)
         return item
@@ -390,7 +386,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{token}}", settings.token)
 
     def is_local(request: Request) -> bool:
-        return request.client is not None and _is_loopback(request.client.host)
+        return request.client is not None and is_loopback(request.client.host)
 
     async def home(request: Request) -> Response:
         return Response(page, media_type="text/html; charset=utf-8", headers={
@@ -406,7 +402,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         state, message, counts = "ready", None, None
         try:
             idx = engine.index()
-            counts = idx.catalog.counts()
+            counts = idx.counts()
             problem = engine.model_problem()
             if problem:
                 state, message = "no_model", problem

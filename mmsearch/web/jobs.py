@@ -14,11 +14,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MmsearchError, first_line
+from .. import MmsearchError, first_line
 
 if TYPE_CHECKING:
-    from ..api import Index
-    from ..ingest import Progress
+    from .. import Index, Progress
 
 
 class RunInProgress(MmsearchError):
@@ -59,7 +58,7 @@ class IndexJob:
     def start(self, index: Index, observe: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Start a run over the index's roots; refuses while one runs (here; another process's run makes
         this one fail at once with the library's IndexBusyError message)."""
-        roots = [path for _, path in index.catalog.roots()]
+        roots = index.roots()
         if not roots:
             raise MmsearchError(f"{index.path}: this index has no folders yet. Add one from a terminal:\n"
                                 f"  mmsearch index ~/Pictures --index {index.path}")

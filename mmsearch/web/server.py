@@ -9,15 +9,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from ..errors import InvalidArgument, MmsearchError
-from .app import HostPolicy, WebSettings, _is_loopback, create_app
+from .. import InvalidArgument, MmsearchError
+from .app import HostPolicy, WebSettings, is_loopback, create_app
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
 
 def is_local_host(host: str) -> bool:
-    return host.strip("[]").lower() == "localhost" or _is_loopback(host.strip("[]"))
+    return host.strip("[]").lower() == "localhost" or is_loopback(host.strip("[]"))
 
 
 def settings_for(host: str, *, allow_remote: bool = False, allow_hosts: tuple[str, ...] = (),
@@ -77,7 +77,7 @@ def serve(*, index_dir: str | os.PathLike[str] | None = None, host: str = DEFAUL
     settings = settings_for(host, allow_remote=allow_remote, allow_hosts=allow_hosts, index_dir=index_dir,
                             model=model, max_upload_bytes=int(max_upload_mb * 2**20),
                             thumbnail_cache_bytes=int(thumbnail_cache_mb * 2**20))
-    from ..preprocess import set_process_limits
+    from .. import set_process_limits
 
     set_process_limits()  # an app's choice: Pillow's decompression-bomb limit for uploads and thumbnails
     app = create_app(settings)

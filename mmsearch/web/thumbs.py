@@ -16,10 +16,12 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..catalog import ItemFile
-from ..errors import MmsearchError
+from .. import InvalidArgument, MmsearchError
+
+if TYPE_CHECKING:
+    from .. import ItemFile
 
 # Longest side in pixels: a grid tile (up to ~220 CSS px, sharp at 2x) and the larger view.
 SIZES = {"small": 440, "large": 1600}
@@ -80,8 +82,6 @@ class Thumbnails:
 
     def get(self, item: ItemFile, size: str = "small") -> Thumbnail:
         if size not in SIZES:
-            from ..errors import InvalidArgument
-
             raise InvalidArgument(f"size must be one of {', '.join(SIZES)} (got {size!r})")
         if not has_thumbnail(item):
             raise ThumbnailError(f"{item.path}: a text file has no picture", 404)
@@ -107,36 +107,24 @@ class Thumbnails:
     # -- making ----------------------------------------------------------------------------------
 
     def _make(self, item: ItemFile, size: str) -> bytes:
+        from PIL import Image
+
+        from .. import Index
+
         fit = SIZES[size]
         with self._decoders:
+            try:
+                img = Index.picture(item, fit)
+            except MmsearchError as e:  # not an image it can decode, a page it cannot draw
+                raise ThumbnailError(str(e) if item.kind != "image" else f"{item.path}: {e}", 422) from None
+            except OSError as e:
+                raise ThumbnailError(f"{item.path}: cannot be read ({e.strerror or e})", 404) from None
             if item.kind == "image":
-                img = self._photo(item, fit)
-            else:
-                from ..textfiles import DocumentError, render_page
-
-                try:
-                    img = render_page(Path(item.fs_path), item.page or 1, fit)
-                except DocumentError as e:
-                    raise ThumbnailError(str(e), 422) from None
+                # The draft decode left at most twice the pixels needed: a good filter costs little here.
+                img.thumbnail((fit, fit), Image.Resampling.LANCZOS, reducing_gap=None)
             out = io.BytesIO()
             img.save(out, "JPEG", quality=QUALITY[size])
             return out.getvalue()
-
-    @staticmethod
-    def _photo(item: ItemFile, fit: int) -> Any:
-        from PIL import Image
-
-        from ..preprocess import ImageDecodeError, open_image
-
-        try:
-            img = open_image(item.fs_path, fit=fit)[0]
-        except ImageDecodeError as e:
-            raise ThumbnailError(f"{item.path}: {e}", 422) from None
-        except OSError as e:
-            raise ThumbnailError(f"{item.path}: cannot be read ({e.strerror or e})", 404) from None
-        # The draft decode left at most twice the pixels needed: a good filter costs little here.
-        img.thumbnail((fit, fit), Image.Resampling.LANCZOS, reducing_gap=None)
-        return img
 
     # -- the cache -------------------------------------------------------------------------------
 
