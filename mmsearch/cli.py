@@ -379,42 +379,14 @@ def export(
 def doctor(as_json: JsonOpt = False) -> None:
     """What this machine can do: onnxruntime providers, CUDA, HEIC support, OCR, installed models,
     and whether each model's int8 towers passed their check on this CPU."""
-    from dataclasses import asdict
-
-    from . import int8_check, ocr, paths
-    from .api import installed_models
-    from .bundle import TOWERS
+    from .doctor import diagnose
     from .errors import MmsearchError
-    from .media import heif_supported
 
     try:
-        from .runtime import cuda_works, ort
+        info = diagnose()
     except MmsearchError as e:  # installed without its [cpu] or [gpu] extra
         _fail(str(e))
-    both = _both_onnxruntimes()
-    ok, why = cuda_works()
-    checks = []
-    for bundle in installed_models():
-        for variant in (v for v in int8_check.CHECKED if v in bundle.variants):
-            for tower in TOWERS:
-                verdict = int8_check.cached_verdict(bundle, variant, tower)
-                checks.append({"model": bundle.name, "variant": variant, "tower": tower,
-                               **({"verdict": None} if verdict is None else
-                                  {"verdict": "pass" if verdict.passed else "fail", **asdict(verdict)})})
-    info = {
-        "onnxruntime": ort.__version__,
-        "providers": ort.get_available_providers(),
-        "cuda": ok,
-        "cuda_reason": why or None,
-        "heic": heif_supported(),
-        "ocr": ocr.describe(),
-        "cpu": int8_check.isa_summary(),
-        "cpu_flags": list(int8_check.isa_flags()),
-        "home": str(paths.home()),
-        "models": [p.name for p in paths.models_dir().iterdir()] if paths.models_dir().is_dir() else [],
-        "int8_checks": checks,
-        "onnxruntime_packages_clash": both,
-    }
+    both, ok, why, checks = info["onnxruntime_packages_clash"], info["cuda"], info["cuda_reason"], info["int8_checks"]
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -442,20 +414,6 @@ def doctor(as_json: JsonOpt = False) -> None:
         else:
             typer.echo(what + f"{'passed' if c['passed'] else 'failed, fp32 used instead'} (min cosine "
                               f"{c['min_cosine']:.4f} against fp32, bar {c['bar']}, checked {c['checked']})")
-
-
-def _both_onnxruntimes() -> bool:
-    """Whether the CPU and GPU onnxruntime packages are both installed (they install the same module)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = 0
-    for name in ("onnxruntime", "onnxruntime-gpu"):
-        try:
-            version(name)
-            found += 1
-        except PackageNotFoundError:
-            pass
-    return found == 2
 
 
 def main() -> None:
