@@ -282,7 +282,7 @@ class Index:
             options = RayOptions(address=ray_address, shard_dir=Path(arguments.user_path(shard_dir)) if shard_dir else None)
             if shard_files is not None:
                 options.image_shard_files = options.document_shard_files = shard_files
-            ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options, ocr_off)
+            ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options)
         elif ray_address is not None or shard_dir is not None or shard_files is not None:
             raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
         from filelock import FileLock, Timeout

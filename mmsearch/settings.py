@@ -5,6 +5,7 @@
     MMSEARCH_THREADS       onnxruntime threads per session (default: the cores this process may use)
     MMSEARCH_NO_ORT_CACHE  set: do not cache onnxruntime's optimised graphs under MMSEARCH_HOME/cache
     MMSEARCH_ORT_SPIN      1 or 0: force onnxruntime's thread spinning on or off (a benchmark knob)
+    RAY_ADDRESS            the Ray cluster an `--engine ray` run joins when it names none (Ray's own variable)
 
 Read when asked, never at import: an app may change them between uses, and tests do.
 """
@@ -22,6 +23,7 @@ class Settings:
     threads: int | None  # None: one per core
     ort_cache: bool
     ort_spin: bool | None  # None: as the caller chooses
+    ray_address: str | None  # None: a Ray started for the run on this machine
 
 
 def current() -> Settings:
@@ -34,6 +36,7 @@ def current() -> Settings:
         threads=max(1, int(threads)) if threads else None,
         ort_cache=not env.get("MMSEARCH_NO_ORT_CACHE"),
         ort_spin=None if spin is None else spin == "1",
+        ray_address=env.get("RAY_ADDRESS") or None,
     )
 
 
