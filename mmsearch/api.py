@@ -287,7 +287,7 @@ class Index:
             raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
         from filelock import FileLock, Timeout
 
-        from .ingest import Encoders, run_index
+        from .ingest import Encoders, Run, run_index
 
         lock = FileLock(str(self.path / LOCK_FILE))
         try:
@@ -308,9 +308,14 @@ class Index:
             vectors.begin_writing()
             encoders = Encoders(self.image_encoder, self.text_encoder,
                                 self.text_reader if reads_words else None, ocr_off)
-            return run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
-                             include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
-                             observe=observe, engine=ray_engine)
+            run = Run(self.catalog, vectors, encoders, self.bundle.image_spec, workers=workers)
+            if progress is not None:
+                run.progress = progress
+            if cancel is not None:
+                run.cancelled = cancel
+            if observe is not None:
+                run.observe = observe
+            return run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=ray_engine)
         finally:
             vectors.end_writing()
             lock.release()

@@ -23,9 +23,9 @@ crash is never encoded, or read, again.
 
 from __future__ import annotations
 
-from .context import Encoders
+from .context import Encoders, Run
 from .images import decode_plan
 from .report import IndexReport, Observer, Progress, ProgressFn
 from .run import run_index
 
-__all__ = ["Encoders", "IndexReport", "Observer", "Progress", "ProgressFn", "decode_plan", "run_index"]
+__all__ = ["Encoders", "IndexReport", "Observer", "Progress", "ProgressFn", "Run", "decode_plan", "run_index"]

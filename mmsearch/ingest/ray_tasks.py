@@ -191,6 +191,15 @@ class _Encode:
     def _tower(bundle: Any, **options: Any) -> Any:
         raise NotImplementedError
 
+    def _written(self, kind: str, rows: list[Record]) -> Batch:
+        """One output row per shard: its name, how many files it holds, and where it was encoded."""
+        if not rows:
+            return {"shard": np.asarray([], dtype=object), "files": np.asarray([], np.int64),
+                    "device": np.asarray([], dtype=object)}
+        name = write_shard(self.folder, kind, rows, self.dim, self.manifest)
+        return {"shard": np.asarray([name], dtype=object), "files": np.asarray([len(rows)], np.int64),
+                "device": np.asarray([self.encoder.device], dtype=object)}
+
 
 class EncodeImages(_Encode):
     """The image tower's actor."""
@@ -214,7 +223,7 @@ class EncodeImages(_Encode):
             r = rows[i]
             r.width, r.height = _none(batch["width"][i]), _none(batch["height"][i])
             r.orientation, r.taken_at = _none(batch["orientation"][i]), _none(str(batch["taken_at"][i]))
-        return _written(self.folder, "image", rows, self.dim, self.manifest, self.encoder.device)
+        return self._written("image", rows)
 
 
 class EncodeDocuments(_Encode):
@@ -238,15 +247,4 @@ class EncodeDocuments(_Encode):
             parts = [self.encoder.encode([c[3] for c in r.chunks[lo : lo + DOCUMENT_BATCH]])
                      for lo in range(0, len(r.chunks), DOCUMENT_BATCH)]
             r.vectors = np.concatenate(parts) if parts else None
-        return _written(self.folder, "document", rows, self.dim, self.manifest, self.encoder.device)
-
-
-def _written(folder: str, kind: str, rows: list[Record], dim: int, manifest: str, device: str) -> Batch:
-    """One output row per shard: its name, how many files it holds, and where it was encoded."""
-    if not rows:
-        return {"shard": np.asarray([], dtype=object), "files": np.asarray([], np.int64),
-                "device": np.asarray([], dtype=object)}
-    name = write_shard(folder, kind, rows, dim, manifest)
-    return {"shard": np.asarray([name], dtype=object), "files": np.asarray([len(rows)], np.int64),
-            "device": np.asarray([device], dtype=object)}
-
+        return self._written("document", rows)

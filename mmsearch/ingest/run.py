@@ -25,14 +25,13 @@ from typing import Protocol
 
 from ..catalog import Catalog, CatalogWriteError
 from ..media import kind_of, media_type
-from ..preprocess import ImageSpec
 from ..scanner import FoundFile, Plan, ScanProblem, hash_file, plan, walk
 from ..vectors import VectorStore
 from . import documents, images, ocr
 from .commit import commit
-from .context import Encoders, Run, Step, Work
+from .context import Run, Step, Work
 from .records import Batch, Cancelled
-from .report import IndexReport, Observer, Progress, ProgressFn, no_observer
+from .report import IndexReport, Observer, Progress, ProgressFn
 
 __all__ = ["Engine", "LocalEngine", "run_index", "steps"]
 
@@ -103,26 +102,12 @@ def steps(engine: Engine) -> tuple[Step, ...]:
     )
 
 
-def run_index(
-    catalog: Catalog,
-    vectors: VectorStore,
-    encoders: Encoders,
-    image_spec: ImageSpec,
-    roots: Iterable[str],
-    *,
-    exclude: Iterable[str] = (),
-    include_hidden: bool = False,
-    progress: ProgressFn | None = None,
-    cancel: Callable[[], bool] | None = None,
-    workers: int | None = None,
-    batch_size: int | None = None,
-    observe: Observer | None = None,
-    engine: Engine | None = None,
-) -> IndexReport:
-    """`engine`: where new and changed files are decoded and encoded, when not in this process (a Ray
-    cluster: distributed.py); the scan, the plan and the commits stay here either way."""
-    run = Run(catalog, vectors, encoders, image_spec, progress or (lambda p: None), cancel or (lambda: False),
-              observe or no_observer, workers, batch_size)
+def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), include_hidden: bool = False,
+              engine: Engine | None = None) -> IndexReport:
+    """Index (or update) the roots and return what changed. `engine`: where new and changed files are
+    decoded and encoded, when not in this process (a Ray cluster: distributed.py); the scan, the plan and
+    the commits stay here either way."""
+    catalog, vectors = run.catalog, run.vectors
     report = run.report
     started = time.monotonic()
     engine = engine or LocalEngine()
@@ -209,7 +194,7 @@ def _scanned_roots(run: Run, roots: Iterable[str], exclude: list[str], include_h
         except _ScanCancelled:
             break
         _keep_unreadable(p, problems)
-        _record_scan_problems(catalog, run.vectors, p, root_id, problems, report)
+        _record_scan_problems(run, p, root_id, problems)
         plans.append((root_id, p))
     return [] if run.cancelled() else plans
 
@@ -234,10 +219,10 @@ def _scanned(found: Iterable[FoundFile], progress: ProgressFn, cancelled: Callab
         raise _ScanCancelled
 
 
-def _record_scan_problems(catalog: Catalog, vectors: VectorStore, p: Plan, root_id: int,
-                          problems: list[ScanProblem], report: IndexReport) -> None:
+def _record_scan_problems(run: Run, p: Plan, root_id: int, problems: list[ScanProblem]) -> None:
     """Report what the scan could not read, and keep a file-level problem (broken symlink, loop,
     unstat-able file) in the catalog as a file in error, so `mmsearch status` lists it too."""
+    catalog, vectors, report = run.catalog, run.vectors, run.report
     recorded = []
     for prob in problems:
         report.error(prob.path, prob.reason)
