@@ -31,6 +31,7 @@ from .vectors import VectorStore
 # image side load with the first index run or image query (`python -X importtime` shows the cost).
 if TYPE_CHECKING:
     from .encoder import ImageEncoder, TextEncoder
+    from .watch import Watch, WatchEvent
     from .ingest import IndexReport, Observer, ProgressFn
     from .ocr import TextReader
 
@@ -320,6 +321,23 @@ class Index:
             vectors.end_writing()
             lock.release()
 
+    def watch(self, paths: Iterable[str | os.PathLike[str]] | None = None, *,
+              on_event: Callable[[WatchEvent], None] | None = None, settle: float | None = None,
+              exclude: Iterable[str] = (), include_hidden: bool = False) -> Watch:
+        """Keep this index current while files change under `paths` (default: its roots): a normal run
+        first, then every change indexed once it has been quiet for `settle` seconds (default
+        watch.SETTLE_S). Returns the running Watch: `stop()` it. `on_event(WatchEvent)` is called on the
+        watch's thread after each run. Another watch of the same index is refused (WatchError)."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        from .watch import SETTLE_S, Watch
+
+        roots = arguments.existing_paths(list(paths)) if paths else [p for _, p in self.catalog.roots()]
+        if not roots:
+            raise InvalidArgument(f"{self.path}: no folders to watch; give some (they are indexed first)")
+        return Watch(self, roots, on_event=on_event, settle=SETTLE_S if settle is None else settle,
+                     exclude=exclude, include_hidden=include_hidden).start()
+
     def forget(self, path: str | os.PathLike[str]) -> int:
         """Drop an indexed root (or every root under path) and all it holds; returns files dropped."""
         target = display_path(arguments.user_path(path))  # roots are stored in display form
@@ -462,6 +480,8 @@ class Index:
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        from .watch import running as watch_running
+
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         record = self.catalog.model_record()
         return {
@@ -475,6 +495,7 @@ class Index:
             "last_run": self.catalog.last_run(),
             "runs": self.catalog.runs(10),  # the last ten, newest first
             "errors": self.catalog.errors(),
+            "watch": watch_running(self.path),  # {"pid", "roots", "since"} of the watch keeping it current
         }
 
 

@@ -289,6 +289,10 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if c["words_to_read"] and not ocr.installed():
         left += f" (OCR is not installed: {ocr.INSTALL_HINT})"
     typer.echo(f"words:   found in {c['pictures_with_words']} pictures{left}")
+    if info["watch"]:
+        w = info["watch"]
+        typer.echo(f"watch:   running since {w['since']} (pid {w['pid']}): "
+                   + ", ".join(str(r) for r in w["roots"]))
     if info["last_run"]:
         r = info["last_run"]
         typer.echo(f"last run: {r['started_at']} ({r['status']})")
@@ -328,6 +332,64 @@ def serve(
                    thumbnail_cache_mb=thumbnail_cache_mb, echo=typer.echo)
     except KeyboardInterrupt:
         pass
+    except Exception as e:
+        _fail_with(e)
+
+
+@app.command()
+def watch(
+    paths: Annotated[Optional[list[Path]], typer.Argument(
+        help="Folders to keep current [default: the index's folders]; new ones are indexed first.")] = None,
+    index_dir: IndexOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model, for a new index [default: as `index`].")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
+    settle: Annotated[float, typer.Option("--settle", help="Seconds a changed file must stay unchanged before it is "
+                                                           "indexed (a copy or a save in progress).")] = 2.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keep the index current while files change: index PATHS now, then every file added, saved, moved or
+    deleted under them, a few seconds after it settles. Runs until Ctrl-C. A moved file keeps its
+    vectors; a burst of new files is one run; `mmsearch status` shows that a watch runs."""
+    _setup_logging()
+    import time
+
+    from . import arguments
+    from .api import Index
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def say(event) -> None:
+        if as_json:
+            typer.echo(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **event.to_dict()}))
+            return
+        when = time.strftime("%H:%M:%S")
+        if event.report is not None:
+            r = event.report
+            what = f"{event.paths} changes" if event.kind == "indexed" else "the folders checked"
+            typer.echo(f"{when} {what}: added {r.added}, updated {r.updated}, moved {r.moved}, removed {r.removed}, "
+                       f"errors {len(r.errors)} ({r.seconds:.1f}s)")
+        elif event.kind == "error":
+            typer.echo(f"{when} error: {str(event.error or '')}", err=True)
+        else:
+            typer.echo(f"{when} {event.kind}", err=True)
+
+    try:
+        if paths:
+            arguments.existing_paths(paths)
+        if model is None and paths:
+            cli_models.ensure_default_model(index_dir, yes=True, quiet=as_json)
+        with Index(index_dir, model=model) as idx:
+            running = idx.watch(paths or None, on_event=say, settle=settle, exclude=exclude or (),
+                                include_hidden=hidden)
+            if not as_json:
+                typer.echo(f"Watching {', '.join(str(r) for r in running.roots)} for {idx.path} "
+                           "(Ctrl-C to stop)", err=True)
+            while running.running and not stop.is_set():
+                stop.wait(0.5)
+            running.stop()
     except Exception as e:
         _fail_with(e)
 
