@@ -286,10 +286,45 @@ class Index:
             ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options)
         elif ray_address is not None or shard_dir is not None or shard_files is not None:
             raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
+        return self._run(roots, exclude=exclude, include_hidden=include_hidden, progress=progress, cancel=cancel,
+                         workers=workers, wait=wait, on_wait=on_wait, observe=observe, ocr=(reads_words, ocr_off),
+                         engine=ray_engine)
+
+    def update(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
+               include_hidden: bool = False, progress: ProgressFn | None = None,
+               cancel: Callable[[], bool] | None = None, wait: float | None = None,
+               ocr: bool | None = None) -> IndexReport:
+        """Bring these paths up to date without scanning the rest of the roots: files or folders inside the
+        index's folders that were added, changed, moved or deleted (a watch calls this with what changed).
+        A path and its new name given together are a move (the vectors are kept); a path that is gone
+        leaves the index with everything under it. Returns what changed, as `index` does."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        roots = [p for _, p in self.catalog.roots()]
+        wanted = [arguments.user_path(p) for p in paths_]
+        holders = {r for r in roots for p in wanted if p == r or p.startswith(r.rstrip(os.sep) + os.sep)}
+        outside = [p for p in wanted if not any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in roots)]
+        if outside:
+            raise InvalidArgument(f"{display_path(outside[0])}: not inside a folder this index holds; index that folder "
+                                  "first (`mmsearch index FOLDER`)")
+        from . import ocr as ocr_engine
+
+        reads_words = ocr_engine.installed() if ocr is None else ocr
+        ocr_off = None if reads_words else "OCR is off" if ocr is False else f"OCR is not installed: {ocr_engine.INSTALL_HINT}"
+        return self._run(sorted(holders), within=wanted, exclude=exclude, include_hidden=include_hidden,
+                         progress=progress, cancel=cancel, wait=wait, ocr=(reads_words, ocr_off))
+
+    def _run(self, roots: list[str], *, within: list[str] | None = None, exclude: Iterable[str] = (),
+             include_hidden: bool = False, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
+             workers: int | None = None, wait: float | None = None, on_wait: Callable[[], None] | None = None,
+             observe: Observer | None = None, ocr: tuple[bool, str | None] = (False, "OCR is off"),
+             engine: Any = None) -> IndexReport:
+        """A run over checked roots, under the index's write lock (see index and update)."""
         from filelock import FileLock, Timeout
 
         from .ingest import Encoders, Run, run_index
 
+        reads_words, ocr_off = ocr
         lock = FileLock(str(self.path / LOCK_FILE))
         try:
             lock.acquire(timeout=0)
@@ -316,7 +351,7 @@ class Index:
                 run.cancelled = cancel
             if observe is not None:
                 run.observe = observe
-            return run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=ray_engine)
+            return run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=engine, within=within)
         finally:
             vectors.end_writing()
             lock.release()

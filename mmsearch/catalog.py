@@ -517,6 +517,16 @@ class Catalog:
         for r in cursor:
             yield _file_row(r)
 
+    def files_under(self, paths: Iterable[str]) -> Iterator[FileRow]:
+        """The indexed files (under any root) that are one of `paths` or lie in a folder among them."""
+        for path in paths:
+            shown = db_path(path).rstrip(os.sep)
+            cursor = self.conn.execute(
+                "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status FROM files"
+                " WHERE path = ? OR (path >= ? AND path < ?)", (shown, shown + os.sep, shown + chr(ord(os.sep) + 1)))
+            for r in cursor:
+                yield _file_row(r)
+
     def item_file(self, item_id: int) -> ItemFile | None:
         """An item with its file's row (None: no such item, or gone since)."""
         r = self.conn.execute(

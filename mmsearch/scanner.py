@@ -41,10 +41,11 @@ class Plan:
 
 
 def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
-         problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
+         problems: list[ScanProblem] | None = None, base: str | None = None) -> Iterator[FoundFile]:
     """Every indexable file under root, depth first; follows symlinks once (loops are cut). A root
-    that is a file is itself the one file found (hidden or excluded names do not apply to it)."""
-    excluded = _excluder(root, exclude)
+    that is a file is itself the one file found (hidden or excluded names do not apply to it).
+    `base`: the indexed root that `root` lies in, which --exclude patterns are relative to."""
+    excluded = _excluder(base or root, exclude)
     seen_dirs: set[tuple[int, int]] = set()
     problems = problems if problems is not None else []
     if os.path.isfile(root):
@@ -95,6 +96,42 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
                 continue
             yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind)
         stack.extend(reversed(subdirs))
+
+
+def walk_within(root: str, paths: Iterable[str], *, exclude: Iterable[str] = (), include_hidden: bool = False,
+                problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
+    """The files of an indexed root that lie in `paths` (files or folders inside it; gone ones give
+    nothing), judged as a walk of the whole root would judge them: hidden and excluded names anywhere
+    between the root and the file leave it out. For updating what changed, not the whole root."""
+    excluded = _excluder(root, exclude)
+    top = root.rstrip(os.sep) + os.sep
+    given = {os.path.abspath(p) for p in paths}
+    if os.path.abspath(root) in given:
+        yield from walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems)
+        return
+    wanted = sorted(p for p in given if p.startswith(top))
+    kept: list[str] = []
+    for p in wanted:  # a path inside another one given is walked with it
+        if not any(p.startswith(k.rstrip(os.sep) + os.sep) for k in kept):
+            kept.append(p)
+    for p in kept:
+        parts = os.path.relpath(p, root).split(os.sep)
+        if not include_hidden and any(part.startswith(".") for part in parts):
+            continue
+        if excluded is not None and any(
+            excluded(os.path.join(root, *parts[: i + 1]), parts[i], i < len(parts) - 1 or os.path.isdir(p))
+            for i in range(len(parts))
+        ):
+            continue
+        if os.path.isdir(p):
+            yield from walk(p, exclude=exclude, include_hidden=include_hidden, problems=problems, base=root)
+        elif kind_of(p) is not None:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue  # gone again, or a broken link: the next change brings it
+            if stat.S_ISREG(st.st_mode):
+                yield FoundFile(p, st.st_size, st.st_mtime_ns, kind_of(p) or "")
 
 
 def _excluder(root: str, exclude: Iterable[str]) -> Callable[[str, str, bool], bool] | None:

@@ -78,6 +78,7 @@ class Watch:
         self._observer: Any = None
         self._thread: threading.Thread | None = None
         self._lock: Any = None
+        self._busy = True  # until the first run is done
         self.runs = 0
 
     # -- life ------------------------------------------------------------------------------------
@@ -119,6 +120,20 @@ class Watch:
         """Wait until the watch stops (for a command that runs until Ctrl-C)."""
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every change seen so far is indexed (nothing waiting, no run going); False when the
+        timeout passed first."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._wake:
+            while self._busy or self._pending or self._lost:
+                if not self.running:
+                    return False
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._wake.wait(0.1 if left is None else min(left, 0.1))
+        return True
 
     @property
     def running(self) -> bool:
@@ -168,7 +183,12 @@ class Watch:
             if self._reconcile:
                 self._run_whole("reconciled")
             while not self._stop.is_set():
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
                 batch, whole = self._next_batch()
+                with self._wake:
+                    self._busy = bool(batch) or whole
                 if whole:
                     self._emit(WatchEvent("events lost"))
                     self._run_whole("reconciled")

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from ..catalog import Catalog, CatalogWriteError
 from ..media import kind_of, media_type
-from ..scanner import FoundFile, Plan, ScanProblem, hash_file, plan, walk
+from ..scanner import FoundFile, Plan, ScanProblem, hash_file, plan, walk, walk_within
 from ..vectors import VectorStore
 from . import documents, images, ocr
 from .commit import commit
@@ -103,10 +103,12 @@ def steps(engine: Engine) -> tuple[Step, ...]:
 
 
 def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), include_hidden: bool = False,
-              engine: Engine | None = None) -> IndexReport:
+              engine: Engine | None = None, within: list[str] | None = None) -> IndexReport:
     """Index (or update) the roots and return what changed. `engine`: where new and changed files are
     decoded and encoded, when not in this process (a Ray cluster: distributed.py); the scan, the plan and
-    the commits stay here either way."""
+    the commits stay here either way. `within`: only these paths inside the roots (files or folders, gone
+    ones included) are scanned and planned, for a watch's changes; each goes with the deepest root
+    holding it."""
     catalog, vectors = run.catalog, run.vectors
     report = run.report
     started = time.monotonic()
@@ -116,7 +118,7 @@ def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), in
     try:
         for records in engine.resume(run):  # what a killed run left finished, before the plan
             commit(run, records)
-        plans = _scanned_roots(run, roots, list(exclude), include_hidden)
+        plans = _scanned_roots(run, list(roots), list(exclude), include_hidden, within)
         for root_id, p in plans:
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += p.unchanged
@@ -167,11 +169,14 @@ def _do(run: Run, step: Step, work: Work) -> None:
         batches.close()
 
 
-def _scanned_roots(run: Run, roots: Iterable[str], exclude: list[str], include_hidden: bool) -> list[tuple[int, Plan]]:
+def _scanned_roots(run: Run, roots: list[str], exclude: list[str], include_hidden: bool,
+                   within: list[str] | None) -> list[tuple[int, Plan]]:
     """Each root scanned and planned against the catalog (none where the run is cancelled meanwhile: a
-    partial scan must not be planned, its unseen files would look deleted)."""
+    partial scan must not be planned, its unseen files would look deleted); with `within`, only those
+    paths of each root."""
     catalog, report = run.catalog, run.report
     plans: list[tuple[int, Plan]] = []
+    scopes = _scopes(roots, within) if within is not None else None
     for root in roots:
         if run.cancelled():
             break
@@ -187,16 +192,36 @@ def _scanned_roots(run: Run, roots: Iterable[str], exclude: list[str], include_h
         root_id = catalog.add_root(root)
         problems: list[ScanProblem] = []
         run.observe("scan")
-        scan = _scanned(walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems),
-                        run.progress, run.cancelled, run.observe)
+        if scopes is None:
+            found = walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems)
+            rows = functools.partial(catalog.files_of_root, root_id)
+        else:
+            if not scopes.get(root):
+                continue
+            found = walk_within(root, scopes[root], exclude=exclude, include_hidden=include_hidden, problems=problems)
+            rows = functools.partial(catalog.files_under, scopes[root])
+        scan = _scanned(found, run.progress, run.cancelled, run.observe)
         try:
-            p = plan(scan, catalog.files_by_path, functools.partial(catalog.files_of_root, root_id), hash_file)
+            p = plan(scan, catalog.files_by_path, rows, hash_file)
         except _ScanCancelled:
             break
         _keep_unreadable(p, problems)
         _record_scan_problems(run, p, root_id, problems)
         plans.append((root_id, p))
     return [] if run.cancelled() else plans
+
+
+def _scopes(roots: list[str], within: list[str]) -> dict[str, list[str]]:
+    """Each path with the deepest of the roots that holds it (paths in no root are left out)."""
+    out: dict[str, list[str]] = {}
+    ordered = sorted((os.path.abspath(r) for r in roots), key=len, reverse=True)
+    for path in within:
+        path = os.path.abspath(path)
+        for root in ordered:
+            if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+                out.setdefault(root, []).append(path)
+                break
+    return out
 
 
 class _ScanCancelled(Exception):
