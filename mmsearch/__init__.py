@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["Index", "MultiIndex", "IndexReport", "SearchResult", "Progress", "MmsearchError", "InvalidArgument",
-           "BundleError", "load_bundle", "ItemFile", "display_path", "json_fields", "first_line", "set_process_limits"]
+           "BundleError", "load_bundle", "Cancel", "Cancelled", "Watch", "WatchEvent", "ItemFile", "display_path", "json_fields", "first_line", "set_process_limits"]
 
 if TYPE_CHECKING:
     from .api import Index
     from .multi import MultiIndex
     from .errors import InvalidArgument, MmsearchError, first_line
     from .bundle import BundleError, load_bundle
+    from .cancel import Cancel, Cancelled
+    from .watch import Watch, WatchEvent
     from .catalog import ItemFile
     from .filenames import display_path, json_fields
     from .ingest import IndexReport, Progress
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "Index": "api", "MultiIndex": "multi", "MmsearchError": "errors", "InvalidArgument": "errors", "IndexReport": "ingest", "Progress": "ingest",
-    "SearchResult": "search", "BundleError": "bundle", "load_bundle": "bundle", "ItemFile": "catalog",
+    "SearchResult": "search", "BundleError": "bundle", "load_bundle": "bundle", "Cancel": "cancel",
+    "Cancelled": "cancel", "Watch": "watch", "WatchEvent": "watch", "ItemFile": "catalog",
     "display_path": "filenames", "json_fields": "filenames", "first_line": "errors", "set_process_limits": "preprocess",
 }
 

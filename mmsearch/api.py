@@ -400,12 +400,17 @@ class Index:
 
     def search(self, text: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
                type: str = "all", under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
-               before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
+               before: datetime | str | None = None, mode: str = "hybrid",
+               cancel: Callable[[], bool] | None = None) -> list[SearchResult]:
         """Text or image query -> the k best files (k whenever k match). Only the tower the query needs
-        is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
+        is loaded. Dates: a datetime or an ISO string; without a zone it is local time. `cancel` (a
+        Cancel, or any callable): once it returns True the search raises Cancelled at its next stage (an
+        app drops a search the user has typed past)."""
         text, mode = arguments.query(text, image, mode)
         filters = Filters.checked(k, type, under, after, before)
+        _stop_if(cancel)
         vector, mode = self.encode_query(text, image, mode)
+        _stop_if(cancel)
         return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
                     k=k, filters=filters, mode=mode)
 
@@ -490,6 +495,18 @@ class Index:
 
         return render_page(Path(item.fs_path), item.page or 1, fit)
 
+    def thumbnail(self, item_id: int, size: int = 256) -> Any:
+        """A picture of an item (a result's `item_id`) for an app to show: an upright RGB PIL image whose
+        long side is at most `size` pixels (a photo decoded at a reduced scale; a PDF hit's page drawn).
+        Raises MmsearchError where the item is gone or cannot be drawn, OSError where the file cannot be
+        read."""
+        item = self.item(item_id)
+        if item is None:
+            raise MmsearchError(f"item {item_id}: not in this index (any more)")
+        picture = self.picture(item, size)
+        picture.thumbnail((size, size))
+        return picture
+
     def counts(self) -> dict[str, int]:
         """Files and items by kind, files in error, pictures with words, files whose words are still to read."""
         return self.catalog.counts()
@@ -556,3 +573,9 @@ def _background(fn: Callable[[], Any]) -> Callable[[], Any]:
 
     return result
 
+
+def _stop_if(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        from .cancel import Cancelled
+
+        raise Cancelled("the search was cancelled")

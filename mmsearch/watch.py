@@ -87,7 +87,8 @@ class Watch:
         from filelock import FileLock, Timeout
         from watchdog.observers import Observer
 
-        lock = FileLock(str(Path(self.index.path) / WATCH_LOCK))
+        # Taken on the caller's thread, released on the watch's own: not a thread-local lock.
+        lock = FileLock(str(Path(self.index.path) / WATCH_LOCK), thread_local=False)
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -252,7 +253,7 @@ def running(index_folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     folder = Path(index_folder)
     if not (folder / WATCH_LOCK).exists():
         return None
-    probe = FileLock(str(folder / WATCH_LOCK))
+    probe = FileLock(str(folder / WATCH_LOCK), thread_local=False)
     try:
         probe.acquire(timeout=0)
     except Timeout:

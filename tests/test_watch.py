@@ -150,3 +150,16 @@ def test_update_takes_only_the_paths_it_is_given(tmp_path, toyclip):
             with idx.watch([photos], settle=0.5):
                 with idx.watch([photos], settle=0.5):
                     pass
+
+
+def test_a_stopped_watch_lets_the_next_one_start(tmp_path, toyclip):
+    """The watch's lock is taken on the caller's thread and given back on the watch's own."""
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=1, docs={})
+    with Index(tmp_path / "index", model=toyclip) as idx:
+        idx.index([photos])
+        for _ in range(2):
+            watch = idx.watch(settle=0.3)
+            assert watch.wait_idle(30) and idx.status()["watch"]["pid"] == os.getpid()
+            watch.stop()
+            assert idx.status()["watch"] is None
