@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import arguments, paths
+from . import arguments, paths, private
 from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError, ItemFile, ModelRecord
 from .errors import InvalidArgument, MmsearchError
-from .filenames import display_path
+from .filenames import display_path, shown
 from .search import Filters, SearchResult, Shard, rank
 from .vectors import VectorStore
 
@@ -37,6 +38,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmsearch")
 
 LOCK_FILE = "index.lock"  # held by the one process that writes the index
+# What mmsearch keeps in an index folder: the catalog and its journals, the vector files and their
+# temporary files, the lock, the thumbnails and the shards. A folder given with --index may hold other
+# files too; privacy (private.py) checks and tightens these alone.
+_INDEX_ENTRY = re.compile(r"catalog\.db(-wal|-shm|-journal)?|index\.lock|vectors[-.].*|thumbs|shards")
+
+
+def is_index_entry(name: str) -> bool:
+    return _INDEX_ENTRY.fullmatch(name) is not None
+# How long Index.index() waits for another writer of the same index before IndexBusyError, unless told.
+DEFAULT_WAIT_S = 60.0
 
 
 
@@ -45,7 +56,7 @@ __all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "defau
 
 
 class IndexBusyError(MmsearchError):
-    pass
+    """Another process (or thread) is writing this index, and waiting for it ran out."""
 
 
 def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
@@ -129,6 +140,9 @@ class Index:
             except BundleError as e:
                 raise MmsearchError(str(e)) from None
         try:
+            if not readonly:
+                # Before anything is written: another account's index is refused, a loose one tightened.
+                private.claim(self.path, "index", is_index_entry)
             self.catalog = Catalog(self.path, readonly=readonly)
         except CatalogError as e:
             raise MmsearchError(str(e)) from None
@@ -246,12 +260,14 @@ class Index:
     def index(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
               include_hidden: bool = False, progress: ProgressFn | None = None,
               cancel: Callable[[], bool] | None = None, workers: int | None = None,
-              wait: float | None = None, on_wait: Callable[[], None] | None = None,
+              wait: float | None = DEFAULT_WAIT_S, on_wait: Callable[[], None] | None = None,
               observe: Observer | None = None, ocr: bool | None = None, engine: str = "local",
               ray_address: str | None = None, shard_dir: str | os.PathLike[str] | None = None,
               shard_files: int | None = None) -> IndexReport:
         """Index (or update) these folders and return what changed. Only one run at a time writes
-        an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`.
+        an index: another waits up to `wait` seconds (default DEFAULT_WAIT_S, one minute; None: as long
+        as it takes; 0: not at all), then raises IndexBusyError. When it has to wait it calls `on_wait()`
+        first (default: one log line on the "mmsearch" logger).
         `observe(step)` is called as the run enters each step (see ingest.report.Observer).
         `ocr`: read the words in pictures and scanned pages after the rest is indexed; None: when
         OCR is installed (`mmsearch[ocr]`), True: it must be (else an error says how), False: not.
@@ -285,16 +301,20 @@ class Index:
             ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options)
         elif ray_address is not None or shard_dir is not None or shard_files is not None:
             raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         from .ingest import Encoders, Run, run_index
 
-        lock = FileLock(str(self.path / LOCK_FILE))
+        lock = self._write_lock()
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            if on_wait:
-                on_wait()
+            if wait != 0:
+                if on_wait is None:
+                    log.info("%s: another run is writing this index; waiting %s", self.path,
+                             "for it to finish" if wait is None else f"up to {wait:g} s")
+                else:
+                    on_wait()
             try:
                 lock.acquire(timeout=-1 if wait is None else wait)
             except Timeout:
@@ -315,7 +335,10 @@ class Index:
                 run.cancelled = cancel
             if observe is not None:
                 run.observe = observe
-            return run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=ray_engine)
+            report = run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=ray_engine)
+            if not report.cancelled:
+                self.catalog.compact()  # past its threshold only: the room of what this run removed
+            return report
         finally:
             vectors.end_writing()
             lock.release()
@@ -327,9 +350,7 @@ class Index:
         if not roots:
             known = ", ".join(p for _, p in self.catalog.roots()) or "none"
             raise MmsearchError(f"{target}: not an indexed root (roots: {known})")
-        from filelock import FileLock
-
-        with FileLock(str(self.path / LOCK_FILE)):
+        with self._write_lock():
             vectors = self.vectors
             vectors.begin_writing()
             try:
@@ -339,9 +360,46 @@ class Index:
                     vectors.remove(removed_items)
                     dropped += files
                 vectors.save()
+                self.catalog.compact()
             finally:
                 vectors.end_writing()
         return dropped
+
+    def compact(self) -> dict[str, int]:
+        """Give the room of removed files back to the file system now: the catalog rewritten without its
+        free pages, the vector graph without the slots of removed vectors. (Runs and forgets do it by
+        themselves once that room passes a quarter of the file.) Crash-safe like every write; waits for
+        a run writing the index. Returns the folder's size before and after, in bytes."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        from filelock import Timeout
+
+        before = self.size_bytes()
+        lock = self._write_lock()
+        try:
+            lock.acquire(timeout=DEFAULT_WAIT_S)
+        except Timeout:
+            raise IndexBusyError(f"{self.path}: another `mmsearch index` is writing this index; try again when it "
+                                 "finishes") from None
+        vectors = self.vectors
+        try:
+            vectors.begin_writing()
+            vectors.save(compact=True)
+            self.catalog.compact(force=True)
+        finally:
+            vectors.end_writing()
+            lock.release()
+        return {"before_bytes": before, "after_bytes": self.size_bytes()}
+
+    def size_bytes(self) -> int:
+        """What the index folder takes on disk (its files, not the thumbnails' cache)."""
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+
+    def _write_lock(self) -> Any:
+        """The lock of the one process that writes the index (created 0600, as everything in it)."""
+        from filelock import FileLock
+
+        return FileLock(str(self.path / LOCK_FILE), mode=private.FILE_MODE)
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -352,6 +410,7 @@ class Index:
         is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
         text, mode = arguments.query(text, image, mode)
         filters = Filters.checked(k, type, under, after, before)
+        self._check_under(filters.under)
         vector, mode = self.encode_query(text, image, mode)
         return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
                     k=k, filters=filters, mode=mode)
@@ -376,13 +435,11 @@ class Index:
 
             # (Opening the image tower on a thread while this one decodes was measured: no gain, the
             # two compete for the same cores; decoding at draft scale takes a few ms.)
-            image = arguments.user_path(image)
+            image = arguments.image_file(image)
             try:
                 decoded = decode_image(image, self.bundle.image_spec)
-            except FileNotFoundError:
-                raise MmsearchError(f"{display_path(image)}: no such file") from None
             except Exception as e:
-                raise MmsearchError(f"{display_path(image)}: {e}") from None
+                raise MmsearchError(f"{shown(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
         return vector, mode
@@ -393,15 +450,28 @@ class Index:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
         target = arguments.user_path(path)
         filters = Filters.checked(k, type, under, after, before)
+        self._check_under(filters.under)
         found = self.stored_vector(target)
         if found is None:
             raise MmsearchError(
-                f"{display_path(target)}: not in this index. Index it first, or search by its content: "
+                f"{shown(target)}: not in this index. Index it first, or search by its content: "
                 "`mmsearch query --image FILE` (library: Index.search(image=...))"
             )
         file_id, vector = found
         return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
                     mode="vector", exclude_file=file_id)
+
+    def _check_under(self, under: str | None) -> None:
+        """A folder to search under that neither exists nor holds anything indexed is a typo: said so,
+        rather than "no results". (A folder that is gone, an unplugged drive, still holds its files in
+        the index, and is searched.)"""
+        if under is None or os.path.exists(under):
+            return
+        inside = under.rstrip(os.sep) + os.sep
+        for _, root in self.catalog.roots():
+            if root == under or root.startswith(inside) or under.startswith(root.rstrip(os.sep) + os.sep):
+                return
+        raise InvalidArgument(f"under {shown(under)}: no such folder, and nothing indexed is there")
 
     def stored_vector(self, path: str) -> tuple[int, Any] | None:
         """(file id, its vector) for an indexed file, None where this index does not hold it."""
@@ -409,11 +479,11 @@ class Index:
         if row is None:
             return None
         if row.status != "indexed":
-            raise MmsearchError(f"{display_path(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
+            raise MmsearchError(f"{shown(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
         vector = self.catalog.file_vector(row.id)
         if vector is None:
-            raise MmsearchError(f"{display_path(path)}: has no vector to compare: its pages have no text layer "
+            raise MmsearchError(f"{shown(path)}: has no vector to compare: its pages have no text layer "
                                 "and their words are not read yet (OCR: pip install 'mmsearch[ocr]', then "
                                 "`mmsearch index` again)")
         return row.id, vector
@@ -462,7 +532,7 @@ class Index:
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        size = self.size_bytes()
         record = self.catalog.model_record()
         return {
             "index": str(self.path),
@@ -475,6 +545,8 @@ class Index:
             "last_run": self.catalog.last_run(),
             "runs": self.catalog.runs(10),  # the last ten, newest first
             "errors": self.catalog.errors(),
+            # Whose the index is and what in it other accounts may read (the text of every document).
+            "access": private.inspect(self.path, is_index_entry).to_dict(),
         }
 
 

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from . import private
 from .errors import MmsearchError
 from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
@@ -279,6 +280,10 @@ _SCHEMA_LATEST = [stmt for v in sorted(MIGRATIONS) for stmt in MIGRATIONS[v]]
 
 
 PAGE_SIZE = 16384
+# The catalog is compacted (Catalog.compact) at the end of a run or a forget once this share of it, and
+# at least this many bytes, are pages of deleted rows.
+COMPACT_SHARE = 0.25
+COMPACT_MIN_BYTES = 4 * 2**20
 
 
 class Catalog:
@@ -291,7 +296,10 @@ class Catalog:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         if not readonly:
-            folder.mkdir(parents=True, exist_ok=True)
+            private.make_folder(folder)
+            if not self.path.exists():
+                # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files its mode.
+                private.empty_file(self.path)
             self._create_or_migrate()
         elif not self.path.exists():
             raise CatalogError(f"{folder}: no index here (no {CATALOG_FILE}); run `mmsearch index PATH --index {folder}` first")
@@ -359,6 +367,35 @@ class Catalog:
                     raise _write_error(self.path, e) from None
                 raise
 
+    # -- space -----------------------------------------------------------------------------
+
+    def free_bytes(self) -> tuple[int, int]:
+        """(the file's pages in bytes, those of them free): SQLite keeps the pages of deleted rows for
+        reuse rather than giving them back."""
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        return pages * size, free * size
+
+    def compact(self, *, force: bool = False) -> bool:
+        """Give the room of deleted rows back to the file system (the keyword index's segments merged,
+        then VACUUM, which rewrites the file in one transaction: a crash leaves it as it was). Done when
+        free pages are COMPACT_SHARE of the file and at least COMPACT_MIN_BYTES, or always with `force`.
+        Returns whether it ran."""
+        total, free = self.free_bytes()
+        if not force and (free < COMPACT_MIN_BYTES or free < COMPACT_SHARE * total):
+            return False
+        with self.write() as conn:
+            conn.execute("INSERT INTO items_fts(items_fts) VALUES ('optimize')")
+        with self._write_lock:
+            conn = self.conn
+            try:
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the copy VACUUM wrote to the WAL
+            except sqlite3.OperationalError as e:
+                raise _write_error(self.path, e) from None
+        return True
+
     # -- schema ----------------------------------------------------------------------------
 
     def _create_or_migrate(self) -> None:
@@ -410,8 +447,8 @@ class Catalog:
         """A reader (a query) of an older catalog migrates it when it may write the folder, so an
         upgrade of mmsearch does not need an index run before the first query."""
         version = self._stored_version()
-        if version is None or version >= SCHEMA_VERSION or not os.access(self.folder, os.W_OK):
-            return
+        if version is None or version >= SCHEMA_VERSION or not private.may_write(self.folder):
+            return  # (another account's index is not written, not even to migrate it)
         try:
             conn = sqlite3.connect(self.path, timeout=30)
             try:

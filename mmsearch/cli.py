@@ -14,6 +14,7 @@ import typer
 
 from . import cli_models, cli_query
 from .cli_query import fail as _fail_with
+from .filenames import printable
 
 app = typer.Typer(
     help="Find your photos and documents by meaning. Index folders once, then query them with words or a picture.\n\n"
@@ -29,8 +30,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help=cli_query.JSON.help)]
 app.add_typer(cli_models.app, name="models")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"mmsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print the version and exit.")] = False) -> None:
+    pass
+
+
 def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"Error: {message}", err=True)
+    typer.echo(f"Error: {printable(message, keep_newlines=True)}", err=True)
     raise typer.Exit(code)
 
 
@@ -85,9 +100,6 @@ def index(
     import sqlite3
 
     from . import arguments
-    from .preprocess import set_process_limits
-
-    set_process_limits()
     from .api import Index, IndexBusyError
     from .catalog import CatalogWriteError
 
@@ -202,11 +214,11 @@ def _print_report(report) -> None:
     # output is not wrapped.
     typer.echo(
         f"added {report.added}, updated {report.updated}, moved {report.moved}, removed {report.removed}, "
-        f"unchanged {report.unchanged}, skipped {report.skipped}, errors {len(report.errors)} "
+        f"unchanged {report.unchanged}, errors {len(report.errors)} "
         f"({report.seconds:.1f}s{', ' + report.device if report.device else ''})"
     )
     for err in report.errors[:20]:
-        typer.echo(f"  skipped {err['path']}: {err['reason']}")
+        typer.echo(f"  skipped {printable(err['path'])}: {printable(err['reason'])}")
     if len(report.errors) > 20:
         typer.echo(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
     if report.ocr_read or (report.ocr_left and report.ocr_device):
@@ -214,7 +226,7 @@ def _print_report(report) -> None:
                    + (f"; {report.ocr_left} files left to read" if report.ocr_left else "")
                    + (f" ({report.ocr_device})" if report.ocr_device else ""))
     for note in report.partial:
-        typer.echo(f"  partly indexed {note['path']}: {note['reason']}")
+        typer.echo(f"  partly indexed {printable(note['path'])}: {printable(note['reason'])}")
 
 
 def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
@@ -279,9 +291,9 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(info, indent=2))
         return
     c = info["counts"]
-    typer.echo(f"index:   {info['index']} ({info['size_bytes'] / 1e6:.1f} MB)")
-    typer.echo(f"model:   {info['model']}")
-    typer.echo("roots:   " + (", ".join(info["roots"]) or "none"))
+    typer.echo(f"index:   {printable(info['index'])} ({info['size_bytes'] / 1e6:.1f} MB)")
+    typer.echo(f"model:   {printable(str(info['model']))}")
+    typer.echo("roots:   " + (", ".join(printable(r) for r in info["roots"]) or "none"))
     typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks), {c['errors']} in error")
     from . import ocr
 
@@ -289,13 +301,14 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if c["words_to_read"] and not ocr.installed():
         left += f" (OCR is not installed: {ocr.INSTALL_HINT})"
     typer.echo(f"words:   found in {c['pictures_with_words']} pictures{left}")
+    typer.echo(f"access:  {info['access']['summary']}")
     if info["last_run"]:
         r = info["last_run"]
         typer.echo(f"last run: {r['started_at']} ({r['status']})")
         for note in (r.get("summary") or {}).get("partial", []):
-            typer.echo(f"  partly indexed: {note['path']}: {note['reason']}")
+            typer.echo(f"  partly indexed: {printable(note['path'])}: {printable(note['reason'])}")
     for err in info["errors"]:
-        typer.echo(f"  error: {err['path']}: {err['reason']}")
+        typer.echo(f"  error: {printable(err['path'])}: {printable(err['reason'])}")
 
 
 @app.command()
@@ -347,7 +360,30 @@ def forget(path: Annotated[Path, typer.Argument(help="An indexed root (a folder 
             dropped = idx.forget(path)
     except Exception as e:
         _fail_with(e)
-    typer.echo(json.dumps({"forgotten": str(path), "files": dropped}) if as_json else f"Forgot {path}: {dropped} files.")
+    typer.echo(json.dumps({"forgotten": str(path), "files": dropped}) if as_json
+               else f"Forgot {printable(str(path))}: {dropped} files.")
+
+
+@app.command()
+def compact(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Give the room of removed files back to the disk now: the catalog rewritten without its free pages,
+    the vector graph without the slots of removed vectors. Runs and forgets do this by themselves once
+    that room passes a quarter of the index; safe to stop at any point."""
+    from . import paths
+    from .api import Index
+
+    folder = index_dir.expanduser() if index_dir else paths.default_index_dir()
+    if not (folder / "catalog.db").exists():
+        _fail(f"{folder}: no index here, nothing to compact")
+    try:
+        with Index(index_dir) as idx:
+            sizes = idx.compact()
+    except Exception as e:
+        _fail_with(e)
+    if as_json:
+        typer.echo(json.dumps(sizes))
+    else:
+        typer.echo(f"{sizes['before_bytes'] / 1e6:.1f} MB -> {sizes['after_bytes'] / 1e6:.1f} MB")
 
 
 @app.command()
@@ -376,14 +412,17 @@ def export(
 
 
 @app.command()
-def doctor(as_json: JsonOpt = False) -> None:
+def doctor(index_dir: Annotated[Optional[Path], typer.Option(
+               "--index", help="The index folder whose permissions to check [default: the default index].")] = None,
+           as_json: JsonOpt = False) -> None:
     """What this machine can do: onnxruntime providers, CUDA, HEIC support, OCR, installed models,
-    and whether each model's int8 towers passed their check on this CPU."""
+    whether each model's int8 towers passed their check on this CPU, and whether the index and the
+    caches are private to you."""
     from .doctor import diagnose
     from .errors import MmsearchError
 
     try:
-        info = diagnose()
+        info = diagnose(index_dir.expanduser() if index_dir else None)
     except MmsearchError as e:  # installed without its [cpu] or [gpu] extra
         _fail(str(e))
     both, ok, why, checks = info["onnxruntime_packages_clash"], info["cuda"], info["cuda_reason"], info["int8_checks"]
@@ -407,6 +446,8 @@ def doctor(as_json: JsonOpt = False) -> None:
                    f"{'CUDA' if ok else 'the CPU'}")
     typer.echo(f"CPU: {info['cpu']}")
     typer.echo(f"MMSEARCH_HOME: {info['home']}; models: {', '.join(info['models']) or 'none'}")
+    for name, found in info["access"].items():
+        typer.echo(f"{name} {found['folder']}: {found['summary'] if 'summary' in found else 'none yet'}")
     for c in checks:
         what = f"  {c['model']} {c['variant']} {c['tower']} tower on this CPU: "
         if c["verdict"] is None:

@@ -63,7 +63,8 @@ def _list_installed(as_json: bool, verify: bool) -> None:
                 b.verify_all()
             except BundleError as e:
                 ok = str(e)
-        rows.append({"name": b.name, "path": str(b.path), "family": b.family, "variants": b.variants,
+        # The folder's name: what --model NAME finds (a bundle imported under another name keeps its manifest)
+        rows.append({"name": b.path.name, "manifest_name": b.name, "path": str(b.path), "family": b.family, "variants": b.variants,
                      "embedding_dim": b.embedding_dim, "size_bytes": b.size_bytes(),
                      "source": b.manifest.get("source"), "verified": ok if verify else None})
     if as_json:
@@ -148,14 +149,14 @@ def _report(path: Path, as_json: bool) -> None:
     bundle = load_bundle(path)
     m = bundle.manifest
     pulled = m.get("pulled") or {}
-    info = {"name": bundle.name, "path": str(path), "source": m.get("source"), "commit": pulled.get("commit"),
+    info = {"name": path.name, "manifest_name": bundle.name, "path": str(path), "source": m.get("source"), "commit": pulled.get("commit"),
             "layout": m.get("layout"), "family": bundle.family, "embedding_dim": bundle.embedding_dim,
             "variants": bundle.variants, "left_out": m.get("left_out", {}),
             "validation": {v: m["variants"][v].get("validation") for v in bundle.variants}}
     if as_json:
         typer.echo(json.dumps(info, indent=2))
     else:
-        typer.echo(f"Installed {bundle.name} ({', '.join(bundle.variants)}; {bundle.embedding_dim}-d) at {path}")
+        typer.echo(f"Installed {path.name} ({', '.join(bundle.variants)}; {bundle.embedding_dim}-d) at {path}")
 
 
 def ensure_default_model(index_dir: Optional[Path], *, yes: bool, quiet: bool) -> None:
@@ -170,7 +171,11 @@ def ensure_default_model(index_dir: Optional[Path], *, yes: bool, quiet: bool) -
     if (folder / "catalog.db").exists() or default_model_installed():
         return  # an existing index knows its model; an installed default needs nothing
     entry = catalogue.default()
-    plan = hub.plan(entry.repo)
+    try:
+        plan = hub.plan(entry.repo)
+    except hub.OfflineError as e:
+        raise hub.OfflineError(f"no model is installed, and the default ({entry.name}) cannot be downloaded: "
+                               f"{e}.\n{_without_the_hub(entry.name)}") from None
     where = "from the Hugging Face cache" if plan.cached_folder else f"a {plan.total_bytes / 1e6:.0f} MB download"
     _say(f"No model is installed. The default, {entry.name} ({entry.repo}: {entry.family}, {entry.languages}, "
          f"{entry.embedding_dim}-d), is {where}; it is installed in {paths.models_dir() / entry.name}.")
@@ -180,3 +185,20 @@ def ensure_default_model(index_dir: Optional[Path], *, yes: bool, quiet: bool) -
                  "(`mmsearch models --available` lists others), or give --model.")
             raise typer.Exit(1)
     pull_model(entry.name, progress=_say, bars=not quiet and sys.stderr.isatty(), plan=plan)
+
+
+def _without_the_hub(default: str) -> str:
+    """What to do on a machine that cannot reach the hub: the three ways to give mmsearch a model."""
+    from . import paths
+
+    ways = [
+        ("mmsearch index PATH --model DIR", "a model folder used where it is (a source checkout of mmsearch ships "
+                                            "a small one that knows only toy shapes: tests/fixtures/toyclip)"),
+        ("mmsearch models import DIR", "install a model folder copied from elsewhere (an mmsearch bundle, or "
+                                       f"immich's or transformers.js's layout) as {paths.models_dir()}/NAME, "
+                                       "where `--model NAME` finds it"),
+        (f"mmsearch models pull {default}", "later, where the hub can be reached (or HF_ENDPOINT names a mirror)"),
+    ]
+    width = max(len(command) for command, _ in ways)
+    return "Without the hub, give mmsearch a model in one of these ways:\n" + "\n".join(
+        f"  {command:{width}}   {why}" for command, why in ways)

@@ -1,4 +1,4 @@
-"""Where mmsearch keeps things: MMSEARCH_HOME holds installed model bundles and the default index."""
+"""Where mmsearch keeps things: MMSEARCH_HOME holds installed model bundles, the default index and caches."""
 
 from __future__ import annotations
 
@@ -23,3 +23,19 @@ def models_dir() -> Path:
 
 def default_index_dir() -> Path:
     return home() / "index"
+
+
+def cache_dir() -> Path:
+    """Caches: onnxruntime's optimised graphs, the int8 checks' verdicts. Private (private.py), safe to delete."""
+    return home() / "cache"
+
+
+def make_parents(path: Path) -> None:
+    """The folders above path (a model bundle being installed): MMSEARCH_HOME, where this creates it,
+    0700 (it holds the default index and caches); the bundle's own folders as the umask says."""
+    from . import private
+
+    root = home()
+    if root.absolute() in Path(path).absolute().parents:
+        private.make_folder(root)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import settings
+from . import private, settings
 from .errors import MmsearchError, first_line
 
 try:
@@ -184,11 +184,12 @@ def _cpu_session(path: Path, opts: ort.SessionOptions, spinning: bool, prepack: 
         try:
             tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+            private.claim(entry.parent.parent, "cache")  # 0700, an old cache made private
+            private.make_folder(tmp)
             opts.optimized_model_filepath = str(tmp / CACHED_MODEL)
             opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", CACHED_WEIGHTS)
             opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        except OSError:
+        except (OSError, private.NotOwnerError):
             tmp = None
     try:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -202,6 +203,7 @@ def _cpu_session(path: Path, opts: ort.SessionOptions, spinning: bool, prepack: 
         tmp = None
     if tmp is not None and entry is not None:
         try:
+            private.seal(tmp)  # onnxruntime wrote its files with the umask's mode
             tmp.rename(entry)  # whole entry at once; another process may have won the race: keep theirs
             _prune_cache(entry)
         except OSError:
@@ -258,13 +260,13 @@ def _optimized_cache_path(path: Path, opts: ort.SessionOptions) -> Path | None:
         return None
     import hashlib
 
-    from .paths import home
+    from .paths import cache_dir
 
     where = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
     key = "|".join(map(str, (st.st_size, st.st_mtime_ns, ort.__version__, int(opts.graph_optimization_level),
                              cpu_identity())))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return home() / "cache" / "ort" / f"{Path(path).stem}.{where}.{digest}"
+    return cache_dir() / "ort" / f"{Path(path).stem}.{where}.{digest}"
 
 
 @lru_cache(maxsize=1)

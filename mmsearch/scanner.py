@@ -35,10 +35,13 @@ class Plan:
     changed: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
     unchanged: int = 0  # counted, not kept: a re-run over a million unchanged files holds none of them
     missing: list[FileRow] = field(default_factory=list)
-    failed: int = 0  # in error before and unchanged since
+    failed: list[FileRow] = field(default_factory=list)  # in error before and unchanged since
     moved: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
 
+
+# A folder holding this file is an mmsearch index (catalog.py's CATALOG_FILE) and is never indexed.
+INDEX_MARK = "catalog.db"
 
 def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
          problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
@@ -69,6 +72,8 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
         except OSError as e:  # vanished or unreadable folder: say so, keep going
             problems.append(ScanProblem(folder, f"cannot list folder ({e.strerror or e})"))
             continue
+        if folder != root and any(e.name == INDEX_MARK for e in entries):
+            continue  # an mmsearch index kept among the photos: its thumbnails are not photos
         subdirs = []
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):
@@ -155,7 +160,7 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
                 if row.status == "indexed":
                     result.unchanged += 1
                 else:
-                    result.failed += 1
+                    result.failed.append(row)
             else:
                 result.changed.append((f, row))
         batch.clear()

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import arguments
 from .catalog import Catalog, ItemRow, fold
+from .errors import InvalidArgument
 from .filenames import json_fields
 from .vectors import Searcher, VectorStore
 
@@ -42,9 +43,12 @@ class Filters:
                 before: datetime | str | None) -> Filters:
         """A search's filters, checked and normalised (k too, which every search takes)."""
         arguments.at_least_one("k", k)
+        after_, before_ = arguments.when("after", after), arguments.when("before", before)
+        if after_ is not None and before_ is not None and after_ >= before_:
+            raise InvalidArgument(f"after {after_.isoformat()} is not earlier than before {before_.isoformat()}: "
+                                  "no date is both")
         return cls(type=arguments.choice("type", type, arguments.TYPES),
-                   under=arguments.user_path(under) if under is not None else None,
-                   after=arguments.when("after", after), before=arguments.when("before", before))
+                   under=arguments.user_path(under) if under is not None else None, after=after_, before=before_)
 
     @property
     def narrows(self) -> bool:

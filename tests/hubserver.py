@@ -247,3 +247,33 @@ class HubServer:
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(body)
+
+
+def serve_default_model(url_file: Path, repo_folder: Path) -> None:
+    """For scripts/check-wheel.sh: the catalogue's default model under its real repository id, as tiny
+    towers in that repository's layout (tests/tiny_onnx.py), until killed; the URL goes to url_file."""
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import tiny_onnx
+    from mmsearch.models import catalogue
+    from mmsearch.models.layouts import IMMICH
+
+    default = catalogue.default()
+    write = tiny_onnx.write_immich if default.layout == IMMICH else tiny_onnx.write_transformers_js
+    with HubServer() as server:
+        server.add(default.repo, Repo.from_folder(write(repo_folder)))
+        url_file.write_text(server.url)
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Serve the default model's layout (tiny weights) as the hub would.")
+    ap.add_argument("--url-file", type=Path, required=True, help="where to write the server's URL once it listens")
+    ap.add_argument("--repo-folder", type=Path, required=True, help="where to write the repository's files")
+    args = ap.parse_args()
+    serve_default_model(args.url_file, args.repo_folder)

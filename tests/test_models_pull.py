@@ -287,6 +287,11 @@ def test_offline_says_so_in_one_line_and_uses_the_cache(hub, tmp_path):
     error = one_line_error(mmsearch("index", photos, "--index", tmp_path / "index", env=offline, check=False))
     assert "HF_HUB_OFFLINE" in error and str(tmp_path / "hf") in error and "mmsearch models import" in error
     assert not (tmp_path / "index").exists()
+    # what to do without the hub: a model folder where it is (the checkout's toy model named), or one
+    # installed where mmsearch looks for it
+    proc = mmsearch("index", photos, "--index", tmp_path / "index", env=offline, check=False)
+    assert "--model DIR" in proc.stderr and "tests/fixtures/toyclip" in proc.stderr
+    assert f"mmsearch models import DIR" in proc.stderr and str(tmp_path / "home" / "models" / "NAME") in proc.stderr
     # once in the cache, a pull works offline
     mmsearch("models", "pull", XENOVA, env=env)
     before = len(hub.requests)
@@ -325,6 +330,28 @@ def test_import_a_folder_in_either_layout(repos, tmp_path):
         m = load_bundle(path).manifest
         assert m["pulled"]["folder"] == str(repos[layout]) and m["variants"]["fp32"]["validation"]
     assert {p.name for p in tmp_path.iterdir()} == {"imported-xenova", "imported-immich"}  # nothing half-made
+
+
+TOYCLIP = Path(__file__).parent / "fixtures" / "toyclip"
+
+
+def test_import_takes_an_mmsearch_bundle_and_lists_it_by_its_folder_name(tmp_path):
+    env = {**os.environ, "MMSEARCH_HOME": str(tmp_path / "home")}
+    mmsearch("models", "import", TOYCLIP, "--name", "toy", env=env)
+    listed = json.loads(mmsearch("models", "--json", env=env).stdout)
+    assert [m["name"] for m in listed] == ["toy"] and listed[0]["manifest_name"] == "toyclip"
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=2, docs={})
+    mmsearch("index", photos, "--index", tmp_path / "index", "--model", "toy", env=env)
+    # the copy is the same model: an index built with the checkout's folder accepts it
+    mmsearch("index", photos, "--index", tmp_path / "index2", "--model", TOYCLIP, env=env)
+    mmsearch("query", "a red circle", "--index", tmp_path / "index2", "--model", "toy", env=env)
+    # a damaged bundle is refused by name, and nothing is installed
+    damaged = tmp_path / "damaged"
+    shutil.copytree(TOYCLIP, damaged)
+    (damaged / "text.int8.onnx").write_bytes(b"not a graph")
+    error = one_line_error(mmsearch("models", "import", damaged, env=env, check=False))
+    assert "text.int8.onnx" in error and not (tmp_path / "home" / "models" / "damaged").exists()
 
 
 def test_import_refuses_a_git_lfs_pointer_by_name(repos, tmp_path):

@@ -120,7 +120,8 @@ def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), in
         for root_id, p in plans:
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += p.unchanged
-            report.skipped += p.failed
+            for row in p.failed:  # listed again, with their reason: each run counts the files in error alike
+                report.error(row.fs_path, catalog.file_error(row.id) or "could not be indexed")
         engine.planned(run, [p for _, p in plans])
         work = Work(roots=[root_id for root_id, _ in plans])
         for root_id, p in plans:

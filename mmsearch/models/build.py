@@ -108,6 +108,8 @@ def import_folder(folder: str | os.PathLike[str], *, name: str | None = None, pr
     name = arguments.model_name(name) if name else arguments.model_name(src.name)
     target = (models_dir or paths.models_dir()) / name
     _check_free(target, force)
+    if (src / "manifest.json").is_file():
+        return _install_bundle(src, target, say=say, overwrite=force)
     source = read_source(src)
     files = {}
     for rel in source.files:
@@ -115,6 +117,29 @@ def import_folder(folder: str | os.PathLike[str], *, name: str | None = None, pr
         files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     provenance = {"folder": str(src), "files": files}
     return build_bundle(source, target, name=name, label=str(src), provenance=provenance, say=say, overwrite=force)
+
+
+def _install_bundle(src: Path, target: Path, *, say: Say, overwrite: bool) -> Path:
+    """An mmsearch bundle (a manifest and the files it lists, from `mmsearch export`, a pull elsewhere or
+    a source checkout's tests/fixtures/toyclip): every file checked against the manifest's checksums,
+    then copied in as it is, so indexes built with it elsewhere accept this copy."""
+    try:
+        bundle = load_bundle(src)
+        bundle.verify_all()
+    except MmsearchError as e:
+        raise LayoutError(f"{src}: an mmsearch bundle that does not check out: {e}") from None
+    paths.make_parents(target)
+    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir()
+        for rel in [MANIFEST, *bundle.listed_files()]:
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, staging / rel)
+        _move_into_place(staging, target, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    say(f"installed {target} (the mmsearch bundle {bundle.name}, checked against its manifest)")
+    return target
 
 
 def _same_source(target: Path, repo: str, commit: str) -> bool:
@@ -139,7 +164,7 @@ def build_bundle(source: Source, out: Path, *, name: str, label: str, provenance
                  overwrite: bool = False) -> Path:
     """Write the bundle for `source` at `out`: built in a hidden folder beside it and renamed into place
     once complete, so nothing half-made is ever installed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    paths.make_parents(out)
     staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:

@@ -49,7 +49,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import Index, InvalidArgument, MmsearchError, __version__, display_path, first_line, json_fields
+from .. import Index, InvalidArgument, MmsearchError, __version__, display_path, first_line, json_fields, private
 from .jobs import IndexJob, RunInProgress
 from .thumbs import DEFAULT_CACHE_BYTES, SIZES, ThumbnailError, Thumbnails, check_unchanged, has_thumbnail
 
@@ -183,9 +183,9 @@ class Engine:
                     where = "" if self.settings.index_dir is None else f" --index {self.folder}"
                     raise WebError(f"No index at {self.folder} yet. Index a folder from a terminal, then reload "
                                    f"this page:\n  mmsearch index ~/Pictures{where}", 503, "no_index")
-                # A folder this user cannot write is still searched (no "index now" then).
+                # A folder this user cannot write, or another account's, is still searched (no "index now").
                 self._index = Index(self.folder, model=self.settings.model,
-                                    readonly=not os.access(self.folder, os.W_OK))
+                                    readonly=not private.may_write(self.folder))
             return self._index
 
     def model_problem(self) -> str | None:
@@ -581,7 +581,7 @@ def _search_upload(idx: Any, data: bytes, filters: dict[str, Any]) -> Any:
     # The library searches by a file: the upload goes to a private temporary one, gone afterwards.
     with tempfile.TemporaryDirectory(prefix="mmsearch-upload-") as folder:
         path = os.path.join(folder, "image")
-        with open(path, "wb") as f:
+        with private.open_file(path, "wb") as f:
             f.write(data)
         try:
             return idx.search(image=path, **filters)

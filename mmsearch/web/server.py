@@ -77,9 +77,6 @@ def serve(*, index_dir: str | os.PathLike[str] | None = None, host: str = DEFAUL
     settings = settings_for(host, allow_remote=allow_remote, allow_hosts=allow_hosts, index_dir=index_dir,
                             model=model, max_upload_bytes=int(max_upload_mb * 2**20),
                             thumbnail_cache_bytes=int(thumbnail_cache_mb * 2**20))
-    from .. import set_process_limits
-
-    set_process_limits()  # an app's choice: Pillow's decompression-bomb limit for uploads and thumbnails
     app = create_app(settings)
     engine = app.state.engine
     if engine.exists() and model is not None:

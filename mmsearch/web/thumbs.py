@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import InvalidArgument, MmsearchError
+from .. import InvalidArgument, MmsearchError, private
 
 if TYPE_CHECKING:
     from .. import ItemFile
@@ -71,6 +71,7 @@ class Thumbnails:
     reader, in this process or another, never sees half of one."""
 
     def __init__(self, index_folder: Path, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.index_folder = index_folder
         self.folder = index_folder / CACHE_DIR
         self.max_bytes = max_bytes
         self._guard = threading.Lock()
@@ -142,10 +143,12 @@ class Thumbnails:
         return data
 
     def _store(self, path: Path, data: bytes) -> None:
+        if not private.owned(self.index_folder):
+            return  # another account's index: served, not cached (its files keep one owner)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            private.make_folder(path.parent)  # thumbnails of the user's photos: private, as the index
+            with private.open_file(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except OSError:  # a read-only or full index folder: served, not cached
