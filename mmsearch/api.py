@@ -431,13 +431,13 @@ class Index:
                 else:
                     vector = loaded.encode([text])[0]
         elif image is not None:
-            from .preprocess import decode_image
+            from .preprocess import QUERY_MAX_PIXELS, decode_image
 
             # (Opening the image tower on a thread while this one decodes was measured: no gain, the
             # two compete for the same cores; decoding at draft scale takes a few ms.)
             image = arguments.image_file(image)
             try:
-                decoded = decode_image(image, self.bundle.image_spec)
+                decoded = decode_image(image, self.bundle.image_spec, decode_limit=QUERY_MAX_PIXELS)
             except Exception as e:
                 raise MmsearchError(f"{shown(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
@@ -492,6 +492,8 @@ class Index:
 
     def item(self, item_id: int) -> ItemFile | None:
         """An item with its file's row (None: no such item, or gone since)."""
+        if not 0 < item_id < 2**63:  # SQLite's integers: past them is no item, not an OverflowError
+            return None
         return self.catalog.item_file(item_id)
 
     @staticmethod

@@ -328,6 +328,10 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest image to search by.")] = 20,
     thumbnail_cache_mb: Annotated[float, typer.Option(
         "--thumbnail-cache-mb", help="Bound of the thumbnail cache in the index folder.")] = 512,
+    tls_cert: Annotated[Optional[Path], typer.Option(
+        "--tls-cert", help="Serve HTTPS with this certificate (PEM, its chain); with --tls-key. Without them the "
+                           "server speaks plain HTTP, which other machines on the network can read.")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Search in your browser: a local web app over the index, with thumbnails, the index's status and
     "index now" (needs `pip install 'mmsearch[web]'`)."""
@@ -338,7 +342,8 @@ def serve(
     try:
         run_server(index_dir=index_dir, host=host, port=port, open_browser=open_browser, allow_remote=allow_remote,
                    allow_hosts=tuple(allow_host or ()), model=model, max_upload_mb=max_upload_mb,
-                   thumbnail_cache_mb=thumbnail_cache_mb, echo=typer.echo)
+                   thumbnail_cache_mb=thumbnail_cache_mb, tls_cert=tls_cert and tls_cert.expanduser(),
+                   tls_key=tls_key and tls_key.expanduser(), echo=typer.echo)
     except KeyboardInterrupt:
         pass
     except Exception as e:

@@ -58,6 +58,7 @@ log = logging.getLogger("mmsearch.web")
 STATIC = Path(__file__).resolve().parent / "static"
 TOKEN_HEADER = "x-mmsearch-token"
 MAX_K = 1000
+UPLOAD_DECODES = 2  # images to search by, decoded at the same time
 # POSTs that only read: an image search sends its image in the body. Every other unsafe request changes
 # something and needs the session token.
 READ_ONLY_POSTS = frozenset({"/api/search/image"})
@@ -68,10 +69,11 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 class WebError(MmsearchError):
     """A request the server cannot answer; `status` is its HTTP status, `state` what the page shows."""
 
-    def __init__(self, message: str, status: int, state: str | None = None):
+    def __init__(self, message: str, status: int, state: str | None = None, *, close: bool = False):
         super().__init__(message)
         self.status = status
         self.state = state
+        self.close = close  # the request's body is left unread: the connection cannot serve another
 
 
 # -- settings --------------------------------------------------------------------------------------
@@ -129,9 +131,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+REVEAL_WAIT_S = 10.0
+
+
 def open_in_file_manager(path: str) -> None:
     """Show a file in the desktop's file manager: selected where the platform can (macOS, Windows), its
-    folder opened elsewhere (xdg-open opens folders, it cannot select)."""
+    folder opened elsewhere (xdg-open opens folders, it cannot select). The opener is waited for (it
+    hands the folder to the file manager and exits): a failure is reported, never a success where
+    nothing could show it, and no exited opener is left unreaped."""
     if sys.platform == "darwin":
         cmd = ["open", "-R", path]
     elif sys.platform == "win32":
@@ -139,10 +146,21 @@ def open_in_file_manager(path: str) -> None:
     else:
         cmd = ["xdg-open", os.path.dirname(path) or "."]
     try:
-        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
     except OSError as e:
         raise WebError(f"cannot open a file manager here ({cmd[0]}: {e.strerror or e})", 501) from None
+    try:
+        _, err = proc.communicate(timeout=REVEAL_WAIT_S)
+    except subprocess.TimeoutExpired:
+        # Still running (an opener that stays with the window it opened): reaped when it ends.
+        threading.Thread(target=proc.communicate, name="mmsearch-reveal-reaper", daemon=True).start()
+        return
+    # explorer answers 1 even when it showed the file: its status says nothing there.
+    if proc.returncode != 0 and sys.platform != "win32":
+        said = (err or b"").decode(errors="replace").strip().splitlines()[:1]
+        raise WebError(f"nothing on this machine could show the folder ({cmd[0]} exited with status "
+                       f"{proc.returncode}{': ' + said[0][:200] if said else ''})", 501)
 
 
 @dataclass(frozen=True)
@@ -272,13 +290,16 @@ class Guard:
                 # The printed address: keep the token in a cookie, and drop it from the address bar.
                 rest = urlencode([(k, v) for k, v in query.items() if k != "token"])
                 response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), 303)
-                response.set_cookie(_cookie_name(host), token, httponly=True, samesite="strict")
+                response.set_cookie(_cookie_name(host), token, httponly=True, samesite="strict",
+                                    secure=scope.get("scheme") == "https")
                 return response
             return _json_error("this server is reachable from other machines and needs its access token: open "
                                "the address `mmsearch serve` printed (it ends in ?token=...)", 401)
         if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             origin = headers.get("origin")
-            if origin and origin != "null" and urlsplit(origin).netloc != host:
+            # "null" is an opaque origin (a sandboxed frame, a file:// page, a redirect across sites): no
+            # page of this server sends it, so it is refused like any other site.
+            if origin and (origin == "null" or urlsplit(origin).netloc != host):
                 return _json_error(f"requests from {origin} are refused", 403)
             if scope["path"] not in READ_ONLY_POSTS:
                 given = headers.get(TOKEN_HEADER, "")
@@ -326,7 +347,10 @@ def _json_error(message: str, status: int, state: str | None = None) -> Json:
 
 def error_response(exc: Exception) -> Response:
     if isinstance(exc, WebError):
-        return _json_error(str(exc), exc.status, exc.state)
+        response = _json_error(str(exc), exc.status, exc.state)
+        if exc.close:
+            response.headers["connection"] = "close"
+        return response
     if isinstance(exc, ThumbnailError):
         return _json_error(str(exc), exc.status)
     if isinstance(exc, InvalidArgument):
@@ -385,6 +409,10 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
     engine = Engine(settings)
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{token}}", settings.token)
 
+    # Uploads decoded at once: each may decode up to QUERY_MAX_PIXELS (~120 MB and as much again while
+    # it is converted), whatever the number of requests sent together.
+    decoding = asyncio.Semaphore(UPLOAD_DECODES)
+
     def is_local(request: Request) -> bool:
         return request.client is not None and is_loopback(request.client.host)
 
@@ -433,7 +461,8 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             filters = _filters(p)
             data = await _read_body(request, settings.max_upload_bytes)
             idx = await run_in_threadpool(engine.ready)
-            hits = await run_in_threadpool(_search_upload, idx, data, filters)
+            async with decoding:  # the uploads beyond it wait here, holding no thread
+                hits = await run_in_threadpool(_search_upload, idx, data, filters)
             return Json([h.to_dict() for h in hits])
         except Exception as e:
             return error_response(e)
@@ -561,20 +590,25 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, up to `limit` bytes; beyond that it is read to its end (so the client gets the
-    answer, not a broken connection) and refused with a message that says the limit."""
+    """The request body, up to `limit` bytes. A body declared larger is refused before a byte of it is
+    read, and one sent without a length (chunked) as soon as it passes the limit: the rest is never
+    read, and the connection is closed after the answer."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(f"the image is {int(declared) / 2**20:.1f} MB", limit)
     data = bytearray()
-    total = 0
     async for chunk in request.stream():
-        total += len(chunk)
-        if total <= limit:
-            data += chunk
-    if total > limit:
-        raise WebError(f"the image is {total / 2**20:.1f} MB; this server takes images up to "
-                       f"{limit / 2**20:g} MB (mmsearch serve --max-upload-mb N)", 413)
+        data += chunk
+        if len(data) > limit:
+            raise _too_large("the image is larger", limit)
     if not data:
         raise InvalidArgument("send the image to search by as the request body (any format mmsearch indexes)")
     return bytes(data)
+
+
+def _too_large(what: str, limit: int) -> WebError:
+    return WebError(f"{what}; this server takes images up to {limit / 2**20:g} MB (mmsearch serve --max-upload-mb N)",
+                    413, close=True)
 
 
 def _search_upload(idx: Any, data: bytes, filters: dict[str, Any]) -> Any:
