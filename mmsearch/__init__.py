@@ -3,8 +3,9 @@
 The public API (see README): Index, MultiIndex, IndexReport, SearchResult, Progress, MmsearchError,
 InvalidArgument, IndexBusyError; for an app that shows what an index holds (the web app uses nothing
 else): ItemFile (Index.item), display_path and json_fields (a path as a person reads it, as JSON carries
-it), first_line (an error's message for one line) and private (the module through which mmsearch, and an
-app beside it, writes what it keeps of the user's material readable by the user alone).
+it), first_line (an error's message for one line), FileGoneError and FileChangedError (an indexed file
+that is no longer the one indexed: Index.open_file, picture, file_text) and private (the module through
+which mmsearch, and an app beside it, writes what it keeps of the user's material for the user alone).
 Nothing here imports torch or transformers; heavy modules load on first use.
 """
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 __all__ = ["Index", "MultiIndex", "IndexReport", "SearchResult", "Progress", "MmsearchError", "InvalidArgument",
            "IndexBusyError", "BundleError", "load_bundle", "ItemFile", "display_path", "json_fields", "first_line",
-           "private"]
+           "FileGoneError", "FileChangedError", "private"]
 
 if TYPE_CHECKING:
     from .api import Index, IndexBusyError
@@ -26,12 +27,14 @@ if TYPE_CHECKING:
     from .filenames import display_path, json_fields
     from .ingest import IndexReport, Progress
     from .search import SearchResult
+    from .serving import FileChangedError, FileGoneError
     from . import private
 
 _WHERE = {
     "Index": "api", "IndexBusyError": "api", "MultiIndex": "multi", "MmsearchError": "errors", "InvalidArgument": "errors", "IndexReport": "ingest", "Progress": "ingest",
     "SearchResult": "search", "BundleError": "bundle", "load_bundle": "bundle", "ItemFile": "catalog",
     "display_path": "filenames", "json_fields": "filenames", "first_line": "errors",
+    "FileGoneError": "serving", "FileChangedError": "serving",
 }
 
 

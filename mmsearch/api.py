@@ -15,10 +15,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import arguments, paths, private
 from .bundle import Bundle, BundleError, load_bundle
@@ -499,15 +499,43 @@ class Index:
     @staticmethod
     def picture(item: ItemFile, fit: int) -> Any:
         """What an item shows, as an upright RGB PIL image whose long side reaches at least `fit` pixels
-        (a photo decoded at the smallest scale that does) or is `fit` (a PDF chunk's page, drawn). Raises
-        MmsearchError where it cannot be drawn, OSError where the file cannot be read."""
-        if item.kind == "image":
-            from .preprocess import open_image
+        (a photo decoded at the smallest scale that does) or is `fit` (a PDF chunk's page, drawn), made
+        from the file only while it is the one indexed (`open_file`). Raises FileGoneError or
+        FileChangedError where it is not, MmsearchError where it cannot be drawn."""
+        from .serving import open_indexed
 
-            return open_image(item.fs_path, fit=fit)[0]
-        from .textfiles import render_page
+        with open_indexed(item) as f:
+            if item.kind == "image":
+                from .preprocess import open_image
 
-        return render_page(Path(item.fs_path), item.page or 1, fit)
+                return open_image(f, fit=fit)[0]
+            from .textfiles import render_page
+
+            return render_page(Path(item.path), item.page or 1, fit, file=f)
+
+    @staticmethod
+    def open_file(item: ItemFile) -> IO[bytes]:
+        """An item's file opened for reading, only while its path holds the file that was indexed (the same
+        size, mtime and change time, a regular file; see serving.py): what an app serves of an index.
+        Raises FileGoneError or FileChangedError saying why not."""
+        from .serving import open_indexed
+
+        return open_indexed(item)
+
+    @staticmethod
+    def file_text(item: ItemFile) -> Iterator[str]:
+        """A text document's text as it is written, decoded as indexing decoded it (a file in cp1252 or
+        Shift_JIS reads as it should), from the file only while it is the one indexed."""
+        from .serving import open_indexed
+        from .textfiles import decode_text
+
+        f = open_indexed(item)  # now: a file that is not the one indexed is said before any text
+
+        def text() -> Iterator[str]:
+            with f:
+                yield from decode_text(f, item.path)
+
+        return text()
 
     def counts(self) -> dict[str, int]:
         """Files and items by kind, files in error, pictures with words, files whose words are still to read."""

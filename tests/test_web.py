@@ -200,7 +200,11 @@ def test_item_details_and_the_file_itself(server, collection, library):
     assert d["date"].startswith("2020-01-0") and d["thumbnail"] is True
     f = get(server.url, f"/api/file/{hit.item_id}")
     assert f.status == 200 and f.body == pdf.read_bytes() and f.headers["content-type"] == "application/pdf"
-    assert f.headers["content-disposition"].startswith("inline")
+    # A PDF is downloaded, not shown by the browser's viewer (which would run its script); see test_web_guard.
+    assert f.headers["content-disposition"] == 'attachment; filename="lighthouse.pdf"'
+    photo = get(server.url, f"/api/file/{image_item(library, collection[1]['img0.jpg'])}")
+    assert photo.headers["content-disposition"] == 'inline; filename="img0.jpg"'
+    assert photo.headers["content-security-policy"] == "sandbox"
     text = library.search("lemon cake", mode="keyword", k=1)[0]
     t = get(server.url, f"/api/file/{text.item_id}")
     assert t.headers["content-type"].startswith("text/plain") and t.headers["content-security-policy"] == "sandbox"

@@ -181,6 +181,140 @@ def test_the_library_says_none_for_such_an_id(index_dir):
         assert idx.item(2**63) is None and idx.item(-5) is None
 
 
+# -- 13: the file served is the file indexed ----------------------------------------------------------
+
+
+def _swap_world(tmp_path: Path, bundle: Path) -> tuple[Path, Path, dict[str, int]]:
+    """A folder with a text file, a photo and a photo reached through a symlink, indexed; and the items."""
+    root = tmp_path / "photos"
+    paths = make_web_collection(root)
+    (tmp_path / "elsewhere").mkdir()
+    linked = tmp_path / "elsewhere" / "linked.jpg"
+    linked.write_bytes(paths["img0.jpg"].read_bytes()[:-10] + b"\0" * 10)
+    (root / "linked.jpg").symlink_to(linked)
+    with Index(tmp_path / "index", model=bundle) as idx:
+        assert not idx.index([root]).errors
+        items = {"notes": idx.search("fishing boats tied", mode="keyword", k=1)[0].item_id,
+                 "photo": next(h.item_id for h in idx.search(image=paths["img3.jpg"], k=20) if h.path.endswith("img3.jpg")),
+                 "linked": next(h.item_id for h in idx.search(image=linked, k=20) if h.path.endswith("linked.jpg"))}
+    return root, tmp_path / "index", items
+
+
+def _same_size_and_time(secret: Path, like: Path, fill: bytes) -> Path:
+    st = like.stat()
+    secret.write_bytes(fill * st.st_size)
+    os.utime(secret, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return secret
+
+
+def test_a_symlink_or_a_file_swapped_in_with_the_same_size_and_time_is_not_served(tmp_path, bundle):
+    root, index, items = _swap_world(tmp_path, bundle)
+    notes, photo = root / "docs" / "harbour.txt", root / "sub" / "img3.jpg"
+    secret = _same_size_and_time(tmp_path / "secret.txt", notes, b"S")
+    with BackgroundServer(WebSettings(index_dir=index)) as srv:
+        assert get(srv.url, f"/api/file/{items['notes']}").status == 200
+        assert get(srv.url, f"/api/file/{items['linked']}").status == 200  # a symlink indexed as one is served
+        notes.unlink()
+        notes.symlink_to(secret)  # what the issue found served: a symlink to a secret of the same size and time
+        r = get(srv.url, f"/api/file/{items['notes']}")
+        assert r.status == 409 and b"SSS" not in r.body and "is another file than the one indexed" in r.json()["error"]
+        notes.unlink()
+        os.link(secret, notes)  # the secret's own inode, as a hard link (same size and time)
+        assert get(srv.url, f"/api/file/{items['notes']}").status == 409
+        notes.unlink()
+        os.replace(_same_size_and_time(tmp_path / "other.txt", secret, b"S"), notes)  # a file renamed over it
+        assert get(srv.url, f"/api/file/{items['notes']}").status == 409
+        other = _same_size_and_time(tmp_path / "other.jpg", photo, b"\xff")
+        photo.unlink()
+        photo.symlink_to(other)
+        for path in (f"/api/thumb/{items['photo']}?size=large", f"/api/file/{items['photo']}"):
+            assert get(srv.url, path).status == 409, path
+        photo.unlink()
+        os.mkfifo(photo)  # a reader of a FIFO would wait forever: refused at once
+        assert get(srv.url, f"/api/file/{items['photo']}").status == 409
+    with Index(index) as idx:  # the next run indexes what is there now, and serves that
+        idx.index([root])
+
+
+def test_a_permission_change_is_refused_until_the_next_run_which_rehashes_and_keeps_the_vectors(tmp_path, bundle):
+    root, index, items = _swap_world(tmp_path, bundle)
+    notes = root / "docs" / "harbour.txt"
+    notes.chmod(0o644 if notes.stat().st_mode & 0o777 != 0o644 else 0o640)  # the inode changes, not the file
+    with BackgroundServer(WebSettings(index_dir=index)) as srv:
+        assert get(srv.url, f"/api/file/{items['notes']}").status == 409
+        with Index(index) as idx:
+            report = idx.index([root])
+        assert report.added == report.updated == 0 and report.encoded_items == 0
+        assert get(srv.url, f"/api/file/{items['notes']}").status == 200
+
+
+def test_a_catalog_without_change_times_serves_what_it_can_compare_and_the_next_run_records_them(tmp_path, bundle):
+    import sqlite3
+
+    root, index, items = _swap_world(tmp_path, bundle)
+    with sqlite3.connect(index / "catalog.db") as conn:  # as an index made before change times were kept
+        conn.execute("UPDATE files SET ctime_ns = NULL")
+    with BackgroundServer(WebSettings(index_dir=index)) as srv:
+        assert get(srv.url, f"/api/file/{items['notes']}").status == 200
+        # No change time to compare: a symlink is not followed, even one indexed as one.
+        r = get(srv.url, f"/api/file/{items['linked']}")
+        assert r.status == 409 and "is a symbolic link now" in r.json()["error"]
+        with Index(index) as idx:
+            report = idx.index([root])
+            assert report.encoded_items == 0 and report.unchanged >= 10  # recorded, nothing read again
+            assert all(idx.item(i).ctime_ns is not None for i in items.values())
+        assert get(srv.url, f"/api/file/{items['linked']}").status == 200
+
+
+# -- 14: documents the app does not draw ---------------------------------------------------------------
+
+
+def test_a_pdf_with_script_is_downloaded_not_shown(tmp_path, bundle):
+    from web_helpers import make_pdf
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    pdf = root / "alert.pdf"
+    make_pdf(pdf, ["A harbour report with a script that runs when it opens."])
+    data = pdf.read_bytes().replace(b"/Type /Catalog", b"/Type /Catalog /OpenAction << /S /JavaScript /JS (app.alert(1)) >>", 1)
+    assert b"app.alert" in data
+    pdf.write_bytes(data)
+    with Index(tmp_path / "index", model=bundle) as idx:
+        idx.index([root])
+        item = idx.search("harbour report", mode="keyword", k=1)[0].item_id
+    with BackgroundServer(WebSettings(index_dir=tmp_path / "index")) as srv:
+        r = get(srv.url, f"/api/file/{item}")
+        assert r.status == 200 and r.body == data
+        assert r.headers["content-disposition"] == 'attachment; filename="alert.pdf"'
+        assert r.headers["content-security-policy"] == "sandbox"
+        assert get(srv.url, f"/api/thumb/{item}").status == 200  # the app draws its page itself
+
+
+# -- 8: text in the encoding it was written in ------------------------------------------------------
+
+
+def test_a_text_file_is_served_in_the_encoding_indexing_found(tmp_path, bundle):
+    root = tmp_path / "docs"
+    root.mkdir()
+    text = "Café au lait, crème brûlée and a naïve résumé for the façade’s déjà vu. " * 8
+    (root / "menu.txt").write_bytes(text.encode("cp1252"))
+    (root / "plain.txt").write_text("A plain lemon cake, nothing more.", encoding="utf-8")
+    named = root / "a\\b.txt"
+    named.write_text("A file whose name holds a backslash: lemon tart.")
+    with Index(tmp_path / "index", model=bundle) as idx:
+        idx.index([root])
+        menu = idx.search("crème brûlée", mode="keyword", k=1)[0].item_id
+        tart = idx.search("lemon tart", mode="keyword", k=1)[0].item_id
+    with BackgroundServer(WebSettings(index_dir=tmp_path / "index")) as srv:
+        r = get(srv.url, f"/api/file/{menu}")
+        assert r.status == 200 and r.headers["content-type"] == "text/plain; charset=utf-8"
+        assert r.body.decode("utf-8") == text and "\ufffd" not in r.body.decode("utf-8")
+        d = get(srv.url, f"/api/item/{tart}").json()
+        assert (d["name"], d["folder"]) == ("a\\b.txt", str(root))
+        f = get(srv.url, f"/api/file/{tart}")
+        assert f.headers["content-disposition"] == 'inline; filename="a_b.txt"; filename*=utf-8\'\'a%5Cb.txt'
+
+
 # -- 15: "show in folder" -----------------------------------------------------------------------------
 
 

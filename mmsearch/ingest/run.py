@@ -191,7 +191,8 @@ def _scanned_roots(run: Run, roots: Iterable[str], exclude: list[str], include_h
         scan = _scanned(walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems),
                         run.progress, run.cancelled, run.observe)
         try:
-            p = plan(scan, catalog.files_by_path, functools.partial(catalog.files_of_root, root_id), hash_file)
+            p = plan(scan, catalog.files_by_path, functools.partial(catalog.files_of_root, root_id), hash_file,
+                     functools.partial(_record_ctimes, catalog))
         except _ScanCancelled:
             break
         _keep_unreadable(p, problems)
@@ -202,6 +203,11 @@ def _scanned_roots(run: Run, roots: Iterable[str], exclude: list[str], include_h
 
 class _ScanCancelled(Exception):
     pass
+
+
+def _record_ctimes(catalog: Catalog, ctimes: list[tuple[int, int]]) -> None:
+    with catalog.write() as conn:
+        catalog.record_ctimes(conn, ctimes)
 
 
 def _scanned(found: Iterable[FoundFile], progress: ProgressFn, cancelled: Callable[[], bool],
@@ -261,7 +267,7 @@ def _apply_moves_and_deletes(catalog: Catalog, vectors: VectorStore, p: Plan, ro
         return
     with catalog.write() as conn:
         for f, row in p.moved:
-            catalog.move_file(conn, row.id, f.path, root_id, f.size, f.mtime_ns)
+            catalog.move_file(conn, row.id, f.path, root_id, f.size, f.mtime_ns, f.ctime_ns)
         removed = catalog.delete_files(conn, [row.id for row in p.missing])
     vectors.remove(removed)
     report.moved += len(p.moved)

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hmac
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -32,12 +33,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import IO, Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -51,7 +52,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import Index, InvalidArgument, MmsearchError, __version__, display_path, first_line, json_fields, private
 from .jobs import IndexJob, RunInProgress
-from .thumbs import DEFAULT_CACHE_BYTES, SIZES, ThumbnailError, Thumbnails, check_unchanged, has_thumbnail
+from . import thumbs
+from .thumbs import DEFAULT_CACHE_BYTES, SIZES, ThumbnailError, Thumbnails, has_thumbnail
 
 log = logging.getLogger("mmsearch.web")
 
@@ -506,14 +508,27 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
 
     def original(request: Request) -> Response:
         it = engine.item(request.path_params["item_id"])
-        st = check_unchanged(it)
         media = it.media_type or "application/octet-stream"
-        headers = {"cache-control": "private, no-cache"}
+        name = os.path.basename(display_path(it.fs_path))
+        # Sandboxed wherever the browser shows it: nothing in a served file runs as this server's page.
+        headers = {"cache-control": "private, no-cache", "content-security-policy": "sandbox"}
         if media.startswith("text/"):
-            media = "text/plain"  # shown, never run (a .md is not rendered either)
-            headers["content-security-policy"] = "sandbox"
-        return FileResponse(it.fs_path, media_type=media, headers=headers, stat_result=st,
-                            filename=os.path.basename(display_path(it.fs_path)), content_disposition_type="inline")
+            # Shown as plain text, never run or rendered (a .md neither), in UTF-8 whatever it was
+            # written in: decoded as indexing decoded it (a cp1252 file shows its accents).
+            with thumbs.opened_as(it):
+                text = engine.index().file_text(it)
+                first = next(text, "")
+            headers["content-disposition"] = _disposition("inline", name)
+            return StreamingResponse((part.encode("utf-8") for part in itertools.chain([first], text)),
+                                     media_type="text/plain; charset=utf-8", headers=headers)
+        with thumbs.opened_as(it):
+            f = engine.index().open_file(it)
+        size = os.fstat(f.fileno()).st_size
+        # A photo is shown; a document the app does not draw itself (a PDF: its viewer would run the
+        # PDF's script) is downloaded, to be opened by the user's own reader.
+        headers["content-disposition"] = _disposition("inline" if media.startswith("image/") else "attachment", name)
+        headers["content-length"] = str(size)
+        return StreamingResponse(_blocks(f, size), media_type=media, headers=headers)
 
     def reveal(request: Request) -> Response:
         p = _params(request, ("item",))
@@ -522,7 +537,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         if not is_local(request):
             raise WebError("a file is shown in its folder only on the machine that runs mmsearch serve", 403)
         it = engine.item(p.get("item", ""))
-        check_unchanged(it)
+        thumbs.check_unchanged(it)
         settings.reveal(it.fs_path)
         return Json({"revealed": display_path(it.fs_path)})
 
@@ -609,6 +624,24 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _too_large(what: str, limit: int) -> WebError:
     return WebError(f"{what}; this server takes images up to {limit / 2**20:g} MB (mmsearch serve --max-upload-mb N)",
                     413, close=True)
+
+
+def _disposition(kind: str, name: str) -> str:
+    """A Content-Disposition naming the file: its name in ASCII where it is, else as RFC 5987 says."""
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
+    return f'{kind}; filename="{ascii_name}"' + (f"; filename*=utf-8''{quote(name)}" if ascii_name != name else "")
+
+
+def _blocks(f: IO[bytes], size: int) -> Iterator[bytes]:
+    """At most `size` bytes of an opened file, block by block, the file closed after."""
+    with f:
+        left = size
+        while left > 0:
+            data = f.read(min(1 << 16, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data
 
 
 def _search_upload(idx: Any, data: bytes, filters: dict[str, Any]) -> Any:
