@@ -575,6 +575,12 @@ class Catalog:
             return None
         return ItemFile(r[0], r[1], r[2], from_stored(r[2], r[3]), *r[4:])
 
+    def opening(self, file_id: int) -> str | None:
+        """The text a document opens with: its first chunk's."""
+        r = self.conn.execute("SELECT text FROM items WHERE file_id = ? AND text IS NOT NULL AND kind = 'document'"
+                              " ORDER BY page, start LIMIT 1", (file_id,)).fetchone()
+        return r[0] if r else None
+
     def files_by_path(self, paths: Sequence[str]) -> dict[str, FileRow]:
         """The indexed files among `paths` (as the scanner sees them), under any root."""
         out: dict[str, FileRow] = {}
