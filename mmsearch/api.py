@@ -537,6 +537,12 @@ class Index:
 
         return text()
 
+    def recent(self, k: int = 24, *, type: str = "image") -> list[ItemFile]:
+        """The k newest files of a kind ("image" or "document"), by their date: the capture time where
+        a photo records one, else the modification time."""
+        arguments.at_least_one("k", k)
+        return self.catalog.recent_items(arguments.choice("type", type, ("image", "document")), k)
+
     def counts(self) -> dict[str, int]:
         """Files and items by kind, files in error, pictures with words, files whose words are still to read."""
         return self.catalog.counts()

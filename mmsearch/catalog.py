@@ -575,6 +575,14 @@ class Catalog:
             return None
         return ItemFile(r[0], r[1], r[2], from_stored(r[2], r[3]), *r[4:])
 
+    def recent_items(self, kind: str, limit: int) -> list[ItemFile]:
+        """The files of a kind, newest first by their date (the capture time where known), one item each."""
+        rows = self.conn.execute(
+            "SELECT (SELECT min(items.id) FROM items WHERE items.file_id = files.id AND items.kind = files.kind)"
+            " FROM files WHERE kind = ? AND status = 'indexed' ORDER BY time_s DESC, id DESC LIMIT ?",
+            (kind, limit)).fetchall()
+        return [item for (item_id,) in rows if item_id is not None and (item := self.item_file(item_id)) is not None]
+
     def opening(self, file_id: int) -> str | None:
         """The text a document opens with: its first chunk's."""
         r = self.conn.execute("SELECT text FROM items WHERE file_id = ? AND text IS NOT NULL AND kind = 'document'"

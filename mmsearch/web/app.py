@@ -6,6 +6,7 @@
     GET  /api/similar          Index.similar: path (or item), k, type, under, after, before
     GET  /api/status           Index.status()
     GET  /api/item/ID          one item's file: name, folder, date, size (the larger view)
+    GET  /api/recent           Index.recent: the newest photos by capture time (the start page)
     GET  /api/thumb/ID         its thumbnail (size=small|large), a JPEG
     GET  /api/file/ID          the indexed file itself
     POST /api/reveal           show an item in its folder, in the file manager (local requests only)
@@ -448,6 +449,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             "can_reveal": settings.reveal is not None and is_local(request),
             "max_upload_bytes": settings.max_upload_bytes, "job": engine.job.snapshot()[1],
             "home": os.path.expanduser("~"),  # the page writes paths under it as ~/...
+            "sep": os.sep,  # what separates folders in a path here (a "\\" in a name on Linux is a character)
         })
 
     def search(request: Request) -> Response:
@@ -483,15 +485,12 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         return Json(engine.index().status())
 
     def item(request: Request) -> Response:
-        it = engine.item(request.path_params["item_id"])
-        shown = display_path(it.fs_path)
-        date = datetime.fromtimestamp(it.time_s).astimezone().isoformat() if it.time_s is not None else None
-        return Json({
-            "item_id": it.item_id, "kind": it.kind, "page": it.page, **json_fields(it.fs_path),
-            "name": os.path.basename(shown), "folder": os.path.dirname(shown), "size": it.size, "date": date,
-            "taken_at": it.taken_at, "width": it.width, "height": it.height, "media_type": it.media_type,
-            "thumbnail": has_thumbnail(it),
-        })
+        return Json(_item_json(engine.item(request.path_params["item_id"])))
+
+    def recent(request: Request) -> Response:
+        p = _params(request, ("k", "type"))
+        k = _filters(p)["k"]
+        return Json([_item_json(it) for it in engine.index().recent(k, type=p.get("type", "image"))])
 
     def thumb(request: Request) -> Response:
         p = _params(request, ("size",))
@@ -589,6 +588,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         Route("/api/similar", _errors(similar)),
         Route("/api/status", _errors(status)),
         Route("/api/item/{item_id}", _errors(item)),
+        Route("/api/recent", _errors(recent)),
         Route("/api/thumb/{item_id}", _errors(thumb)),
         Route("/api/file/{item_id}", _errors(original)),
         Route("/api/reveal", _errors(reveal), methods=["POST"]),
@@ -624,6 +624,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _too_large(what: str, limit: int) -> WebError:
     return WebError(f"{what}; this server takes images up to {limit / 2**20:g} MB (mmsearch serve --max-upload-mb N)",
                     413, close=True)
+
+
+def _item_json(it: Any) -> dict[str, Any]:
+    """An item's file as the page shows it: name, folder, date, size (the larger view, the start page)."""
+    shown = display_path(it.fs_path)
+    date = datetime.fromtimestamp(it.time_s).astimezone().isoformat() if it.time_s is not None else None
+    return {
+        "item_id": it.item_id, "kind": it.kind, "page": it.page, **json_fields(it.fs_path),
+        "name": os.path.basename(shown), "folder": os.path.dirname(shown), "size": it.size, "date": date,
+        "taken_at": it.taken_at, "width": it.width, "height": it.height, "media_type": it.media_type,
+        "thumbnail": has_thumbnail(it),
+    }
 
 
 def _disposition(kind: str, name: str) -> str:
