@@ -427,7 +427,9 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         })
 
     async def favicon(request: Request) -> Response:
-        return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml")
+        # The one resource a sandboxed file (an opaque origin) asks for by itself: the app's icon, no secret.
+        return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml",
+                            headers={"cross-origin-resource-policy": "cross-origin"})
 
     def app_state(request: Request) -> Response:
         state, message, counts = "ready", None, None
