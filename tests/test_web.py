@@ -210,6 +210,18 @@ def test_item_details_and_the_file_itself(server, collection, library):
     assert t.headers["content-type"].startswith("text/plain") and t.headers["content-security-policy"] == "sandbox"
 
 
+def test_recent_gives_the_newest_photos_first_by_their_date(server, library, collection):
+    """The start page's photos: Index.recent, newest first by capture time (else modification time)."""
+    recent = library.recent(20)
+    dates = [os.path.getmtime(it.fs_path) for it in recent]
+    assert [it.kind for it in recent] == ["image"] * 7 and dates == sorted(dates, reverse=True)
+    assert {os.path.basename(it.path) for it in recent[-3:]} == {"img0.jpg", "img2.webp", "img4.png"}  # dated 2020
+    served = get(server.url, "/api/recent?k=3").json()
+    assert [d["item_id"] for d in served] == [it.item_id for it in recent[:3]] and served[0]["name"]
+    assert [d["kind"] for d in get(server.url, "/api/recent?type=document").json()] == ["document"] * 4
+    assert get(server.url, "/api/recent?type=video").status == 400
+
+
 def test_thumbnails_are_upright_jpegs_of_the_right_size_with_caching_headers(server, collection, library):
     item = image_item(library, collection[1]["rotated.jpg"])
     r = get(server.url, f"/api/thumb/{item}")
