@@ -62,8 +62,8 @@ def open_indexed(item: ItemFile) -> IO[bytes]:
             raise _changed(item, "changed since it was indexed")
         if item.ctime_ns is not None and change_time(st) != item.ctime_ns:
             raise _changed(item, "is another file than the one indexed (replaced, or its permissions changed)")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)  # reads of the regular file it is
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
