@@ -300,23 +300,110 @@ def test_offline_says_so_in_one_line_and_uses_the_cache(hub, tmp_path):
     assert load_bundle(tmp_path / "home" / "models" / "again").manifest["source"] == XENOVA
 
 
-def test_index_pulls_the_default_model_when_none_is_installed(hub, repos, tmp_path):
+@pytest.fixture(scope="module")
+def default_hub(tmp_path_factory):
+    """The catalogue's defaults (and the earlier default) under their real repository ids, tiny towers in
+    their real layouts (hubserver.default_repositories)."""
+    from hubserver import default_repositories
+
+    with HubServer() as server:
+        for repo_id, folder in default_repositories(tmp_path_factory.mktemp("defaults")).items():
+            server.add(repo_id, Repo.from_folder(folder))
+        yield server
+
+
+def _record(index: Path) -> str:
+    from mmsearch.catalog import Catalog
+
+    catalog = Catalog(index, readonly=True)
+    try:
+        return catalog.model_record().name
+    finally:
+        catalog.close()
+
+
+@pytest.mark.parametrize("lang, expected, said", [
+    ("en_US.UTF-8", "immich-vit-b-32-laion2b", "English (LANG=en_US.UTF-8)"),
+    ("zh_CN.UTF-8", "immich-xlm-roberta-b-32", "Chinese (LANG=zh_CN.UTF-8)"),
+])
+def test_index_pulls_the_default_for_the_locales_language(default_hub, tmp_path, lang, expected, said):
     from mmsearch import paths
     from mmsearch.models import catalogue
 
-    default = catalogue.default()
-    assert default.name == paths.DEFAULT_MODEL and default.repo == "Xenova/clip-vit-base-patch32"
-    hub.add(default.repo, Repo.from_folder(repos["xenova"]))  # the tiny towers under the default's name
-    env = hub_env(hub, tmp_path)
+    entry = catalogue.find(expected)
+    assert catalogue.default(lang[:2]).name == expected and entry.layout == "immich"
+    env = {**hub_env(default_hub, tmp_path), "LANG": lang, "LC_ALL": "", "LC_MESSAGES": ""}
     photos = tmp_path / "photos"
     make_collection(photos, n_images=2, docs={})
     proc = mmsearch("index", photos, "--index", tmp_path / "index", env=env)  # not a terminal: no question
-    assert f"{default.name} ({default.repo}" in proc.stderr and "MB download" in proc.stderr
+    assert f"No model is installed for {said}. Its default is {expected} ({entry.repo}" in proc.stderr
+    assert "MB download" in proc.stderr and "Alternatives" in proc.stderr and "~" in proc.stderr
     assert "added 2" in proc.stdout
-    assert load_bundle(tmp_path / "home" / "models" / default.name).manifest["source"] == default.repo
-    before = len(hub.requests)
+    assert load_bundle(tmp_path / "home" / "models" / expected).manifest["source"] == entry.repo
+    assert default_hub.downloads(entry.repo) and _record(tmp_path / "index") == expected
+    assert paths.DEFAULT_MODEL == "immich-vit-b-32-laion2b"
+    before = len(default_hub.requests)
     mmsearch("index", photos, "--index", tmp_path / "index2", env=env)  # installed now: nothing asked of the hub
-    assert len(hub.requests) == before
+    assert len(default_hub.requests) == before and _record(tmp_path / "index2") == expected
+
+
+def test_language_option_picks_its_default_over_the_locale(default_hub, tmp_path):
+    env = {**hub_env(default_hub, tmp_path), "LANG": "en_US.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=1, docs={})
+    proc = mmsearch("index", photos, "--index", tmp_path / "index", "--language", "zh", "--yes", env=env)
+    assert "No model is installed for Chinese (--language)" in proc.stderr
+    assert _record(tmp_path / "index") == "immich-xlm-roberta-b-32"
+    bad = mmsearch("index", photos, "--index", tmp_path / "other", "--language", "Klingon 2", env=env, check=False)
+    assert bad.returncode == 2 and "language 'Klingon 2'" in bad.stderr and not (tmp_path / "other").exists()
+
+
+def test_an_installed_default_of_another_language_is_not_taken_for_this_one(default_hub, tmp_path):
+    """English's default installed, a Chinese locale: the multilingual default is pulled (the English one
+    has no recall in Chinese); then under an English locale, with both installed, English's is used."""
+    env = {**hub_env(default_hub, tmp_path), "LC_ALL": "", "LC_MESSAGES": ""}
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=1, docs={})
+    mmsearch("index", photos, "--index", tmp_path / "en", env={**env, "LANG": "en_GB.UTF-8"})
+    proc = mmsearch("index", photos, "--index", tmp_path / "zh", env={**env, "LANG": "zh_TW.UTF-8"})
+    assert "No model is installed for Chinese" in proc.stderr
+    assert _record(tmp_path / "en") == "immich-vit-b-32-laion2b" and _record(tmp_path / "zh") == "immich-xlm-roberta-b-32"
+    before = len(default_hub.requests)
+    mmsearch("index", photos, "--index", tmp_path / "en2", env={**env, "LANG": "C.UTF-8"})  # no language: English
+    assert _record(tmp_path / "en2") == "immich-vit-b-32-laion2b" and len(default_hub.requests) == before
+
+
+def test_an_index_keeps_its_model_and_status_names_the_better_default(default_hub, tmp_path):
+    """An index built with the earlier default (clip-vit-b-32) keeps it after the default changed and
+    its model is installed: a later run pulls nothing and changes nothing; status says what is better."""
+    env = {**hub_env(default_hub, tmp_path), "LANG": "en_US.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=2, docs={})
+    index = tmp_path / "index"
+    mmsearch("models", "pull", "clip-vit-b-32", env=env)
+    mmsearch("index", photos, "--index", index, "--model", "clip-vit-b-32", env=env)
+    make_collection(photos / "more", n_images=1, docs={})
+    before = len(default_hub.requests)
+    proc = mmsearch("index", photos, "--index", index, env=env)  # no --model: the index's own
+    assert "added 1" in proc.stdout and len(default_hub.requests) == before and _record(index) == "clip-vit-b-32"
+    assert not (tmp_path / "home" / "models" / "immich-vit-b-32-laion2b").exists()
+    status = json.loads(mmsearch("status", "--index", index, "--json", env=env).stdout)
+    assert status["model"] == "clip-vit-b-32"
+    better = status["newer_default"]
+    assert (better["model"], better["recall"], better["index_recall"]) == ("immich-vit-b-32-laion2b", 68.78, 59.37)
+    text = mmsearch("status", "--index", index, env=env).stdout
+    assert ("built with clip-vit-b-32; the default is now immich-vit-b-32-laion2b (Crossmodal-3600 recall in "
+            "English 68.78% vs 59.37%): re-index into a new folder to use it") in text
+    zh = json.loads(mmsearch("status", "--index", index, "--json", env={**env, "LANG": "zh_CN.UTF-8"}).stdout)
+    assert zh["newer_default"]["model"] == "immich-xlm-roberta-b-32" and zh["newer_default"]["index_recall"] is None
+    # the earlier default resolves by name for the library too
+    from mmsearch.api import resolve_model
+
+    os.environ["MMSEARCH_HOME"], saved = str(tmp_path / "home"), os.environ.get("MMSEARCH_HOME")
+    try:
+        assert resolve_model("clip-vit-b-32").name == "clip-vit-b-32"
+    finally:
+        os.environ.pop("MMSEARCH_HOME") if saved is None else os.environ.__setitem__("MMSEARCH_HOME", saved)
 
 
 # -- import, and what needs no server ----------------------------------------------------------------
@@ -418,7 +505,12 @@ def test_preprocessing_configs_are_translated_as_their_readers_apply_them():
 def test_the_catalogue_lists_known_good_repositories(tmp_path):
     env = {**os.environ, "MMSEARCH_HOME": str(tmp_path)}
     rows = json.loads(mmsearch("models", "--available", "--json", env=env).stdout)
-    assert [r["name"] for r in rows if r["default"]] == ["clip-vit-b-32"]
+    assert [r["name"] for r in rows if r["default"]] == ["immich-vit-b-32-laion2b"]
+    assert {r["name"]: r["default_for"] for r in rows if r["default_for"]} == {
+        "immich-vit-b-32-laion2b": ["en"], "immich-xlm-roberta-b-32": ["*"]}
+    assert next(r for r in rows if r["name"] == "immich-xlm-roberta-b-32")["recall"]["zh"] == 72.52
+    text = mmsearch("models", "--available", env=env).stdout
+    assert "(the default for English)" in text and "(the default for every other language)" in text
     assert all(r["layout"] in ("immich", "transformers.js") and "/" in r["repo"] and r["embedding_dim"] > 0
                for r in rows)
     assert any(r["languages"] == "multilingual" for r in rows)
@@ -504,13 +596,14 @@ def test_index_asks_on_a_terminal_before_downloading_the_default(hub, repos, tmp
     from mmsearch.models import catalogue
 
     default = catalogue.default()
-    hub.add(default.repo, Repo.from_folder(repos["xenova"]))
+    hub.add(default.repo, Repo.from_folder(repos["immich"]))
     photos = tmp_path / "photos"
     make_collection(photos, n_images=1, docs={})
     before = len(hub.downloads(default.repo))
     master, slave = os.openpty()  # stdin and stderr on a terminal, as a person runs it
     proc = subprocess.Popen([sys.executable, "-m", "mmsearch", "index", str(photos), "--index", str(tmp_path / "index")],
-                            stdin=slave, stdout=subprocess.PIPE, stderr=slave, env=hub_env(hub, tmp_path))
+                            stdin=slave, stdout=subprocess.PIPE, stderr=slave,
+                            env={**hub_env(hub, tmp_path), "LANG": "en_US.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""})
     os.close(slave)
     seen = b""
     try:
