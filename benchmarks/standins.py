@@ -71,14 +71,23 @@ def write_transformers_js(family: str, preset: str, out: Path) -> Path:
     model = AutoModel.from_pretrained(checkpoint, attn_implementation="eager").eval()
 
     class Vision(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
         def forward(self, pixel_values):
-            o = model.vision_model(pixel_values=pixel_values)
+            o = self.model.vision_model(pixel_values=pixel_values)
             if family == "siglip":
                 return o.pooler_output, o.last_hidden_state
-            return model.visual_projection(o.pooler_output), o.last_hidden_state
+            return self.model.visual_projection(o.pooler_output), o.last_hidden_state
 
     class Text(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
         def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            model = self.model
             if family == "chinese_clip":
                 o = model.text_model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
                 return model.text_projection(o.last_hidden_state[:, 0]), o.last_hidden_state
