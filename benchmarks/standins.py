@@ -234,6 +234,46 @@ def _open_clip_modules():
     return QuickGELU, VisionTransformer, TextTransformer, XlmrText, SiglipVision
 
 
+def export_immich(visual: Any, textual: Any, size: int, context: int, out: Path) -> None:
+    """visual/model.onnx and textual/model.onnx as immich's exporter writes them: encode_image /
+    encode_text with normalize=True, at batch 1, the attention fast path off, opset 19."""
+    import torch
+    from torch import nn
+
+    class Encode(nn.Module):
+        def __init__(self, tower: nn.Module):
+            super().__init__()
+            self.tower = tower
+
+        def forward(self, x):
+            return nn.functional.normalize(self.tower(x), dim=-1)
+
+    torch.backends.mha.set_fastpath_enabled(False)
+    from mmsearch.models.variants import quiet
+
+    (out / "visual").mkdir(parents=True, exist_ok=True)
+    (out / "textual").mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), quiet():
+        for module in (visual, textual):
+            module.eval()
+        torch.onnx.export(Encode(visual), (torch.randn(1, 3, size, size),), str(out / "visual" / "model.onnx"),
+                          input_names=["image"], output_names=["embedding"], opset_version=19, dynamo=False)
+        torch.onnx.export(Encode(textual), (torch.ones(1, context, dtype=torch.int32),),
+                          str(out / "textual" / "model.onnx"), input_names=["text"], output_names=["embedding"],
+                          opset_version=19, dynamo=False)
+
+
+def open_clip_towers(*, image: int, patch: int, width: int, layers: int, heads: int, dim: int, context: int,
+                     vocab: int, quick_gelu: bool = False) -> tuple[Any, Any]:
+    """An open_clip CLIP's two towers at any size (random weights)."""
+    from torch import nn
+
+    QuickGELU, VisionTransformer, TextTransformer, _, _ = _open_clip_modules()
+    act = QuickGELU if quick_gelu else nn.GELU
+    return (VisionTransformer(image, patch, width, layers, heads, dim, act),
+            TextTransformer(context, vocab, width, layers, heads, dim, act))
+
+
 # name: (vision, text, context, open_clip config, preprocess config)
 IMMICH_ARCHITECTURES = {
     "vit-b-32-openai": dict(vision="vit-b-32", text="clip", quick_gelu=True),
@@ -295,25 +335,7 @@ def write_immich(arch: str, out: Path) -> Path:
                     "no_causal_mask": True, "pool_type": "last", "proj_bias": True,
                     "tokenizer_kwargs": {"clean": "canonicalize"}}
 
-    class Encode(nn.Module):
-        def __init__(self, tower: nn.Module):
-            super().__init__()
-            self.tower = tower
-
-        def forward(self, x):
-            return nn.functional.normalize(self.tower(x), dim=-1)
-
-    torch.backends.mha.set_fastpath_enabled(False)
-    from mmsearch.models.variants import quiet
-
-    with torch.no_grad(), quiet():
-        for module in (visual, textual):
-            module.eval()
-        torch.onnx.export(Encode(visual), (torch.randn(1, 3, size, size),), str(out / "visual" / "model.onnx"),
-                          input_names=["image"], output_names=["embedding"], opset_version=19, dynamo=False)
-        torch.onnx.export(Encode(textual), (torch.ones(1, context, dtype=torch.int32),),
-                          str(out / "textual" / "model.onnx"), input_names=["text"], output_names=["embedding"],
-                          opset_version=19, dynamo=False)
+    export_immich(visual, textual, size, context, out)
     tok.save(str(out / "textual" / "tokenizer.json"))
     (out / "textual" / "tokenizer_config.json").write_text(json.dumps({**special, "model_max_length": context}))
     (out / "textual" / "special_tokens_map.json").write_text(json.dumps(special))
