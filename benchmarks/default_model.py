@@ -212,7 +212,7 @@ def rows_for(names: list[str], batches: int, cold_runs: int) -> list[dict[str, A
 
 def markdown(rows: list[dict[str, Any]], info: dict[str, Any], batches: int) -> str:
     def cell(v: Any) -> str:
-        return "—" if v is None else (f"{v:.2f}%" if isinstance(v, float) and v < 100 and v > 1 and False else str(v))
+        return "—" if v is None else str(v)
 
     head = ("| model | recall en / zh (%) | download MB | images/s int8 / fp32 | texts/s int8 / fp32 | "
             "query ms int8 | cold query s | batches |")

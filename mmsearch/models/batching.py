@@ -212,11 +212,14 @@ class _Tracer:
             s.loc[out] = loc
             return None
         if op == "Concat":
-            return self.concat(i, node, s)
+            self.concat(i, node, s)
+            return None
         if op == "Gather":
-            return self.gather(i, node, s)
+            self.gather(i, node, s)
+            return None
         if op == "Slice":
-            return self.slice(node, ins, s)
+            self.slice(node, ins, s)
+            return None
         if op == "Expand":
             if ins[0] not in s.loc:
                 raise _Violation("expands a tensor without the batch to a shape with it")
@@ -334,7 +337,7 @@ class _Tracer:
             raise _Violation("gathers along the batch with batched indices")
         add = next((k for k in range(i) if self.nodes[k].output and self.nodes[k].output[0] == indices), None)
         producer = self.nodes[add] if add is not None else None
-        if producer is None or producer.op_type != "Add":
+        if add is None or producer is None or producer.op_type != "Add":
             raise _Violation("batched indices that are not an index plus offsets")
         batched_in = [n for n in producer.input if n in s.loc]
         if len(batched_in) != 1:
@@ -347,7 +350,7 @@ class _Tracer:
             raise _Violation("slices with batched bounds")
         loc = s.loc[ins[0]]
         dims = self.shape(ins[0])
-        axes = self.constants.get(ins[3]).tolist() if len(ins) > 3 and ins[3] in self.constants else None
+        axes = self.constants[ins[3]].tolist() if len(ins) > 3 and ins[3] in self.constants else None
         starts = self.constants.get(ins[1])
         if axes is None:
             axes = list(range(len(starts))) if starts is not None else []
