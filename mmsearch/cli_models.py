@@ -191,7 +191,8 @@ def ensure_default_model(index_dir: Optional[Path], *, yes: bool, quiet: bool,
     except hub.OfflineError as e:
         raise hub.OfflineError(f"no model is installed for {catalogue.language_name(lang)}, and its default "
                                f"({entry.name}) cannot be downloaded: {e}.\n{_without_the_hub(entry.name)}") from None
-    where = "from the Hugging Face cache" if plan.cached_folder else f"a {plan.total_bytes / 1e6:.0f} MB download"
+    mb = plan.total_bytes / 1e6
+    where = "from the Hugging Face cache" if plan.cached_folder else f"a {mb:.{0 if mb >= 10 else 1}f} MB download"
     _say(f"No model is installed for {_language_said(lang, where_from)}. Its default is {entry.name} "
          f"({entry.repo}: {entry.family}, {entry.languages}, {entry.embedding_dim}-d{_recall(entry, lang)}), "
          f"{where}; it is installed in {paths.models_dir() / entry.name}.")
