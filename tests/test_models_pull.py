@@ -322,71 +322,72 @@ def _record(index: Path) -> str:
         catalog.close()
 
 
-@pytest.mark.parametrize("lang, expected, said", [
-    ("en_US.UTF-8", "immich-vit-b-32-laion2b", "English (LANG=en_US.UTF-8)"),
-    ("zh_CN.UTF-8", "immich-xlm-roberta-b-32", "Chinese (LANG=zh_CN.UTF-8)"),
+@pytest.fixture(scope="module")
+def first_runs(default_hub, tmp_path_factory):
+    """First runs in one MMSEARCH_HOME, as a user's machine sees them: an English locale (English's
+    default pulled), then a Chinese one (English's installed default is not taken: the multilingual
+    default is pulled), then no language (C.UTF-8) and --language zh under an English locale (both
+    installed by then: nothing downloaded)."""
+    where = tmp_path_factory.mktemp("first-runs")
+    env = {**hub_env(default_hub, where), "LC_ALL": "", "LC_MESSAGES": ""}
+    photos = where / "photos"
+    make_collection(photos, n_images=2, docs={})
+    out: dict = {"env": env, "where": where, "photos": photos, "downloads": {}}
+    for key, lang, extra in (("en", "en_US.UTF-8", []), ("zh", "zh_CN.UTF-8", []), ("c", "C.UTF-8", []),
+                             ("option", "en_US.UTF-8", ["--language", "zh"])):
+        before = len(default_hub.requests)
+        proc = mmsearch("index", photos, "--index", where / f"idx-{key}", *extra, env={**env, "LANG": lang})
+        out[key] = proc
+        out["downloads"][key] = len(default_hub.requests) - before
+    return out
+
+
+@pytest.mark.parametrize("key, expected, said", [
+    ("en", "immich-vit-b-32-laion2b", "English (LANG=en_US.UTF-8)"),
+    ("zh", "immich-xlm-roberta-b-32", "Chinese (LANG=zh_CN.UTF-8)"),
 ])
-def test_index_pulls_the_default_for_the_locales_language(default_hub, tmp_path, lang, expected, said):
+def test_the_first_run_pulls_the_default_for_the_locales_language(first_runs, default_hub, key, expected, said):
     from mmsearch import paths
     from mmsearch.models import catalogue
 
     entry = catalogue.find(expected)
-    assert catalogue.default(lang[:2]).name == expected and entry.layout == "immich"
-    env = {**hub_env(default_hub, tmp_path), "LANG": lang, "LC_ALL": "", "LC_MESSAGES": ""}
-    photos = tmp_path / "photos"
-    make_collection(photos, n_images=2, docs={})
-    proc = mmsearch("index", photos, "--index", tmp_path / "index", env=env)  # not a terminal: no question
-    assert f"No model is installed for {said}. Its default is {expected} ({entry.repo}" in proc.stderr
-    assert "MB download" in proc.stderr and "Alternatives" in proc.stderr and "~" in proc.stderr
-    assert "added 2" in proc.stdout
-    assert load_bundle(tmp_path / "home" / "models" / expected).manifest["source"] == entry.repo
-    assert default_hub.downloads(entry.repo) and _record(tmp_path / "index") == expected
+    assert catalogue.default(key).name == expected and entry.layout == "immich"
+    stderr = first_runs[key].stderr
+    assert f"No model is installed for {said}. Its default is {expected} ({entry.repo}" in stderr
+    assert "MB download" in stderr and "Alternatives" in stderr and "~" in stderr
+    assert "added 2" in first_runs[key].stdout
+    assert load_bundle(first_runs["where"] / "home" / "models" / expected).manifest["source"] == entry.repo
+    assert default_hub.downloads(entry.repo) and _record(first_runs["where"] / f"idx-{key}") == expected
     assert paths.DEFAULT_MODEL == "immich-vit-b-32-laion2b"
-    before = len(default_hub.requests)
-    mmsearch("index", photos, "--index", tmp_path / "index2", env=env)  # installed now: nothing asked of the hub
-    assert len(default_hub.requests) == before and _record(tmp_path / "index2") == expected
 
 
-def test_language_option_picks_its_default_over_the_locale(default_hub, tmp_path):
-    env = {**hub_env(default_hub, tmp_path), "LANG": "en_US.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
-    photos = tmp_path / "photos"
-    make_collection(photos, n_images=1, docs={})
-    proc = mmsearch("index", photos, "--index", tmp_path / "index", "--language", "zh", "--yes", env=env)
-    assert "No model is installed for Chinese (--language)" in proc.stderr
-    assert _record(tmp_path / "index") == "immich-xlm-roberta-b-32"
-    bad = mmsearch("index", photos, "--index", tmp_path / "other", "--language", "Klingon 2", env=env, check=False)
-    assert bad.returncode == 2 and "language 'Klingon 2'" in bad.stderr and not (tmp_path / "other").exists()
+def test_an_installed_model_for_the_language_is_used_without_the_hub(first_runs):
+    """No language (C.UTF-8) means English: its default, installed, nothing asked of the hub; --language zh
+    under an English locale: the installed multilingual default."""
+    assert first_runs["downloads"]["c"] == 0 and first_runs["downloads"]["option"] == 0
+    assert _record(first_runs["where"] / "idx-c") == "immich-vit-b-32-laion2b"
+    assert _record(first_runs["where"] / "idx-option") == "immich-xlm-roberta-b-32"
+    env, photos = first_runs["env"], first_runs["photos"]
+    bad = mmsearch("index", photos, "--index", first_runs["where"] / "other", "--language", "Klingon 2",
+                   env={**env, "LANG": "en_US.UTF-8"}, check=False)
+    assert bad.returncode == 2 and "language 'Klingon 2'" in bad.stderr and not (first_runs["where"] / "other").exists()
 
 
-def test_an_installed_default_of_another_language_is_not_taken_for_this_one(default_hub, tmp_path):
-    """English's default installed, a Chinese locale: the multilingual default is pulled (the English one
-    has no recall in Chinese); then under an English locale, with both installed, English's is used."""
-    env = {**hub_env(default_hub, tmp_path), "LC_ALL": "", "LC_MESSAGES": ""}
-    photos = tmp_path / "photos"
-    make_collection(photos, n_images=1, docs={})
-    mmsearch("index", photos, "--index", tmp_path / "en", env={**env, "LANG": "en_GB.UTF-8"})
-    proc = mmsearch("index", photos, "--index", tmp_path / "zh", env={**env, "LANG": "zh_TW.UTF-8"})
-    assert "No model is installed for Chinese" in proc.stderr
-    assert _record(tmp_path / "en") == "immich-vit-b-32-laion2b" and _record(tmp_path / "zh") == "immich-xlm-roberta-b-32"
-    before = len(default_hub.requests)
-    mmsearch("index", photos, "--index", tmp_path / "en2", env={**env, "LANG": "C.UTF-8"})  # no language: English
-    assert _record(tmp_path / "en2") == "immich-vit-b-32-laion2b" and len(default_hub.requests) == before
-
-
-def test_an_index_keeps_its_model_and_status_names_the_better_default(default_hub, tmp_path):
-    """An index built with the earlier default (clip-vit-b-32) keeps it after the default changed and
-    its model is installed: a later run pulls nothing and changes nothing; status says what is better."""
-    env = {**hub_env(default_hub, tmp_path), "LANG": "en_US.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
-    photos = tmp_path / "photos"
+def test_an_index_keeps_its_model_and_status_names_the_better_default(first_runs, default_hub):
+    """An index built with the earlier default (clip-vit-b-32) keeps it after the default changed, with
+    the new default installed too: a later run without --model pulls nothing and changes no model;
+    status says what is better and what to do."""
+    where, env = first_runs["where"], {**first_runs["env"], "LANG": "en_US.UTF-8"}
+    photos = where / "photos-old"
     make_collection(photos, n_images=2, docs={})
-    index = tmp_path / "index"
+    index = where / "idx-old"
     mmsearch("models", "pull", "clip-vit-b-32", env=env)
     mmsearch("index", photos, "--index", index, "--model", "clip-vit-b-32", env=env)
     make_collection(photos / "more", n_images=1, docs={})
     before = len(default_hub.requests)
     proc = mmsearch("index", photos, "--index", index, env=env)  # no --model: the index's own
     assert "added 1" in proc.stdout and len(default_hub.requests) == before and _record(index) == "clip-vit-b-32"
-    assert not (tmp_path / "home" / "models" / "immich-vit-b-32-laion2b").exists()
+    assert (where / "home" / "models" / "immich-vit-b-32-laion2b").is_dir()
     status = json.loads(mmsearch("status", "--index", index, "--json", env=env).stdout)
     assert status["model"] == "clip-vit-b-32"
     better = status["newer_default"]
@@ -396,14 +397,8 @@ def test_an_index_keeps_its_model_and_status_names_the_better_default(default_hu
             "English 68.78% vs 59.37%): re-index into a new folder to use it") in text
     zh = json.loads(mmsearch("status", "--index", index, "--json", env={**env, "LANG": "zh_CN.UTF-8"}).stdout)
     assert zh["newer_default"]["model"] == "immich-xlm-roberta-b-32" and zh["newer_default"]["index_recall"] is None
-    # the earlier default resolves by name for the library too
-    from mmsearch.api import resolve_model
-
-    os.environ["MMSEARCH_HOME"], saved = str(tmp_path / "home"), os.environ.get("MMSEARCH_HOME")
-    try:
-        assert resolve_model("clip-vit-b-32").name == "clip-vit-b-32"
-    finally:
-        os.environ.pop("MMSEARCH_HOME") if saved is None else os.environ.__setitem__("MMSEARCH_HOME", saved)
+    ok = mmsearch("query", "a photo", "--index", index, "--json", env=env)  # the earlier default still opens it
+    assert json.loads(ok.stdout)
 
 
 # -- import, and what needs no server ----------------------------------------------------------------
