@@ -84,3 +84,56 @@ def test_a_graph_the_trace_cannot_follow_is_named(tmp_path):
     with pytest.raises(BatchTraceError, match="ReduceSum node .*reduces over the batch"):
         make_batched(model)
     onnx.checker.check_model(model)
+
+
+def test_an_xlm_roberta_text_tower_exported_at_batch_1_takes_batches():
+    """open_clip's HFTextEncoder over XLM-RoBERTa (the multilingual default's text tower): the mask made
+    from the ids, position ids by a cumulative sum, token types gathered from a buffer, mean pooling."""
+    import io
+
+    import onnx
+    from torch import nn
+
+    pytest.importorskip("transformers", reason="the tower is transformers' XLMRobertaModel")
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    config = XLMRobertaConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=64, max_position_embeddings=40, type_vocab_size=1, pad_token_id=1,
+                              bos_token_id=0, eos_token_id=2)
+
+    class Text(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = XLMRobertaModel(config, add_pooling_layer=False)
+
+        def forward(self, text):
+            mask = (text != 1).long()
+            out = self.transformer(input_ids=text, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).to(out.dtype)
+            return nn.functional.normalize((out * m).sum(dim=1) / m.sum(dim=1), dim=-1)
+
+    torch.manual_seed(0)
+    tower = Text().eval()
+    buffer = io.BytesIO()
+    from mmsearch.models.variants import quiet
+
+    with torch.no_grad(), quiet():
+        torch.onnx.export(tower, (torch.ones(1, 16, dtype=torch.int32),), buffer, input_names=["text"],
+                          output_names=["embedding"], opset_version=19, dynamo=False)
+    model = onnx.load_from_string(buffer.getvalue())
+    assert make_batched(model) > 0
+    for vi in list(model.graph.input) + list(model.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del model.graph.value_info[:]
+    ids = np.ones((4, 16), dtype=np.int32)
+    ids[:, 0] = 0
+    rng = np.random.default_rng(0)
+    for row, end in enumerate((3, 7, 12, 15)):
+        ids[row, 1:end] = rng.integers(4, 299, end - 1)
+        ids[row, end] = 2
+    session = _session(model)
+    batch = session.run(None, {"text": ids})[0]
+    single = np.concatenate([session.run(None, {"text": ids[i:i + 1]})[0] for i in range(4)])
+    with torch.no_grad():
+        reference = tower(torch.from_numpy(ids)).numpy()
+    assert gates.cosines(batch, single).min() >= 0.9999 and gates.cosines(batch, reference).min() >= 0.9999

@@ -175,6 +175,26 @@ class _Tracer:
                     if extra:
                         s.loc[extra] = s.loc[out]
             return None
+        if op == "CumSum":  # along another axis (XLM-RoBERTa's position ids from the mask)
+            if ins[0] not in s.loc or ins[1] not in self.constants:
+                raise _Violation("a cumulative sum along an axis that is not constant")
+            if int(self.constants[ins[1]]) % len(self.shape(ins[0])) == loc.axis:
+                raise _Violation("sums along the batch")
+            s.loc[out] = loc
+            return None
+        if op == "GatherElements":  # e.g. XLM-RoBERTa's token types, a buffer gathered at the position ids
+            axis = _attr(node, "axis", 0) % len(self.shape(ins[0]))
+            locs = {s.loc[n] for n in ins[:2] if n in s.loc}
+            if ins[1] not in s.loc or len(locs) != 1 or s.loc[ins[1]].axis == axis:
+                raise _Violation("gathers elements along the batch")
+            if ins[0] not in s.loc:
+                index = s.loc[ins[1]]
+                dims = self.shape(ins[0])
+                if index.inner != 1 or dims[index.axis] != 1:
+                    raise _Violation(f"{ins[0]!r} has no batch and cannot be repeated to one")
+                s.expands.append((i, 0, ins[1], len(dims)))
+            s.loc[out] = s.loc[ins[1]]
+            return None
         if op == "Transpose":
             perm = _attr(node, "perm")
             s.loc[out] = Loc(list(perm).index(loc.axis), loc.inner)
