@@ -55,7 +55,7 @@ class Loc:
 class _State:
     loc: dict[str, Loc] = field(default_factory=dict)
     dynamic: set[str] = field(default_factory=set)  # values computed from a batched tensor's shape
-    reshapes: dict[int, list[int]] = field(default_factory=dict)  # node index -> new target
+    reshapes: dict[int, tuple[list[int], int]] = field(default_factory=dict)  # node -> (shape at 1, batch axis)
     expands: list[tuple[int, int, str, int]] = field(default_factory=list)  # (node, input, batched input, rank)
     offsets: list[tuple[int, str, int]] = field(default_factory=list)  # (Add node, batched input, stride)
     shape_of: dict[str, str] = field(default_factory=dict)  # a Shape node's output -> its batched input
@@ -409,9 +409,7 @@ class _Tracer:
             def apply(branch: _State) -> None:
                 branch.loc[node.output[0]] = option
                 if not dynamic:
-                    new = list(dims_out)
-                    new[option.axis] = -1
-                    branch.reshapes[i] = new
+                    branch.reshapes[i] = (list(dims_out), option.axis)
             return apply
 
         return [choose(o) for o in dict.fromkeys(options)]
@@ -471,10 +469,29 @@ def _apply(graph: Any, nodes: list[Any], state: _State) -> int:
     from onnx import helper, numpy_helper
 
     changed = 0
-    for i, target in state.reshapes.items():
+    # Each new target computed from the batch (N from the first input's shape): the axis that holds the
+    # batch is its size at batch 1 times N, whichever factor of it the batch is. One per distinct shape.
+    first_input = next(vi.name for vi in graph.input if vi.name in state.loc)
+    head: list[Any] = []
+    targets: dict[tuple[tuple[int, ...], int], str] = {}
+    if state.reshapes:
+        graph.initializer.extend([numpy_helper.from_array(np.array([0], dtype=np.int64), "mmsearch_batch_at"),
+                                  numpy_helper.from_array(np.array([1], dtype=np.int64), "mmsearch_batch_to")])
+        head += [helper.make_node("Shape", [first_input], ["mmsearch_batch_shape"], name="mmsearch_batch_shape"),
+                 helper.make_node("Slice", ["mmsearch_batch_shape", "mmsearch_batch_at", "mmsearch_batch_to"],
+                                  ["mmsearch_batch_n"], name="mmsearch_batch_n")]
+    for i, (target, axis) in state.reshapes.items():
         node = nodes[i]
-        name = f"mmsearch_batch_target_{i}"
-        graph.initializer.append(numpy_helper.from_array(np.array(target, dtype=np.int64), name))
+        key = (tuple(target), axis)
+        name = targets.get(key)
+        if name is None:
+            name = targets[key] = p = f"mmsearch_batch_target_{len(targets)}"
+            for part, values in (("before", target[:axis]), ("after", target[axis + 1:])):
+                graph.initializer.append(numpy_helper.from_array(np.array(values, dtype=np.int64), f"{p}_{part}"))
+            graph.initializer.append(numpy_helper.from_array(np.array([target[axis]], dtype=np.int64), f"{p}_size"))
+            parts = [f"{p}_before", f"{p}_axis", f"{p}_after"]
+            head += [helper.make_node("Mul", ["mmsearch_batch_n", f"{p}_size"], [f"{p}_axis"], name=f"{p}_axis"),
+                     helper.make_node("Concat", parts, [name], axis=0, name=name)]
         node.input[1] = name
         for a in list(node.attribute):
             if a.name == "allowzero":
@@ -515,11 +532,11 @@ def _apply(graph: Any, nodes: list[Any], state: _State) -> int:
         other = [k for k, n in enumerate(node.input) if n != batched][0]
         node.input[other] = f"{p}_offsets"
         changed += 1
-    if extra:  # the new nodes just before the node that uses them (the graph stays in topological order)
+    if extra or head:  # new nodes before those that use them (the graph stays in topological order)
         merged: dict[int, list[Any]] = {}
         for i, new in extra:
             merged.setdefault(i, []).extend(new)
-        ordered = []
+        ordered = list(head)
         for i, node in enumerate(nodes):
             ordered.extend(merged.get(i, []))
             ordered.append(node)

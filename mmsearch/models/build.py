@@ -612,12 +612,18 @@ def _entry(path: Path) -> dict[str, Any]:
     return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def _cpu_session(path: Path) -> Any:
+def _cpu_session(path: Path, disabled: tuple[str, ...] = ()) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 4  # a batch the graph refuses is an answer here, not an error to print
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
+
+
+# onnxruntime's NCHWc layout transformer (a CPU optimisation of float32 graphs) crashed the process while
+# opening float16 towers whose batch was traced (models/batching.py); fp16 is made for CUDA and only
+# checked on the CPU here, without it.
+FP16_ON_CPU_DISABLED = ("NchwcTransformer",)
 
 
 def _ort_failure(e: Exception) -> str:
@@ -637,7 +643,7 @@ def _variant_session(path: Path, variant: str) -> tuple[Any, str]:
 
     if variant == "fp16" and expected_device("auto") == "cuda":
         return create_session(path, "auto")
-    return _cpu_session(path), "cpu"
+    return _cpu_session(path, FP16_ON_CPU_DISABLED if variant == "fp16" else ()), "cpu"
 
 
 def _op_counts(path: Path) -> dict[str, int]:
