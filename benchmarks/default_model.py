@@ -270,6 +270,7 @@ def main() -> None:
                                                            "and variant each (default 2; the best is kept)")
     ap.add_argument("--cold", type=int, default=3, help="cold query runs (default 3)")
     ap.add_argument("--prepare", action="store_true", help="write the stand-ins and pull them; measure nothing")
+    ap.add_argument("--pulled-only", action="store_true", help="measure the models already pulled, pull none")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/models.md")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
@@ -281,6 +282,9 @@ def main() -> None:
         for name in names:
             pulled(name)
         return
+    if args.pulled_only:
+        names = [n for n in names if (WORK / n / "home" / "models" / n / "manifest.json").is_file()]
+        say(f"measuring the pulled models only: {', '.join(names)}")
     info = {**machine(), "instruction_set": instruction_set()}
     rows = rows_for(names, args.rounds, args.cold)
     print(table(rows, COLUMNS, title=f"\n{info['cpu']}, {info['cores']} cores, {info['instruction_set']}"))
