@@ -127,7 +127,7 @@ def measure(name: str, bundle_path: Path, batches: int) -> dict[str, Any]:
 
     bundle = load_bundle(bundle_path)
     m = bundle.manifest
-    size = bundle.image_spec["size"]
+    size = bundle.image_spec.size
     rng = np.random.default_rng(0)
     pixels = rng.standard_normal((IMAGE_BATCH, 3, size[0], size[1])).astype(np.float32)
     texts = _texts(TEXT_BATCH, seed=2)
@@ -228,15 +228,23 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], rounds: int) -> s
     def cell(v: Any) -> str:
         return "—" if v is None else str(v)
 
-    head = ("| model | recall en / zh (%) | download MB | images/s int8 / fp32 | texts/s int8 / fp32 | "
-            "query ms int8 | cold query s | batches |")
+    base = next((r for r in rows if r["model"] == "clip-vit-b-32"), None)
+
+    def versus(r: dict[str, Any], key: str) -> str:
+        if base is None or not base.get(key) or not r.get(key):
+            return ""
+        return f" ({r[key] / base[key]:.2f}x)"
+
+    head = ("| model | recall en / zh (%) | download MB | images/s int8 (vs clip-vit-b-32) / fp32 | texts/s int8 "
+            "(vs clip-vit-b-32) / fp32 | query ms int8 | cold query s | batches |")
     lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         recall = f"{cell(r['recall_en'])} / {cell(r['recall_zh'])}"
         lines.append(
-            f"| `{r['model']}` | {recall} | {r['download_mb']} | {cell(r.get('int8_images_s'))} / "
-            f"{cell(r.get('fp32_images_s'))} | {cell(r.get('int8_texts_s'))} / {cell(r.get('fp32_texts_s'))} | "
-            f"{cell(r.get('int8_query_ms'))} | {cell(r.get('cold_query_s'))} | {r['batch']} |")
+            f"| `{r['model']}` | {recall} | {r['download_mb']} | {cell(r.get('int8_images_s'))}"
+            f"{versus(r, 'int8_images_s')} / {cell(r.get('fp32_images_s'))} | {cell(r.get('int8_texts_s'))}"
+            f"{versus(r, 'int8_texts_s')} / {cell(r.get('fp32_texts_s'))} | {cell(r.get('int8_query_ms'))} | "
+            f"{cell(r.get('cold_query_s'))} | {r['batch']} |")
     lines.append("")
     lines.append(f"{info['cpu']}, {info['cores']} cores, {info['instruction_set']}, onnxruntime "
                  f"{info.get('onnxruntime')}, {info['date']} (load average {info.get('load_avg_at_start')} at the "
