@@ -71,7 +71,8 @@ def instruction_set() -> str:
 
 def _env(home: Path, hub_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    env.update(MMSEARCH_HOME=str(home), HF_HOME=str(home.parent / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env.update(MMSEARCH_HOME=str(home), HF_HOME=str(home.parent / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1",
+               HF_HUB_DOWNLOAD_TIMEOUT="300", HF_HUB_ETAG_TIMEOUT="300")  # a busy machine serves slowly
     if hub_url:
         env["HF_ENDPOINT"] = hub_url
     return env
