@@ -687,3 +687,17 @@ def test_a_siglip_export_pools_its_own_output_and_pads_to_the_context(tmp_path):
     theirs = ort.InferenceSession(str(folder / "onnx" / "text_model.onnx")).run(["pooler_output"], {"input_ids": ids})[0]
     ours = TextEncoder(bundle, variant="fp32", device="cpu").encode(TEXTS)
     assert gates.cosines(ours, theirs).min() >= 0.99999
+
+
+def test_a_pulled_models_fp16_towers_run_on_the_cpu(pulled):
+    """fp16 is made for CUDA, and asked for on the CPU it runs there too (`--variant fp16 --device cpu`, or
+    CUDA failing under an fp16 run): the CPU session leaves out the layout pass that crashed on traced
+    fp16 graphs (runtime.FP16_CPU_DISABLED_OPTIMIZERS)."""
+    from mmsearch import Index
+
+    for model in ("immich-tiny", "tiny-clip-random"):
+        folder = pulled["where"] / f"fp16-{model}"
+        with Index(folder, model=pulled["where"] / "home" / "models" / model, device="cpu", variant="fp16") as idx:
+            report = idx.index([pulled["photos"]], ocr=False)
+            assert report.added >= 4 and not report.errors
+            assert idx.search(image=next(pulled["photos"].glob("*.jpg")), k=1)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import arguments, paths
+from ..runtime import FP16_CPU_DISABLED_OPTIMIZERS
 from ..bundle import FORMAT_VERSION, MANIFEST, REFERENCES, Bundle, load_bundle, sha256_file
 from ..errors import MmsearchError, first_line
 from . import gates, graphs
@@ -620,10 +621,8 @@ def _cpu_session(path: Path, disabled: tuple[str, ...] = ()) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
 
 
-# onnxruntime's NCHWc layout transformer (a CPU optimisation of float32 graphs) crashed the process while
-# opening float16 towers whose batch was traced (models/batching.py); fp16 is made for CUDA and only
-# checked on the CPU here, without it.
-FP16_ON_CPU_DISABLED = ("NchwcTransformer",)
+# fp16 is made for CUDA and only checked on the CPU here, as runtime.py would open it there.
+FP16_ON_CPU_DISABLED = FP16_CPU_DISABLED_OPTIMIZERS
 
 
 def _ort_failure(e: Exception) -> str:
