@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from . import arguments, paths, private
+from . import arguments, paths, private, settings
 from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError, ItemFile, ModelRecord
 from .errors import InvalidArgument, MmsearchError
@@ -51,18 +51,19 @@ DEFAULT_WAIT_S = 60.0
 
 
 
-__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "default_model_installed", "installed_models",
-           "resolve_model"]
+__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "default_model", "default_model_installed",
+           "installed_models", "resolve_model"]
 
 
 class IndexBusyError(MmsearchError):
     """Another process (or thread) is writing this index, and waiting for it ran out."""
 
 
-def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
-    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models (None: the default)."""
+def resolve_model(model: str | os.PathLike[str] | None, *, language: str | None = None) -> Bundle:
+    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models (None: the default for
+    `language`, an ISO 639 code, else for the user's locale; see default_model)."""
     if model is None:
-        model = _installed_default() or paths.DEFAULT_MODEL
+        model = default_model(language)
     candidate = Path(model).expanduser()
     if candidate.is_dir():
         return load_bundle(candidate)
@@ -73,29 +74,95 @@ def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
 
     if find(str(model)) is not None:
         hint = f"mmsearch models pull {model}" + ("   (or run `mmsearch index`, which pulls it)"
-                                                  if str(model) == paths.DEFAULT_MODEL else "")
+                                                  if str(model) in (paths.DEFAULT_MODEL, paths.MULTILINGUAL_DEFAULT_MODEL)
+                                                  else "")
     else:
         hint = (f"mmsearch models pull OWNER/REPO --name {model}   (a ready ONNX model on the hub), or\n"
                 f"  mmsearch models import FOLDER --name {model}, or\n"
                 f"  mmsearch export <checkpoint folder or hub id> --name {model}   (needs torch)")
+    others = [b.path.name for b in installed_models()]
     raise MmsearchError(
         f"model '{model}' is not installed (looked for a bundle folder at {candidate} and {installed}). "
-        f"Install it with:\n  {hint}\n(`mmsearch models` lists what is installed, `mmsearch models --available` "
-        "what can be pulled.)"
+        f"Install it with:\n  {hint}\n"
+        + (f"or give one that is installed: {', '.join(others)}\n" if others else "")
+        + "(`mmsearch models` lists what is installed, `mmsearch models --available` what can be pulled.)"
     )
 
 
-def _installed_default() -> str | None:
-    """The default model's name where it is installed; else the default of earlier versions, exported as
-    clip-vit-base-patch32 (the same weights), where that is."""
-    for name in (paths.DEFAULT_MODEL, paths.EXPORTED_DEFAULT_MODEL):
-        if (paths.models_dir() / name / "manifest.json").is_file():
-            return name
-    return None
+def default_model(language: str | None = None) -> str:
+    """The model a new index gets when none is given: the default for `language` (None: the user's
+    locale, see settings.py) where it is installed; else the installed catalogue model with the best
+    published recall in that language, where it is at least the default's; else the default's name
+    (not installed: `mmsearch index` pulls it, the library says how)."""
+    from .models import catalogue
+
+    lang = language if language is not None else settings.current().language
+    return installed_default(lang) or catalogue.default(lang).name
 
 
-def default_model_installed() -> bool:
-    return _installed_default() is not None
+def installed_default(language: str | None) -> str | None:
+    """default_model's installed answer for a language code, or None where it must be pulled."""
+    from .models import catalogue
+
+    lang = language or catalogue.ENGLISH
+    wanted = catalogue.default(lang)
+    if _installed(wanted.name):
+        return wanted.name
+    bar = wanted.recall.get(lang, 0.0)
+    fits = []
+    for bundle_dir in _installed_dirs():
+        entry = catalogue.known(bundle_dir.name, _manifest_source(bundle_dir))
+        if entry is not None and entry.recall.get(lang, -1.0) >= bar:
+            fits.append((entry.recall[lang], bundle_dir.name))
+    return max(fits)[1] if fits else None
+
+
+def default_model_installed(language: str | None = None) -> bool:
+    lang = language if language is not None else settings.current().language
+    return installed_default(lang) is not None
+
+
+def newer_default(record_name: str | None, record_path: str | None, language: str | None = None) -> dict[str, Any] | None:
+    """Where an index was built with a catalogued model and the default for the language (None: the
+    locale's) has a better published recall in it: the default, both figures and what to do."""
+    from .models import catalogue
+
+    lang = (language if language is not None else settings.current().language) or catalogue.ENGLISH
+    built = catalogue.known(record_name, _manifest_source(Path(record_path)) if record_path else None)
+    if built is None:
+        return None  # a model of one's own: nothing published to compare
+    default = catalogue.default(lang)
+    mine, theirs = built.recall.get(lang), default.recall.get(lang)
+    if built.name == default.name or theirs is None or (mine is not None and theirs <= mine):
+        return None
+    name = catalogue.language_name(lang)
+    versus = f"vs {mine:.2f}%" if mine is not None else f"vs none published for {built.name} ({built.languages})"
+    return {
+        "model": default.name, "language": lang, "recall": theirs, "index_recall": mine,
+        "note": (f"built with {record_name}; the default is now {default.name} (Crossmodal-3600 recall in {name} "
+                 f"{theirs:.2f}% {versus}): re-index into a new folder to use it:\n"
+                 f"  mmsearch index PATH... --index NEW_FOLDER --model {default.name}"),
+    }
+
+
+def _installed(name: str) -> bool:
+    return (paths.models_dir() / name / "manifest.json").is_file()
+
+
+def _installed_dirs() -> list[Path]:
+    root = paths.models_dir()
+    return sorted(d for d in root.iterdir() if (d / "manifest.json").is_file()) if root.is_dir() else []
+
+
+def _manifest_source(folder: Path) -> str | None:
+    """The repository a bundle was pulled from (its manifest's "source"), without loading the bundle."""
+    import json
+
+    try:
+        source = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return source if isinstance(source, str) else None
 
 
 def installed_models() -> list[Bundle]:
@@ -574,6 +641,8 @@ class Index:
             "index": str(self.path),
             "model": record.name if record else (self._bundle.name if self._bundle else None),
             "model_path": record.path if record else None,
+            # a better default for the user's language than the model the index keeps (None: none)
+            "newer_default": newer_default(record.name, record.path) if record else None,
             "schema_version": self.catalog.schema_version(),
             "roots": [p for _, p in self.catalog.roots()],
             "counts": self.catalog.counts(),

@@ -146,3 +146,14 @@ def model_name(value: str) -> str:
     if not text or text.startswith(".") or any(c in text for c in "/\\\0") or len(text) > 128:
         raise InvalidArgument(f"model name {value!r}: use letters, digits, '-', '_' or '.', not starting with '.'")
     return text
+
+
+def language(value: str) -> str:
+    """A language: an ISO 639 code ("zh") or a locale name ("zh_CN.UTF-8"), as its code."""
+    from .settings import language_code
+
+    code = language_code(str(value))
+    if code is None or not 2 <= len(code) <= 3:
+        raise InvalidArgument(f"language {value!r}: give an ISO 639 code such as en, zh, ja or de "
+                              "(or a locale such as zh_CN.UTF-8)")
+    return code

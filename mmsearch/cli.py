@@ -60,7 +60,12 @@ def index(
              "pillow-heif) and documents (txt, md, pdf).")],
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder "
-                                                                 "[default: clip-vit-b-32, pulled when none is installed].")] = None,
+                                                                 "[default: the default for your language, pulled when "
+                                                                 "none is installed: immich-vit-b-32-laion2b for "
+                                                                 "English, immich-xlm-roberta-b-32 for the others].")] = None,
+    language: Annotated[Optional[str], typer.Option(
+        "--language", help="The language you search in (ISO 639 code: en, zh, ja, de...), which picks the default "
+                           "model of a new index [default: the locale's, LC_ALL, LC_MESSAGES or LANG].")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",
     variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8 [default: fp16 on CUDA, int8 on CPU].")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
@@ -107,8 +112,10 @@ def index(
         arguments.existing_paths(paths)
         arguments.at_least_one("--workers", workers)
         arguments.choice("--engine", engine, arguments.ENGINES)
-        if model is None:  # a new index with no model installed: the default is pulled (asked on a terminal)
-            cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json)
+        if language is not None:
+            language = arguments.language(language)
+        if model is None:  # a new index: the default for the language, pulled where missing (asked on a terminal)
+            model = cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json, language=language)
     except Exception as e:
         _fail_with(e)
 
@@ -293,6 +300,8 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     c = info["counts"]
     typer.echo(f"index:   {printable(info['index'])} ({info['size_bytes'] / 1e6:.1f} MB)")
     typer.echo(f"model:   {printable(str(info['model']))}")
+    if info.get("newer_default"):
+        typer.echo("  " + info["newer_default"]["note"].replace("\n", "\n  "))
     typer.echo("roots:   " + (", ".join(printable(r) for r in info["roots"]) or "none"))
     typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks), {c['errors']} in error")
     from . import ocr
