@@ -25,7 +25,8 @@ CLIP (benchmarks/common.py), the same weights on both sides.
   (its own code: scan, hash, full decode, fp32 ONNX through onnxruntime, SQLite; pointed at this
   ViT-B/32's fp32 towers, at 224 px), the default `mmsearch index` (OCR on where installed) and
   `mmsearch index --no-ocr`, each into a fresh index, in alternating rounds; wall and CPU time of each
-  process, and the ratios to rclip's run of the same round.
+  process, and the ratios to rclip's run of the same round. With `--against GIT_REF`, the default run
+  as of that commit joins each round.
 
 Bar (CPU): mmsearch >= 2.5x the baseline on 4000x3000 JPEGs. GPU bars (`--device cuda`): >= 1,000
 images/s on 4000x3000 and >= 5,000 on 640x480 (needs a large --n to be meaningful).
@@ -228,11 +229,20 @@ def against_rclip(args: argparse.Namespace) -> None:
     index = BENCH_DIR / "rclip-mmsearch-index"
     from benchmarks.quality import mmsearch_command
 
-    runs = {
+    runs: dict[str, list[str] | None] = {
         "rclip": None,
         "mmsearch index (default: OCR on)": [],
         "mmsearch index --no-ocr": ["--no-ocr"],
     }
+    launchers = {what: mmsearch_command() for what in runs}
+    if args.against:  # the same default run as of another commit, in the same rounds
+        from benchmarks.common import checkout
+
+        tree = checkout(args.against)
+        what = f"mmsearch index as of {args.against} (default: OCR on)"
+        runs[what] = []
+        launchers[what] = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); "
+                           "sys.argv[0] = 'mmsearch'; from mmsearch.cli import main; main()"]
     rows: list[dict] = []
     for r in range(args.repeat):
         for what, extra in runs.items():
@@ -252,7 +262,7 @@ def against_rclip(args: argparse.Namespace) -> None:
                     conn.close()
             else:
                 shutil.rmtree(index, ignore_errors=True)
-                cmd = [*mmsearch_command(), "index", str(folder), "--index", str(index), "--model", str(bundle),
+                cmd = [*launchers[what], "index", str(folder), "--index", str(index), "--model", str(bundle),
                        "--json", *extra]
                 done, wall, cpu = _timed(cmd, dict(os.environ))
                 indexed = json.loads(done.stdout)["encoded_items"] if done.returncode == 0 else None

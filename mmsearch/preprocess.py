@@ -61,6 +61,7 @@ class DecodedImage:
     height: int
     taken_at: datetime | None  # EXIF DateTimeOriginal where present: aware when the photo records its offset
     orientation: int | None  # the EXIF orientation tag, where present
+    picture: Image.Image | None = None  # with keep_picture: the upright RGB picture as decoded (draft scale)
 
 
 def draft_size(spec: ImageSpec, width: int, height: int) -> tuple[int, int]:
@@ -286,11 +287,12 @@ def preprocess_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
 
 
 def decode_image(path: Path | str | IO[bytes], spec: ImageSpec, *, draft: bool = True,
-                 decode_limit: int | None = None) -> DecodedImage:
-    """Read one file into the tower's input; raises ImageDecodeError with the reason."""
+                 decode_limit: int | None = None, keep_picture: bool = False) -> DecodedImage:
+    """Read one file into the tower's input; raises ImageDecodeError with the reason. `keep_picture`:
+    keep the picture as decoded too (for another look at it without decoding it again: OCR's glance)."""
     img, width, height, taken_at, orientation = open_image(path, spec, draft=draft, decode_limit=decode_limit)
     try:
         pixels = preprocess_image(img, spec)
     except (OSError, ValueError) as e:
         raise ImageDecodeError(_decode_reason(e)) from None
-    return DecodedImage(pixels, width, height, taken_at, orientation)
+    return DecodedImage(pixels, width, height, taken_at, orientation, img if keep_picture else None)

@@ -148,8 +148,9 @@ def _write_file(run: Run, conn: sqlite3.Connection, r: Record, row: FileRow | No
         catalog.set_file_note(conn, file_id, note)
     if r.kind == "document" and r.scanned is not None and r.digest:
         note = _settle_scanned_pages(run, conn, file_id, r.digest, r.scanned) or note
-    if r.no_words and r.digest:
+    if r.no_words and r.digest:  # looked at as it was decoded: its words are read, and there are none
         catalog.set_ocr_done(conn, file_id, r.digest)
+        t.counted.ocr_read += 1
     if note:
         t.counted.partial.append({"path": display_path(r.path), "reason": note})
     if row is None:

@@ -1,5 +1,10 @@
 """The images step on this machine: photos read, hashed and decoded at draft scale on worker threads,
-encoded in batches; each batch one list of records for the commit."""
+encoded in batches; each batch one list of records for the commit.
+
+Where the run reads words (OCR), each worker also glances at the photo it just decoded, at the draft
+scale the tower needed (ocr.TextReader.worth_reading: no second read or decode): a photo without words
+is committed with its words read (none), so the words step only looks at the pictures that may hold
+some."""
 
 from __future__ import annotations
 
@@ -11,19 +16,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from ..preprocess import DecodedImage, ImageDecodeError, ImageSpec, decode_image
 from ..scanner import hash_bytes
 from .context import Run, Work
 from .records import ENCODE_SLICE, Batch, Record, Task
 from .workers import ordered_map
 
+if TYPE_CHECKING:
+    from ..ocr import TextReader
+
 
 @dataclass
 class Decoded:
-    """A photo as a worker left it: its record, and the tower's input where it decoded."""
+    """A photo as a worker left it: its record, the tower's input where it decoded, and whether it is
+    worth reading in full (None: not glanced at)."""
 
     record: Record
-    image: DecodedImage | None = None
+    pixels: np.ndarray | None = None
+    worth_reading: bool | None = None
 
 
 def read(path: str) -> bytes:
@@ -31,9 +43,20 @@ def read(path: str) -> bytes:
         return f.read()
 
 
-def decode_one(task: Task, spec: ImageSpec) -> Decoded:
+def decode_one(task: Task, spec: ImageSpec, reader: TextReader | None = None) -> Decoded:
+    """A photo read, hashed and decoded; with `reader`, glanced at too (on the decoded picture)."""
     record, data = read_one(task)
-    return Decoded(record, None if data is None else decode_read(record, data, spec))
+    img = None if data is None else decode_read(record, data, spec, keep_picture=reader is not None)
+    out = Decoded(record, None if img is None else img.pixels)
+    if reader is not None and data is not None and img is not None and img.picture is not None:
+        from .. import ocr
+
+        try:
+            out.worth_reading = reader.worth_reading(ocr.look(img.picture, (img.width, img.height), data))
+        except (ImageDecodeError, MemoryError):
+            out.worth_reading = True  # left to the words step, which says why it cannot be read
+        record.no_words = not out.worth_reading
+    return out
 
 
 def read_one(task: Task) -> tuple[Record, bytes | None]:
@@ -55,14 +78,14 @@ def read_one(task: Task) -> tuple[Record, bytes | None]:
     return record, data
 
 
-def decode_read(record: Record, data: bytes, spec: ImageSpec) -> DecodedImage | None:
+def decode_read(record: Record, data: bytes, spec: ImageSpec, keep_picture: bool = False) -> DecodedImage | None:
     """The bytes read_one gave, decoded: the tower's input, with the header's facts in the record (or
     the record in error, with the reason)."""
     if not data:
         record.status, record.error = "error", "empty file (0 bytes)"
         return None
     try:
-        img = decode_image(io.BytesIO(data), spec)
+        img = decode_image(io.BytesIO(data), spec, keep_picture=keep_picture)
     except ImageDecodeError as e:
         record.status, record.error = "error", str(e)
         return None
@@ -95,12 +118,15 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
         return
     workers, batch_size = decode_plan(run.encoders.image.device, run.workers, run.batch_size)
     spec = run.image_spec
+    reader = _glancer(run)
     batch: list[Decoded] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-decode")
     try:
-        for dec in ordered_map(pool, lambda t: decode_one(t, spec), work.images, window=batch_size * 3,
+        for dec in ordered_map(pool, lambda t: decode_one(t, spec, reader), work.images, window=batch_size * 3,
                                cancelled=run.cancelled):
             batch.append(dec)
+            if dec.worth_reading:
+                run.worth_reading.add(dec.record.path)
             run.tick(dec.record.path)
             if len(batch) >= batch_size:
                 yield encoded(run, batch)
@@ -114,10 +140,25 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
         pool.shutdown(wait=not run.cancelled(), cancel_futures=True)
 
 
+def _glancer(run: Run) -> TextReader | None:
+    """The OCR models where the run reads words; None where it does not, or where they cannot be loaded
+    (the words step then says why, after the vectors are committed and saved)."""
+    if not run.encoders.reads_words:
+        return None
+    from ..ocr import OcrError
+
+    try:
+        reader = run.encoders.ocr
+    except OcrError:
+        return None
+    run.report.ocr_device = reader.device
+    return reader
+
+
 def encoded(run: Run, batch: list[Decoded]) -> Batch:
     """The batch's records, its decoded photos encoded (a cancel stops within one slice: what is not
     encoded is left out, and the next run picks it up)."""
-    good = [d for d in batch if d.image is not None]
+    good = [d for d in batch if d.pixels is not None]
     for i in range(0, len(good), ENCODE_SLICE):
         if run.cancelled():
             dropped = {id(d) for d in good[i:]}
@@ -125,7 +166,7 @@ def encoded(run: Run, batch: list[Decoded]) -> Batch:
             break
         run.observe("encode")
         part = good[i : i + ENCODE_SLICE]
-        vectors = run.encoders.image.encode(np.stack([d.image.pixels for d in part if d.image is not None]))
+        vectors = run.encoders.image.encode(np.stack([d.pixels for d in part if d.pixels is not None]))
         for d, vec in zip(part, vectors):
             d.record.vectors = vec[None]
     return [d.record for d in batch]

@@ -3,10 +3,11 @@ picture is searchable by meaning first), the words in pictures and in the pages 
 text layer are read, and committed as Words records.
 
 Pictures: worker threads read and hash each file (it must still be the content the catalog holds),
-decode it small and glance at it (ocr.TextReader.glance); a picture where the glance finds boxes is
-decoded at reading size and the boxes recognised (glance_reads_words); only one where they read as
-words, or a flat one (a screenshot, a scan), is read in full, on this thread; so is a picture the images
-step of this run glanced at already and found worth reading. Batches of pictures are committed in one
+decode it as the images step does and glance at it (ocr.TextReader.worth_reading: the glance, and where
+it finds boxes, their recognition: texture reads as nothing); only a picture where they read as words,
+or a flat one (a screenshot, a scan), is decoded at reading size and read in full, on this thread. A
+picture the images step of this run glanced at already and found worth reading is read in full at
+once; most pictures never come here: the images step committed them with no words to read. Batches of pictures are committed in one
 transaction each: the words as an item of the picture (kind 'ocr', no vector) and the file marked read
 (files.ocr_hash), so a crash or a cancel loses at most the batch in hand, and a picture read once is
 not read again until it changes.
@@ -18,6 +19,7 @@ with its last page. A run that resumes a document reads the pages that have no c
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Generator
@@ -31,7 +33,7 @@ import numpy as np
 from .. import ocr
 from ..catalog import OcrTodo
 from ..chunking import iter_chunks
-from ..preprocess import ImageDecodeError
+from ..preprocess import ImageDecodeError, ImageSpec, open_image
 from ..scanner import hash_bytes, hash_file
 from ..textfiles import DocumentError, Page, render_page, scanned_pages
 from ..tokens import chunk_tokenizer, content_tokens
@@ -75,7 +77,7 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
     batch: list[_Picture] = []
     since = time.monotonic()
     try:
-        prepare = lambda t: _prepare(t, reader, t.path in run.worth_reading)  # noqa: E731
+        prepare = lambda t: _prepare(t, reader, run.image_spec, t.path in run.worth_reading)  # noqa: E731
         for pic in ordered_map(pool, prepare, pictures, window=threads * 4, cancelled=run.cancelled):
             if pic.pixels is not None:
                 run.observe("ocr")
@@ -102,10 +104,11 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
         run.tick(todo.path)
 
 
-def _prepare(todo: OcrTodo, reader: ocr.TextReader, worth_reading: bool) -> _Picture:
-    """On a worker thread: the picture's bytes, checked against the catalog, glanced at, and decoded
-    at reading size where the glance sees something; kept for the full read where one of the glance's
-    boxes reads as words (or the picture is flat). `worth_reading`: glanced at already, by this run."""
+def _prepare(todo: OcrTodo, reader: ocr.TextReader, spec: ImageSpec, glanced: bool) -> _Picture:
+    """On a worker thread: the picture's bytes, checked against the catalog; decoded as the images step
+    decodes it and glanced at (the same look as there, so a picture gets the same answer whichever step
+    glanced: TextReader.worth_reading); decoded at reading size for the full read where that is worth
+    it. `glanced`: this run's images step found it worth reading already."""
     out = _Picture(todo)
     try:
         with open(todo.path, "rb") as f:
@@ -120,20 +123,14 @@ def _prepare(todo: OcrTodo, reader: ocr.TextReader, worth_reading: bool) -> _Pic
         out.left = "changed since it was indexed"  # the next run's scan indexes it again
         return out
     try:
-        if worth_reading:
-            out.pixels = ocr.decode(data, ocr.READ_SIDE)
-            return out
-        jpeg = data[:3] == b"\xff\xd8\xff"
-        pixels = None if jpeg else ocr.decode(data, ocr.READ_SIDE)
-        # A JPEG decodes small at a fraction of the cost: most pictures without words stop at the glance.
-        small = ocr.decode(data, ocr.GATE_SIDE) if pixels is None else ocr.shrunk(pixels, ocr.GATE_SIDE)
-        boxes = reader.glance(small)
-        if boxes is not None and not len(boxes):
-            return out
-        if pixels is None:
-            pixels = ocr.decode(data, ocr.READ_SIDE)
-        if boxes is None or reader.glance_reads_words(pixels, small, boxes):
-            out.pixels = pixels
+        if not glanced:
+            img, width, height, _, _ = open_image(io.BytesIO(data), spec)
+            if not reader.worth_reading(ocr.look(img, (width, height), data)):
+                return out
+            if max(img.size) >= max(width, height):  # decoded whole (not a JPEG's draft): no second decode
+                out.pixels = ocr.shrunk_for_reading(img)
+                return out
+        out.pixels = ocr.decode(data, ocr.READ_SIDE)
     except ImageDecodeError as e:
         out.unreadable = str(e)
     except MemoryError:
