@@ -176,18 +176,10 @@ def targets(scenes: list[dict[str, Any]], claims: list[dict[str, Any]]) -> np.nd
 
 # ------------------------------------------------------------------------------------- tokenizer
 def _train_bpe_tokenizer():
-    """export/tiny.py's train_bpe_tokenizer (the export helper's), loaded even when the package is not installed."""
-    try:
-        from mmsearch_export.tiny import train_bpe_tokenizer  # type: ignore
+    """mmsearch_export/tiny.py's train_bpe_tokenizer (the export helper's)."""
+    from mmsearch_export.tiny import train_bpe_tokenizer
 
-        return train_bpe_tokenizer
-    except ImportError:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("_mmsearch_export_tiny", ROOT / "export" / "tiny.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
-        return mod.train_bpe_tokenizer
+    return train_bpe_tokenizer
 
 
 def build_tokenizer(texts: list[str]):
@@ -427,23 +419,10 @@ def heldout_eval(ckpt: Path, world: Path, log=print) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------- export
 def export(ckpt: Path, out: Path, log=print) -> Path | None:
     try:
-        from mmsearch_export import export_bundle  # type: ignore
-    except ImportError:
-        sys.path.insert(0, str(ROOT))
-        try:
-            import importlib
-
-            pkg = importlib.util.spec_from_file_location("mmsearch_export", ROOT / "export" / "__init__.py",
-                                                         submodule_search_locations=[str(ROOT / "export")])
-            if pkg is None or not (ROOT / "export" / "__init__.py").exists():
-                raise ImportError("export/__init__.py is missing")
-            mod = importlib.util.module_from_spec(pkg)
-            sys.modules["mmsearch_export"] = mod
-            pkg.loader.exec_module(mod)  # type: ignore[union-attr]
-            export_bundle = mod.export_bundle
-        except (ImportError, AttributeError) as e:
-            log(f"export skipped: mmsearch_export.export_bundle is not available ({e})")
-            return None
+        from mmsearch_export import export_bundle
+    except ImportError as e:  # the export extra (torch, transformers) is missing
+        log(f"export skipped: mmsearch_export.export_bundle is not available ({e})")
+        return None
     if out.exists():
         import shutil
 

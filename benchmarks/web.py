@@ -142,10 +142,8 @@ def photo_index(count: int) -> tuple[Path, list[Path]]:
 
 def thumbnail_rows(folder: Path, photos: list[Path]) -> list[dict]:
     from mmsearch import Index
-    from mmsearch.preprocess import set_process_limits
     from mmsearch.web.thumbs import Thumbnails
 
-    set_process_limits()
     rows = []
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(before)})  # one core

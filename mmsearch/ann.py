@@ -164,6 +164,22 @@ class AnnGraph:
         with self._lock:
             return np.asarray(self._index.get_items(ids), dtype=np.float32).reshape(len(ids), self.dim)
 
+    @property
+    def deleted_count(self) -> int:
+        """Slots that removed vectors still take in the graph (and in its saved file) until reused."""
+        return len(self._deleted)
+
+    def rebuilt(self) -> AnnGraph:
+        """A new graph of the live vectors alone: the slots of removed ones given back."""
+        with self._lock:
+            live = sorted(self._live)
+            fresh = AnnGraph(self.dim, M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search)
+            fresh.reserve(len(live))
+            for lo in range(0, len(live), 10_000):
+                ids = live[lo : lo + 10_000]
+                fresh.add(np.asarray(ids, np.int64), self.vectors(ids))
+        return fresh
+
     def ids(self) -> set[int]:
         """Live (not deleted) ids."""
         with self._lock:

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from . import arguments, paths
+from . import arguments, paths, private, settings
 from .bundle import Bundle, BundleError, load_bundle
 from .catalog import Catalog, CatalogError, ItemFile, ModelRecord
 from .errors import InvalidArgument, MmsearchError
-from .filenames import display_path
+from .filenames import display_path, shown
 from .search import Filters, SearchResult, Shard, rank
 from .vectors import VectorStore
 
@@ -38,21 +39,32 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmsearch")
 
 LOCK_FILE = "index.lock"  # held by the one process that writes the index
+# What mmsearch keeps in an index folder: the catalog and its journals, the vector files and their
+# temporary files, the lock, the thumbnails and the shards. A folder given with --index may hold other
+# files too; privacy (private.py) checks and tightens these alone.
+_INDEX_ENTRY = re.compile(r"catalog\.db(-wal|-shm|-journal)?|index\.lock|vectors[-.].*|thumbs|shards")
+
+
+def is_index_entry(name: str) -> bool:
+    return _INDEX_ENTRY.fullmatch(name) is not None
+# How long Index.index() waits for another writer of the same index before IndexBusyError, unless told.
+DEFAULT_WAIT_S = 60.0
 
 
 
-__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "default_model_installed", "installed_models",
-           "resolve_model"]
+__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "default_model", "default_model_installed",
+           "installed_models", "resolve_model"]
 
 
 class IndexBusyError(MmsearchError):
-    pass
+    """Another process (or thread) is writing this index, and waiting for it ran out."""
 
 
-def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
-    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models (None: the default)."""
+def resolve_model(model: str | os.PathLike[str] | None, *, language: str | None = None) -> Bundle:
+    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models (None: the default for
+    `language`, an ISO 639 code, else for the user's locale; see default_model)."""
     if model is None:
-        model = _installed_default() or paths.DEFAULT_MODEL
+        model = default_model(language)
     candidate = Path(model).expanduser()
     if candidate.is_dir():
         return load_bundle(candidate)
@@ -63,29 +75,95 @@ def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
 
     if find(str(model)) is not None:
         hint = f"mmsearch models pull {model}" + ("   (or run `mmsearch index`, which pulls it)"
-                                                  if str(model) == paths.DEFAULT_MODEL else "")
+                                                  if str(model) in (paths.DEFAULT_MODEL, paths.MULTILINGUAL_DEFAULT_MODEL)
+                                                  else "")
     else:
         hint = (f"mmsearch models pull OWNER/REPO --name {model}   (a ready ONNX model on the hub), or\n"
                 f"  mmsearch models import FOLDER --name {model}, or\n"
                 f"  mmsearch export <checkpoint folder or hub id> --name {model}   (needs torch)")
+    others = [b.path.name for b in installed_models()]
     raise MmsearchError(
         f"model '{model}' is not installed (looked for a bundle folder at {candidate} and {installed}). "
-        f"Install it with:\n  {hint}\n(`mmsearch models` lists what is installed, `mmsearch models --available` "
-        "what can be pulled.)"
+        f"Install it with:\n  {hint}\n"
+        + (f"or give one that is installed: {', '.join(others)}\n" if others else "")
+        + "(`mmsearch models` lists what is installed, `mmsearch models --available` what can be pulled.)"
     )
 
 
-def _installed_default() -> str | None:
-    """The default model's name where it is installed; else the default of earlier versions, exported as
-    clip-vit-base-patch32 (the same weights), where that is."""
-    for name in (paths.DEFAULT_MODEL, paths.EXPORTED_DEFAULT_MODEL):
-        if (paths.models_dir() / name / "manifest.json").is_file():
-            return name
-    return None
+def default_model(language: str | None = None) -> str:
+    """The model a new index gets when none is given: the default for `language` (None: the user's
+    locale, see settings.py) where it is installed; else the installed catalogue model with the best
+    published recall in that language, where it is at least the default's; else the default's name
+    (not installed: `mmsearch index` pulls it, the library says how)."""
+    from .models import catalogue
+
+    lang = language if language is not None else settings.current().language
+    return installed_default(lang) or catalogue.default(lang).name
 
 
-def default_model_installed() -> bool:
-    return _installed_default() is not None
+def installed_default(language: str | None) -> str | None:
+    """default_model's installed answer for a language code, or None where it must be pulled."""
+    from .models import catalogue
+
+    lang = language or catalogue.ENGLISH
+    wanted = catalogue.default(lang)
+    if _installed(wanted.name):
+        return wanted.name
+    bar = wanted.recall.get(lang, 0.0)
+    fits = []
+    for bundle_dir in _installed_dirs():
+        entry = catalogue.known(bundle_dir.name, _manifest_source(bundle_dir))
+        if entry is not None and entry.recall.get(lang, -1.0) >= bar:
+            fits.append((entry.recall[lang], bundle_dir.name))
+    return max(fits)[1] if fits else None
+
+
+def default_model_installed(language: str | None = None) -> bool:
+    lang = language if language is not None else settings.current().language
+    return installed_default(lang) is not None
+
+
+def newer_default(record_name: str | None, record_path: str | None, language: str | None = None) -> dict[str, Any] | None:
+    """Where an index was built with a catalogued model and the default for the language (None: the
+    locale's) has a better published recall in it: the default, both figures and what to do."""
+    from .models import catalogue
+
+    lang = (language if language is not None else settings.current().language) or catalogue.ENGLISH
+    built = catalogue.known(record_name, _manifest_source(Path(record_path)) if record_path else None)
+    if built is None:
+        return None  # a model of one's own: nothing published to compare
+    default = catalogue.default(lang)
+    mine, theirs = built.recall.get(lang), default.recall.get(lang)
+    if built.name == default.name or theirs is None or (mine is not None and theirs <= mine):
+        return None
+    name = catalogue.language_name(lang)
+    versus = f"vs {mine:.2f}%" if mine is not None else f"vs none published for {built.name} ({built.languages})"
+    return {
+        "model": default.name, "language": lang, "recall": theirs, "index_recall": mine,
+        "note": (f"built with {record_name}; the default is now {default.name} (Crossmodal-3600 recall in {name} "
+                 f"{theirs:.2f}% {versus}): re-index into a new folder to use it:\n"
+                 f"  mmsearch index PATH... --index NEW_FOLDER --model {default.name}"),
+    }
+
+
+def _installed(name: str) -> bool:
+    return (paths.models_dir() / name / "manifest.json").is_file()
+
+
+def _installed_dirs() -> list[Path]:
+    root = paths.models_dir()
+    return sorted(d for d in root.iterdir() if (d / "manifest.json").is_file()) if root.is_dir() else []
+
+
+def _manifest_source(folder: Path) -> str | None:
+    """The repository a bundle was pulled from (its manifest's "source"), without loading the bundle."""
+    import json
+
+    try:
+        source = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return source if isinstance(source, str) else None
 
 
 def installed_models() -> list[Bundle]:
@@ -130,6 +208,9 @@ class Index:
             except BundleError as e:
                 raise MmsearchError(str(e)) from None
         try:
+            if not readonly:
+                # Before anything is written: another account's index is refused, a loose one tightened.
+                private.claim(self.path, "index", is_index_entry)
             self.catalog = Catalog(self.path, readonly=readonly)
         except CatalogError as e:
             raise MmsearchError(str(e)) from None
@@ -247,12 +328,14 @@ class Index:
     def index(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
               include_hidden: bool = False, progress: ProgressFn | None = None,
               cancel: Callable[[], bool] | None = None, workers: int | None = None,
-              wait: float | None = None, on_wait: Callable[[], None] | None = None,
+              wait: float | None = DEFAULT_WAIT_S, on_wait: Callable[[], None] | None = None,
               observe: Observer | None = None, ocr: bool | None = None, engine: str = "local",
               ray_address: str | None = None, shard_dir: str | os.PathLike[str] | None = None,
               shard_files: int | None = None) -> IndexReport:
         """Index (or update) these folders and return what changed. Only one run at a time writes
-        an index: another waits up to `wait` seconds (None: as long as it takes), after `on_wait()`.
+        an index: another waits up to `wait` seconds (default DEFAULT_WAIT_S, one minute; None: as long
+        as it takes; 0: not at all), then raises IndexBusyError. When it has to wait it calls `on_wait()`
+        first (default: one log line on the "mmsearch" logger).
         `observe(step)` is called as the run enters each step (see ingest.report.Observer).
         `ocr`: read the words in pictures and scanned pages after the rest is indexed; None: when
         OCR is installed (`mmsearch[ocr]`), True: it must be (else an error says how), False: not.
@@ -320,17 +403,21 @@ class Index:
              observe: Observer | None = None, ocr: tuple[bool, str | None] = (False, "OCR is off"),
              engine: Any = None) -> IndexReport:
         """A run over checked roots, under the index's write lock (see index and update)."""
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         from .ingest import Encoders, Run, run_index
 
         reads_words, ocr_off = ocr
-        lock = FileLock(str(self.path / LOCK_FILE))
+        lock = self._write_lock()
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            if on_wait:
-                on_wait()
+            if wait != 0:
+                if on_wait is None:
+                    log.info("%s: another run is writing this index; waiting %s", self.path,
+                             "for it to finish" if wait is None else f"up to {wait:g} s")
+                else:
+                    on_wait()
             try:
                 lock.acquire(timeout=-1 if wait is None else wait)
             except Timeout:
@@ -351,7 +438,10 @@ class Index:
                 run.cancelled = cancel
             if observe is not None:
                 run.observe = observe
-            return run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=engine, within=within)
+            report = run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=engine, within=within)
+            if not report.cancelled:
+                self.catalog.compact()  # past its threshold only: the room of what this run removed
+            return report
         finally:
             vectors.end_writing()
             lock.release()
@@ -380,9 +470,7 @@ class Index:
         if not roots:
             known = ", ".join(p for _, p in self.catalog.roots()) or "none"
             raise MmsearchError(f"{target}: not an indexed root (roots: {known})")
-        from filelock import FileLock
-
-        with FileLock(str(self.path / LOCK_FILE)):
+        with self._write_lock():
             vectors = self.vectors
             vectors.begin_writing()
             try:
@@ -392,9 +480,46 @@ class Index:
                     vectors.remove(removed_items)
                     dropped += files
                 vectors.save()
+                self.catalog.compact()
             finally:
                 vectors.end_writing()
         return dropped
+
+    def compact(self) -> dict[str, int]:
+        """Give the room of removed files back to the file system now: the catalog rewritten without its
+        free pages, the vector graph without the slots of removed vectors. (Runs and forgets do it by
+        themselves once that room passes a quarter of the file.) Crash-safe like every write; waits for
+        a run writing the index. Returns the folder's size before and after, in bytes."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        from filelock import Timeout
+
+        before = self.size_bytes()
+        lock = self._write_lock()
+        try:
+            lock.acquire(timeout=DEFAULT_WAIT_S)
+        except Timeout:
+            raise IndexBusyError(f"{self.path}: another `mmsearch index` is writing this index; try again when it "
+                                 "finishes") from None
+        vectors = self.vectors
+        try:
+            vectors.begin_writing()
+            vectors.save(compact=True)
+            self.catalog.compact(force=True)
+        finally:
+            vectors.end_writing()
+            lock.release()
+        return {"before_bytes": before, "after_bytes": self.size_bytes()}
+
+    def size_bytes(self) -> int:
+        """What the index folder takes on disk (its files, not the thumbnails' cache)."""
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+
+    def _write_lock(self) -> Any:
+        """The lock of the one process that writes the index (created 0600, as everything in it)."""
+        from filelock import FileLock
+
+        return FileLock(str(self.path / LOCK_FILE), mode=private.FILE_MODE)
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -408,6 +533,7 @@ class Index:
         app drops a search the user has typed past)."""
         text, mode = arguments.query(text, image, mode)
         filters = Filters.checked(k, type, under, after, before)
+        self._check_under(filters.under)
         _stop_if(cancel)
         vector, mode = self.encode_query(text, image, mode)
         _stop_if(cancel)
@@ -430,17 +556,15 @@ class Index:
                 else:
                     vector = loaded.encode([text])[0]
         elif image is not None:
-            from .preprocess import decode_image
+            from .preprocess import QUERY_MAX_PIXELS, decode_image
 
             # (Opening the image tower on a thread while this one decodes was measured: no gain, the
             # two compete for the same cores; decoding at draft scale takes a few ms.)
-            image = arguments.user_path(image)
+            image = arguments.image_file(image)
             try:
-                decoded = decode_image(image, self.bundle.image_spec)
-            except FileNotFoundError:
-                raise MmsearchError(f"{display_path(image)}: no such file") from None
+                decoded = decode_image(image, self.bundle.image_spec, decode_limit=QUERY_MAX_PIXELS)
             except Exception as e:
-                raise MmsearchError(f"{display_path(image)}: {e}") from None
+                raise MmsearchError(f"{shown(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
             mode = "vector"
         return vector, mode
@@ -451,15 +575,28 @@ class Index:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
         target = arguments.user_path(path)
         filters = Filters.checked(k, type, under, after, before)
+        self._check_under(filters.under)
         found = self.stored_vector(target)
         if found is None:
             raise MmsearchError(
-                f"{display_path(target)}: not in this index. Index it first, or search by its content: "
+                f"{shown(target)}: not in this index. Index it first, or search by its content: "
                 "`mmsearch query --image FILE` (library: Index.search(image=...))"
             )
         file_id, vector = found
         return rank(self.catalog, self.vectors, query_vector=vector, query_text=None, k=k, filters=filters,
                     mode="vector", exclude_file=file_id)
+
+    def _check_under(self, under: str | None) -> None:
+        """A folder to search under that neither exists nor holds anything indexed is a typo: said so,
+        rather than "no results". (A folder that is gone, an unplugged drive, still holds its files in
+        the index, and is searched.)"""
+        if under is None or os.path.exists(under):
+            return
+        inside = under.rstrip(os.sep) + os.sep
+        for _, root in self.catalog.roots():
+            if root == under or root.startswith(inside) or under.startswith(root.rstrip(os.sep) + os.sep):
+                return
+        raise InvalidArgument(f"under {shown(under)}: no such folder, and nothing indexed is there")
 
     def stored_vector(self, path: str) -> tuple[int, Any] | None:
         """(file id, its vector) for an indexed file, None where this index does not hold it."""
@@ -467,11 +604,11 @@ class Index:
         if row is None:
             return None
         if row.status != "indexed":
-            raise MmsearchError(f"{display_path(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
+            raise MmsearchError(f"{shown(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
         vector = self.catalog.file_vector(row.id)
         if vector is None:
-            raise MmsearchError(f"{display_path(path)}: has no vector to compare: its pages have no text layer "
+            raise MmsearchError(f"{shown(path)}: has no vector to compare: its pages have no text layer "
                                 "and their words are not read yet (OCR: pip install 'mmsearch[ocr]', then "
                                 "`mmsearch index` again)")
         return row.id, vector
@@ -480,20 +617,56 @@ class Index:
 
     def item(self, item_id: int) -> ItemFile | None:
         """An item with its file's row (None: no such item, or gone since)."""
+        if not 0 < item_id < 2**63:  # SQLite's integers: past them is no item, not an OverflowError
+            return None
         return self.catalog.item_file(item_id)
 
     @staticmethod
     def picture(item: ItemFile, fit: int) -> Any:
         """What an item shows, as an upright RGB PIL image whose long side reaches at least `fit` pixels
-        (a photo decoded at the smallest scale that does) or is `fit` (a PDF chunk's page, drawn). Raises
-        MmsearchError where it cannot be drawn, OSError where the file cannot be read."""
-        if item.kind == "image":
-            from .preprocess import open_image
+        (a photo decoded at the smallest scale that does) or is `fit` (a PDF chunk's page, drawn), made
+        from the file only while it is the one indexed (`open_file`). Raises FileGoneError or
+        FileChangedError where it is not, MmsearchError where it cannot be drawn."""
+        from .serving import open_indexed
 
-            return open_image(item.fs_path, fit=fit)[0]
-        from .textfiles import render_page
+        with open_indexed(item) as f:
+            if item.kind == "image":
+                from .preprocess import open_image
 
-        return render_page(Path(item.fs_path), item.page or 1, fit)
+                return open_image(f, fit=fit)[0]
+            from .textfiles import render_page
+
+            return render_page(Path(item.path), item.page or 1, fit, file=f)
+
+    @staticmethod
+    def open_file(item: ItemFile) -> IO[bytes]:
+        """An item's file opened for reading, only while its path holds the file that was indexed (the same
+        size, mtime and change time, a regular file; see serving.py): what an app serves of an index.
+        Raises FileGoneError or FileChangedError saying why not."""
+        from .serving import open_indexed
+
+        return open_indexed(item)
+
+    @staticmethod
+    def file_text(item: ItemFile) -> Iterator[str]:
+        """A text document's text as it is written, decoded as indexing decoded it (a file in cp1252 or
+        Shift_JIS reads as it should), from the file only while it is the one indexed."""
+        from .serving import open_indexed
+        from .textfiles import decode_text
+
+        f = open_indexed(item)  # now: a file that is not the one indexed is said before any text
+
+        def text() -> Iterator[str]:
+            with f:
+                yield from decode_text(f, item.path)
+
+        return text()
+
+    def recent(self, k: int = 24, *, type: str = "image") -> list[ItemFile]:
+        """The k newest files of a kind ("image" or "document"), by their date: the capture time where
+        a photo records one, else the modification time."""
+        arguments.at_least_one("k", k)
+        return self.catalog.recent_items(arguments.choice("type", type, ("image", "document")), k)
 
     def thumbnail(self, item_id: int, size: int = 256) -> Any:
         """A picture of an item (a result's `item_id`) for an app to show: an upright RGB PIL image whose
@@ -534,12 +707,14 @@ class Index:
     def status(self) -> dict[str, Any]:
         from .watch import running as watch_running
 
-        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        size = self.size_bytes()
         record = self.catalog.model_record()
         return {
             "index": str(self.path),
             "model": record.name if record else (self._bundle.name if self._bundle else None),
             "model_path": record.path if record else None,
+            # a better default for the user's language than the model the index keeps (None: none)
+            "newer_default": newer_default(record.name, record.path) if record else None,
             "schema_version": self.catalog.schema_version(),
             "roots": [p for _, p in self.catalog.roots()],
             "counts": self.catalog.counts(),
@@ -548,6 +723,8 @@ class Index:
             "runs": self.catalog.runs(10),  # the last ten, newest first
             "errors": self.catalog.errors(),
             "watch": watch_running(self.path),  # {"pid", "roots", "since"} of the watch keeping it current
+            # Whose the index is and what in it other accounts may read (the text of every document).
+            "access": private.inspect(self.path, is_index_entry).to_dict(),
         }
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Sequence
 from datetime import datetime
 
 from .errors import InvalidArgument
-from .filenames import display_path
+from .filenames import shown
 
 DEVICES = ("auto", "cpu", "cuda")
 TYPES = ("all", "image", "document")
@@ -95,8 +96,33 @@ def existing_paths(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         raise InvalidArgument("give at least one folder or file to index")
     missing = [p for p in out if not os.path.exists(p)]
     if missing:
-        names = ", ".join(display_path(p) for p in missing)
+        names = ", ".join(shown(p) for p in missing)
         raise InvalidArgument(f"{names}: no such folder or file; nothing was indexed")
+    for p in out:
+        mode = os.stat(p).st_mode
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            from .media import special_file_kind
+
+            raise InvalidArgument(f"{shown(p)}: is {special_file_kind(mode)}, neither a folder nor a file to "
+                                  "index; nothing was indexed")
+    return out
+
+
+def image_file(path: str | os.PathLike[str]) -> str:
+    """A picture to search by: an existing regular file (a FIFO or a device would never end the read)."""
+    out = user_path(path)
+    try:
+        mode = os.stat(out).st_mode
+    except FileNotFoundError:
+        raise InvalidArgument(f"{shown(out)}: no such file") from None
+    except OSError as e:
+        raise InvalidArgument(f"{shown(out)}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise InvalidArgument(f"{shown(out)}: is a folder; give a picture to search by")
+    if not stat.S_ISREG(mode):
+        from .media import special_file_kind
+
+        raise InvalidArgument(f"{shown(out)}: is {special_file_kind(mode)}, not a picture to search by")
     return out
 
 
@@ -120,3 +146,14 @@ def model_name(value: str) -> str:
     if not text or text.startswith(".") or any(c in text for c in "/\\\0") or len(text) > 128:
         raise InvalidArgument(f"model name {value!r}: use letters, digits, '-', '_' or '.', not starting with '.'")
     return text
+
+
+def language(value: str) -> str:
+    """A language: an ISO 639 code ("zh") or a locale name ("zh_CN.UTF-8"), as its code."""
+    from .settings import language_code
+
+    code = language_code(str(value))
+    if code is None or not 2 <= len(code) <= 3:
+        raise InvalidArgument(f"language {value!r}: give an ISO 639 code such as en, zh, ja or de "
+                              "(or a locale such as zh_CN.UTF-8)")
+    return code

@@ -233,13 +233,16 @@ class Bundle:
             raise BundleError(f"{path}: missing from the bundle (listed in its manifest)")
         return path
 
+    def listed_files(self) -> dict[str, dict[str, Any]]:
+        """Every file the manifest lists (the towers of each variant, the tokenizer, the references):
+        relative name -> its entry (sha256, bytes)."""
+        out = {self.manifest["variants"][v][t]["file"]: self.manifest["variants"][v][t]
+               for v in self.variants for t in TOWERS}
+        return {**out, **self.manifest.get("files", {})}
+
     def verify_all(self) -> None:
         """Hash every file the manifest lists, ignoring the remembered stamps."""
-        for variant in self.variants:
-            for tower in TOWERS:
-                entry = self.manifest["variants"][variant][tower]
-                self._verify(self.path / entry["file"], entry, force=True)
-        for name, entry in self.manifest.get("files", {}).items():
+        for name, entry in self.listed_files().items():
             self._verify(self.path / name, entry, force=True)
 
     def _verify(self, path: Path, entry: dict[str, Any], force: bool = False) -> None:

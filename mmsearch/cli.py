@@ -14,6 +14,7 @@ import typer
 
 from . import cli_models, cli_query
 from .cli_query import fail as _fail_with
+from .filenames import printable
 
 app = typer.Typer(
     help="Find your photos and documents by meaning. Index folders once, then query them with words or a picture.\n\n"
@@ -29,8 +30,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help=cli_query.JSON.help)]
 app.add_typer(cli_models.app, name="models")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"mmsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print the version and exit.")] = False) -> None:
+    pass
+
+
 def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"Error: {message}", err=True)
+    typer.echo(f"Error: {printable(message, keep_newlines=True)}", err=True)
     raise typer.Exit(code)
 
 
@@ -45,7 +60,12 @@ def index(
              "pillow-heif) and documents (txt, md, pdf).")],
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder "
-                                                                 "[default: clip-vit-b-32, pulled when none is installed].")] = None,
+                                                                 "[default: the default for your language, pulled when "
+                                                                 "none is installed: immich-vit-b-32-laion2b for "
+                                                                 "English, immich-xlm-roberta-b-32 for the others].")] = None,
+    language: Annotated[Optional[str], typer.Option(
+        "--language", help="The language you search in (ISO 639 code: en, zh, ja, de...), which picks the default "
+                           "model of a new index [default: the locale's, LC_ALL, LC_MESSAGES or LANG].")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",
     variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8 [default: fp16 on CUDA, int8 on CPU].")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
@@ -85,9 +105,6 @@ def index(
     import sqlite3
 
     from . import arguments
-    from .preprocess import set_process_limits
-
-    set_process_limits()
     from .api import Index, IndexBusyError
     from .catalog import CatalogWriteError
 
@@ -95,8 +112,10 @@ def index(
         arguments.existing_paths(paths)
         arguments.at_least_one("--workers", workers)
         arguments.choice("--engine", engine, arguments.ENGINES)
-        if model is None:  # a new index with no model installed: the default is pulled (asked on a terminal)
-            cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json)
+        if language is not None:
+            language = arguments.language(language)
+        if model is None:  # a new index: the default for the language, pulled where missing (asked on a terminal)
+            model = cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json, language=language)
     except Exception as e:
         _fail_with(e)
 
@@ -202,11 +221,11 @@ def _print_report(report) -> None:
     # output is not wrapped.
     typer.echo(
         f"added {report.added}, updated {report.updated}, moved {report.moved}, removed {report.removed}, "
-        f"unchanged {report.unchanged}, skipped {report.skipped}, errors {len(report.errors)} "
+        f"unchanged {report.unchanged}, errors {len(report.errors)} "
         f"({report.seconds:.1f}s{', ' + report.device if report.device else ''})"
     )
     for err in report.errors[:20]:
-        typer.echo(f"  skipped {err['path']}: {err['reason']}")
+        typer.echo(f"  skipped {printable(err['path'])}: {printable(err['reason'])}")
     if len(report.errors) > 20:
         typer.echo(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
     if report.ocr_read or (report.ocr_left and report.ocr_device):
@@ -214,7 +233,7 @@ def _print_report(report) -> None:
                    + (f"; {report.ocr_left} files left to read" if report.ocr_left else "")
                    + (f" ({report.ocr_device})" if report.ocr_device else ""))
     for note in report.partial:
-        typer.echo(f"  partly indexed {note['path']}: {note['reason']}")
+        typer.echo(f"  partly indexed {printable(note['path'])}: {printable(note['reason'])}")
 
 
 def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
@@ -279,9 +298,11 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(info, indent=2))
         return
     c = info["counts"]
-    typer.echo(f"index:   {info['index']} ({info['size_bytes'] / 1e6:.1f} MB)")
-    typer.echo(f"model:   {info['model']}")
-    typer.echo("roots:   " + (", ".join(info["roots"]) or "none"))
+    typer.echo(f"index:   {printable(info['index'])} ({info['size_bytes'] / 1e6:.1f} MB)")
+    typer.echo(f"model:   {printable(str(info['model']))}")
+    if info.get("newer_default"):
+        typer.echo("  " + info["newer_default"]["note"].replace("\n", "\n  "))
+    typer.echo("roots:   " + (", ".join(printable(r) for r in info["roots"]) or "none"))
     typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks), {c['errors']} in error")
     from . import ocr
 
@@ -289,17 +310,18 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if c["words_to_read"] and not ocr.installed():
         left += f" (OCR is not installed: {ocr.INSTALL_HINT})"
     typer.echo(f"words:   found in {c['pictures_with_words']} pictures{left}")
+    typer.echo(f"access:  {info['access']['summary']}")
     if info["watch"]:
         w = info["watch"]
         typer.echo(f"watch:   running since {w['since']} (pid {w['pid']}): "
-                   + ", ".join(str(r) for r in w["roots"]))
+                   + ", ".join(printable(str(r)) for r in w["roots"]))
     if info["last_run"]:
         r = info["last_run"]
         typer.echo(f"last run: {r['started_at']} ({r['status']})")
         for note in (r.get("summary") or {}).get("partial", []):
-            typer.echo(f"  partly indexed: {note['path']}: {note['reason']}")
+            typer.echo(f"  partly indexed: {printable(note['path'])}: {printable(note['reason'])}")
     for err in info["errors"]:
-        typer.echo(f"  error: {err['path']}: {err['reason']}")
+        typer.echo(f"  error: {printable(err['path'])}: {printable(err['reason'])}")
 
 
 @app.command()
@@ -319,6 +341,10 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest image to search by.")] = 20,
     thumbnail_cache_mb: Annotated[float, typer.Option(
         "--thumbnail-cache-mb", help="Bound of the thumbnail cache in the index folder.")] = 512,
+    tls_cert: Annotated[Optional[Path], typer.Option(
+        "--tls-cert", help="Serve HTTPS with this certificate (PEM, its chain); with --tls-key. Without them the "
+                           "server speaks plain HTTP, which other machines on the network can read.")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Search in your browser: a local web app over the index, with thumbnails, the index's status and
     "index now" (needs `pip install 'mmsearch[web]'`)."""
@@ -329,7 +355,8 @@ def serve(
     try:
         run_server(index_dir=index_dir, host=host, port=port, open_browser=open_browser, allow_remote=allow_remote,
                    allow_hosts=tuple(allow_host or ()), model=model, max_upload_mb=max_upload_mb,
-                   thumbnail_cache_mb=thumbnail_cache_mb, echo=typer.echo)
+                   thumbnail_cache_mb=thumbnail_cache_mb, tls_cert=tls_cert and tls_cert.expanduser(),
+                   tls_key=tls_key and tls_key.expanduser(), echo=typer.echo)
     except KeyboardInterrupt:
         pass
     except Exception as e:
@@ -372,7 +399,7 @@ def watch(
             typer.echo(f"{when} {what}: added {r.added}, updated {r.updated}, moved {r.moved}, removed {r.removed}, "
                        f"errors {len(r.errors)} ({r.seconds:.1f}s)")
         elif event.kind == "error":
-            typer.echo(f"{when} error: {str(event.error or '')}", err=True)
+            typer.echo(f"{when} error: {printable(event.error or '')}", err=True)
         else:
             typer.echo(f"{when} {event.kind}", err=True)
 
@@ -380,12 +407,12 @@ def watch(
         if paths:
             arguments.existing_paths(paths)
         if model is None and paths:
-            cli_models.ensure_default_model(index_dir, yes=True, quiet=as_json)
+            model = cli_models.ensure_default_model(index_dir, yes=True, quiet=as_json)
         with Index(index_dir, model=model) as idx:
             running = idx.watch(paths or None, on_event=say, settle=settle, exclude=exclude or (),
                                 include_hidden=hidden)
             if not as_json:
-                typer.echo(f"Watching {', '.join(str(r) for r in running.roots)} for {idx.path} "
+                typer.echo(f"Watching {', '.join(printable(str(r)) for r in running.roots)} for {printable(str(idx.path))} "
                            "(Ctrl-C to stop)", err=True)
             while running.running and not stop.is_set():
                 stop.wait(0.5)
@@ -409,7 +436,30 @@ def forget(path: Annotated[Path, typer.Argument(help="An indexed root (a folder 
             dropped = idx.forget(path)
     except Exception as e:
         _fail_with(e)
-    typer.echo(json.dumps({"forgotten": str(path), "files": dropped}) if as_json else f"Forgot {path}: {dropped} files.")
+    typer.echo(json.dumps({"forgotten": str(path), "files": dropped}) if as_json
+               else f"Forgot {printable(str(path))}: {dropped} files.")
+
+
+@app.command()
+def compact(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Give the room of removed files back to the disk now: the catalog rewritten without its free pages,
+    the vector graph without the slots of removed vectors. Runs and forgets do this by themselves once
+    that room passes a quarter of the index; safe to stop at any point."""
+    from . import paths
+    from .api import Index
+
+    folder = index_dir.expanduser() if index_dir else paths.default_index_dir()
+    if not (folder / "catalog.db").exists():
+        _fail(f"{folder}: no index here, nothing to compact")
+    try:
+        with Index(index_dir) as idx:
+            sizes = idx.compact()
+    except Exception as e:
+        _fail_with(e)
+    if as_json:
+        typer.echo(json.dumps(sizes))
+    else:
+        typer.echo(f"{sizes['before_bytes'] / 1e6:.1f} MB -> {sizes['after_bytes'] / 1e6:.1f} MB")
 
 
 @app.command()
@@ -438,14 +488,17 @@ def export(
 
 
 @app.command()
-def doctor(as_json: JsonOpt = False) -> None:
+def doctor(index_dir: Annotated[Optional[Path], typer.Option(
+               "--index", help="The index folder whose permissions to check [default: the default index].")] = None,
+           as_json: JsonOpt = False) -> None:
     """What this machine can do: onnxruntime providers, CUDA, HEIC support, OCR, installed models,
-    and whether each model's int8 towers passed their check on this CPU."""
+    whether each model's int8 towers passed their check on this CPU, and whether the index and the
+    caches are private to you."""
     from .doctor import diagnose
     from .errors import MmsearchError
 
     try:
-        info = diagnose()
+        info = diagnose(index_dir.expanduser() if index_dir else None)
     except MmsearchError as e:  # installed without its [cpu] or [gpu] extra
         _fail(str(e))
     both, ok, why, checks = info["onnxruntime_packages_clash"], info["cuda"], info["cuda_reason"], info["int8_checks"]
@@ -469,6 +522,8 @@ def doctor(as_json: JsonOpt = False) -> None:
                    f"{'CUDA' if ok else 'the CPU'}")
     typer.echo(f"CPU: {info['cpu']}")
     typer.echo(f"MMSEARCH_HOME: {info['home']}; models: {', '.join(info['models']) or 'none'}")
+    for name, found in info["access"].items():
+        typer.echo(f"{name} {found['folder']}: {found['summary'] if 'summary' in found else 'none yet'}")
     for c in checks:
         what = f"  {c['model']} {c['variant']} {c['tower']} tower on this CPU: "
         if c["verdict"] is None:

@@ -19,10 +19,6 @@ def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, m
     library checks every value; its errors become one line and an exit code (see fail)."""
     if (text is None) == (image is None):
         _exit("give either TEXT or --image FILE (one of them)", 2)
-    if image is not None:
-        from .preprocess import set_process_limits
-
-        set_process_limits()
     try:
         with open_indexes(index_dir, model=model, device=device, variant=variant) as idx:
             hits = idx.search(text, image=image, k=k, type=type_, under=under, after=after, before=before, mode=mode)
@@ -54,7 +50,9 @@ def fail(error: Exception) -> None:
 
 
 def _exit(message: str, code: int = 1) -> None:
-    sys.stderr.write(f"Error: {message}\n")
+    from .filenames import printable
+
+    sys.stderr.write(f"Error: {printable(message, keep_newlines=True)}\n")
     raise SystemExit(code)
 
 
@@ -69,12 +67,12 @@ def write_hits(hits, as_json: bool) -> None:
     if not hits:
         sys.stdout.write("No results.\n")
         return
-    from .filenames import display_path
+    from .filenames import printable, shown
 
     rows = [("#", hits[0].score_kind, "kind", "path", "snippet")]  # one scale per output: its name heads the column
     for h in hits:
-        where = display_path(h.path) + (f" (p. {h.page})" if h.page else "")
-        rows.append((str(h.rank), f"{h.score:.4g}", h.kind, where, (h.snippet or "").replace("\n", " ")))
+        where = shown(h.path) + (f" (p. {h.page})" if h.page else "")
+        rows.append((str(h.rank), f"{h.score:.4g}", h.kind, where, printable((h.snippet or "").replace("\n", " "))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join([*(r[i].rjust(widths[i]) if i < 2 else r[i].ljust(widths[i]) for i in range(4)), r[4]]).rstrip()
              for r in rows]

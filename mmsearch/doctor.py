@@ -1,18 +1,21 @@
 """What this machine can do for mmsearch (`mmsearch doctor`): onnxruntime and its providers, CUDA, the
-CPU's instruction set and the int8 checks of the installed models, HEIC support, OCR, MMSEARCH_HOME."""
+CPU's instruction set and the int8 checks of the installed models, HEIC support, OCR, MMSEARCH_HOME, and
+who else can read the index and the caches."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 
-def diagnose() -> dict[str, Any]:
-    """The facts `mmsearch doctor` prints (and `--json` gives as they are). Raises MmsearchError where
-    onnxruntime is not installed (mmsearch installed without its [cpu] or [gpu] extra)."""
-    from . import int8_check, ocr, paths
-    from .api import installed_models
+def diagnose(index_dir: Path | None = None) -> dict[str, Any]:
+    """The facts `mmsearch doctor` prints (and `--json` gives as they are); `index_dir`: the index whose
+    permissions to check (default: the default index). Raises MmsearchError where onnxruntime is not
+    installed (mmsearch installed without its [cpu] or [gpu] extra)."""
+    from . import int8_check, ocr, paths, private
+    from .api import installed_models, is_index_entry
     from .bundle import TOWERS
     from .media import heif_supported
     from .runtime import cuda_works, ort
@@ -26,6 +29,7 @@ def diagnose() -> dict[str, Any]:
                 checks.append({"model": bundle.name, "variant": variant, "tower": tower,
                                **({"verdict": None} if verdict is None else
                                   {"verdict": "pass" if verdict.passed else "fail", **asdict(verdict)})})
+    places = {"index": (index_dir or paths.default_index_dir(), is_index_entry), "cache": (paths.cache_dir(), None)}
     return {
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
@@ -39,6 +43,9 @@ def diagnose() -> dict[str, Any]:
         "models": [p.name for p in paths.models_dir().iterdir()] if paths.models_dir().is_dir() else [],
         "int8_checks": checks,
         "onnxruntime_packages_clash": both_onnxruntimes(),
+        # Who else can read what mmsearch keeps: the index (every document's text) and the caches.
+        "access": {name: {"folder": str(folder), **(private.inspect(folder, ours).to_dict() if folder.is_dir() else {})}
+                   for name, (folder, ours) in places.items()},
     }
 
 

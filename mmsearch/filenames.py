@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 
 
 def is_utf8(path: str) -> bool:
@@ -44,3 +45,28 @@ def json_fields(path: str) -> dict[str, str]:
         return {"path": path, "path_encoding": "utf-8"}
     return {"path": display_path(path), "path_encoding": "bytes",
             "path_bytes_b64": base64.b64encode(os.fsencode(path)).decode("ascii")}
+
+
+# C0 and C1 control characters and DEL: in a file name (or a document's text) they would reach the
+# terminal as commands (ESC starts an escape sequence that can retitle or repaint it; CR and LF forge
+# lines), so printed output shows them escaped.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """Text as it may be printed to a terminal: control characters escaped (\\n, \\r, \\t, else \\xNN);
+    `keep_newlines` for a message whose own lines are meant (its paths escaped already, by shown)."""
+
+    def escape(m: re.Match[str]) -> str:
+        c = m.group()
+        if keep_newlines and c == "\n":
+            return c
+        return _NAMED.get(c, f"\\x{ord(c):02x}")
+
+    return _CONTROLS.sub(escape, text)
+
+
+def shown(path: str) -> str:
+    """A path as printed: its display form with control characters escaped."""
+    return printable(display_path(path))

@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from . import private
 from .bundle import Bundle
 
 log = logging.getLogger("mmsearch")
 
-MIN_COSINE = 0.98  # the export gate's int8 bar (export/validate.py), where the manifest names none
+MIN_COSINE = 0.98  # the export gate's int8 bar (mmsearch_export/validate.py), where the manifest names none
 N_IMAGES = 8
 REFERENCE_TEXTS = (
     "a photo of a red car",
@@ -115,10 +116,10 @@ def isa_summary(flags: tuple[str, ...] | None = None) -> str:
 def _verdict_path(bundle: Bundle, variant: str, tower: str) -> Path:
     import onnxruntime as ort
 
-    from .paths import home
+    from .paths import cache_dir
 
     key = "|".join((bundle.manifest_sha256, variant, tower, ",".join(isa_flags()), ort.__version__))
-    return home() / "cache" / "int8-check" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    return cache_dir() / "int8-check" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 def cached_verdict(bundle: Bundle, variant: str, tower: str) -> Verdict | None:
@@ -132,11 +133,13 @@ def cached_verdict(bundle: Bundle, variant: str, tower: str) -> Verdict | None:
 def _save(bundle: Bundle, verdict: Verdict) -> None:
     path = _verdict_path(bundle, verdict.variant, verdict.tower)
     try:  # best effort: an unwritable home costs a check per session, never the session
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.claim(path.parent.parent, "cache")  # 0700, an old cache made private
+        private.make_folder(path.parent)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(verdict)) + "\n")
+        with private.open_file(tmp, "w") as f:
+            f.write(json.dumps(asdict(verdict)) + "\n")
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, private.NotOwnerError) as e:
         log.debug("%s: verdict not cached (%s)", path, e)
 
 

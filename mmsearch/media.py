@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import mimetypes
 import os
+import stat
 from functools import lru_cache
 
 DOCUMENT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".pdf"})
@@ -39,3 +40,14 @@ def kind_of(name: str) -> str | None:
 def media_type(path: str) -> str | None:
     suffix = os.path.splitext(path)[1].lower()
     return _TYPES.get(suffix) or mimetypes.types_map.get(suffix)
+
+
+def special_file_kind(mode: int) -> str:
+    """What a path that is neither a regular file nor a folder is, in words (from its st_mode)."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"

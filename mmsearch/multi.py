@@ -20,7 +20,7 @@ from typing import Any
 from . import arguments
 from .api import Index
 from .errors import InvalidArgument, MmsearchError
-from .filenames import display_path
+from .filenames import shown
 from .search import Filters, SearchResult, rank_many
 
 __all__ = ["MultiIndex"]
@@ -91,7 +91,7 @@ class MultiIndex:
         held = [(idx, f) for idx, f in found if f is not None]
         if not held:
             raise MmsearchError(
-                f"{display_path(target)}: in none of these indexes. Index it first, or search by its content: "
+                f"{shown(target)}: in none of these indexes. Index it first, or search by its content: "
                 "`mmsearch query --image FILE` (library: MultiIndex.search(image=...))"
             )
         vector = held[0][1][1]

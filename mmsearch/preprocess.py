@@ -7,7 +7,13 @@ mean/std, channels first. tests/test_preprocess.py holds them to transformers' o
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import stat
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime
@@ -18,12 +24,16 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .bundle import ImageSpec
-from .media import heif_supported
+from .media import heif_supported, special_file_kind
 from .errors import MmsearchError
 
-# Images declaring more pixels are refused before decoding (decompression bombs). The library leaves
-# Pillow's own settings to the app that embeds it; the CLI (an app) sets Pillow's limit to this.
+# Images declaring more pixels are refused before decoding (decompression bombs): one limit for the CLI,
+# the web app and an app that embeds the library, which leaves Pillow's own process-wide limit alone.
 MAX_PIXELS = 250_000_000
+# A picture to search by is decoded for a 224-pixel tower: at most this many pixels are decoded for it
+# (a JPEG counts at the reduced scale its decoder draws it at, so any photo fits; a PNG or WebP is decoded
+# whole, ~3 bytes a pixel, so a bigger one is refused rather than costing a server ~1 GB for a query).
+QUERY_MAX_PIXELS = 40_000_000
 
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -73,30 +83,41 @@ def _short_side_target(spec: ImageSpec) -> int:
 
 
 def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, draft: bool = True,
-               fit: int | None = None) -> tuple[Image.Image, int, int, datetime | None, int | None]:
+               fit: int | None = None, decode_limit: int | None = None
+               ) -> tuple[Image.Image, int, int, datetime | None, int | None]:
     """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows,
-    or, with `fit` (for display), at the smallest scale whose longest side still reaches `fit` pixels."""
+    or, with `fit` (for display), at the smallest scale whose longest side still reaches `fit` pixels.
+    An image declaring more than MAX_PIXELS is refused before it is decoded, and one whose decode (at that
+    reduced scale) would be more than `decode_limit` pixels too."""
     _register_heif()
+    size = (0, 0)
     try:
-        img: Image.Image = Image.open(path)
-        width, height = img.size
-        if width * height > MAX_PIXELS:
-            raise ImageDecodeError(f"declares {width}x{height} pixels, more than mmsearch decodes ({MAX_PIXELS:,})")
-        exif = img.getexif()
-        orientation = exif.get(_EXIF_ORIENTATION)
-        taken_at = _exif_datetime(exif)
-        if draft and img.format == "JPEG":
-            if fit is not None:
-                scale = min(1.0, fit / max(width, height))
-                img.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
-            elif spec is not None:
-                img.draft("RGB", draft_size(spec, width, height))
-        img.seek(0)  # first frame of an animation
-        img.load()
+        with _source(path) as (fp, name):
+            img = _identify(fp, name)
+            width, height = size = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageDecodeError(too_many_pixels(width, height))
+            if draft and img.format == "JPEG":
+                if fit is not None:
+                    scale = min(1.0, fit / max(width, height))
+                    img.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+                elif spec is not None:
+                    img.draft("RGB", draft_size(spec, width, height))
+            # Before the EXIF: a PNG's getexif() decodes the whole image to reach a chunk after the pixels.
+            if decode_limit is not None and img.size[0] * img.size[1] > decode_limit:
+                raise ImageDecodeError(f"is {width}x{height} pixels, more than a picture to search by may be "
+                                       f"({decode_limit / 1e6:g} million decoded); scale it down first")
+            exif = img.getexif()
+            orientation = exif.get(_EXIF_ORIENTATION)
+            taken_at = _exif_datetime(exif)
+            img.seek(0)  # first frame of an animation
+            img.load()
     except ImageDecodeError:
         raise
-    except Image.DecompressionBombError as e:
-        raise ImageDecodeError(f"too many pixels ({e})") from None
+    except Image.DecompressionBombError:  # a frame inside (a GIF's, an icon's) past Pillow's own limit
+        raise ImageDecodeError(too_many_pixels(*size)) from None
+    except IsADirectoryError:
+        raise ImageDecodeError("is a folder, not an image") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as e:
         raise ImageDecodeError(_decode_reason(e)) from None
     if orientation in (5, 6, 7, 8):  # rotated 90 degrees: the upright picture is height x width
@@ -105,14 +126,54 @@ def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, d
     return _to_rgb(img), width, height, taken_at, orientation if isinstance(orientation, int) else None
 
 
-def set_process_limits() -> None:
-    """For an app (the CLI calls it): Pillow's own decompression-bomb limit set to MAX_PIXELS, and its
-    warning for images between its default limit and that one silenced. Process-wide Pillow settings:
-    the library itself never changes them."""
-    import warnings
+def too_many_pixels(width: int, height: int) -> str:
+    """The one message for an image past the limit, wherever it is met."""
+    return f"declares {width}x{height} pixels, more than mmsearch decodes ({MAX_PIXELS:,})"
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+@contextmanager
+def _source(path: Path | str | IO[bytes]) -> Iterator[tuple[IO[bytes], str]]:
+    """A path opened for reading (and closed after), or a file object used as it is. Only a regular
+    file is read: a FIFO, a socket or a device would block the read or never end."""
+    if not isinstance(path, (str, os.PathLike)):
+        yield path, ""
+        return
+    name = os.fspath(path)
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO's open does not wait
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", name)
+        if not stat.S_ISREG(mode):
+            raise ImageDecodeError(f"is {special_file_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        fp = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fp:
+        yield fp, name
+
+
+def _identify(fp: IO[bytes], name: str) -> Image.Image:
+    """What Image.open does, less its check of the size against Image.MAX_IMAGE_PIXELS: that setting is
+    process-wide and belongs to the application (an app embedding mmsearch may set it as it likes), so
+    mmsearch applies its own limit, MAX_PIXELS, to the size the header declares (open_image): the CLI,
+    the web app and an embedding app refuse the same images with the same message."""
+    prefix = fp.read(16)
+    for load in (Image.preinit, Image.init):  # the common formats first, then every plugin
+        load()
+        for fmt in list(Image.ID):
+            factory, accept = Image.OPEN[fmt]
+            verdict = accept(prefix) if accept else True
+            if not verdict or isinstance(verdict, str):
+                continue
+            fp.seek(0)
+            try:
+                return factory(fp, name)
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue
+    raise Image.UnidentifiedImageError(f"cannot identify image file {name!r}")
 
 
 @lru_cache(maxsize=1)
@@ -226,10 +287,10 @@ def preprocess_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
 
 
 def decode_image(path: Path | str | IO[bytes], spec: ImageSpec, *, draft: bool = True,
-                 keep_picture: bool = False) -> DecodedImage:
+                 decode_limit: int | None = None, keep_picture: bool = False) -> DecodedImage:
     """Read one file into the tower's input; raises ImageDecodeError with the reason. `keep_picture`:
     keep the picture as decoded too (for another look at it without decoding it again: OCR's glance)."""
-    img, width, height, taken_at, orientation = open_image(path, spec, draft=draft)
+    img, width, height, taken_at, orientation = open_image(path, spec, draft=draft, decode_limit=decode_limit)
     try:
         pixels = preprocess_image(img, spec)
     except (OSError, ValueError) as e:

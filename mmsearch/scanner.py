@@ -19,6 +19,7 @@ class FoundFile:
     size: int
     mtime_ns: int
     kind: str  # "image" | "document"
+    ctime_ns: int | None = None  # the inode's change time (change_time): who may write a file sets its mtime, not this
 
 
 @dataclass
@@ -35,10 +36,13 @@ class Plan:
     changed: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
     unchanged: int = 0  # counted, not kept: a re-run over a million unchanged files holds none of them
     missing: list[FileRow] = field(default_factory=list)
-    failed: int = 0  # in error before and unchanged since
+    failed: list[FileRow] = field(default_factory=list)  # in error before and unchanged since
     moved: list[tuple[FoundFile, FileRow]] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
 
+
+# A folder holding this file is an mmsearch index (catalog.py's CATALOG_FILE) and is never indexed.
+INDEX_MARK = "catalog.db"
 
 def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
          problems: list[ScanProblem] | None = None, base: str | None = None) -> Iterator[FoundFile]:
@@ -70,6 +74,8 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
         except OSError as e:  # vanished or unreadable folder: say so, keep going
             problems.append(ScanProblem(folder, f"cannot list folder ({e.strerror or e})"))
             continue
+        if folder != root and any(e.name == INDEX_MARK for e in entries):
+            continue  # an mmsearch index kept among the photos: its thumbnails are not photos
         subdirs = []
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):
@@ -94,7 +100,7 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
-            yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind)
+            yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind, change_time(st))
         stack.extend(reversed(subdirs))
 
 
@@ -161,13 +167,25 @@ def _single_file(path: str, problems: list[ScanProblem]) -> Iterator[FoundFile]:
     except OSError as e:
         problems.append(ScanProblem(path, f"cannot stat ({e.strerror or e})"))
         return
-    yield FoundFile(os.path.abspath(path), st.st_size, st.st_mtime_ns, kind)
+    yield FoundFile(os.path.abspath(path), st.st_size, st.st_mtime_ns, kind, change_time(st))
+
+
+def change_time(st: os.stat_result) -> int | None:
+    """The time the kernel last changed the inode (Windows: its creation time): no one sets it, so a file
+    swapped in with the size and mtime of the one indexed still differs here."""
+    if os.name == "nt":
+        return getattr(st, "st_birthtime_ns", None)
+    return st.st_ctime_ns
 
 
 def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, FileRow]],
-         rows_of_root: Callable[[], Iterable[FileRow]], hash_file: Callable[[str], str | None]) -> Plan:
-    """Compare a scan of one root with the catalog, streaming. Files whose size and mtime match are
-    unchanged; a new file whose content hash equals a vanished file's is a move (its vectors are kept).
+         rows_of_root: Callable[[], Iterable[FileRow]], hash_file: Callable[[str], str | None],
+         record_ctimes: Callable[[list[tuple[int, int]]], None] | None = None) -> Plan:
+    """Compare a scan of one root with the catalog, streaming. Files whose size, mtime and change time
+    match are unchanged; a file whose change time alone differs (a chmod, another inode put in its place)
+    is changed: its content is hashed again, and kept as it is where the hash is the same. A new file
+    whose content hash equals a vanished file's is a move (its vectors are kept).
+    record_ctimes(pairs): (file id, change time) of unchanged files indexed before change times were kept.
 
     lookup(paths): the indexed files among paths, under any root, so a file indexed under another
     root that overlaps this one (~/photos and ~/photos/2024) is judged like this root's own and
@@ -180,6 +198,7 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
 
     def judge() -> None:
         rows = lookup([f.path for f in batch])
+        unrecorded = []
         for f in batch:
             row = rows.get(f.path)
             if row is None:
@@ -189,12 +208,18 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
             if row.size == f.size and row.mtime_ns == f.mtime_ns and (row.status == "indexed" or row.content_hash):
                 # A file that failed before and has not changed is not retried (its error stays listed),
                 # unless it could not even be read: a chmod or a remount changes no mtime.
-                if row.status == "indexed":
+                if row.status != "indexed":
+                    result.failed.append(row)
+                elif row.ctime_ns is None or f.ctime_ns is None or row.ctime_ns == f.ctime_ns:
                     result.unchanged += 1
+                    if row.ctime_ns is None and f.ctime_ns is not None:
+                        unrecorded.append((row.id, f.ctime_ns))
                 else:
-                    result.failed += 1
+                    result.changed.append((f, row))
             else:
                 result.changed.append((f, row))
+        if unrecorded and record_ctimes is not None:
+            record_ctimes(unrecorded)
         batch.clear()
 
     for f in found:

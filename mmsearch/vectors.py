@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import flatfile
+from . import flatfile, private
 from .ann import AnnError, AnnGraph, Hits
 from .flatfile import FlatFileError, FlatVectors
 
@@ -50,6 +50,10 @@ _LEGACY = ("vectors.hnsw", "vectors.hnsw.json")  # the single-file layout of ear
 # A process scans the flat file for its first search; past this many vectors, later searches load the
 # graph (0.25 ms a search at 100k, against ~10 ms to scan 100k x 512 and 0.5-0.7 s to load the graph).
 FLAT_SCAN_MAX = 10_000
+# A save rebuilds the graph without the slots of removed vectors once they are this share of it: the
+# saved graph holds every slot, live or not, so deleting a large document would otherwise leave its
+# vectors' room in the file until later adds happen to reuse it.
+COMPACT_SHARE = 0.25
 # A filter that leaves at most this many items is ranked exactly, not by a graph walk that rejects
 # most nodes.
 EXACT_LIMIT = 50_000
@@ -235,21 +239,29 @@ class VectorStore:
         with self._lock:
             return self._current_graph().ids()
 
-    def save(self) -> None:
+    def save(self, *, compact: bool = False) -> None:
         """Write the graph and the flat file under new names, then the stamp that names them, then drop
         the old files: a crash at any point leaves the last complete save in force. Nothing to do when
-        nothing changed since the last save."""
+        nothing changed since the last save. The graph is rebuilt without the room of removed vectors
+        first when they are COMPACT_SHARE of it (or any, with `compact`)."""
         with self._lock:
+            graph = self._writable_graph()
+            deleted = graph.deleted_count
+            if deleted and (compact or deleted >= COMPACT_SHARE * (deleted + len(graph))):
+                log.info("%s: giving back the room of %d removed vectors", self.folder, deleted)
+                graph = self._graph = graph.rebuilt()
+                self._dirty = True
             if not self._dirty and self._read_stamp() is not None:
                 return
-            graph = self._writable_graph()
             generation = self.catalog.generation()  # read first: the stamp may lag the catalog, never lead
             stamp = self._read_stamp()
             number = (int(stamp["save"]) + 1) if stamp else 1
             names = {"graph": f"vectors-{number}.hnsw", "flat": f"vectors-{number}.npy"}
             tmp = {part: self.folder / f"{name}.tmp-{os.getpid()}" for part, name in names.items()}
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private.make_folder(self.folder)
             try:
+                for path in tmp.values():
+                    private.empty_file(path)  # 0600 before hnswlib and NumPy write them (they keep the mode)
                 graph.save(tmp["graph"])
                 ids = sorted(graph.ids())
                 flatfile.write(tmp["flat"], self.dim, len(ids), (
@@ -332,7 +344,7 @@ def _hnswlib_version() -> str:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as f:
+    with private.open_file(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

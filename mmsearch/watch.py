@@ -23,13 +23,25 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from . import private
 from .errors import MmsearchError
 
 if TYPE_CHECKING:
-    from .api import Index
     from .ingest import IndexReport
+
+
+class Index(Protocol):
+    """What a watch needs of an index (api.Index; a protocol, since the index is above this module)."""
+
+    path: Path
+
+    def index(self, paths_: Iterable[str], *, exclude: Iterable[str], include_hidden: bool,
+              cancel: Callable[[], bool] | None, wait: float | None) -> IndexReport: ...
+
+    def update(self, paths_: Iterable[str], *, exclude: Iterable[str], include_hidden: bool,
+               cancel: Callable[[], bool] | None) -> IndexReport: ...
 
 log = logging.getLogger("mmsearch")
 
@@ -88,13 +100,13 @@ class Watch:
         from watchdog.observers import Observer
 
         # Taken on the caller's thread, released on the watch's own: not a thread-local lock.
-        lock = FileLock(str(Path(self.index.path) / WATCH_LOCK), thread_local=False)
+        lock = FileLock(str(Path(self.index.path) / WATCH_LOCK), mode=private.FILE_MODE, thread_local=False)
         try:
             lock.acquire(timeout=0)
         except Timeout:
             raise WatchError(f"{self.index.path}: another `mmsearch watch` keeps this index current already") from None
         self._lock = lock
-        with open(Path(self.index.path, WATCH_LOCK + ".json"), "w") as f:
+        with private.open_file(Path(self.index.path, WATCH_LOCK + ".json"), "w", encoding="utf-8") as f:
             json.dump({"pid": os.getpid(), "roots": self.roots, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f)
         try:
             self._observer = Observer()
@@ -253,7 +265,7 @@ def running(index_folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     folder = Path(index_folder)
     if not (folder / WATCH_LOCK).exists():
         return None
-    probe = FileLock(str(folder / WATCH_LOCK), thread_local=False)
+    probe = FileLock(str(folder / WATCH_LOCK), mode=private.FILE_MODE, thread_local=False)
     try:
         probe.acquire(timeout=0)
     except Timeout:

@@ -7,32 +7,11 @@ them are skipped with that reason.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _ensure_export_package() -> None:
-    """`mmsearch_export` is the export/ folder (pyproject maps it); make it importable from a
-    checkout that was not pip-installed."""
-    try:
-        import mmsearch_export  # noqa: F401
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            "mmsearch_export", ROOT / "export" / "__init__.py", submodule_search_locations=[str(ROOT / "export")]
-        )
-        if spec is None or spec.loader is None:
-            return
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["mmsearch_export"] = module
-        spec.loader.exec_module(module)
-
-
-_ensure_export_package()
 
 
 @pytest.fixture(scope="session", autouse=True)

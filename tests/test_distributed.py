@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from engine_helpers import make_collection, picture, scanned_pdf, sign
+from test_private import modes, open_to_others
 
 from mmsearch import Index, ocr
 
@@ -46,7 +47,11 @@ def cluster():
     need_ray()
     from ray_cluster import Cluster
 
-    c = Cluster(head_cpus=1, workers=1, worker_cpus=1)
+    old = os.umask(0)  # the nodes' workers write the shards: with the most permissive umask (test_private.py)
+    try:
+        c = Cluster(head_cpus=1, workers=1, worker_cpus=1)
+    finally:
+        os.umask(old)
     try:
         c.wait_for_nodes(2)
         yield c
@@ -129,7 +134,7 @@ def indexed(cluster, bundle, tmp_path_factory):
 def test_a_ray_run_makes_the_index_a_local_run_makes(indexed):
     root, photos, local, report = indexed
     assert report["device"] == "ray: cpu"
-    for key in ("added", "updated", "removed", "unchanged", "skipped", "encoded_items"):
+    for key in ("added", "updated", "removed", "unchanged", "encoded_items"):
         assert report[key] == getattr(local, key), key
     assert sorted(map(str, report["errors"])) == sorted(map(str, local.errors)) and len(report["errors"]) == 2
     assert files(root / "ray") == files(root / "local")  # same files, statuses, reasons, hashes, sizes
@@ -153,11 +158,23 @@ def test_a_ray_run_makes_the_index_a_local_run_makes(indexed):
 
 def test_a_ray_run_is_incremental(cluster, bundle, tmp_path):
     photos, index = make_world(tmp_path), tmp_path / "index"
+    shard_dir, seen = index / "shards", {}
     with Index(index, model=bundle) as idx:
-        first = idx.index([photos], engine="ray", ray_address=cluster.address, shard_files=4)
+        old = os.umask(0)  # the most permissive umask, on the driver as on the workers (the cluster fixture)
+        try:
+            first = idx.index([photos], engine="ray", ray_address=cluster.address, shard_files=4,
+                              observe=lambda step: seen.update(modes(shard_dir) if step == "commit" else {}))
+            seen.update(modes(index))
+        finally:
+            os.umask(old)
         assert first.added == 19 and len(first.errors) == 2 and first.encoded_items > 19  # the long text: chunks
+        # Private: the shards (each looked at as it was committed) and the folder's own files, as the index.
+        assert sum(p.endswith(".parquet") for p in seen) >= 5 and str(shard_dir / "committed.txt") in seen
+        assert "catalog.db-wal" in {os.path.basename(p) for p in seen} and seen[str(shard_dir)] == 0o700
+        assert open_to_others(seen) == {}
         again = idx.index([photos], engine="ray", ray_address=cluster.address)
-        assert again.unchanged == 19 and again.skipped == 2 and again.encoded_items == 0
+        assert again.unchanged == 19 and len(again.errors) == 2 and again.encoded_items == 0
+        assert sorted(map(str, again.errors)) == sorted(map(str, first.errors))  # counted and listed alike
         assert again.device is None  # nothing was sent to the cluster
         os.utime(photos / "img0.jpg", (time.time() + 5, time.time() + 5))  # touched, same content
         picture(500).save(photos / "sub" / "img1.png")  # new content
@@ -169,7 +186,7 @@ def test_a_ray_run_is_incremental(cluster, bundle, tmp_path):
     # img0 is read and hashed on the cluster and found unchanged: its vectors stay; the copies take the
     # vectors the index has for their content; only img1 is encoded.
     assert (changed.added, changed.updated, changed.removed, changed.unchanged) == (2, 1, 1, 17)
-    assert changed.encoded_items == 1 and changed.errors == []
+    assert changed.encoded_items == 1 and sorted(map(str, changed.errors)) == sorted(map(str, first.errors))
     after = vectors(index)
     assert np.array_equal(after[str(photos / "img0.jpg")], before[str(photos / "img0.jpg")])
     assert not np.allclose(after[str(photos / "sub" / "img1.png")], before[str(photos / "sub" / "img1.png")])

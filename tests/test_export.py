@@ -156,7 +156,7 @@ def test_clip_towers_have_fused_attention(tiny_clip_bundle: Path) -> None:
 
 
 def test_siglip_towers_have_fused_attention(tiny_siglip_bundle: Path) -> None:
-    # The image tower's attention-pooling head is written out in export/towers.py so that shape
+    # The image tower's attention-pooling head is written out in mmsearch_export/towers.py so that shape
     # inference, and with it every fusion in the tower, works (transformers' head blocked them all).
     fused = _manifest(tiny_siglip_bundle)["variants"]["fp32"]["fused"]
     assert fused["image"]["Attention"] == 2 and fused["image"]["SkipLayerNormalization"] > 0

@@ -26,7 +26,7 @@ def test_plan_streams_through_lookups_and_keeps_only_changes():
         return {p: by_path[p] for p in paths if p in by_path}
 
     p = plan(iter(found), lookup, lambda: iter(mine), lambda path: "same" if path.endswith("new-name.jpg") else "x")
-    assert p.unchanged == 2 and p.failed == 1  # a.jpg and the other root's c.jpg; err.jpg stays as it is
+    assert p.unchanged == 2 and [r.fs_path for r in p.failed] == ["/r/err.jpg"]  # a.jpg and the other root's c.jpg; err.jpg stays as it is
     assert [(f.path, r.id) for f, r in p.changed] == [("/r/b.jpg", 1_000)]
     assert [f.path for f in p.new] == ["/r/new.jpg"]
     assert [(f.path, r.id) for f, r in p.moved] == [("/r/new-name.jpg", 7)]  # same content, new name
@@ -50,7 +50,7 @@ def test_a_file_that_could_not_be_read_is_retried_without_a_touch():
     rows = {r.fs_path: r for r in (unread, corrupt)}
     p = plan(iter(found), lambda paths: {q: rows[q] for q in paths if q in rows}, lambda: iter(rows.values()),
              lambda path: None)
-    assert [f.path for f, _ in p.changed] == ["/r/locked.jpg"] and p.failed == 1
+    assert [f.path for f, _ in p.changed] == ["/r/locked.jpg"] and p.failed == [corrupt]
 
 
 class _CountingRow(FileRow):
@@ -75,3 +75,18 @@ def test_moves_are_planned_in_linear_time():
     assert len(p.moved) == n and not p.missing and not p.new
     assert all(f.path.rsplit("/", 1)[1] == r.fs_path.rsplit("/", 1)[1] for f, r in p.moved)
     assert _CountingRow.compared < n  # list.remove per move compared ~n*n/2 rows
+
+
+def test_an_index_kept_among_the_photos_is_not_indexed(tmp_path, toyclip):
+    """`mmsearch index ~/photos --index ~/photos/index`: the index's thumbnails are not photos."""
+    from engine_helpers import make_collection, picture
+    from mmsearch import Index
+
+    photos = tmp_path / "photos"
+    make_collection(photos, n_images=2, docs={})
+    with Index(photos / "index", model=toyclip) as idx:
+        (photos / "index" / "thumbs").mkdir()
+        picture(9).save(photos / "index" / "thumbs" / "thumb.jpg")
+        first = idx.index([photos])
+        found = {h.path for h in idx.search("x", mode="vector", k=10)}
+        assert first.added == 2 and not [p for p in found if p.startswith(str(photos / "index"))]

@@ -115,14 +115,14 @@ def _write_file(run: Run, conn: sqlite3.Connection, r: Record, row: FileRow | No
         copied = True
     if r.status == "touched":
         assert row is not None
-        catalog.touch_file(conn, row.id, r.size, r.mtime_ns)
+        catalog.touch_file(conn, row.id, r.size, r.mtime_ns, r.ctime_ns)
         t.counted.unchanged += 1
         return
     if r.status == "error":
         assert r.error is not None
         _, gone = catalog.put_file(conn, path=r.path, root_id=r.root_id, size=r.size, mtime_ns=r.mtime_ns,
                                    content_hash=r.digest, kind=r.kind, media_type=media_type(r.path), status="error",
-                                   error=r.error)
+                                   error=r.error, ctime_ns=r.ctime_ns)
         t.removed += gone
         t.counted.error(r.path, r.error)
         return
@@ -131,7 +131,8 @@ def _write_file(run: Run, conn: sqlite3.Connection, r: Record, row: FileRow | No
         fields = dict(width=r.width, height=r.height, orientation=r.orientation,
                       taken_at=datetime.fromisoformat(r.taken_at) if r.taken_at else None)
     file_id, gone = catalog.put_file(conn, path=r.path, root_id=r.root_id, size=r.size, mtime_ns=r.mtime_ns,
-                                     content_hash=r.digest, kind=r.kind, media_type=media_type(r.path), **fields)
+                                     content_hash=r.digest, kind=r.kind, media_type=media_type(r.path),
+                                     ctime_ns=r.ctime_ns, **fields)
     t.removed += gone
     if r.vectors is not None:
         t.added(catalog.add_items(conn, file_id, r.kind, r.vectors, r.chunks if r.kind == "document" else None),

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import private
 from ..bundle import Bundle
 from ..errors import MmsearchError, first_line
+from ..filenames import display_path
 from ..scanner import Plan
 from .context import Run, Work
 from .records import Batch, Task
@@ -90,7 +92,9 @@ class RayEngine:
         from . import shards  # pyarrow, imported by a run that uses Ray only (after import_ray)
 
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # The shards hold the index's text and vectors. A folder given with --shard-dir may hold other
+            # files: only the shard folder's own are checked and tightened.
+            private.claim(self.folder, "shard folder", _shard_entry)
             owner = self.folder / OWNER
             if owner.exists():
                 serves = json.loads(owner.read_text()).get("index")
@@ -98,7 +102,8 @@ class RayEngine:
                     raise MmsearchError(f"{self.folder}: this shard folder serves the index {serves}; give each index "
                                         "its own --shard-dir")
             else:
-                owner.write_text(json.dumps({"index": str(self.index_folder)}))
+                with private.open_file(owner, "w") as f:
+                    f.write(json.dumps({"index": str(self.index_folder)}))
         except OSError as e:
             raise MmsearchError(f"{self.folder}: cannot use it as the shard folder ({e.strerror or e})") from None
         shards.remove_temporaries(self.folder)
@@ -128,8 +133,10 @@ class RayEngine:
             if path not in judged:
                 if indexed:
                     run.report.unchanged -= 1
-                else:
-                    run.report.skipped -= 1
+                else:  # listed by resume and again by the plan: the plan's entry goes
+                    shown = display_path(path)
+                    last = max(i for i, e in enumerate(run.report.errors) if e["path"] == shown)
+                    del run.report.errors[last]
         self._resumed.clear()
 
     def _tidy(self) -> None:
@@ -259,7 +266,7 @@ class RayEngine:
             path.unlink(missing_ok=True)
             return
         yield list(records)
-        with open(self.folder / LEDGER, "a") as f:
+        with private.open_file(self.folder / LEDGER, "a") as f:
             f.write(path.name + "\n")
         path.unlink(missing_ok=True)
         if resumed:
@@ -275,6 +282,10 @@ def _cluster_failed(e: Exception) -> MmsearchError:
     why = first_line(cause if isinstance(cause, BaseException) else e)
     return MmsearchError(f"the Ray cluster could not finish the run ({why}); every shard it finished is committed: "
                          "fix the cause and run the same command to resume")
+
+
+def _shard_entry(name: str) -> bool:
+    return name.endswith(".parquet") or name.startswith(".tmp-") or name in (LEDGER, OWNER)
 
 
 def _item(task: Task) -> dict[str, Any]:

@@ -118,9 +118,7 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
         return
     workers, batch_size = decode_plan(run.encoders.image.device, run.workers, run.batch_size)
     spec = run.image_spec
-    reader = run.encoders.ocr if run.encoders.reads_words else None
-    if reader is not None:
-        run.report.ocr_device = reader.device
+    reader = _glancer(run)
     batch: list[Decoded] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-decode")
     try:
@@ -140,6 +138,21 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
     finally:
         # On a cancel, queued decodes are dropped and running ones are not waited for here.
         pool.shutdown(wait=not run.cancelled(), cancel_futures=True)
+
+
+def _glancer(run: Run) -> TextReader | None:
+    """The OCR models where the run reads words; None where it does not, or where they cannot be loaded
+    (the words step then says why, after the vectors are committed and saved)."""
+    if not run.encoders.reads_words:
+        return None
+    from ..ocr import OcrError
+
+    try:
+        reader = run.encoders.ocr
+    except OcrError:
+        return None
+    run.report.ocr_device = reader.device
+    return reader
 
 
 def encoded(run: Run, batch: list[Decoded]) -> Batch:

@@ -35,6 +35,7 @@ class Record:
     size: int
     mtime_ns: int
     planned: Planned | None  # None: a new file
+    ctime_ns: int | None = None  # the inode's change time as scanned (None: not known, a shard's record)
     status: str = "indexed"
     digest: str | None = None
     error: str | None = None
@@ -59,7 +60,7 @@ class Record:
         """A record for a task of the plan, before anything is known of its content."""
         root_id, found, old = task
         planned = None if old is None else (old.size, old.mtime_ns, old.content_hash, old.status)
-        return cls(found.path, root_id, found.kind, found.size, found.mtime_ns, planned)
+        return cls(found.path, root_id, found.kind, found.size, found.mtime_ns, planned, found.ctime_ns)
 
     @property
     def unchanged_content(self) -> bool:

@@ -18,7 +18,6 @@ class IndexReport:
     removed: int = 0
     moved: int = 0
     unchanged: int = 0
-    skipped: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     partial: list[dict[str, str]] = field(default_factory=list)  # documents indexed only in part, and why
     encoded_items: int = 0
@@ -40,7 +39,7 @@ class IndexReport:
 
     def add(self, other: IndexReport) -> None:
         """What another part of the run counted (a committed transaction), added to this."""
-        for name in ("added", "updated", "removed", "moved", "unchanged", "skipped", "encoded_items", "ocr_read",
+        for name in ("added", "updated", "removed", "moved", "unchanged", "encoded_items", "ocr_read",
                      "ocr_with_words"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors

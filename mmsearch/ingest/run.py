@@ -122,7 +122,8 @@ def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), in
         for root_id, p in plans:
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += p.unchanged
-            report.skipped += p.failed
+            for row in p.failed:  # listed again, with their reason: each run counts the files in error alike
+                report.error(row.fs_path, catalog.file_error(row.id) or "could not be indexed")
         engine.planned(run, [p for _, p in plans])
         work = Work(roots=[root_id for root_id, _ in plans])
         for root_id, p in plans:
@@ -202,7 +203,7 @@ def _scanned_roots(run: Run, roots: list[str], exclude: list[str], include_hidde
             rows = functools.partial(catalog.files_under, scopes[root])
         scan = _scanned(found, run.progress, run.cancelled, run.observe)
         try:
-            p = plan(scan, catalog.files_by_path, rows, hash_file)
+            p = plan(scan, catalog.files_by_path, rows, hash_file, functools.partial(_record_ctimes, catalog))
         except _ScanCancelled:
             break
         _keep_unreadable(p, problems)
@@ -226,6 +227,11 @@ def _scopes(roots: list[str], within: list[str]) -> dict[str, list[str]]:
 
 class _ScanCancelled(Exception):
     pass
+
+
+def _record_ctimes(catalog: Catalog, ctimes: list[tuple[int, int]]) -> None:
+    with catalog.write() as conn:
+        catalog.record_ctimes(conn, ctimes)
 
 
 def _scanned(found: Iterable[FoundFile], progress: ProgressFn, cancelled: Callable[[], bool],
@@ -285,7 +291,7 @@ def _apply_moves_and_deletes(catalog: Catalog, vectors: VectorStore, p: Plan, ro
         return
     with catalog.write() as conn:
         for f, row in p.moved:
-            catalog.move_file(conn, row.id, f.path, root_id, f.size, f.mtime_ns)
+            catalog.move_file(conn, row.id, f.path, root_id, f.size, f.mtime_ns, f.ctime_ns)
         removed = catalog.delete_files(conn, [row.id for row in p.missing])
     vectors.remove(removed)
     report.moved += len(p.moved)

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import private
 from ..errors import MmsearchError
 from .records import Record
 
@@ -83,8 +84,9 @@ def write_shard(folder: str | os.PathLike[str], kind: str, rows: Sequence[Record
     table = _table(rows, dim, manifest_sha256)
     tmp = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{name}"
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb+") as f:
+        with private.open_file(tmp, "wb") as f:  # 0600 whatever the worker's umask
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
             os.fsync(f.fileno())  # on disk before it has its name: a crash leaves no empty shard
         os.replace(tmp, folder / name)
     finally:

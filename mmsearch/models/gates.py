@@ -1,4 +1,4 @@
-"""The gates every bundle variant passes, shared by the export step (export/validate.py, against
+"""The gates every bundle variant passes, shared by the export step (mmsearch_export/validate.py, against
 PyTorch) and `mmsearch models pull/import` (models/build.py, against the pulled fp32 graph): the bars,
 the captioned images they are measured on, and the text->image top-1 agreement. No torch here.
 

@@ -419,7 +419,7 @@ def _hf_pad_id(tokenizer: Any, tokenizer_config: dict[str, Any], tokenizer_path:
 
 def hf_image_spec(cfg: dict[str, Any], path: Path, family: str, image_size: Any, config_path: Path) -> dict[str, Any]:
     """A transformers image processor config as the processor applies it (the same translation as the
-    export step's, export/manifest.py, read from the JSON instead of a loaded processor). An int size
+    export step's, mmsearch_export/manifest.py, read from the JSON instead of a loaded processor). An int size
     means the shortest edge for CLIP and Chinese-CLIP, a square for SigLIP (transformers' get_size_dict
     default_to_square)."""
     square_by_default = family == "siglip"

@@ -1,7 +1,7 @@
 """The variants of a bundle's towers, made with onnxruntime's and onnx's own tools (no torch): fused
 attention, fp16 for CUDA, int8 for the CPU, and the op counts the manifest records.
 
-Used by the export step (export/to_onnx.py re-exports these) and by `mmsearch models pull/import`,
+Used by the export step (mmsearch_export/to_onnx.py re-exports these) and by `mmsearch models pull/import`,
 so a pulled bundle's variants are made exactly as an exported one's. onnx and onnxruntime's tools are
 imported when a function runs, never at import.
 

@@ -1,7 +1,8 @@
 """Thumbnails of indexed items: made on demand, cached in the index folder by content hash.
 
 An item is named by its id, never by a path from a request; its file is opened where the catalog
-says it is, and only while it is still the file that was indexed (same size and modification time).
+says it is, and only while it is still the file that was indexed (Index.open_file: the same size,
+modification and change time, a regular file; a thumbnail in the cache is served on the same terms).
 Photos are decoded at a reduced scale (libjpeg's 1/2, 1/4, 1/8) and turned upright by their EXIF
 orientation; a PDF chunk's page is drawn with pdfium. The cache (INDEX/thumbs/) is keyed by the
 file's content hash, so a moved or duplicated photo reuses its thumbnail, and is kept under a size
@@ -10,15 +11,17 @@ bound by dropping the least recently served ones.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import InvalidArgument, MmsearchError
+from .. import FileChangedError, FileGoneError, Index, InvalidArgument, MmsearchError, private
 
 if TYPE_CHECKING:
     from .. import ItemFile
@@ -50,19 +53,22 @@ def has_thumbnail(item: ItemFile) -> bool:
     return item.kind == "image" or (item.page is not None and item.fs_path.lower().endswith(".pdf"))
 
 
-def check_unchanged(item: ItemFile) -> os.stat_result:
-    """The item's file, as long as it is still the one that was indexed: what the app serves is an indexed
-    item, never whatever a path holds now."""
+def check_unchanged(item: ItemFile) -> None:
+    """Whether the item's file is still the one that was indexed (ThumbnailError, 404 or 409, where not):
+    what the app serves is an indexed item, never whatever a path holds now."""
+    with opened_as(item):
+        Index.open_file(item).close()
+
+
+@contextlib.contextmanager
+def opened_as(item: ItemFile) -> Iterator[None]:
+    """Index.open_file's refusals, within, as HTTP statuses: gone 404, not the file indexed 409."""
     try:
-        st = os.stat(item.fs_path)
-    except FileNotFoundError:
-        raise ThumbnailError(f"{item.path}: no longer exists; run \"Index now\" to update the index", 404) from None
-    except OSError as e:
-        raise ThumbnailError(f"{item.path}: cannot be read ({e.strerror or e})", 404) from None
-    if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-        raise ThumbnailError(f"{item.path}: changed since it was indexed; run \"Index now\" to update the index",
-                             409)
-    return st
+        yield
+    except FileGoneError as e:
+        raise ThumbnailError(str(e), 404) from None
+    except FileChangedError as e:
+        raise ThumbnailError(str(e), 409) from None
 
 
 class Thumbnails:
@@ -71,6 +77,7 @@ class Thumbnails:
     reader, in this process or another, never sees half of one."""
 
     def __init__(self, index_folder: Path, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.index_folder = index_folder
         self.folder = index_folder / CACHE_DIR
         self.max_bytes = max_bytes
         self._guard = threading.Lock()
@@ -109,12 +116,13 @@ class Thumbnails:
     def _make(self, item: ItemFile, size: str) -> bytes:
         from PIL import Image
 
-        from .. import Index
-
         fit = SIZES[size]
         with self._decoders:
             try:
-                img = Index.picture(item, fit)
+                with opened_as(item):
+                    img = Index.picture(item, fit)
+            except ThumbnailError:
+                raise
             except MmsearchError as e:  # not an image it can decode, a page it cannot draw
                 raise ThumbnailError(str(e) if item.kind != "image" else f"{item.path}: {e}", 422) from None
             except OSError as e:
@@ -142,10 +150,12 @@ class Thumbnails:
         return data
 
     def _store(self, path: Path, data: bytes) -> None:
+        if not private.owned(self.index_folder):
+            return  # another account's index: served, not cached (its files keep one owner)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            private.make_folder(path.parent)  # thumbnails of the user's photos: private, as the index
+            with private.open_file(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except OSError:  # a read-only or full index folder: served, not cached

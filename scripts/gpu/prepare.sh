@@ -25,12 +25,19 @@ done
 mv .gpuwhl/ort/name .gpuwhl/c5/wheel-name
 [ -z "$(ls .gpuwhl/ort)" ] || { echo "onnxruntime-gpu needs more than six parts" >&2; exit 1; }
 rmdir .gpuwhl/ort
-# What the machine lacks, with their own requirements (it has numpy, Pillow, torch, sympy, packaging,
-# typing_extensions, transformers, onnx, huggingface_hub; scripts/gpu/run.sh checks every import).
-"$py" -m pip download -q --no-deps "${plat[@]}" -d .gpuwhl/deps \
-  tokenizers sqlite-utils sqlite-fts4 click-default-group tabulate pluggy python-dateutil six \
-  typer click shellingham annotated-doc pydantic pydantic-core annotated-types typing-inspection \
-  rich markdown-it-py mdurl pygments platformdirs filelock pypdfium2 onnxscript onnx-ir ml_dtypes typing-extensions
+# What the machine has (tests/test_gpu_scripts.py holds the two lists to pyproject's dependencies)
+machine_has="numpy pillow torch sympy packaging typing-extensions transformers onnx huggingface-hub opencv-python-headless"
+# and what it lacks, with their own requirements: the runtime's, the web app's (starlette, uvicorn),
+# OCR's (rapidocr) and the tests' own; scripts/gpu/run.sh checks every import.
+fetch="tokenizers chardet six
+  typer click shellingham annotated-doc pydantic pydantic-core annotated-types typing-inspection
+  rich markdown-it-py mdurl pygments platformdirs filelock watchdog pypdfium2 onnxscript onnx-ir ml-dtypes
+  starlette anyio idna sniffio uvicorn h11
+  rapidocr colorlog omegaconf antlr4-python3-runtime pyclipper shapely pyyaml tqdm requests
+  pytest pypdf fpdf2 fonttools defusedxml psutil"
+echo "the GPU machine has: $machine_has"
+# shellcheck disable=SC2086
+"$py" -m pip download -q --no-deps "${plat[@]}" -d .gpuwhl/deps $fetch
 # hnswlib ships only an sdist; reading its metadata needs pybind11 (kept out of the dev venv).
 pb=$(mktemp -d)
 "$py" -m pip install -q --target "$pb" pybind11

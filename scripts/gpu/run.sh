@@ -23,13 +23,13 @@ if [ ! -f /tmp/site/.ready ]; then
   cat /tmp/ortw/part0* > "$wheel"
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$wheel" .gpuwhl/deps/*.whl
   python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .gpuwhl/deps/hnswlib-*.tar.gz
-  ln -sfn "$PWD/export" /tmp/site/mmsearch_export  # what pyproject maps export/ to
   touch /tmp/site/.ready
 fi
 export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 export MMSEARCH_HOME=/tmp/mmsearch-home
-python3 -c "import onnxruntime, tokenizers, hnswlib, sqlite_utils, typer, rich, pypdfium2, platformdirs, filelock, \
-numpy, PIL, mmsearch.api, mmsearch.cli; print('runtime imports ok')"
+python3 -c "import onnxruntime, tokenizers, hnswlib, typer, rich, pypdfium2, platformdirs, filelock, watchdog, chardet, \
+numpy, PIL, starlette, uvicorn, rapidocr, pypdf, fpdf, psutil, mmsearch.api, mmsearch.cli, mmsearch.web.app; \
+print('runtime imports ok')"
 python3 -c "import torch, transformers, onnx, onnxscript, mmsearch_export; print('export imports ok')"
 python3 -m mmsearch doctor | tee "$OUT/doctor.txt"
 python3 -m mmsearch doctor --json | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)['cuda'] else 1)" \
