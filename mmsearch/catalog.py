@@ -80,6 +80,10 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# The columns _file_row reads, in its order: every query of FileRows selects these.
+_FILE_COLUMNS = "id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns"
+
+
 def _file_row(r: tuple) -> FileRow:
     """A FileRow from (id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns)."""
     return FileRow(r[0], r[1], from_stored(r[1], r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
@@ -556,7 +560,7 @@ class Catalog:
     def files_of_root(self, root_id: int) -> Iterator[FileRow]:
         """Every file of a root, streamed (a root may hold a million)."""
         cursor = self.conn.execute(
-            "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns FROM files WHERE root_id = ?",
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE root_id = ?",
             (root_id,),
         )
         for r in cursor:
@@ -567,7 +571,7 @@ class Catalog:
         for path in paths:
             shown = db_path(path).rstrip(os.sep)
             cursor = self.conn.execute(
-                "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status FROM files"
+                f"SELECT {_FILE_COLUMNS} FROM files"
                 " WHERE path = ? OR (path >= ? AND path < ?)", (shown, shown + os.sep, shown + chr(ord(os.sep) + 1)))
             for r in cursor:
                 yield _file_row(r)
@@ -607,7 +611,7 @@ class Catalog:
             part = keys[lo : lo + 500]
             marks = ",".join("?" * len(part))
             for r in self.conn.execute(
-                "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns FROM files"
+                f"SELECT {_FILE_COLUMNS} FROM files"
                 f" WHERE path IN ({marks})", part,
             ):
                 row = _file_row(r)
@@ -616,7 +620,7 @@ class Catalog:
 
     def file_by_path(self, path: str) -> FileRow | None:
         r = self.conn.execute(
-            "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns FROM files WHERE path = ?",
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?",
             (db_path(path),),
         ).fetchone()
         return None if r is None else _file_row(r)
