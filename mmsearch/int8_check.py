@@ -84,10 +84,10 @@ class Verdict:
 def isa_flags() -> tuple[str, ...]:
     """The machine and the instruction-set extensions CPUID reports to this process (numpy's
     runtime dispatch table), plus AVX-VNNI and AMX, which numpy does not list, from /proc/cpuinfo."""
-    from .runtime import _cpu_identity, _cpuid_features  # the ORT cache's key, read once
+    from .runtime import cpu_identity, cpuid_features  # the ORT cache's key, read once
 
-    flags = set(_cpuid_features())
-    line = next((part for part in _cpu_identity().split(";") if part.startswith("flags")), "")
+    flags = set(cpuid_features())
+    line = next((part for part in cpu_identity().split(";") if part.startswith("flags")), "")
     words = set(line.partition(":")[2].split())
     # Only where /proc/cpuinfo describes the CPU this process sees (an emulator passes the host's through).
     if ("avx2" in words) == ("AVX2" in flags) and ("avx512_vnni" in words) == ("AVX512VNNI" in flags):
@@ -208,7 +208,7 @@ def reference_inputs(bundle: Bundle) -> dict[str, np.ndarray]:
     """Reference inputs made here, for a bundle that carries none: N_IMAGES pictures drawn at the
     tower's input size (shaded background, a large shape, grain) and REFERENCE_TEXTS through the
     bundle's tokenizer, padded as the runtime pads a batch."""
-    from .encoder import load_tokenizer
+    from .tokens import load_tokenizer
 
     h, w = bundle.image_spec.size
     arrays = {"images": np.stack([_picture(i, h, w) for i in range(N_IMAGES)])}

@@ -18,10 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from . import arguments
-from .api import Index, _filters, _query_args
+from .api import Index
 from .errors import InvalidArgument, MmsearchError
 from .filenames import shown
-from .search import Results, rank_many
+from .search import Filters, Results, rank_many
 
 __all__ = ["MultiIndex"]
 
@@ -52,7 +52,7 @@ class MultiIndex:
         first_hash = _manifest(first)
         for idx in self.indexes[1:]:
             if _manifest(idx) != first_hash:
-                a, b = first.catalog.model_record(), idx.catalog.model_record()
+                a, b = first.model_record(), idx.model_record()
                 raise MmsearchError(
                     f"{idx.path} was built with model '{b.name if b else idx.bundle.name}' (manifest "
                     f"{_manifest(idx)[:12]}) and {first.path} with '{a.name if a else first.bundle.name}' (manifest "
@@ -75,11 +75,11 @@ class MultiIndex:
                before: datetime | str | None = None, mode: str = "hybrid",
                min_similarity: float | None = None) -> Results:
         """As Index.search, over every index: the k best files of them all."""
-        text, mode = _query_args(text, image, mode)
-        filters = _filters(k, type, under, after, before)
+        text, mode = arguments.query(text, image, mode)
+        filters = Filters.checked(k, type, under, after, before)
         min_similarity = arguments.similarity("min_similarity", min_similarity)
         vector, mode = self.indexes[0].encode_query(text, image, mode)
-        shards = [(idx.catalog, idx.vectors if vector is not None else None, None) for idx in self.indexes]
+        shards = [idx.shard(vectors=vector is not None) for idx in self.indexes]
         return rank_many(shards, query_vector=vector, query_text=text, k=k, filters=filters, mode=mode,
                          query_kind="text" if text is not None else "image", min_similarity=min_similarity)
 
@@ -89,7 +89,7 @@ class MultiIndex:
         """As Index.similar, over every index: the file's stored vector is taken from the index that holds
         it (the first, where several do), and the file itself is left out of each."""
         target = arguments.user_path(path)
-        filters = _filters(k, type, under, after, before)
+        filters = Filters.checked(k, type, under, after, before)
         found = [(idx, idx.stored_vector(target)) for idx in self.indexes]
         held = [(idx, f) for idx, f in found if f is not None]
         if not held:
@@ -98,11 +98,11 @@ class MultiIndex:
                 "`mmsearch query --image FILE` (library: MultiIndex.search(image=...))"
             )
         (idx, (file_id, vector)) = held[0]
-        shards = [(idx.catalog, idx.vectors, f[0] if f is not None else None) for idx, f in found]
+        shards = [idx.shard(exclude_file=f[0] if f is not None else None) for idx, f in found]
         return rank_many(shards, query_vector=vector, query_text=None, k=k, filters=filters, mode="vector",
-                         query_kind=idx.catalog.file_kinds([file_id])[file_id])
+                         query_kind=idx.file_kind(file_id))
 
 
 def _manifest(idx: Index) -> str:
-    record = idx.catalog.model_record()
+    record = idx.model_record()
     return record.manifest_sha256 if record is not None else idx.bundle.manifest_sha256

@@ -6,9 +6,13 @@ from pathlib import Path
 
 from . import settings
 
-# The default model, a short name of models/catalogue.py (which says why it is the default).
-DEFAULT_MODEL = "clip-vit-b-32"
-# The same weights exported by `mmsearch export openai/clip-vit-base-patch32`, the default of earlier versions.
+# The default model for English (and where no language is known), and for every other language: short
+# names of models/catalogue.py, which says why each is the default.
+DEFAULT_MODEL = "immich-vit-b-32-laion2b"
+MULTILINGUAL_DEFAULT_MODEL = "immich-xlm-roberta-b-32"
+# The defaults of earlier versions (OpenAI's ViT-B/32, English only): pulled, and exported by `mmsearch
+# export openai/clip-vit-base-patch32`. Still found by name; indexes built with them keep them.
+EARLIER_DEFAULT_MODEL = "clip-vit-b-32"
 EXPORTED_DEFAULT_MODEL = "clip-vit-base-patch32"
 
 

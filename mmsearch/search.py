@@ -22,6 +22,7 @@ floor, towards 1 far above it. `similarity` is the cosine wherever a vector took
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +34,7 @@ import numpy as np
 from . import arguments
 from .calibration import META_KEY, Calibration, Null, meaning
 from .catalog import Catalog, ItemRow, PassageRow, fold, fts_text
+from .errors import InvalidArgument
 from .filenames import json_fields
 from .vectors import Searcher, VectorStore
 
@@ -53,6 +55,18 @@ class Filters:
     under: str | None = None  # only files under this folder
     after: datetime | None = None  # aware; compared with each file's date (EXIF capture time, else mtime)
     before: datetime | None = None
+
+    @classmethod
+    def checked(cls, k: int, type: str, under: str | os.PathLike[str] | None, after: datetime | str | None,
+                before: datetime | str | None) -> Filters:
+        """A search's filters, checked and normalised (k too, which every search takes)."""
+        arguments.at_least_one("k", k)
+        after_, before_ = arguments.when("after", after), arguments.when("before", before)
+        if after_ is not None and before_ is not None and after_ >= before_:
+            raise InvalidArgument(f"after {after_.isoformat()} is not earlier than before {before_.isoformat()}: "
+                                  "no date is both")
+        return cls(type=arguments.choice("type", type, arguments.TYPES),
+                   under=arguments.user_path(under) if under is not None else None, after=after_, before=before_)
 
     @property
     def narrows(self) -> bool:
@@ -206,12 +220,23 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
         out.append(SearchResult(
             rank=len(out) + 1, path=row.path, kind=row.kind, score=round(float(score), 6), match=match,
             similarity=None if found.cosine is None else float(found.cosine),
-            snippet=_snippet(row.text, query_text, found.at), page=row.page, item_id=found.item_id, width=row.width,
+            snippet=_snippet(_shown_text(found, shards[found.shard][0], query_text), query_text, found.at), page=row.page, item_id=found.item_id, width=row.width,
             height=row.height, taken_at=row.taken_at,
         ))
     if use_words:
         out.words = query_text
     return out
+
+
+def _shown_text(found: _Found, catalog: Catalog, query_text: str | None) -> str | None:
+    """The text a hit's snippet is cut from: its passage, chunk or words read. A document whose chunk
+    holds none of the query's words (found by meaning alone) shows the document's opening instead: a
+    passage that only looks like a match would mislead."""
+    row = found.row
+    if (row.kind == "document" and row.text is not None and found.at is None
+            and _find_query(row.text, query_text) is None):
+        return catalog.opening(row.file_id) or row.text
+    return row.text
 
 
 def _ranked(mode: str, vec: list[_Found], key: list[_Found], nulls: dict[tuple[int, str], Null | None],

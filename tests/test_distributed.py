@@ -313,16 +313,17 @@ def test_shards_left_by_a_killed_run_are_committed_before_the_scan(bundle, tmp_p
 
 def test_shards_keep_any_file_name_and_refuse_another_model(tmp_path):
     pytest.importorskip("pyarrow", reason=INSTALL)
-    from mmsearch.ingest.shards import ShardError, ShardRow, pending, read_shard, write_shard
+    from mmsearch.ingest.records import Record
+    from mmsearch.ingest.shards import ShardError, pending, read_shard, write_shard
 
     odd = os.fsdecode(b"/photos/caf\xe9.jpg")  # Latin-1 bytes: not UTF-8
-    rows = [ShardRow(path=odd, root_id=1, kind="image", size=10, mtime_ns=5, planned=None, status="indexed",
+    rows = [Record(path=odd, root_id=1, kind="image", size=10, mtime_ns=5, planned=None, status="indexed",
                      digest="ab", width=4, height=3, taken_at="2024-05-01T10:00:00+02:00",
                      vectors=np.arange(4, dtype=np.float32)[None]),
-            ShardRow(path="/docs/a.txt", root_id=1, kind="document", size=7, mtime_ns=6, planned=(7, 2, "cd", "indexed"),
+            Record(path="/docs/a.txt", root_id=1, kind="document", size=7, mtime_ns=6, planned=(7, 2, "cd", "indexed"),
                      status="indexed", digest="ef", vectors=np.ones((2, 4), np.float32),
                      chunks=[(None, 0, 5, "hello"), (None, 5, 9, "you")], note="cut"),
-            ShardRow(path="/x.jpg", root_id=1, kind="image", size=0, mtime_ns=1, planned=None, status="error",
+            Record(path="/x.jpg", root_id=1, kind="image", size=0, mtime_ns=1, planned=None, status="error",
                      error="empty file (0 bytes)")]
     name = write_shard(tmp_path, "mixed", list(reversed(rows)), 4, "m" * 64)
     assert write_shard(tmp_path, "mixed", rows, 4, "m" * 64) == name  # named by its files: the second replaces it

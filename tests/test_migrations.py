@@ -41,7 +41,7 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
     with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "6"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "7"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
@@ -68,6 +68,8 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip
         assert idx.search("HARBOUR", mode="keyword", k=1)[0].path == "/photos/notes/harbour.txt"
         assert conn.execute("SELECT size, content_hash FROM files WHERE kind = 'document'").fetchall() == [(-1, None)]
         assert conn.execute("SELECT count(*) FROM files WHERE kind = 'image' AND size = -1").fetchone()[0] == 0
+        # Version 6: no change time is known yet (the next run records it; test_web_guard serves by it).
+        assert conn.execute("SELECT count(*) FROM files WHERE ctime_ns IS NULL").fetchone()[0] == 5
         run = idx.catalog.start_run()  # the new column is written
         assert conn.execute("SELECT pid FROM runs WHERE id = ?", (run,)).fetchone()[0] > 0
 
@@ -86,7 +88,7 @@ def test_v5_keyword_index_becomes_passages_from_the_chunks_nothing_read_or_encod
     files = rows(before, "SELECT id, path, size, content_hash, ocr_hash FROM files ORDER BY id")
     before.close()
     catalog = Catalog(folder, readonly=True)  # a query migrates it
-    assert catalog.schema_version() == 6
+    assert catalog.schema_version() == 7
     conn = catalog.conn
     assert rows(conn, 'SELECT id, file_id, kind, page, start, "end", text FROM items ORDER BY id') == items
     assert rows(conn, "SELECT item_id, vector FROM vectors ORDER BY item_id") == vectors
