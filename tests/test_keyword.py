@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from mmsearch.catalog import Catalog, fts_queries
-from mmsearch.search import SNIPPET_CHARS, _snippet
+from mmsearch.catalog import Catalog, ItemRow, fts_queries
+from mmsearch.search import SNIPPET_CHARS, _Found, _shown_text, _snippet
 from real_corpus import cjk_pairs  # noqa: E402
 
 
@@ -129,7 +129,7 @@ def test_a_snippet_opens_and_closes_on_whole_words():
     """The issue's "t:alert(6)) zebra": a window cut inside a long word. The match is kept whole."""
     filler = " ".join(f"lorem{i}" for i in range(60))
     text = filler + " javascript:alert(6)) zebra stripes " + filler
-    snippet = _snippet(row(text), "zebra")
+    snippet = _snippet(text, "zebra")
     assert "zebra" in snippet and snippet.startswith("…") and snippet.endswith("…")
     body = snippet.strip("…")
     assert body.split(" ")[0] in text.split(" ") and body.split(" ")[-1] in text.split(" ")  # whole words
@@ -137,12 +137,20 @@ def test_a_snippet_opens_and_closes_on_whole_words():
 
 
 def test_a_document_found_by_meaning_shows_its_opening():
+    """A document whose chunk holds none of the query's words shows how it opens, not a passage that
+    only looks like a match; one that holds them shows the passage around them."""
     later = " ".join(f"later{i}" for i in range(80))
     r = ItemRow(1, 7, "/docs/a.txt", "document", 3, 900, 1500, later, "text/plain", None, None, None, 0)
-    opening = {7: "Annual report of the harbour master. " + later}
-    snippet = _snippet(r, "okapi", opening.get)
+
+    class Openings:
+        def opening(self, file_id: int) -> str | None:
+            return {7: "Annual report of the harbour master. " + later}.get(file_id)
+
+    found = _Found(r.path, 0, r, cosine=0.3, item_id=1)
+    snippet = _snippet(_shown_text(found, Openings(), "okapi"), "okapi")
     assert snippet.startswith("Annual report of the harbour master.") and snippet.endswith("…")
-    assert _snippet(r, "later50", opening.get).startswith("…") and "later50" in _snippet(r, "later50", opening.get)
+    held = _snippet(_shown_text(found, Openings(), "later50"), "later50")
+    assert held.startswith("…") and "later50" in held
 
 
 @pytest.mark.parametrize("query", ["the value", "value"])
