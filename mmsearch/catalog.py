@@ -149,6 +149,19 @@ OCR_KIND = "ocr"
 
 
 @dataclass(frozen=True)
+class DuplicateRow:
+    """An indexed file as the search for duplicates sees it."""
+
+    id: int
+    path: str  # what opens the file
+    kind: str
+    size: int
+    width: int | None
+    height: int | None
+    content_hash: str
+
+
+@dataclass(frozen=True)
 class ContentSource:
     """An indexed file's content as a copy of it takes it (Catalog.content_source)."""
 
@@ -914,6 +927,36 @@ class Catalog:
             "SELECT count(*) FROM files WHERE ocr_hash IS NULL AND status = 'indexed' AND content_hash IS NOT NULL"
             " AND (kind = 'image' OR media_type = 'application/pdf')").fetchone()[0]
         return out
+
+    def shared_contents(self) -> list[list[DuplicateRow]]:
+        """The indexed files whose content another indexed file has too, grouped by content hash."""
+        groups: dict[str, list[DuplicateRow]] = {}
+        for r in self.conn.execute(
+            "SELECT id, path, path_bytes, kind, size, width, height, content_hash FROM files WHERE status = 'indexed'"
+            " AND content_hash IN (SELECT content_hash FROM files WHERE status = 'indexed' AND content_hash IS NOT NULL"
+            " GROUP BY content_hash HAVING count(*) > 1) ORDER BY content_hash, path"
+        ):
+            groups.setdefault(r[7], []).append(DuplicateRow(r[0], from_stored(r[1], r[2]), r[3], r[4], r[5], r[6], r[7]))
+        return list(groups.values())
+
+    def picture_vectors(self) -> tuple[list[DuplicateRow], np.ndarray]:
+        """One row and its vector per distinct picture content the index holds (the first file by path
+        of each content stands for its copies)."""
+        rows: list[DuplicateRow] = []
+        vectors: list[np.ndarray] = []
+        seen: set[str] = set()
+        for r in self.conn.execute(
+            "SELECT files.id, files.path, files.path_bytes, files.kind, files.size, files.width, files.height,"
+            " files.content_hash, vectors.vector FROM files JOIN items ON items.file_id = files.id"
+            " JOIN vectors ON vectors.item_id = items.id WHERE files.kind = 'image' AND files.status = 'indexed'"
+            " ORDER BY files.path"
+        ):
+            if r[7] in seen:
+                continue
+            seen.add(r[7])
+            rows.append(DuplicateRow(r[0], from_stored(r[1], r[2]), r[3], r[4], r[5], r[6], r[7]))
+            vectors.append(np.frombuffer(r[8], dtype=np.float32))
+        return rows, (np.stack(vectors) if vectors else np.zeros((0, 0), np.float32))
 
     def errors(self, limit: int = 1000) -> list[dict[str, str]]:
         return [{"path": r[0], "reason": r[1]} for r in self.conn.execute(

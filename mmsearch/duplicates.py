@@ -1,0 +1,123 @@
+"""Duplicates: files with the same content, and pictures that are near-identical (resized, recompressed,
+slightly cropped, saved in another format), found from what the index holds: content hashes and the
+pictures' stored vectors. No model is loaded and no file is read.
+
+Near-identical pictures are those whose vectors' cosine reaches a threshold and whose shapes (width to
+height, upright) agree within ASPECT_TOLERANCE: a resized, recompressed or re-encoded copy keeps the
+shape exactly and a slight crop nearly, while two different photos alike enough for a model (the same
+scene from a step aside) often differ in shape. Groups are the connected pairs (a picture and its two
+resized copies are one group). DEFAULT_THRESHOLD was chosen by
+`python -m benchmarks.duplicates` (precision and recall of the groups on generated variants).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .filenames import json_fields
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, DuplicateRow
+
+DEFAULT_THRESHOLD = 0.95
+ASPECT_TOLERANCE = 0.1  # |log(aspect a / aspect b)|: about 10%
+_BLOCK = 2048  # rows of the similarity matrix computed at a time: 2048 x N float32
+
+
+@dataclass(frozen=True)
+class DuplicateFile:
+    path: str
+    kind: str
+    size: int
+    width: int | None
+    height: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**json_fields(self.path), "kind": self.kind, "size": self.size, "width": self.width,
+                "height": self.height}
+
+
+@dataclass
+class DuplicateGroup:
+    """Files that hold the same thing. `files[0]` is the one to keep (the largest picture, then the
+    largest file); `gain_bytes` is what removing the others would free."""
+
+    kind: str  # "identical" (the same bytes) | "near" (near-identical pictures, copies among them)
+    files: list[DuplicateFile] = field(default_factory=list)
+    similarity: float = 1.0  # the lowest cosine of the pairs that joined the group (1.0 when identical)
+
+    @property
+    def gain_bytes(self) -> int:
+        return sum(f.size for f in self.files[1:])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "similarity": round(self.similarity, 6), "gain_bytes": self.gain_bytes,
+                "files": [f.to_dict() for f in self.files]}
+
+
+def find_duplicates(catalog: Catalog, *, threshold: float = DEFAULT_THRESHOLD, near: bool = True,
+                    progress: Callable[[int, int], None] | None = None) -> list[DuplicateGroup]:
+    """Groups of duplicates, the most space to gain first. `near`: also near-identical pictures (cosine
+    of their vectors >= threshold); `progress(done, total)` as the pictures are compared."""
+    copies = catalog.shared_contents()
+    by_hash = {rows[0].content_hash: rows for rows in copies}
+    groups: list[DuplicateGroup] = []
+    joined: set[str] = set()
+    if near:
+        pictures, vectors = catalog.picture_vectors()
+        aspects = np.array([np.log((p.width or 1) / (p.height or 1)) for p in pictures], np.float32)
+        for members, low in _near_groups(vectors, aspects, threshold, progress):
+            rows = [row for i in members for row in by_hash.get(pictures[i].content_hash, [pictures[i]])]
+            joined.update(pictures[i].content_hash for i in members)
+            groups.append(DuplicateGroup("near", _ordered(rows), low))
+    for rows in copies:
+        if rows[0].content_hash not in joined:
+            groups.append(DuplicateGroup("identical", _ordered(rows)))
+    groups.sort(key=lambda g: (-g.gain_bytes, g.files[0].path))
+    return groups
+
+
+def _ordered(rows: list[DuplicateRow]) -> list[DuplicateFile]:
+    keep_first = sorted(rows, key=lambda r: (-((r.width or 0) * (r.height or 0)), -r.size, r.path))
+    return [DuplicateFile(r.path, r.kind, r.size, r.width, r.height) for r in keep_first]
+
+
+def _near_groups(vectors: np.ndarray, aspects: np.ndarray, threshold: float,
+                 progress: Callable[[int, int], None] | None) -> list[tuple[list[int], float]]:
+    """Connected groups of rows whose cosine reaches the threshold and whose log aspect ratios agree
+    (exact, a block of rows at a time), each with the lowest cosine among the pairs that joined it."""
+    n = len(vectors)
+    parent = list(range(n))
+    low: dict[int, float] = {}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12) if n else vectors
+    for lo in range(0, n, _BLOCK):
+        scores = unit[lo : lo + _BLOCK] @ unit.T
+        alike = np.abs(aspects[lo : lo + _BLOCK, None] - aspects[None, :]) <= ASPECT_TOLERANCE
+        rows, cols = np.nonzero((scores >= threshold) & alike)
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            i, j = lo + r, c
+            if j <= i:
+                continue  # each pair once, and not a picture with itself
+            a, b = root(i), root(j)
+            pair = float(scores[r, c])
+            joined = min(low.get(a, 1.0), low.get(b, 1.0), pair)
+            if a != b:
+                parent[b] = a
+            low[a] = joined
+        if progress:
+            progress(min(lo + _BLOCK, n), n)
+    members: dict[int, list[int]] = {}
+    for i in range(n):
+        members.setdefault(root(i), []).append(i)
+    return [(m, low.get(r, 1.0)) for r, m in members.items() if len(m) > 1]
