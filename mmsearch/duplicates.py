@@ -1,13 +1,18 @@
 """Duplicates: files with the same content, and pictures that are near-identical (resized, recompressed,
-slightly cropped, saved in another format), found from what the index holds: content hashes and the
-pictures' stored vectors. No model is loaded and no file is read.
+slightly cropped, saved in another format), found from what the index holds (content hashes, the
+pictures' stored vectors and shapes) and a look at the candidates' pixels. No model is loaded.
 
-Near-identical pictures are those whose vectors' cosine reaches a threshold and whose shapes (width to
-height, upright) agree within ASPECT_TOLERANCE: a resized, recompressed or re-encoded copy keeps the
-shape exactly and a slight crop nearly, while two different photos alike enough for a model (the same
-scene from a step aside) often differ in shape. Groups are the connected pairs (a picture and its two
-resized copies are one group). DEFAULT_THRESHOLD was chosen by
-`python -m benchmarks.duplicates` (precision and recall of the groups on generated variants).
+A pair of pictures is near-identical when three things agree:
+- their vectors' cosine reaches the threshold (what the model sees: the same scene);
+- their shapes (width to height, upright) agree within ASPECT_TOLERANCE: a resized, recompressed or
+  re-encoded copy keeps the shape exactly, a slight crop nearly;
+- their pixels agree: the two pictures shrunk to 16 x 16 grey levels correlate at PIXEL_MIN or more.
+  A model maps two different photos of one scene (a step aside, a second later) close together; the
+  pixels tell a copy from a second photo. Only pictures the first two checks pair up are read, at a
+  reduced scale; one that cannot be read is judged by its vector alone, at STRICT_THRESHOLD.
+Groups are the connected pairs (a picture and its two resized copies are one group). The thresholds
+were chosen by `python -m benchmarks.duplicates` (precision and recall of the groups on generated
+variants).
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from .filenames import json_fields
 if TYPE_CHECKING:
     from .catalog import Catalog, DuplicateRow
 
-DEFAULT_THRESHOLD = 0.95
+DEFAULT_THRESHOLD = 0.9
+STRICT_THRESHOLD = 0.98  # for a pair whose pixels cannot be looked at
 ASPECT_TOLERANCE = 0.1  # |log(aspect a / aspect b)|: about 10%
+PIXEL_MIN = 0.85
 _BLOCK = 2048  # rows of the similarity matrix computed at a time: 2048 x N float32
 
 
@@ -69,8 +76,7 @@ def find_duplicates(catalog: Catalog, *, threshold: float = DEFAULT_THRESHOLD, n
     joined: set[str] = set()
     if near:
         pictures, vectors = catalog.picture_vectors()
-        aspects = np.array([np.log((p.width or 1) / (p.height or 1)) for p in pictures], np.float32)
-        for members, low in _near_groups(vectors, aspects, threshold, progress):
+        for members, low in _near_groups(pictures, vectors, threshold, progress):
             rows = [row for i in members for row in by_hash.get(pictures[i].content_hash, [pictures[i]])]
             joined.update(pictures[i].content_hash for i in members)
             groups.append(DuplicateGroup("near", _ordered(rows), low))
@@ -86,13 +92,14 @@ def _ordered(rows: list[DuplicateRow]) -> list[DuplicateFile]:
     return [DuplicateFile(r.path, r.kind, r.size, r.width, r.height) for r in keep_first]
 
 
-def _near_groups(vectors: np.ndarray, aspects: np.ndarray, threshold: float,
+def _near_groups(pictures: list[DuplicateRow], vectors: np.ndarray, threshold: float,
                  progress: Callable[[int, int], None] | None) -> list[tuple[list[int], float]]:
-    """Connected groups of rows whose cosine reaches the threshold and whose log aspect ratios agree
-    (exact, a block of rows at a time), each with the lowest cosine among the pairs that joined it."""
+    """Connected groups of pictures paired by their vectors, shapes and pixels (exact, a block of rows at
+    a time), each with the lowest cosine among the pairs that joined it."""
     n = len(vectors)
     parent = list(range(n))
     low: dict[int, float] = {}
+    pixels = _Pixels(pictures)
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -100,6 +107,7 @@ def _near_groups(vectors: np.ndarray, aspects: np.ndarray, threshold: float,
             i = parent[i]
         return i
 
+    aspects = np.array([np.log((p.width or 1) / (p.height or 1)) for p in pictures], np.float32)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12) if n else vectors
     for lo in range(0, n, _BLOCK):
         scores = unit[lo : lo + _BLOCK] @ unit.T
@@ -109,8 +117,10 @@ def _near_groups(vectors: np.ndarray, aspects: np.ndarray, threshold: float,
             i, j = lo + r, c
             if j <= i:
                 continue  # each pair once, and not a picture with itself
-            a, b = root(i), root(j)
             pair = float(scores[r, c])
+            if not pixels.agree(i, j, pair):
+                continue
+            a, b = root(i), root(j)
             joined = min(low.get(a, 1.0), low.get(b, 1.0), pair)
             if a != b:
                 parent[b] = a
@@ -121,3 +131,33 @@ def _near_groups(vectors: np.ndarray, aspects: np.ndarray, threshold: float,
     for i in range(n):
         members.setdefault(root(i), []).append(i)
     return [(m, low.get(r, 1.0)) for r, m in members.items() if len(m) > 1]
+
+
+class _Pixels:
+    """Each candidate picture shrunk to 16 x 16 grey levels, normalised, read once when first asked."""
+
+    def __init__(self, pictures: list[DuplicateRow]):
+        self.pictures = pictures
+        self._seen: dict[int, np.ndarray | None] = {}
+
+    def agree(self, i: int, j: int, cosine: float) -> bool:
+        a, b = self._signature(i), self._signature(j)
+        if a is None or b is None:
+            return cosine >= STRICT_THRESHOLD
+        return float(a @ b) / len(a) >= PIXEL_MIN
+
+    def _signature(self, i: int) -> np.ndarray | None:
+        if i not in self._seen:
+            self._seen[i] = _signature(self.pictures[i].path)
+        return self._seen[i]
+
+
+def _signature(path: str) -> np.ndarray | None:
+    from .preprocess import ImageDecodeError, open_image
+
+    try:
+        picture = open_image(path, fit=64)[0]
+    except (ImageDecodeError, OSError):
+        return None
+    grey = np.asarray(picture.convert("L").resize((16, 16)), np.float32).reshape(-1)
+    return (grey - grey.mean()) / (grey.std() + 1e-6)
