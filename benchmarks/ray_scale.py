@@ -113,14 +113,15 @@ def equivalence(work: Path, n: int) -> dict[str, Any]:
 
 def writer(work: Path, n_shards: int, per_shard: int, dim: int = 512) -> dict[str, Any]:
     """The one writer's side: shards of `per_shard` photos with `dim`-d vectors (ViT-B/32's 512) written
-    and committed into a fresh index (RayEngine's commit: one transaction each, the graph following).
+    and committed into a fresh index (the commit a Ray run makes of each: one transaction, the graph following).
     The model is a copy of the toy bundle whose manifest says `dim`: a commit never runs the model."""
     import numpy as np
 
     from mmsearch import Index
-    from mmsearch.ingest.distributed import RayEngine, RayOptions
-    from mmsearch.ingest.report import IndexReport, no_observer
-    from mmsearch.ingest.shards import ShardRow, write_shard
+    from mmsearch.ingest.commit import commit
+    from mmsearch.ingest.context import Encoders, Run
+    from mmsearch.ingest.records import Record
+    from mmsearch.ingest.shards import read_shard, write_shard
 
     bundle = work / "bundle-512"
     shutil.copytree(MODEL, bundle, dirs_exist_ok=True)
@@ -132,24 +133,24 @@ def writer(work: Path, n_shards: int, per_shard: int, dim: int = 512) -> dict[st
     rng = np.random.default_rng(0)
     with Index(index, model=bundle) as idx:
         root = idx.catalog.add_root("/archive")
-        engine = RayEngine(idx.bundle, None, "cpu", idx.path, RayOptions())
-        engine.folder.mkdir(parents=True, exist_ok=True)
+        folder = index / "shards"
+        folder.mkdir(parents=True, exist_ok=True)
         names, t0 = [], time.monotonic()
         for s in range(n_shards):
             vecs = rng.standard_normal((per_shard, dim)).astype(np.float32)
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            rows = [ShardRow(path=f"/archive/{s:05d}/{i:04d}.jpg", root_id=root, kind="image", size=2_500_000,
+            rows = [Record(path=f"/archive/{s:05d}/{i:04d}.jpg", root_id=root, kind="image", size=2_500_000,
                              mtime_ns=1, planned=None, status="indexed", digest=f"{s:032x}{i:032x}", width=4000,
                              height=3000, vectors=vecs[i : i + 1]) for i in range(per_shard)]
-            names.append(write_shard(engine.folder, "image", rows, dim, idx.bundle.manifest_sha256))
+            names.append(write_shard(folder, "image", rows, dim, idx.bundle.manifest_sha256))
         write_s = time.monotonic() - t0
-        size = sum((engine.folder / n).stat().st_size for n in names)
+        size = sum((folder / n).stat().st_size for n in names)
         vectors = idx.vectors
         vectors.begin_writing()
         try:
-            report, t0 = IndexReport(), time.monotonic()
-            for n in names:
-                engine._commit(idx.catalog, vectors, engine.folder / n, report, lambda p: None, no_observer)
+            run, t0 = Run(idx.catalog, vectors, Encoders(idx.image_encoder, idx.text_encoder), idx.bundle.image_spec), time.monotonic()
+            for n in names:  # what the engine does with each shard the cluster reports: read, then commit
+                commit(run, read_shard(folder / n, dim, idx.bundle.manifest_sha256))
             commit_s = time.monotonic() - t0
         finally:
             vectors.end_writing()

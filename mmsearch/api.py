@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from . import arguments, paths
+from . import arguments, paths, private, settings
 from .bundle import Bundle, BundleError, load_bundle
-from .catalog import Catalog, CatalogError, ModelRecord
+from .catalog import Catalog, CatalogError, ItemFile, ModelRecord
 from .errors import InvalidArgument, MmsearchError
 from .filenames import display_path, shown
-from .search import Filters, SearchResult, rank
+from .search import Filters, SearchResult, Shard, rank
 from .vectors import VectorStore
 
 # A query imports only what it uses: the indexing pipeline (documents, Pillow, the scanner) and the
@@ -32,29 +33,39 @@ from .vectors import VectorStore
 if TYPE_CHECKING:
     from .duplicates import DuplicateGroup
     from .encoder import ImageEncoder, TextEncoder
+    from .watch import Watch, WatchEvent
     from .ingest import IndexReport, Observer, ProgressFn
     from .ocr import TextReader
 
 log = logging.getLogger("mmsearch")
 
 LOCK_FILE = "index.lock"  # held by the one process that writes the index
+# What mmsearch keeps in an index folder: the catalog and its journals, the vector files and their
+# temporary files, the lock, the thumbnails and the shards. A folder given with --index may hold other
+# files too; privacy (private.py) checks and tightens these alone.
+_INDEX_ENTRY = re.compile(r"catalog\.db(-wal|-shm|-journal)?|index\.lock|vectors[-.].*|thumbs|shards")
+
+
+def is_index_entry(name: str) -> bool:
+    return _INDEX_ENTRY.fullmatch(name) is not None
 # How long Index.index() waits for another writer of the same index before IndexBusyError, unless told.
 DEFAULT_WAIT_S = 60.0
 
 
 
-__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "default_model_installed", "installed_models",
-           "resolve_model"]
+__all__ = ["Index", "IndexBusyError", "InvalidArgument", "MmsearchError", "default_model", "default_model_installed",
+           "installed_models", "resolve_model"]
 
 
 class IndexBusyError(MmsearchError):
     """Another process (or thread) is writing this index, and waiting for it ran out."""
 
 
-def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
-    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models (None: the default)."""
+def resolve_model(model: str | os.PathLike[str] | None, *, language: str | None = None) -> Bundle:
+    """A model given as a bundle folder, or by name under MMSEARCH_HOME/models (None: the default for
+    `language`, an ISO 639 code, else for the user's locale; see default_model)."""
     if model is None:
-        model = _installed_default() or paths.DEFAULT_MODEL
+        model = default_model(language)
     candidate = Path(model).expanduser()
     if candidate.is_dir():
         return load_bundle(candidate)
@@ -65,29 +76,95 @@ def resolve_model(model: str | os.PathLike[str] | None) -> Bundle:
 
     if find(str(model)) is not None:
         hint = f"mmsearch models pull {model}" + ("   (or run `mmsearch index`, which pulls it)"
-                                                  if str(model) == paths.DEFAULT_MODEL else "")
+                                                  if str(model) in (paths.DEFAULT_MODEL, paths.MULTILINGUAL_DEFAULT_MODEL)
+                                                  else "")
     else:
         hint = (f"mmsearch models pull OWNER/REPO --name {model}   (a ready ONNX model on the hub), or\n"
                 f"  mmsearch models import FOLDER --name {model}, or\n"
                 f"  mmsearch export <checkpoint folder or hub id> --name {model}   (needs torch)")
+    others = [b.path.name for b in installed_models()]
     raise MmsearchError(
         f"model '{model}' is not installed (looked for a bundle folder at {candidate} and {installed}). "
-        f"Install it with:\n  {hint}\n(`mmsearch models` lists what is installed, `mmsearch models --available` "
-        "what can be pulled.)"
+        f"Install it with:\n  {hint}\n"
+        + (f"or give one that is installed: {', '.join(others)}\n" if others else "")
+        + "(`mmsearch models` lists what is installed, `mmsearch models --available` what can be pulled.)"
     )
 
 
-def _installed_default() -> str | None:
-    """The default model's name where it is installed; else the default of earlier versions, exported as
-    clip-vit-base-patch32 (the same weights), where that is."""
-    for name in (paths.DEFAULT_MODEL, paths.EXPORTED_DEFAULT_MODEL):
-        if (paths.models_dir() / name / "manifest.json").is_file():
-            return name
-    return None
+def default_model(language: str | None = None) -> str:
+    """The model a new index gets when none is given: the default for `language` (None: the user's
+    locale, see settings.py) where it is installed; else the installed catalogue model with the best
+    published recall in that language, where it is at least the default's; else the default's name
+    (not installed: `mmsearch index` pulls it, the library says how)."""
+    from .models import catalogue
+
+    lang = language if language is not None else settings.current().language
+    return installed_default(lang) or catalogue.default(lang).name
 
 
-def default_model_installed() -> bool:
-    return _installed_default() is not None
+def installed_default(language: str | None) -> str | None:
+    """default_model's installed answer for a language code, or None where it must be pulled."""
+    from .models import catalogue
+
+    lang = language or catalogue.ENGLISH
+    wanted = catalogue.default(lang)
+    if _installed(wanted.name):
+        return wanted.name
+    bar = wanted.recall.get(lang, 0.0)
+    fits = []
+    for bundle_dir in _installed_dirs():
+        entry = catalogue.known(bundle_dir.name, _manifest_source(bundle_dir))
+        if entry is not None and entry.recall.get(lang, -1.0) >= bar:
+            fits.append((entry.recall[lang], bundle_dir.name))
+    return max(fits)[1] if fits else None
+
+
+def default_model_installed(language: str | None = None) -> bool:
+    lang = language if language is not None else settings.current().language
+    return installed_default(lang) is not None
+
+
+def newer_default(record_name: str | None, record_path: str | None, language: str | None = None) -> dict[str, Any] | None:
+    """Where an index was built with a catalogued model and the default for the language (None: the
+    locale's) has a better published recall in it: the default, both figures and what to do."""
+    from .models import catalogue
+
+    lang = (language if language is not None else settings.current().language) or catalogue.ENGLISH
+    built = catalogue.known(record_name, _manifest_source(Path(record_path)) if record_path else None)
+    if built is None:
+        return None  # a model of one's own: nothing published to compare
+    default = catalogue.default(lang)
+    mine, theirs = built.recall.get(lang), default.recall.get(lang)
+    if built.name == default.name or theirs is None or (mine is not None and theirs <= mine):
+        return None
+    name = catalogue.language_name(lang)
+    versus = f"vs {mine:.2f}%" if mine is not None else f"vs none published for {built.name} ({built.languages})"
+    return {
+        "model": default.name, "language": lang, "recall": theirs, "index_recall": mine,
+        "note": (f"built with {record_name}; the default is now {default.name} (Crossmodal-3600 recall in {name} "
+                 f"{theirs:.2f}% {versus}): re-index into a new folder to use it:\n"
+                 f"  mmsearch index PATH... --index NEW_FOLDER --model {default.name}"),
+    }
+
+
+def _installed(name: str) -> bool:
+    return (paths.models_dir() / name / "manifest.json").is_file()
+
+
+def _installed_dirs() -> list[Path]:
+    root = paths.models_dir()
+    return sorted(d for d in root.iterdir() if (d / "manifest.json").is_file()) if root.is_dir() else []
+
+
+def _manifest_source(folder: Path) -> str | None:
+    """The repository a bundle was pulled from (its manifest's "source"), without loading the bundle."""
+    import json
+
+    try:
+        source = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return source if isinstance(source, str) else None
 
 
 def installed_models() -> list[Bundle]:
@@ -112,7 +189,7 @@ class Index:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, model: str | os.PathLike[str] | None = None,
                  device: str = "auto", variant: str | None = None, readonly: bool = False):
-        self.path = Path(arguments.user_path(path)) if path else paths.default_index_dir()
+        self.path = self.folder_of(path)
         self.device = arguments.choice("device", device, arguments.DEVICES)
         self.variant = arguments.optional_choice("variant", variant, arguments.VARIANTS)
         self.readonly = readonly
@@ -132,6 +209,9 @@ class Index:
             except BundleError as e:
                 raise MmsearchError(str(e)) from None
         try:
+            if not readonly:
+                # Before anything is written: another account's index is refused, a loose one tightened.
+                private.claim(self.path, "index", is_index_entry)
             self.catalog = Catalog(self.path, readonly=readonly)
         except CatalogError as e:
             raise MmsearchError(str(e)) from None
@@ -287,14 +367,49 @@ class Index:
             options = RayOptions(address=ray_address, shard_dir=Path(arguments.user_path(shard_dir)) if shard_dir else None)
             if shard_files is not None:
                 options.image_shard_files = options.document_shard_files = shard_files
-            ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options, ocr_off)
+            ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options)
         elif ray_address is not None or shard_dir is not None or shard_files is not None:
             raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
-        from filelock import FileLock, Timeout
+        return self._run(roots, exclude=exclude, include_hidden=include_hidden, progress=progress, cancel=cancel,
+                         workers=workers, wait=wait, on_wait=on_wait, observe=observe, ocr=(reads_words, ocr_off),
+                         engine=ray_engine)
 
-        from .ingest import Encoders, run_index
+    def update(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
+               include_hidden: bool = False, progress: ProgressFn | None = None,
+               cancel: Callable[[], bool] | None = None, wait: float | None = None,
+               ocr: bool | None = None) -> IndexReport:
+        """Bring these paths up to date without scanning the rest of the roots: files or folders inside the
+        index's folders that were added, changed, moved or deleted (a watch calls this with what changed).
+        A path and its new name given together are a move (the vectors are kept); a path that is gone
+        leaves the index with everything under it. Returns what changed, as `index` does."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        roots = [p for _, p in self.catalog.roots()]
+        wanted = [arguments.user_path(p) for p in paths_]
+        holders = {r for r in roots for p in wanted if p == r or p.startswith(r.rstrip(os.sep) + os.sep)}
+        outside = [p for p in wanted if not any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in roots)]
+        if outside:
+            raise InvalidArgument(f"{display_path(outside[0])}: not inside a folder this index holds; index that folder "
+                                  "first (`mmsearch index FOLDER`)")
+        from . import ocr as ocr_engine
 
-        lock = FileLock(str(self.path / LOCK_FILE))
+        reads_words = ocr_engine.installed() if ocr is None else ocr
+        ocr_off = None if reads_words else "OCR is off" if ocr is False else f"OCR is not installed: {ocr_engine.INSTALL_HINT}"
+        return self._run(sorted(holders), within=wanted, exclude=exclude, include_hidden=include_hidden,
+                         progress=progress, cancel=cancel, wait=wait, ocr=(reads_words, ocr_off))
+
+    def _run(self, roots: list[str], *, within: list[str] | None = None, exclude: Iterable[str] = (),
+             include_hidden: bool = False, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
+             workers: int | None = None, wait: float | None = None, on_wait: Callable[[], None] | None = None,
+             observe: Observer | None = None, ocr: tuple[bool, str | None] = (False, "OCR is off"),
+             engine: Any = None) -> IndexReport:
+        """A run over checked roots, under the index's write lock (see index and update)."""
+        from filelock import Timeout
+
+        from .ingest import Encoders, Run, run_index
+
+        reads_words, ocr_off = ocr
+        lock = self._write_lock()
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -317,15 +432,37 @@ class Index:
             vectors.begin_writing()
             encoders = Encoders(self.image_encoder, self.text_encoder,
                                 self.text_reader if reads_words else None, ocr_off)
-            report = run_index(self.catalog, vectors, encoders, self.bundle.image_spec, roots, exclude=exclude,
-                               include_hidden=include_hidden, progress=progress, cancel=cancel, workers=workers,
-                               observe=observe, engine=ray_engine)
+            run = Run(self.catalog, vectors, encoders, self.bundle.image_spec, workers=workers)
+            if progress is not None:
+                run.progress = progress
+            if cancel is not None:
+                run.cancelled = cancel
+            if observe is not None:
+                run.observe = observe
+            report = run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=engine, within=within)
             if not report.cancelled:
                 self.catalog.compact()  # past its threshold only: the room of what this run removed
             return report
         finally:
             vectors.end_writing()
             lock.release()
+
+    def watch(self, paths: Iterable[str | os.PathLike[str]] | None = None, *,
+              on_event: Callable[[WatchEvent], None] | None = None, settle: float | None = None,
+              exclude: Iterable[str] = (), include_hidden: bool = False) -> Watch:
+        """Keep this index current while files change under `paths` (default: its roots): a normal run
+        first, then every change indexed once it has been quiet for `settle` seconds (default
+        watch.SETTLE_S). Returns the running Watch: `stop()` it. `on_event(WatchEvent)` is called on the
+        watch's thread after each run. Another watch of the same index is refused (WatchError)."""
+        if self.readonly:
+            raise MmsearchError(f"{self.path}: opened read-only")
+        from .watch import SETTLE_S, Watch
+
+        roots = arguments.existing_paths(list(paths)) if paths else [p for _, p in self.catalog.roots()]
+        if not roots:
+            raise InvalidArgument(f"{self.path}: no folders to watch; give some (they are indexed first)")
+        return Watch(self, roots, on_event=on_event, settle=SETTLE_S if settle is None else settle,
+                     exclude=exclude, include_hidden=include_hidden).start()
 
     def forget(self, path: str | os.PathLike[str]) -> int:
         """Drop an indexed root (or every root under path) and all it holds; returns files dropped."""
@@ -334,9 +471,7 @@ class Index:
         if not roots:
             known = ", ".join(p for _, p in self.catalog.roots()) or "none"
             raise MmsearchError(f"{target}: not an indexed root (roots: {known})")
-        from filelock import FileLock
-
-        with FileLock(str(self.path / LOCK_FILE)):
+        with self._write_lock():
             vectors = self.vectors
             vectors.begin_writing()
             try:
@@ -358,10 +493,10 @@ class Index:
         a run writing the index. Returns the folder's size before and after, in bytes."""
         if self.readonly:
             raise MmsearchError(f"{self.path}: opened read-only")
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         before = self.size_bytes()
-        lock = FileLock(str(self.path / LOCK_FILE))
+        lock = self._write_lock()
         try:
             lock.acquire(timeout=DEFAULT_WAIT_S)
         except Timeout:
@@ -381,22 +516,33 @@ class Index:
         """What the index folder takes on disk (its files, not the thumbnails' cache)."""
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
 
+    def _write_lock(self) -> Any:
+        """The lock of the one process that writes the index (created 0600, as everything in it)."""
+        from filelock import FileLock
+
+        return FileLock(str(self.path / LOCK_FILE), mode=private.FILE_MODE)
+
     # -- searching -----------------------------------------------------------------------------
 
     def search(self, text: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
                type: str = "all", under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
-               before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
+               before: datetime | str | None = None, mode: str = "hybrid",
+               cancel: Callable[[], bool] | None = None) -> list[SearchResult]:
         """Text or image query -> the k best files (k whenever k match). Only the tower the query needs
-        is loaded. Dates: a datetime or an ISO string; without a zone it is local time."""
-        text, mode = _query_args(text, image, mode)
-        filters = _filters(k, type, under, after, before)
+        is loaded. Dates: a datetime or an ISO string; without a zone it is local time. `cancel` (a
+        Cancel, or any callable): once it returns True the search raises Cancelled at its next stage (an
+        app drops a search the user has typed past)."""
+        text, mode = arguments.query(text, image, mode)
+        filters = Filters.checked(k, type, under, after, before)
         self._check_under(filters.under)
+        _stop_if(cancel)
         vector, mode = self.encode_query(text, image, mode)
+        _stop_if(cancel)
         return rank(self.catalog, self.vectors if vector is not None else None, query_vector=vector, query_text=text,
                     k=k, filters=filters, mode=mode)
 
     def encode_query(self, text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[Any, str]:
-        """A checked query (_query_args) encoded where its mode needs a vector: (vector or None, mode);
+        """A checked query (arguments.query) encoded where its mode needs a vector: (vector or None, mode);
         an image query is always by vector."""
         vector = None
         if text is not None:
@@ -411,13 +557,13 @@ class Index:
                 else:
                     vector = loaded.encode([text])[0]
         elif image is not None:
-            from .preprocess import decode_image
+            from .preprocess import QUERY_MAX_PIXELS, decode_image
 
             # (Opening the image tower on a thread while this one decodes was measured: no gain, the
             # two compete for the same cores; decoding at draft scale takes a few ms.)
             image = arguments.image_file(image)
             try:
-                decoded = decode_image(image, self.bundle.image_spec)
+                decoded = decode_image(image, self.bundle.image_spec, decode_limit=QUERY_MAX_PIXELS)
             except Exception as e:
                 raise MmsearchError(f"{shown(image)}: {e}") from None
             vector = self.image_encoder().encode(decoded.pixels)[0]
@@ -429,7 +575,7 @@ class Index:
                 before: datetime | str | None = None) -> list[SearchResult]:
         """Files like an indexed file, from its stored vector (the file itself left out)."""
         target = arguments.user_path(path)
-        filters = _filters(k, type, under, after, before)
+        filters = Filters.checked(k, type, under, after, before)
         self._check_under(filters.under)
         found = self.stored_vector(target)
         if found is None:
@@ -481,15 +627,108 @@ class Index:
                                 "`mmsearch index` again)")
         return row.id, vector
 
+    # -- what an app shows (the web app: cards, thumbnails, the original file) -------------------
+
+    def item(self, item_id: int) -> ItemFile | None:
+        """An item with its file's row (None: no such item, or gone since)."""
+        if not 0 < item_id < 2**63:  # SQLite's integers: past them is no item, not an OverflowError
+            return None
+        return self.catalog.item_file(item_id)
+
+    @staticmethod
+    def picture(item: ItemFile, fit: int) -> Any:
+        """What an item shows, as an upright RGB PIL image whose long side reaches at least `fit` pixels
+        (a photo decoded at the smallest scale that does) or is `fit` (a PDF chunk's page, drawn), made
+        from the file only while it is the one indexed (`open_file`). Raises FileGoneError or
+        FileChangedError where it is not, MmsearchError where it cannot be drawn."""
+        from .serving import open_indexed
+
+        with open_indexed(item) as f:
+            if item.kind == "image":
+                from .preprocess import open_image
+
+                return open_image(f, fit=fit)[0]
+            from .textfiles import render_page
+
+            return render_page(Path(item.path), item.page or 1, fit, file=f)
+
+    @staticmethod
+    def open_file(item: ItemFile) -> IO[bytes]:
+        """An item's file opened for reading, only while its path holds the file that was indexed (the same
+        size, mtime and change time, a regular file; see serving.py): what an app serves of an index.
+        Raises FileGoneError or FileChangedError saying why not."""
+        from .serving import open_indexed
+
+        return open_indexed(item)
+
+    @staticmethod
+    def file_text(item: ItemFile) -> Iterator[str]:
+        """A text document's text as it is written, decoded as indexing decoded it (a file in cp1252 or
+        Shift_JIS reads as it should), from the file only while it is the one indexed."""
+        from .serving import open_indexed
+        from .textfiles import decode_text
+
+        f = open_indexed(item)  # now: a file that is not the one indexed is said before any text
+
+        def text() -> Iterator[str]:
+            with f:
+                yield from decode_text(f, item.path)
+
+        return text()
+
+    def recent(self, k: int = 24, *, type: str = "image") -> list[ItemFile]:
+        """The k newest files of a kind ("image" or "document"), by their date: the capture time where
+        a photo records one, else the modification time."""
+        arguments.at_least_one("k", k)
+        return self.catalog.recent_items(arguments.choice("type", type, ("image", "document")), k)
+
+    def thumbnail(self, item_id: int, size: int = 256) -> Any:
+        """A picture of an item (a result's `item_id`) for an app to show: an upright RGB PIL image whose
+        long side is at most `size` pixels (a photo decoded at a reduced scale; a PDF hit's page drawn).
+        Raises MmsearchError where the item is gone or cannot be drawn, OSError where the file cannot be
+        read."""
+        item = self.item(item_id)
+        if item is None:
+            raise MmsearchError(f"item {item_id}: not in this index (any more)")
+        picture = self.picture(item, size)
+        picture.thumbnail((size, size))
+        return picture
+
+    def counts(self) -> dict[str, int]:
+        """Files and items by kind, files in error, pictures with words, files whose words are still to read."""
+        return self.catalog.counts()
+
+    def roots(self) -> list[str]:
+        """The folders (and single files) this index holds, as they were given."""
+        return [p for _, p in self.catalog.roots()]
+
+    def model_record(self) -> ModelRecord | None:
+        """The model this index was built with, as recorded in it (None: no model recorded yet)."""
+        return self.catalog.model_record()
+
+    def shard(self, *, vectors: bool = True, exclude_file: int | None = None) -> Shard:
+        """This index as search.rank_many ranks it beside others (MultiIndex); `vectors`: whether the query
+        has a vector side, `exclude_file`: a file to leave out."""
+        return self.catalog, self.vectors if vectors else None, exclude_file
+
+    @staticmethod
+    def folder_of(path: str | os.PathLike[str] | None = None) -> Path:
+        """The folder Index(path) opens: the path as the user means it, or the default index."""
+        return Path(arguments.user_path(path)) if path else paths.default_index_dir()
+
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        from .watch import running as watch_running
+
         size = self.size_bytes()
         record = self.catalog.model_record()
         return {
             "index": str(self.path),
             "model": record.name if record else (self._bundle.name if self._bundle else None),
             "model_path": record.path if record else None,
+            # a better default for the user's language than the model the index keeps (None: none)
+            "newer_default": newer_default(record.name, record.path) if record else None,
             "schema_version": self.catalog.schema_version(),
             "roots": [p for _, p in self.catalog.roots()],
             "counts": self.catalog.counts(),
@@ -497,6 +736,9 @@ class Index:
             "last_run": self.catalog.last_run(),
             "runs": self.catalog.runs(10),  # the last ten, newest first
             "errors": self.catalog.errors(),
+            "watch": watch_running(self.path),  # {"pid", "roots", "since"} of the watch keeping it current
+            # Whose the index is and what in it other accounts may read (the text of every document).
+            "access": private.inspect(self.path, is_index_entry).to_dict(),
         }
 
 
@@ -523,22 +765,8 @@ def _background(fn: Callable[[], Any]) -> Callable[[], Any]:
     return result
 
 
-def _query_args(text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[str | None, str]:
-    """A search's text or image (one of them) and mode, checked: (text, mode)."""
-    if (text is None) == (image is None):
-        raise InvalidArgument("give a text or an image to search for (one of them)")
-    if text is not None:
-        text = arguments.query_text(text)
-    return text, arguments.choice("mode", mode, arguments.MODES)
+def _stop_if(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        from .cancel import Cancelled
 
-
-def _filters(k: int, type: str, under: str | os.PathLike[str] | None, after: datetime | str | None,
-             before: datetime | str | None) -> Filters:
-    """A search's filters, checked and normalised (k too, which every search takes)."""
-    arguments.at_least_one("k", k)
-    after_, before_ = arguments.when("after", after), arguments.when("before", before)
-    if after_ is not None and before_ is not None and after_ >= before_:
-        raise InvalidArgument(f"after {after_.isoformat()} is not earlier than before {before_.isoformat()}: "
-                              "no date is both")
-    return Filters(type=arguments.choice("type", type, arguments.TYPES),
-                   under=arguments.user_path(under) if under is not None else None, after=after_, before=before_)
+        raise Cancelled("the search was cancelled")

@@ -60,6 +60,15 @@ def query_text(text: str) -> str:
     return text
 
 
+def query(text: str | None, image: str | os.PathLike[str] | None, mode: str) -> tuple[str | None, str]:
+    """A search's text or image (one of them) and mode, checked: (text, mode)."""
+    if (text is None) == (image is None):
+        raise InvalidArgument("give a text or an image to search for (one of them)")
+    if text is not None:
+        text = query_text(text)
+    return text, choice("mode", mode, MODES)
+
+
 def when(name: str, value: datetime | str | None) -> datetime | None:
     """A date filter as an aware datetime: text is parsed (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS], a space
     instead of the T, an optional zone such as +02:00 or Z); a naive value is local time."""
@@ -137,3 +146,14 @@ def model_name(value: str) -> str:
     if not text or text.startswith(".") or any(c in text for c in "/\\\0") or len(text) > 128:
         raise InvalidArgument(f"model name {value!r}: use letters, digits, '-', '_' or '.', not starting with '.'")
     return text
+
+
+def language(value: str) -> str:
+    """A language: an ISO 639 code ("zh") or a locale name ("zh_CN.UTF-8"), as its code."""
+    from .settings import language_code
+
+    code = language_code(str(value))
+    if code is None or not 2 <= len(code) <= 3:
+        raise InvalidArgument(f"language {value!r}: give an ISO 639 code such as en, zh, ja or de "
+                              "(or a locale such as zh_CN.UTF-8)")
+    return code

@@ -56,11 +56,12 @@ from typing import Any
 
 import numpy as np
 
+from . import private
 from .errors import MmsearchError
 from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 CATALOG_FILE = "catalog.db"
 
 
@@ -79,9 +80,13 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# The columns _file_row reads, in its order: every query of FileRows selects these.
+_FILE_COLUMNS = "id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns"
+
+
 def _file_row(r: tuple) -> FileRow:
-    """A FileRow from (id, path, path_bytes, size, mtime_ns, content_hash, kind, status)."""
-    return FileRow(r[0], r[1], from_stored(r[1], r[2]), r[3], r[4], r[5], r[6], r[7])
+    """A FileRow from (id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns)."""
+    return FileRow(r[0], r[1], from_stored(r[1], r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
 
 
 def _rowid(cursor: sqlite3.Cursor) -> int:
@@ -100,6 +105,7 @@ class FileRow:
     content_hash: str | None
     kind: str
     status: str
+    ctime_ns: int | None = None  # the inode's change time as indexed (None: not recorded yet)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ class ItemFile:
     taken_at: str | None  # the EXIF capture time as found
     time_s: float | None  # the file's date as an instant: taken_at where known, else the modification time
     status: str
+    ctime_ns: int | None  # the inode's change time as indexed (None: not recorded yet)
 
 
 # The kind of the items that hold the words read in a picture: text for the keyword index, no vector.
@@ -285,6 +292,12 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE files SET size = -1, content_hash = NULL WHERE kind = 'document' AND status = 'error'"
         " AND error = 'no text found'",
     ],
+    5: [
+        # What a file's size and mtime (which anyone who may write it can set) leave unsaid: whether the
+        # path holds the same inode as indexed. The kernel sets it; a file swapped in, or a symlink to
+        # another file, has another. Recorded by the next run for files indexed before.
+        "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
+    ],
 }
 
 # A new catalog is the first schema with every migration applied, so both paths give the same tables.
@@ -308,7 +321,10 @@ class Catalog:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         if not readonly:
-            folder.mkdir(parents=True, exist_ok=True)
+            private.make_folder(folder)
+            if not self.path.exists():
+                # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files its mode.
+                private.empty_file(self.path)
             self._create_or_migrate()
         elif not self.path.exists():
             raise CatalogError(f"{folder}: no index here (no {CATALOG_FILE}); run `mmsearch index PATH --index {folder}` first")
@@ -456,8 +472,8 @@ class Catalog:
         """A reader (a query) of an older catalog migrates it when it may write the folder, so an
         upgrade of mmsearch does not need an index run before the first query."""
         version = self._stored_version()
-        if version is None or version >= SCHEMA_VERSION or not os.access(self.folder, os.W_OK):
-            return
+        if version is None or version >= SCHEMA_VERSION or not private.may_write(self.folder):
+            return  # (another account's index is not written, not even to migrate it)
         try:
             conn = sqlite3.connect(self.path, timeout=30)
             try:
@@ -557,23 +573,48 @@ class Catalog:
     def files_of_root(self, root_id: int) -> Iterator[FileRow]:
         """Every file of a root, streamed (a root may hold a million)."""
         cursor = self.conn.execute(
-            "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status FROM files WHERE root_id = ?",
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE root_id = ?",
             (root_id,),
         )
         for r in cursor:
             yield _file_row(r)
+
+    def files_under(self, paths: Iterable[str]) -> Iterator[FileRow]:
+        """The indexed files (under any root) that are one of `paths` or lie in a folder among them."""
+        for path in paths:
+            shown = db_path(path).rstrip(os.sep)
+            cursor = self.conn.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files"
+                " WHERE path = ? OR (path >= ? AND path < ?)", (shown, shown + os.sep, shown + chr(ord(os.sep) + 1)))
+            for r in cursor:
+                yield _file_row(r)
 
     def item_file(self, item_id: int) -> ItemFile | None:
         """An item with its file's row (None: no such item, or gone since)."""
         r = self.conn.execute(
             "SELECT items.id, files.id, files.path, files.path_bytes, files.kind, items.page, files.size,"
             " files.mtime_ns, files.content_hash, files.media_type, files.width, files.height, files.taken_at,"
-            " files.time_s, files.status FROM items JOIN files ON files.id = items.file_id WHERE items.id = ?",
+            " files.time_s, files.status, files.ctime_ns FROM items JOIN files ON files.id = items.file_id"
+            " WHERE items.id = ?",
             (item_id,),
         ).fetchone()
         if r is None:
             return None
         return ItemFile(r[0], r[1], r[2], from_stored(r[2], r[3]), *r[4:])
+
+    def recent_items(self, kind: str, limit: int) -> list[ItemFile]:
+        """The files of a kind, newest first by their date (the capture time where known), one item each."""
+        rows = self.conn.execute(
+            "SELECT (SELECT min(items.id) FROM items WHERE items.file_id = files.id AND items.kind = files.kind)"
+            " FROM files WHERE kind = ? AND status = 'indexed' ORDER BY time_s DESC, id DESC LIMIT ?",
+            (kind, limit)).fetchall()
+        return [item for (item_id,) in rows if item_id is not None and (item := self.item_file(item_id)) is not None]
+
+    def opening(self, file_id: int) -> str | None:
+        """The text a document opens with: its first chunk's."""
+        r = self.conn.execute("SELECT text FROM items WHERE file_id = ? AND text IS NOT NULL AND kind = 'document'"
+                              " ORDER BY page, start LIMIT 1", (file_id,)).fetchone()
+        return r[0] if r else None
 
     def files_by_path(self, paths: Sequence[str]) -> dict[str, FileRow]:
         """The indexed files among `paths` (as the scanner sees them), under any root."""
@@ -583,7 +624,7 @@ class Catalog:
             part = keys[lo : lo + 500]
             marks = ",".join("?" * len(part))
             for r in self.conn.execute(
-                "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status FROM files"
+                f"SELECT {_FILE_COLUMNS} FROM files"
                 f" WHERE path IN ({marks})", part,
             ):
                 row = _file_row(r)
@@ -592,7 +633,7 @@ class Catalog:
 
     def file_by_path(self, path: str) -> FileRow | None:
         r = self.conn.execute(
-            "SELECT id, path, path_bytes, size, mtime_ns, content_hash, kind, status FROM files WHERE path = ?",
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?",
             (db_path(path),),
         ).fetchone()
         return None if r is None else _file_row(r)
@@ -615,20 +656,21 @@ class Catalog:
     def put_file(self, conn: sqlite3.Connection, *, path: str, root_id: int, size: int, mtime_ns: int,
                  content_hash: str | None, kind: str, media_type: str | None = None, width: int | None = None,
                  height: int | None = None, taken_at: datetime | None = None, orientation: int | None = None,
-                 status: str = "indexed", error: str | None = None) -> tuple[int, list[int]]:
+                 status: str = "indexed", error: str | None = None, ctime_ns: int | None = None
+                 ) -> tuple[int, list[int]]:
         """Insert or replace a file row; a replaced file's old items go. Returns (file id, removed item ids).
         taken_at: the EXIF capture time, naive (camera wall clock, read as local time) or aware."""
         key = db_path(path)
         row = conn.execute("SELECT id FROM files WHERE path = ?", (key,)).fetchone()
         time_s = taken_at.timestamp() if taken_at else mtime_ns / 1e9
         values = (root_id, size, mtime_ns, content_hash, kind, media_type, width, height,
-                  taken_at.isoformat() if taken_at else None, time_s, orientation, status, error, now())
+                  taken_at.isoformat() if taken_at else None, time_s, orientation, status, error, now(), ctime_ns)
         removed: list[int] = []
         if row is None:
             cur = conn.execute(
                 "INSERT INTO files(path, path_bytes, root_id, size, mtime_ns, content_hash, kind, media_type, width,"
-                " height, taken_at, time_s, orientation, status, error, indexed_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " height, taken_at, time_s, orientation, status, error, indexed_at, ctime_ns)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key, path_bytes(path), *values),
             )
             return _rowid(cur), removed
@@ -637,7 +679,8 @@ class Catalog:
         # Its items are gone, the words read in it with them: to be read again (ocr_hash NULL).
         conn.execute(
             "UPDATE files SET root_id=?, size=?, mtime_ns=?, content_hash=?, kind=?, media_type=?, width=?, height=?,"
-            " taken_at=?, time_s=?, orientation=?, status=?, error=?, indexed_at=?, ocr_hash=NULL WHERE id = ?",
+            " taken_at=?, time_s=?, orientation=?, status=?, error=?, indexed_at=?, ctime_ns=?, ocr_hash=NULL"
+            " WHERE id = ?",
             (*values, file_id),
         )
         return file_id, removed
@@ -650,16 +693,23 @@ class Catalog:
     # A file without an EXIF time is dated by its modification time, which these two may change.
     _MTIME_DATE = "time_s = CASE WHEN taken_at IS NULL THEN ? ELSE time_s END"
 
-    def touch_file(self, conn: sqlite3.Connection, file_id: int, size: int, mtime_ns: int) -> None:
-        conn.execute(f"UPDATE files SET size = ?, mtime_ns = ?, {self._MTIME_DATE} WHERE id = ?",
-                     (size, mtime_ns, mtime_ns / 1e9, file_id))
+    def touch_file(self, conn: sqlite3.Connection, file_id: int, size: int, mtime_ns: int,
+                   ctime_ns: int | None = None) -> None:
+        conn.execute(f"UPDATE files SET size = ?, mtime_ns = ?, ctime_ns = ?, {self._MTIME_DATE} WHERE id = ?",
+                     (size, mtime_ns, ctime_ns, mtime_ns / 1e9, file_id))
 
-    def move_file(self, conn: sqlite3.Connection, file_id: int, new_path: str, root_id: int, size: int, mtime_ns: int) -> None:
+    def move_file(self, conn: sqlite3.Connection, file_id: int, new_path: str, root_id: int, size: int, mtime_ns: int,
+                  ctime_ns: int | None = None) -> None:
         conn.execute(
-            f"UPDATE files SET path = ?, path_bytes = ?, root_id = ?, size = ?, mtime_ns = ?, {self._MTIME_DATE}"
-            " WHERE id = ?",
-            (db_path(new_path), path_bytes(new_path), root_id, size, mtime_ns, mtime_ns / 1e9, file_id),
+            f"UPDATE files SET path = ?, path_bytes = ?, root_id = ?, size = ?, mtime_ns = ?, ctime_ns = ?,"
+            f" {self._MTIME_DATE} WHERE id = ?",
+            (db_path(new_path), path_bytes(new_path), root_id, size, mtime_ns, ctime_ns, mtime_ns / 1e9, file_id),
         )
+
+    def record_ctimes(self, conn: sqlite3.Connection, ctimes: Iterable[tuple[int, int]]) -> None:
+        """(file id, ctime_ns) of unchanged files indexed before their change time was recorded."""
+        conn.executemany("UPDATE files SET ctime_ns = ? WHERE id = ? AND ctime_ns IS NULL",
+                         [(ctime, file_id) for file_id, ctime in ctimes])
 
     def delete_files(self, conn: sqlite3.Connection, file_ids: Iterable[int]) -> list[int]:
         removed: list[int] = []

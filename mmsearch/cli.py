@@ -60,7 +60,12 @@ def index(
              "pillow-heif) and documents (txt, md, pdf).")],
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder "
-                                                                 "[default: clip-vit-b-32, pulled when none is installed].")] = None,
+                                                                 "[default: the default for your language, pulled when "
+                                                                 "none is installed: immich-vit-b-32-laion2b for "
+                                                                 "English, immich-xlm-roberta-b-32 for the others].")] = None,
+    language: Annotated[Optional[str], typer.Option(
+        "--language", help="The language you search in (ISO 639 code: en, zh, ja, de...), which picks the default "
+                           "model of a new index [default: the locale's, LC_ALL, LC_MESSAGES or LANG].")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",
     variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8 [default: fp16 on CUDA, int8 on CPU].")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
@@ -107,8 +112,10 @@ def index(
         arguments.existing_paths(paths)
         arguments.at_least_one("--workers", workers)
         arguments.choice("--engine", engine, arguments.ENGINES)
-        if model is None:  # a new index with no model installed: the default is pulled (asked on a terminal)
-            cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json)
+        if language is not None:
+            language = arguments.language(language)
+        if model is None:  # a new index: the default for the language, pulled where missing (asked on a terminal)
+            model = cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json, language=language)
     except Exception as e:
         _fail_with(e)
 
@@ -293,6 +300,8 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     c = info["counts"]
     typer.echo(f"index:   {printable(info['index'])} ({info['size_bytes'] / 1e6:.1f} MB)")
     typer.echo(f"model:   {printable(str(info['model']))}")
+    if info.get("newer_default"):
+        typer.echo("  " + info["newer_default"]["note"].replace("\n", "\n  "))
     typer.echo("roots:   " + (", ".join(printable(r) for r in info["roots"]) or "none"))
     typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks), {c['errors']} in error")
     from . import ocr
@@ -301,6 +310,11 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if c["words_to_read"] and not ocr.installed():
         left += f" (OCR is not installed: {ocr.INSTALL_HINT})"
     typer.echo(f"words:   found in {c['pictures_with_words']} pictures{left}")
+    typer.echo(f"access:  {info['access']['summary']}")
+    if info["watch"]:
+        w = info["watch"]
+        typer.echo(f"watch:   running since {w['since']} (pid {w['pid']}): "
+                   + ", ".join(printable(str(r)) for r in w["roots"]))
     if info["last_run"]:
         r = info["last_run"]
         typer.echo(f"last run: {r['started_at']} ({r['status']})")
@@ -327,6 +341,10 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest image to search by.")] = 20,
     thumbnail_cache_mb: Annotated[float, typer.Option(
         "--thumbnail-cache-mb", help="Bound of the thumbnail cache in the index folder.")] = 512,
+    tls_cert: Annotated[Optional[Path], typer.Option(
+        "--tls-cert", help="Serve HTTPS with this certificate (PEM, its chain); with --tls-key. Without them the "
+                           "server speaks plain HTTP, which other machines on the network can read.")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Search in your browser: a local web app over the index, with thumbnails, the index's status and
     "index now" (needs `pip install 'mmsearch[web]'`)."""
@@ -337,9 +355,68 @@ def serve(
     try:
         run_server(index_dir=index_dir, host=host, port=port, open_browser=open_browser, allow_remote=allow_remote,
                    allow_hosts=tuple(allow_host or ()), model=model, max_upload_mb=max_upload_mb,
-                   thumbnail_cache_mb=thumbnail_cache_mb, echo=typer.echo)
+                   thumbnail_cache_mb=thumbnail_cache_mb, tls_cert=tls_cert and tls_cert.expanduser(),
+                   tls_key=tls_key and tls_key.expanduser(), echo=typer.echo)
     except KeyboardInterrupt:
         pass
+    except Exception as e:
+        _fail_with(e)
+
+
+@app.command()
+def watch(
+    paths: Annotated[Optional[list[Path]], typer.Argument(
+        help="Folders to keep current [default: the index's folders]; new ones are indexed first.")] = None,
+    index_dir: IndexOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model, for a new index [default: as `index`].")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
+    settle: Annotated[float, typer.Option("--settle", help="Seconds a changed file must stay unchanged before it is "
+                                                           "indexed (a copy or a save in progress).")] = 2.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keep the index current while files change: index PATHS now, then every file added, saved, moved or
+    deleted under them, a few seconds after it settles. Runs until Ctrl-C. A moved file keeps its
+    vectors; a burst of new files is one run; `mmsearch status` shows that a watch runs."""
+    _setup_logging()
+    import time
+
+    from . import arguments
+    from .api import Index
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def say(event) -> None:
+        if as_json:
+            typer.echo(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **event.to_dict()}))
+            return
+        when = time.strftime("%H:%M:%S")
+        if event.report is not None:
+            r = event.report
+            what = f"{event.paths} changes" if event.kind == "indexed" else "the folders checked"
+            typer.echo(f"{when} {what}: added {r.added}, updated {r.updated}, moved {r.moved}, removed {r.removed}, "
+                       f"errors {len(r.errors)} ({r.seconds:.1f}s)")
+        elif event.kind == "error":
+            typer.echo(f"{when} error: {printable(event.error or '')}", err=True)
+        else:
+            typer.echo(f"{when} {event.kind}", err=True)
+
+    try:
+        if paths:
+            arguments.existing_paths(paths)
+        if model is None and paths:
+            model = cli_models.ensure_default_model(index_dir, yes=True, quiet=as_json)
+        with Index(index_dir, model=model) as idx:
+            running = idx.watch(paths or None, on_event=say, settle=settle, exclude=exclude or (),
+                                include_hidden=hidden)
+            if not as_json:
+                typer.echo(f"Watching {', '.join(printable(str(r)) for r in running.roots)} for {printable(str(idx.path))} "
+                           "(Ctrl-C to stop)", err=True)
+            while running.running and not stop.is_set():
+                stop.wait(0.5)
+            running.stop()
     except Exception as e:
         _fail_with(e)
 
@@ -446,45 +523,20 @@ def export(
 
 
 @app.command()
-def doctor(as_json: JsonOpt = False) -> None:
+def doctor(index_dir: Annotated[Optional[Path], typer.Option(
+               "--index", help="The index folder whose permissions to check [default: the default index].")] = None,
+           as_json: JsonOpt = False) -> None:
     """What this machine can do: onnxruntime providers, CUDA, HEIC support, OCR, installed models,
-    and whether each model's int8 towers passed their check on this CPU."""
-    from dataclasses import asdict
-
-    from . import int8_check, ocr, paths
-    from .api import installed_models
-    from .bundle import TOWERS
+    whether each model's int8 towers passed their check on this CPU, and whether the index and the
+    caches are private to you."""
+    from .doctor import diagnose
     from .errors import MmsearchError
-    from .media import heif_supported
 
     try:
-        from .runtime import cuda_works, ort
+        info = diagnose(index_dir.expanduser() if index_dir else None)
     except MmsearchError as e:  # installed without its [cpu] or [gpu] extra
         _fail(str(e))
-    both = _both_onnxruntimes()
-    ok, why = cuda_works()
-    checks = []
-    for bundle in installed_models():
-        for variant in (v for v in int8_check.CHECKED if v in bundle.variants):
-            for tower in TOWERS:
-                verdict = int8_check.cached_verdict(bundle, variant, tower)
-                checks.append({"model": bundle.name, "variant": variant, "tower": tower,
-                               **({"verdict": None} if verdict is None else
-                                  {"verdict": "pass" if verdict.passed else "fail", **asdict(verdict)})})
-    info = {
-        "onnxruntime": ort.__version__,
-        "providers": ort.get_available_providers(),
-        "cuda": ok,
-        "cuda_reason": why or None,
-        "heic": heif_supported(),
-        "ocr": ocr.describe(),
-        "cpu": int8_check.isa_summary(),
-        "cpu_flags": list(int8_check.isa_flags()),
-        "home": str(paths.home()),
-        "models": [p.name for p in paths.models_dir().iterdir()] if paths.models_dir().is_dir() else [],
-        "int8_checks": checks,
-        "onnxruntime_packages_clash": both,
-    }
+    both, ok, why, checks = info["onnxruntime_packages_clash"], info["cuda"], info["cuda_reason"], info["int8_checks"]
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -505,6 +557,8 @@ def doctor(as_json: JsonOpt = False) -> None:
                    f"{'CUDA' if ok else 'the CPU'}")
     typer.echo(f"CPU: {info['cpu']}")
     typer.echo(f"MMSEARCH_HOME: {info['home']}; models: {', '.join(info['models']) or 'none'}")
+    for name, found in info["access"].items():
+        typer.echo(f"{name} {found['folder']}: {found['summary'] if 'summary' in found else 'none yet'}")
     for c in checks:
         what = f"  {c['model']} {c['variant']} {c['tower']} tower on this CPU: "
         if c["verdict"] is None:
@@ -512,20 +566,6 @@ def doctor(as_json: JsonOpt = False) -> None:
         else:
             typer.echo(what + f"{'passed' if c['passed'] else 'failed, fp32 used instead'} (min cosine "
                               f"{c['min_cosine']:.4f} against fp32, bar {c['bar']}, checked {c['checked']})")
-
-
-def _both_onnxruntimes() -> bool:
-    """Whether the CPU and GPU onnxruntime packages are both installed (they install the same module)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = 0
-    for name in ("onnxruntime", "onnxruntime-gpu"):
-        try:
-            version(name)
-            found += 1
-        except PackageNotFoundError:
-            pass
-    return found == 2
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from .cli_query import fail as _fail_with
 
 app = typer.Typer(
     help="Installed models; `pull` one from the Hugging Face hub or `import` a folder (no torch needed).\n\n"
-    "  mmsearch models --available\n\n  mmsearch models pull clip-vit-b-32\n\n  mmsearch models import ./ViT-B-32__openai",
+    "  mmsearch models --available\n\n  mmsearch models pull immich-vit-b-32-laion2b\n\n  mmsearch models import ./ViT-B-32__openai",
     invoke_without_command=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -39,7 +39,9 @@ def models(
     as_json: JsonOpt = False,
     verify: Annotated[bool, typer.Option("--verify", help="Re-hash every file against its manifest.")] = False,
     available: Annotated[bool, typer.Option("--available", help="List the models that can be pulled by short name "
-                                                                "(family, languages, size, published quality).")] = False,
+                                                                "(family, languages, size, published recall, the "
+                                                                "default for each language: JSON default_for, "
+                                                                "\"*\" for every language but English).")] = False,
 ) -> None:
     """List installed model bundles (in $MMSEARCH_HOME/models) with size, family and variants."""
     if ctx.invoked_subcommand is not None:
@@ -88,14 +90,16 @@ def _list_available(as_json: bool) -> None:
         return
     typer.echo(f"{'name':26} {'repository':58} {'family':12} {'languages':12} {'dim':>4} {'download':>9}")
     for r in rows:
-        mark = " (default)" if r["default"] else ""
+        marks = {"en": "the default for English", "*": "the default for every other language"}
+        mark = "".join(f" ({marks[code]})" for code in r["default_for"])
         size = f"~{r['download_mb']} MB"
         typer.echo(f"{r['name']:26} {r['repo']:58} {r['family']:12} {r['languages']:12} {r['embedding_dim']:>4} "
                    f"{size:>9}{mark}")
         if r["quality"]:
             typer.echo(f"{'':26} {r['quality']}")
-    typer.echo("\nmmsearch models pull NAME (or any repository in immich's or transformers.js's layout: "
-               "mmsearch models pull OWNER/REPO)")
+    typer.echo("\nThe default for your language is pulled by the first `mmsearch index` (its --language CODE, else "
+               "the locale: LC_ALL, LC_MESSAGES, LANG).\nmmsearch models pull NAME (or any repository in immich's or "
+               "transformers.js's layout: mmsearch models pull OWNER/REPO)")
 
 
 @app.command("pull")
@@ -159,32 +163,67 @@ def _report(path: Path, as_json: bool) -> None:
         typer.echo(f"Installed {path.name} ({', '.join(bundle.variants)}; {bundle.embedding_dim}-d) at {path}")
 
 
-def ensure_default_model(index_dir: Optional[Path], *, yes: bool, quiet: bool) -> None:
-    """`mmsearch index` without --model into a new index: when no default model is installed, say what
-    will be downloaded and how big, ask on a terminal (not with --yes, nor when not on one), pull it."""
-    from . import paths
-    from .api import default_model_installed
+def ensure_default_model(index_dir: Optional[Path], *, yes: bool, quiet: bool,
+                         language: Optional[str] = None) -> Optional[str]:
+    """`mmsearch index` without --model into a new index: the model it gets (api.default_model: the
+    default for the language of --language, else of the locale). Where that must be pulled: say which
+    and how big, why (the language), and the alternatives with their sizes; ask on a terminal (not with
+    --yes, nor when not on one); pull it. None for an existing index (it knows its model)."""
+    from . import paths, settings
+    from .api import installed_default
     from .models import catalogue, hub
     from .models.build import pull as pull_model
 
     folder = index_dir.expanduser() if index_dir else paths.default_index_dir()
-    if (folder / "catalog.db").exists() or default_model_installed():
-        return  # an existing index knows its model; an installed default needs nothing
-    entry = catalogue.default()
+    if (folder / "catalog.db").exists():
+        return None  # an existing index knows its model
+    where_from = "--language" if language is not None else settings.current().locale
+    lang = language if language is not None else settings.current().language
+    entry = catalogue.default(lang)
+    installed = installed_default(lang)
+    if installed is not None:
+        if installed != entry.name:
+            _say(f"Using the installed {installed}: it scores at least as well as the default for "
+                 f"{catalogue.language_name(lang)}, {entry.name}.")
+        return installed
     try:
         plan = hub.plan(entry.repo)
     except hub.OfflineError as e:
-        raise hub.OfflineError(f"no model is installed, and the default ({entry.name}) cannot be downloaded: "
-                               f"{e}.\n{_without_the_hub(entry.name)}") from None
-    where = "from the Hugging Face cache" if plan.cached_folder else f"a {plan.total_bytes / 1e6:.0f} MB download"
-    _say(f"No model is installed. The default, {entry.name} ({entry.repo}: {entry.family}, {entry.languages}, "
-         f"{entry.embedding_dim}-d), is {where}; it is installed in {paths.models_dir() / entry.name}.")
+        raise hub.OfflineError(f"no model is installed for {catalogue.language_name(lang)}, and its default "
+                               f"({entry.name}) cannot be downloaded: {e}.\n{_without_the_hub(entry.name)}") from None
+    mb = plan.total_bytes / 1e6
+    where = "from the Hugging Face cache" if plan.cached_folder else f"a {mb:.{0 if mb >= 10 else 1}f} MB download"
+    _say(f"No model is installed for {_language_said(lang, where_from)}. Its default is {entry.name} "
+         f"({entry.repo}: {entry.family}, {entry.languages}, {entry.embedding_dim}-d{_recall(entry, lang)}), "
+         f"{where}; it is installed in {paths.models_dir() / entry.name}.")
+    others = catalogue.alternatives(lang, besides=entry.name)
+    if others:
+        _say("Alternatives (mmsearch models pull NAME, then --model NAME): " + "; ".join(
+            f"{e.name} (~{e.download_mb} MB, {e.languages}{_recall(e, lang)})" for e in others)
+            + ". `mmsearch models --available` lists all; --language CODE picks another language's default.")
     if not yes and sys.stdin.isatty() and sys.stderr.isatty():
         if not typer.confirm("Download it now?", default=True, err=True):
             _say(f"Nothing was indexed. Pull a model with `mmsearch models pull {entry.name}` "
                  "(`mmsearch models --available` lists others), or give --model.")
             raise typer.Exit(1)
     pull_model(entry.name, progress=_say, bars=not quiet and sys.stderr.isatty(), plan=plan)
+    return entry.name
+
+
+def _language_said(language: Optional[str], where_from: Optional[str]) -> str:
+    from .models import catalogue
+
+    if language is None:
+        return f"English (the locale names no language{f': {where_from}' if where_from else ''})"
+    return f"{catalogue.language_name(language)} ({where_from or 'the locale'})"
+
+
+def _recall(entry: Any, language: Optional[str]) -> str:
+    from .models import catalogue
+
+    lang = language or catalogue.ENGLISH
+    figure = entry.recall.get(lang)
+    return "" if figure is None else f"; Crossmodal-3600 recall in {catalogue.language_name(lang)} {figure:.2f}%"
 
 
 def _without_the_hub(default: str) -> str:

@@ -6,11 +6,13 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from tokenizers import Tokenizer
-
 from . import int8_check
 from .bundle import Bundle
 from .runtime import DeviceError, create_session, expected_device
+# The tokenizers of a bundle live in tokens.py (int8_check needs one too); named here as before.
+from .tokens import chunk_tokenizer, content_tokens, load_tokenizer
+
+__all__ = ["ImageEncoder", "TextEncoder", "choose_variant", "chunk_tokenizer", "content_tokens", "load_tokenizer"]
 
 log = logging.getLogger("mmsearch")
 
@@ -140,31 +142,3 @@ class TextEncoder(_Encoder):
         if "attention_mask" in self.spec.inputs:
             feeds["attention_mask"] = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
         return self._tower.run(feeds).astype(np.float32, copy=False)
-
-
-def load_tokenizer(bundle: Bundle) -> Tokenizer:
-    """The bundle's tokenizer, truncating to the context length and padding as the tower expects."""
-    spec = bundle.text_spec
-    tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path()))
-    tokenizer.enable_truncation(max_length=spec.context_length)
-    if spec.padding == "max_length":
-        tokenizer.enable_padding(pad_id=spec.pad_id, length=spec.context_length)
-    else:  # "longest": the tower takes any length, CLIP's causal mask makes padding inert
-        tokenizer.enable_padding(pad_id=spec.pad_id)
-    return tokenizer
-
-
-def chunk_tokenizer(bundle: Bundle) -> Tokenizer:
-    """The bundle's tokenizer as chunking needs it: it sees a whole page, so no truncation and no padding
-    (tokenizer.json may carry either; the encoder's copy has both)."""
-    tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path()))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
-
-
-def content_tokens(bundle: Bundle) -> int:
-    """How many text tokens one chunk may hold: the context minus the special tokens added."""
-    tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path()))
-    specials = tokenizer.num_special_tokens_to_add(False)
-    return bundle.text_spec.context_length - specials

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from . import private
 from .bundle import Bundle
 
 log = logging.getLogger("mmsearch")
@@ -83,10 +84,10 @@ class Verdict:
 def isa_flags() -> tuple[str, ...]:
     """The machine and the instruction-set extensions CPUID reports to this process (numpy's
     runtime dispatch table), plus AVX-VNNI and AMX, which numpy does not list, from /proc/cpuinfo."""
-    from .runtime import _cpu_identity, _cpuid_features  # the ORT cache's key, read once
+    from .runtime import cpu_identity, cpuid_features  # the ORT cache's key, read once
 
-    flags = set(_cpuid_features())
-    line = next((part for part in _cpu_identity().split(";") if part.startswith("flags")), "")
+    flags = set(cpuid_features())
+    line = next((part for part in cpu_identity().split(";") if part.startswith("flags")), "")
     words = set(line.partition(":")[2].split())
     # Only where /proc/cpuinfo describes the CPU this process sees (an emulator passes the host's through).
     if ("avx2" in words) == ("AVX2" in flags) and ("avx512_vnni" in words) == ("AVX512VNNI" in flags):
@@ -115,10 +116,10 @@ def isa_summary(flags: tuple[str, ...] | None = None) -> str:
 def _verdict_path(bundle: Bundle, variant: str, tower: str) -> Path:
     import onnxruntime as ort
 
-    from .paths import home
+    from .paths import cache_dir
 
     key = "|".join((bundle.manifest_sha256, variant, tower, ",".join(isa_flags()), ort.__version__))
-    return home() / "cache" / "int8-check" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    return cache_dir() / "int8-check" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 def cached_verdict(bundle: Bundle, variant: str, tower: str) -> Verdict | None:
@@ -132,11 +133,13 @@ def cached_verdict(bundle: Bundle, variant: str, tower: str) -> Verdict | None:
 def _save(bundle: Bundle, verdict: Verdict) -> None:
     path = _verdict_path(bundle, verdict.variant, verdict.tower)
     try:  # best effort: an unwritable home costs a check per session, never the session
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.claim(path.parent.parent, "cache")  # 0700, an old cache made private
+        private.make_folder(path.parent)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(verdict)) + "\n")
+        with private.open_file(tmp, "w") as f:
+            f.write(json.dumps(asdict(verdict)) + "\n")
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, private.NotOwnerError) as e:
         log.debug("%s: verdict not cached (%s)", path, e)
 
 
@@ -205,7 +208,7 @@ def reference_inputs(bundle: Bundle) -> dict[str, np.ndarray]:
     """Reference inputs made here, for a bundle that carries none: N_IMAGES pictures drawn at the
     tower's input size (shaded background, a large shape, grain) and REFERENCE_TEXTS through the
     bundle's tokenizer, padded as the runtime pads a batch."""
-    from .encoder import load_tokenizer
+    from .tokens import load_tokenizer
 
     h, w = bundle.image_spec.size
     arrays = {"images": np.stack([_picture(i, h, w) for i in range(N_IMAGES)])}

@@ -18,10 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from . import arguments
-from .api import Index, _filters, _query_args
+from .api import Index
 from .errors import InvalidArgument, MmsearchError
 from .filenames import shown
-from .search import SearchResult, rank_many
+from .search import Filters, SearchResult, rank_many
 
 __all__ = ["MultiIndex"]
 
@@ -52,7 +52,7 @@ class MultiIndex:
         first_hash = _manifest(first)
         for idx in self.indexes[1:]:
             if _manifest(idx) != first_hash:
-                a, b = first.catalog.model_record(), idx.catalog.model_record()
+                a, b = first.model_record(), idx.model_record()
                 raise MmsearchError(
                     f"{idx.path} was built with model '{b.name if b else idx.bundle.name}' (manifest "
                     f"{_manifest(idx)[:12]}) and {first.path} with '{a.name if a else first.bundle.name}' (manifest "
@@ -74,10 +74,10 @@ class MultiIndex:
                type: str = "all", under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
                before: datetime | str | None = None, mode: str = "hybrid") -> list[SearchResult]:
         """As Index.search, over every index: the k best files of them all."""
-        text, mode = _query_args(text, image, mode)
-        filters = _filters(k, type, under, after, before)
+        text, mode = arguments.query(text, image, mode)
+        filters = Filters.checked(k, type, under, after, before)
         vector, mode = self.indexes[0].encode_query(text, image, mode)
-        shards = [(idx.catalog, idx.vectors if vector is not None else None, None) for idx in self.indexes]
+        shards = [idx.shard(vectors=vector is not None) for idx in self.indexes]
         return rank_many(shards, query_vector=vector, query_text=text, k=k, filters=filters, mode=mode)
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
@@ -86,7 +86,7 @@ class MultiIndex:
         """As Index.similar, over every index: the file's stored vector is taken from the index that holds
         it (the first, where several do), and the file itself is left out of each."""
         target = arguments.user_path(path)
-        filters = _filters(k, type, under, after, before)
+        filters = Filters.checked(k, type, under, after, before)
         found = [(idx, idx.stored_vector(target)) for idx in self.indexes]
         held = [(idx, f) for idx, f in found if f is not None]
         if not held:
@@ -95,10 +95,10 @@ class MultiIndex:
                 "`mmsearch query --image FILE` (library: MultiIndex.search(image=...))"
             )
         vector = held[0][1][1]
-        shards = [(idx.catalog, idx.vectors, f[0] if f is not None else None) for idx, f in found]
+        shards = [idx.shard(exclude_file=f[0] if f is not None else None) for idx, f in found]
         return rank_many(shards, query_vector=vector, query_text=None, k=k, filters=filters, mode="vector")
 
 
 def _manifest(idx: Index) -> str:
-    record = idx.catalog.model_record()
+    record = idx.model_record()
     return record.manifest_sha256 if record is not None else idx.bundle.manifest_sha256

@@ -44,6 +44,12 @@ GATE_SIDE = 320
 # Flat: this share of the glance's pixels in one colour (5 bits a channel). Measured: pages 0.75-0.98,
 # drawn photos, gradients and noise 0.01-0.25 (one 0.80), 4000x3000 photos 0.02-0.04.
 FLAT_SHARE = 0.4
+# The check recognises only boxes that can be a line of words: none whose short side is more than this
+# share of the picture's short side (the quality set's largest letters are 14% of it, their box about a
+# fifth). Texture lights the detector up in blobs as large as the picture; recognised, they read as
+# nothing and cost a recogniser call each.
+LINE_SHARE = 0.4
+CHECK_BOXES = 8  # and at most this many (the largest): one recogniser call
 # The detector sees the picture with its long side at most this. Measured on 12 px text in a
 # 1920x1080 screenshot: 100% of the words read at 960, 82% at 736; at 1920 it missed 18 px words
 # altogether (letters too large for it). 130-170 ms a picture on 2 cores.
@@ -51,6 +57,14 @@ DETECT_SIDE = 960
 # Recognition crops come from the picture decoded with its long side at most this: small words keep
 # their strokes when the detector's boxes are scaled up to it.
 READ_SIDE = 2000
+# The glance and its check look at the picture as the image tower had it decoded where its long side
+# holds this many pixels: CLIP's 224 px decodes a 4000x3000 JPEG at 1000x750, 1600x1200 at 800x600, so
+# most photos are looked at without a second decode. A smaller decode (a model of smaller input) is
+# done again at LOOK_SIDE. Measured on the quality set (benchmarks/ocr.py): the glance and its check
+# pass 295 of the 300 pictures with words this way, 294 when it looked at a decode of its own at 320 px
+# and checked at READ_SIDE; 292 at 800 px resampled bilinearly.
+LOOK_MIN = 800
+LOOK_SIDE = 960
 MIN_SIDE = 16  # pictures smaller than this on either side hold no readable words
 REC_HEIGHT = 48  # the recogniser's input height (its model's)
 REC_BATCH = 8  # crops per recogniser call
@@ -120,6 +134,10 @@ def joined(lines: list[Line]) -> str:
     return text[:MAX_TEXT_CHARS]
 
 
+def _short_side(box: np.ndarray) -> float:
+    return float(min(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[1] - box[2])))
+
+
 def _height(box: np.ndarray) -> float:
     return float(max(np.linalg.norm(box[0] - box[3]), np.linalg.norm(box[1] - box[2])))
 
@@ -168,13 +186,17 @@ class TextReader:
         return np.asarray(boxes, np.float32).reshape(-1, 4, 2)
 
     def glance_reads_words(self, rgb: np.ndarray, small: np.ndarray, boxes: np.ndarray) -> bool:
-        """Whether any of the glance's boxes, cut from the picture at reading size (`rgb`), reads as
-        words: texture lights the detector up but reads as nothing (see GLANCE_CHECK). Safe from any
-        thread."""
+        """Whether any of the glance's boxes, cut from the picture as decoded (`rgb`), reads as words:
+        texture lights the detector up but reads as nothing (see GLANCE_CHECK). Safe from any thread."""
+        lines = [box for box in boxes if _short_side(box) <= LINE_SHARE * min(small.shape[:2])]
+        if not lines:
+            return False
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         scale = np.float32(rgb.shape[1] / small.shape[1])
-        largest_first = sorted(boxes, key=lambda box: -_height(box) * float(np.linalg.norm(box[1] - box[0])))
-        for lo in range(0, len(largest_first), REC_BATCH):  # words are mostly the large boxes: stop at them
+        # Words are mostly the large boxes: the largest are recognised first, and the first that reads as
+        # words ends the look.
+        largest_first = sorted(lines, key=lambda box: -_height(box) * float(np.linalg.norm(box[1] - box[0])))
+        for lo in range(0, min(len(largest_first), CHECK_BOXES), REC_BATCH):
             crops = [_crop(bgr, box * scale) for box in largest_first[lo : lo + REC_BATCH]]
             if any(_worth_keeping(t, p) for t, p in self.recognise(crops)):
                 return True
@@ -276,11 +298,36 @@ def decode(data: bytes, long_side: int) -> np.ndarray:
     `long_side` (JPEGs decode at a reduced scale). Raises ImageDecodeError with the reason."""
     import io
 
+    from .preprocess import open_image
+
+    return _fitted(open_image(io.BytesIO(data), fit=long_side)[0], long_side)
+
+
+def shrunk_for_reading(img: Any) -> np.ndarray:
+    """A decoded picture (upright RGB PIL image) as `decode(data, READ_SIDE)` gives it."""
+    return _fitted(img, READ_SIDE)
+
+
+def look(img: Any, size: tuple[int, int], data: bytes) -> np.ndarray:
+    """What the glance and its check look at (uint8 H x W x 3): the picture as the image tower had it
+    decoded (`img`, upright RGB, at a draft scale the tower chose; `size`: the upright original's) where
+    it holds LOOK_MIN pixels on its long side (or the whole picture), shrunk to READ_SIDE where larger;
+    else the picture decoded again from the file's bytes at LOOK_SIDE. The same bytes and model give the
+    same look, whichever step of a run takes it."""
+    if max(img.size) >= min(LOOK_MIN, max(size)):
+        return shrunk(np.asarray(img), READ_SIDE)
+    import io
+
+    from .preprocess import open_image
+
+    return shrunk(np.asarray(open_image(io.BytesIO(data), fit=LOOK_SIDE)[0]), LOOK_SIDE)
+
+
+def _fitted(img: Any, long_side: int) -> np.ndarray:
     from PIL import Image
 
-    from .preprocess import ImageDecodeError, open_image
+    from .preprocess import ImageDecodeError
 
-    img = open_image(io.BytesIO(data), fit=long_side)[0]
     try:
         if max(img.size) > long_side:
             scale = long_side / max(img.size)

@@ -30,6 +30,10 @@ from .errors import MmsearchError
 # Images declaring more pixels are refused before decoding (decompression bombs): one limit for the CLI,
 # the web app and an app that embeds the library, which leaves Pillow's own process-wide limit alone.
 MAX_PIXELS = 250_000_000
+# A picture to search by is decoded for a 224-pixel tower: at most this many pixels are decoded for it
+# (a JPEG counts at the reduced scale its decoder draws it at, so any photo fits; a PNG or WebP is decoded
+# whole, ~3 bytes a pixel, so a bigger one is refused rather than costing a server ~1 GB for a query).
+QUERY_MAX_PIXELS = 40_000_000
 
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -57,6 +61,7 @@ class DecodedImage:
     height: int
     taken_at: datetime | None  # EXIF DateTimeOriginal where present: aware when the photo records its offset
     orientation: int | None  # the EXIF orientation tag, where present
+    picture: Image.Image | None = None  # with keep_picture: the upright RGB picture as decoded (draft scale)
 
 
 def draft_size(spec: ImageSpec, width: int, height: int) -> tuple[int, int]:
@@ -78,10 +83,12 @@ def _short_side_target(spec: ImageSpec) -> int:
 
 
 def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, draft: bool = True,
-               fit: int | None = None) -> tuple[Image.Image, int, int, datetime | None, int | None]:
+               fit: int | None = None, decode_limit: int | None = None
+               ) -> tuple[Image.Image, int, int, datetime | None, int | None]:
     """Open an image as an upright RGB PIL image; JPEGs decode at a reduced scale when `spec` allows,
     or, with `fit` (for display), at the smallest scale whose longest side still reaches `fit` pixels.
-    An image declaring more than MAX_PIXELS is refused before it is decoded."""
+    An image declaring more than MAX_PIXELS is refused before it is decoded, and one whose decode (at that
+    reduced scale) would be more than `decode_limit` pixels too."""
     _register_heif()
     size = (0, 0)
     try:
@@ -90,15 +97,19 @@ def open_image(path: Path | str | IO[bytes], spec: ImageSpec | None = None, *, d
             width, height = size = img.size
             if width * height > MAX_PIXELS:
                 raise ImageDecodeError(too_many_pixels(width, height))
-            exif = img.getexif()
-            orientation = exif.get(_EXIF_ORIENTATION)
-            taken_at = _exif_datetime(exif)
             if draft and img.format == "JPEG":
                 if fit is not None:
                     scale = min(1.0, fit / max(width, height))
                     img.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
                 elif spec is not None:
                     img.draft("RGB", draft_size(spec, width, height))
+            # Before the EXIF: a PNG's getexif() decodes the whole image to reach a chunk after the pixels.
+            if decode_limit is not None and img.size[0] * img.size[1] > decode_limit:
+                raise ImageDecodeError(f"is {width}x{height} pixels, more than a picture to search by may be "
+                                       f"({decode_limit / 1e6:g} million decoded); scale it down first")
+            exif = img.getexif()
+            orientation = exif.get(_EXIF_ORIENTATION)
+            taken_at = _exif_datetime(exif)
             img.seek(0)  # first frame of an animation
             img.load()
     except ImageDecodeError:
@@ -275,11 +286,13 @@ def preprocess_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
     return to_tensor(resize_and_crop(_to_rgb(img), spec), spec)
 
 
-def decode_image(path: Path | str | IO[bytes], spec: ImageSpec, *, draft: bool = True) -> DecodedImage:
-    """Read one file into the tower's input; raises ImageDecodeError with the reason."""
-    img, width, height, taken_at, orientation = open_image(path, spec, draft=draft)
+def decode_image(path: Path | str | IO[bytes], spec: ImageSpec, *, draft: bool = True,
+                 decode_limit: int | None = None, keep_picture: bool = False) -> DecodedImage:
+    """Read one file into the tower's input; raises ImageDecodeError with the reason. `keep_picture`:
+    keep the picture as decoded too (for another look at it without decoding it again: OCR's glance)."""
+    img, width, height, taken_at, orientation = open_image(path, spec, draft=draft, decode_limit=decode_limit)
     try:
         pixels = preprocess_image(img, spec)
     except (OSError, ValueError) as e:
         raise ImageDecodeError(_decode_reason(e)) from None
-    return DecodedImage(pixels, width, height, taken_at, orientation)
+    return DecodedImage(pixels, width, height, taken_at, orientation, img if keep_picture else None)

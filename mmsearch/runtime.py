@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import settings
+from . import private, settings
 from .errors import MmsearchError, first_line
 
 try:
@@ -161,12 +161,19 @@ def create_session(
     return _cpu_session(path, opts, spinning, prepack), "cpu"
 
 
+# onnxruntime's NCHWc layout transformer (a CPU optimisation of float32 graphs) crashed the process while
+# opening float16 towers whose batch was traced (models/batching.py): fp16 files run on the CPU without it
+# (`--variant fp16 --device cpu`, or fp16 asked for where CUDA then failed).
+FP16_CPU_DISABLED_OPTIMIZERS = ("NchwcTransformer",)
+
+
 def _cpu_session(path: Path, opts: ort.SessionOptions, spinning: bool, prepack: bool) -> ort.InferenceSession:
     """A CPU session, its graph optimisations done once: the optimised graph is cached (per model file,
     onnxruntime version and CPU, as onnxruntime asks: ENABLE_ALL output holds CPU-specific layouts) and
     later sessions load it with optimisation off. The cached weights sit in a file of their own, which
     onnxruntime memory-maps instead of parsing and copying: a ViT-B/32 int8 text tower opens in about
     half the time (benchmarks/query.py). Any cache trouble falls back to the plain load."""
+    disabled = list(FP16_CPU_DISABLED_OPTIMIZERS) if ".fp16." in path.name else []
     entry = _optimized_cache_path(path, opts)
     if entry is not None and (entry / CACHED_MODEL).is_file():
         fast = session_options(opts.intra_op_num_threads, spinning=spinning, prepack=prepack)
@@ -184,24 +191,26 @@ def _cpu_session(path: Path, opts: ort.SessionOptions, spinning: bool, prepack: 
         try:
             tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+            private.claim(entry.parent.parent, "cache")  # 0700, an old cache made private
+            private.make_folder(tmp)
             opts.optimized_model_filepath = str(tmp / CACHED_MODEL)
             opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", CACHED_WEIGHTS)
             opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        except OSError:
+        except (OSError, private.NotOwnerError):
             tmp = None
     try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
     except Exception:
         if tmp is None:
             raise
         # e.g. the cache folder is not writable: load without saving
         shutil.rmtree(tmp, ignore_errors=True)
         plain = session_options(opts.intra_op_num_threads, spinning=spinning, prepack=prepack)
-        session = ort.InferenceSession(str(path), plain, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), plain, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
         tmp = None
     if tmp is not None and entry is not None:
         try:
+            private.seal(tmp)  # onnxruntime wrote its files with the umask's mode
             tmp.rename(entry)  # whole entry at once; another process may have won the race: keep theirs
             _prune_cache(entry)
         except OSError:
@@ -258,17 +267,17 @@ def _optimized_cache_path(path: Path, opts: ort.SessionOptions) -> Path | None:
         return None
     import hashlib
 
-    from .paths import home
+    from .paths import cache_dir
 
     where = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
     key = "|".join(map(str, (st.st_size, st.st_mtime_ns, ort.__version__, int(opts.graph_optimization_level),
-                             _cpu_identity())))
+                             cpu_identity())))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return home() / "cache" / "ort" / f"{Path(path).stem}.{where}.{digest}"
+    return cache_dir() / "ort" / f"{Path(path).stem}.{where}.{digest}"
 
 
 @lru_cache(maxsize=1)
-def _cpu_identity() -> str:
+def cpu_identity() -> str:
     """The CPU as the optimised-graph cache and the int8 check (int8_check.py) tell CPUs apart:
     /proc/cpuinfo's model name and flags, and the instruction sets CPUID reports to this process,
     which onnxruntime's kernels and layouts follow (the patch embedding's Conv is stored in blocks of
@@ -277,7 +286,7 @@ def _cpu_identity() -> str:
     AVX2-only CPU gave vectors at cosine -0.31 from fp32's."""
     import platform
 
-    cpuid = "cpuid: " + " ".join(_cpuid_features())
+    cpuid = "cpuid: " + " ".join(cpuid_features())
     try:
         with open("/proc/cpuinfo") as f:
             wanted = [line.strip() for line in f if line.startswith(("model name", "flags"))][:2]
@@ -289,7 +298,7 @@ def _cpu_identity() -> str:
 
 
 @lru_cache(maxsize=1)
-def _cpuid_features() -> tuple[str, ...]:
+def cpuid_features() -> tuple[str, ...]:
     """The instruction-set extensions CPUID reports to this process: numpy's runtime dispatch table."""
     import numpy as np
 

@@ -19,6 +19,7 @@ class FoundFile:
     size: int
     mtime_ns: int
     kind: str  # "image" | "document"
+    ctime_ns: int | None = None  # the inode's change time (change_time): who may write a file sets its mtime, not this
 
 
 @dataclass
@@ -44,10 +45,11 @@ class Plan:
 INDEX_MARK = "catalog.db"
 
 def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
-         problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
+         problems: list[ScanProblem] | None = None, base: str | None = None) -> Iterator[FoundFile]:
     """Every indexable file under root, depth first; follows symlinks once (loops are cut). A root
-    that is a file is itself the one file found (hidden or excluded names do not apply to it)."""
-    excluded = _excluder(root, exclude)
+    that is a file is itself the one file found (hidden or excluded names do not apply to it).
+    `base`: the indexed root that `root` lies in, which --exclude patterns are relative to."""
+    excluded = _excluder(base or root, exclude)
     seen_dirs: set[tuple[int, int]] = set()
     problems = problems if problems is not None else []
     if os.path.isfile(root):
@@ -98,8 +100,44 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
-            yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind)
+            yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind, change_time(st))
         stack.extend(reversed(subdirs))
+
+
+def walk_within(root: str, paths: Iterable[str], *, exclude: Iterable[str] = (), include_hidden: bool = False,
+                problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
+    """The files of an indexed root that lie in `paths` (files or folders inside it; gone ones give
+    nothing), judged as a walk of the whole root would judge them: hidden and excluded names anywhere
+    between the root and the file leave it out. For updating what changed, not the whole root."""
+    excluded = _excluder(root, exclude)
+    top = root.rstrip(os.sep) + os.sep
+    given = {os.path.abspath(p) for p in paths}
+    if os.path.abspath(root) in given:
+        yield from walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems)
+        return
+    wanted = sorted(p for p in given if p.startswith(top))
+    kept: list[str] = []
+    for p in wanted:  # a path inside another one given is walked with it
+        if not any(p.startswith(k.rstrip(os.sep) + os.sep) for k in kept):
+            kept.append(p)
+    for p in kept:
+        parts = os.path.relpath(p, root).split(os.sep)
+        if not include_hidden and any(part.startswith(".") for part in parts):
+            continue
+        if excluded is not None and any(
+            excluded(os.path.join(root, *parts[: i + 1]), parts[i], i < len(parts) - 1 or os.path.isdir(p))
+            for i in range(len(parts))
+        ):
+            continue
+        if os.path.isdir(p):
+            yield from walk(p, exclude=exclude, include_hidden=include_hidden, problems=problems, base=root)
+        elif kind_of(p) is not None:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue  # gone again, or a broken link: the next change brings it
+            if stat.S_ISREG(st.st_mode):
+                yield FoundFile(p, st.st_size, st.st_mtime_ns, kind_of(p) or "")
 
 
 def _excluder(root: str, exclude: Iterable[str]) -> Callable[[str, str, bool], bool] | None:
@@ -129,13 +167,25 @@ def _single_file(path: str, problems: list[ScanProblem]) -> Iterator[FoundFile]:
     except OSError as e:
         problems.append(ScanProblem(path, f"cannot stat ({e.strerror or e})"))
         return
-    yield FoundFile(os.path.abspath(path), st.st_size, st.st_mtime_ns, kind)
+    yield FoundFile(os.path.abspath(path), st.st_size, st.st_mtime_ns, kind, change_time(st))
+
+
+def change_time(st: os.stat_result) -> int | None:
+    """The time the kernel last changed the inode (Windows: its creation time): no one sets it, so a file
+    swapped in with the size and mtime of the one indexed still differs here."""
+    if os.name == "nt":
+        return getattr(st, "st_birthtime_ns", None)
+    return st.st_ctime_ns
 
 
 def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, FileRow]],
-         rows_of_root: Callable[[], Iterable[FileRow]], hash_file: Callable[[str], str | None]) -> Plan:
-    """Compare a scan of one root with the catalog, streaming. Files whose size and mtime match are
-    unchanged; a new file whose content hash equals a vanished file's is a move (its vectors are kept).
+         rows_of_root: Callable[[], Iterable[FileRow]], hash_file: Callable[[str], str | None],
+         record_ctimes: Callable[[list[tuple[int, int]]], None] | None = None) -> Plan:
+    """Compare a scan of one root with the catalog, streaming. Files whose size, mtime and change time
+    match are unchanged; a file whose change time alone differs (a chmod, another inode put in its place)
+    is changed: its content is hashed again, and kept as it is where the hash is the same. A new file
+    whose content hash equals a vanished file's is a move (its vectors are kept).
+    record_ctimes(pairs): (file id, change time) of unchanged files indexed before change times were kept.
 
     lookup(paths): the indexed files among paths, under any root, so a file indexed under another
     root that overlaps this one (~/photos and ~/photos/2024) is judged like this root's own and
@@ -148,6 +198,7 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
 
     def judge() -> None:
         rows = lookup([f.path for f in batch])
+        unrecorded = []
         for f in batch:
             row = rows.get(f.path)
             if row is None:
@@ -157,12 +208,18 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
             if row.size == f.size and row.mtime_ns == f.mtime_ns and (row.status == "indexed" or row.content_hash):
                 # A file that failed before and has not changed is not retried (its error stays listed),
                 # unless it could not even be read: a chmod or a remount changes no mtime.
-                if row.status == "indexed":
-                    result.unchanged += 1
-                else:
+                if row.status != "indexed":
                     result.failed.append(row)
+                elif row.ctime_ns is None or f.ctime_ns is None or row.ctime_ns == f.ctime_ns:
+                    result.unchanged += 1
+                    if row.ctime_ns is None and f.ctime_ns is not None:
+                        unrecorded.append((row.id, f.ctime_ns))
+                else:
+                    result.changed.append((f, row))
             else:
                 result.changed.append((f, row))
+        if unrecorded and record_ctimes is not None:
+            record_ctimes(unrecorded)
         batch.clear()
 
     for f in found:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 
 from . import arguments
 from .catalog import Catalog, ItemRow, fold
+from .errors import InvalidArgument
 from .filenames import json_fields
 from .vectors import Searcher, VectorStore
 
@@ -35,6 +37,18 @@ class Filters:
     under: str | None = None  # only files under this folder
     after: datetime | None = None  # aware; compared with each file's date (EXIF capture time, else mtime)
     before: datetime | None = None
+
+    @classmethod
+    def checked(cls, k: int, type: str, under: str | os.PathLike[str] | None, after: datetime | str | None,
+                before: datetime | str | None) -> Filters:
+        """A search's filters, checked and normalised (k too, which every search takes)."""
+        arguments.at_least_one("k", k)
+        after_, before_ = arguments.when("after", after), arguments.when("before", before)
+        if after_ is not None and before_ is not None and after_ >= before_:
+            raise InvalidArgument(f"after {after_.isoformat()} is not earlier than before {before_.isoformat()}: "
+                                  "no date is both")
+        return cls(type=arguments.choice("type", type, arguments.TYPES),
+                   under=arguments.user_path(under) if under is not None else None, after=after_, before=before_)
 
     @property
     def narrows(self) -> bool:
@@ -156,7 +170,8 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
         sim = sims.get(key)
         results.append(SearchResult(
             rank=len(results) + 1, path=row.path, kind=row.kind, score=float(score), score_kind=SCORE_KINDS[mode],
-            similarity=None if sim is None else float(sim), snippet=_snippet(row, query_text),
+            similarity=None if sim is None else float(sim),
+            snippet=_snippet(row, query_text, shards[s][0].opening),
             page=row.page, item_id=item_id, width=row.width, height=row.height, taken_at=row.taken_at,
         ))
     return results
@@ -280,26 +295,43 @@ def _rrf(vec_groups: list[Group], key_groups: list[Group]) -> list[Group]:
     return [(fid, best_item[fid], scores[fid]) for fid in order]
 
 
-def _snippet(row: ItemRow, query_text: str | None) -> str | None:
-    """The chunk's text, or for a long one the passage around the query's words: the whole query where it
-    occurs, else its longest word found (compared as the keyword search compares: case and accents folded)."""
+def _snippet(row: ItemRow, query_text: str | None, opening: Callable[[int], str | None] | None = None) -> str | None:
+    """About SNIPPET_CHARS of the chunk's text around the query's words (the whole query where it occurs,
+    else its longest word found, compared as the keyword search compares: case and accents folded),
+    opening and closing on word boundaries (a Chinese, Japanese or Korean character is a word). A
+    document chunk that holds none of the words (a hit by meaning) shows the document's opening
+    instead, from `opening(file_id)`: a passage that only looks like a match would mislead."""
     if row.text is None:
         return None
-    text = " ".join(row.text.split())
-    if len(text) <= SNIPPET_CHARS:
-        return text
-    start = 0
+    text = row.text
     found = _find_query(text, query_text) if query_text else None
+    if found is None and opening is not None and row.kind == "document":
+        text = opening(row.file_id) or text
+    if len(text) <= SNIPPET_CHARS:
+        return " ".join(text.split())
+    start, first, last = 0, SNIPPET_CHARS, 0  # the window, and the match's span it must keep
     if found is not None:
-        at, length = found
-        start = max(0, at - SNIPPET_CHARS // 3)
-        if at + length > start + SNIPPET_CHARS:  # a long match: show its start
-            start = at
-        space = text.find(" ", start, at)
-        if start and space >= 0:
-            start = space + 1  # open on a word
-    piece = text[start : start + SNIPPET_CHARS]
-    return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(text) else "")
+        first, length = found
+        last = first + length
+        start = first if length > SNIPPET_CHARS else max(0, min(first - SNIPPET_CHARS // 3, len(text) - SNIPPET_CHARS))
+    end = min(len(text), start + SNIPPET_CHARS)
+    if start > 0 and not _boundary(text, start):  # forward to the next word, never past the match
+        start = next((i for i in range(start + 1, min(first, end) + 1) if _boundary(text, i)), start)
+    if end < len(text) and not _boundary(text, end):  # back to the last whole word, never into the match
+        end = next((i for i in range(end - 1, max(last, start), -1) if _boundary(text, i)), end)
+    piece = " ".join(text[start:end].split())
+    return ("…" if start > 0 else "") + piece + ("…" if end < len(text) else "")
+
+
+def _boundary(text: str, i: int) -> bool:
+    """Whether a word boundary lies before text[i]: a space, punctuation, or a CJK character either side."""
+    a, b = text[i - 1], text[i]
+    return not (a.isalnum() and b.isalnum()) or _cjk(a) or _cjk(b)
+
+
+def _cjk(ch: str) -> bool:
+    o = ord(ch)
+    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF
 
 
 def _find_query(text: str, query: str) -> tuple[int, int] | None:

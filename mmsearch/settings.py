@@ -5,6 +5,9 @@
     MMSEARCH_THREADS       onnxruntime threads per session (default: the cores this process may use)
     MMSEARCH_NO_ORT_CACHE  set: do not cache onnxruntime's optimised graphs under MMSEARCH_HOME/cache
     MMSEARCH_ORT_SPIN      1 or 0: force onnxruntime's thread spinning on or off (a benchmark knob)
+    RAY_ADDRESS            the Ray cluster an `--engine ray` run joins when it names none (Ray's own variable)
+    LC_ALL, LC_MESSAGES, LANG  the user's language, the first set in that order (POSIX's precedence):
+                           which default model a first run pulls (zh_CN.UTF-8 -> "zh"; C or POSIX: none)
 
 Read when asked, never at import: an app may change them between uses, and tests do.
 """
@@ -22,6 +25,9 @@ class Settings:
     threads: int | None  # None: one per core
     ort_cache: bool
     ort_spin: bool | None  # None: as the caller chooses
+    ray_address: str | None  # None: a Ray started for the run on this machine
+    language: str | None  # an ISO 639 code from the locale ("zh"), None where the locale names none
+    locale: str | None  # the variable it came from, as set ("LANG=zh_CN.UTF-8")
 
 
 def current() -> Settings:
@@ -29,12 +35,26 @@ def current() -> Settings:
     home = env.get("MMSEARCH_HOME")
     threads = env.get("MMSEARCH_THREADS")
     spin = env.get("MMSEARCH_ORT_SPIN")
+    # POSIX: LC_ALL overrides LC_MESSAGES, which overrides LANG; an empty one counts as unset
+    name = next((n for n in ("LC_ALL", "LC_MESSAGES", "LANG") if env.get(n)), None)
     return Settings(
         home=Path(home).expanduser() if home else _default_home(),
         threads=max(1, int(threads)) if threads else None,
         ort_cache=not env.get("MMSEARCH_NO_ORT_CACHE"),
         ort_spin=None if spin is None else spin == "1",
+        ray_address=env.get("RAY_ADDRESS") or None,
+        language=language_code(env[name]) if name else None,
+        locale=f"{name}={env[name]}" if name else None,
     )
+
+
+def language_code(value: str) -> str | None:
+    """The language of a locale or language name: "zh_CN.UTF-8", "zh-Hans", "ZH" -> "zh"; "C",
+    "POSIX" and "C.UTF-8" name none (None)."""
+    code = value.strip().split(".")[0].split("@")[0].replace("-", "_").split("_")[0].lower()
+    if code in ("", "c", "posix") or not code.isalpha():
+        return None
+    return code
 
 
 def _default_home() -> Path:

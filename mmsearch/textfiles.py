@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .errors import MmsearchError
 from .media import DOCUMENT_SUFFIXES
@@ -83,6 +83,24 @@ def iter_pages(path: Path) -> Iterator[Page]:
     if _suffix(path) == ".pdf":
         return _pdf_pages(path, None)
     return _text_pages(path)
+
+
+def decode_text(f: IO[bytes], name: str) -> Iterator[str]:
+    """A text file's text as it is written, block by block, decoded as indexing decodes it (the same
+    blocks, so the same encoding is chosen): for showing the file, where its bytes in a legacy encoding
+    would read as U+FFFD if taken for UTF-8. Raises DocumentError naming the file."""
+    decoder = _TextDecoder(Path(name))
+    while True:
+        try:
+            data = f.read(_SEGMENT_BYTES)
+        except OSError as e:
+            raise DocumentError(f"{name}: cannot be read ({e.strerror or e})") from e
+        final = len(data) < _SEGMENT_BYTES
+        text = decoder.decode(data, final=final)
+        if text:
+            yield text
+        if final:
+            return
 
 
 def _suffix(path: Path) -> str:
@@ -332,15 +350,15 @@ def _pdf_pages(path: Path, max_chars: int | None) -> Iterator[Page]:
             pdf.close()
 
 
-def render_page(path: Path, number: int, fit: int) -> Any:
+def render_page(path: Path, number: int, fit: int, file: IO[bytes] | None = None) -> Any:
     """Page `number` (1-based) of a PDF as an RGB PIL image whose longest side is `fit` pixels (the web
-    app's thumbnails; OCR reads a scanned page at 2000, ~180 dpi for A4). Raises DocumentError naming
-    the file and the page."""
+    app's thumbnails; OCR reads a scanned page at 2000, ~180 dpi for A4); read from `file` where given
+    (the path then only names it). Raises DocumentError naming the file and the page."""
     import pypdfium2 as pdfium
 
     with _PDFIUM_LOCK:  # the whole render: pdfium is not thread-safe
         try:
-            pdf = pdfium.PdfDocument(str(path))
+            pdf = pdfium.PdfDocument(file if file is not None else str(path))
         except pdfium.PdfiumError as e:
             raise DocumentError(f"{path}: not a readable PDF ({_pdfium_reason(e)})") from e
         except OSError as e:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import flatfile
+from . import flatfile, private
 from .ann import AnnError, AnnGraph, Hits
 from .flatfile import FlatFileError, FlatVectors
 
@@ -258,8 +258,10 @@ class VectorStore:
             number = (int(stamp["save"]) + 1) if stamp else 1
             names = {"graph": f"vectors-{number}.hnsw", "flat": f"vectors-{number}.npy"}
             tmp = {part: self.folder / f"{name}.tmp-{os.getpid()}" for part, name in names.items()}
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private.make_folder(self.folder)
             try:
+                for path in tmp.values():
+                    private.empty_file(path)  # 0600 before hnswlib and NumPy write them (they keep the mode)
                 graph.save(tmp["graph"])
                 ids = sorted(graph.ids())
                 flatfile.write(tmp["flat"], self.dim, len(ids), (
@@ -342,7 +344,7 @@ def _hnswlib_version() -> str:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as f:
+    with private.open_file(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch.errors import first_line
+from mmsearch.paths import make_parents
 
 __all__ = ["ExportError", "export_bundle", "add_references", "VARIANTS"]
 
@@ -62,7 +63,7 @@ def export_bundle(
     folder, source_label = _resolve_source(source, say)
     bundle_name = name or _default_name(source_label)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_parents(out)
     staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:

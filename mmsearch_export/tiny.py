@@ -13,6 +13,13 @@ Presets:
 - ``"vit-b-32"`` (CLIP only): the exact ViT-B/32 CLIP architecture (vision 768/12 layers/12 heads,
   patch 32, 224 px; text 512/12/8, projection 512, vocabulary 49408, context 77). Its tokenizer is
   a small trained BPE; the embedding table still has 49408 rows, so the cost is the real one.
+- ``"vit-l-14"`` (CLIP): OpenAI's ViT-L/14 (vision 1024/24/16, patch 14; text 768/12/12, projection 768).
+- ``"vit-b-16"`` (SigLIP): google/siglip-base-patch16-224 (both towers 768/12/12, vocabulary 32000,
+  context 64); (Chinese-CLIP): a ViT-B/16 and a BERT-base text tower (vocabulary 21128).
+- ``train_xlmr_tokenizer``: an XLM-RoBERTa-style tokenizer (a SentencePiece-like Unigram model, ``<s>``
+  0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, ``<s> ... </s>`` around each text).
+
+Each larger preset keeps the real embedding tables, so its cost is the real model's.
 """
 
 from __future__ import annotations
@@ -205,6 +212,15 @@ _CLIP_PRESETS = {
         vocab_size=49408,
         tokenizer_vocab=2000,
     ),
+    "vit-l-14": dict(
+        vision=dict(image_size=224, patch_size=14, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                    num_attention_heads=16),
+        text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                  max_position_embeddings=77),
+        projection_dim=768,
+        vocab_size=49408,
+        tokenizer_vocab=2000,
+    ),
 }
 
 
@@ -252,9 +268,38 @@ _SIGLIP_PRESETS = {
                     num_attention_heads=2),
         text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                   max_position_embeddings=64),
+        vocab_size=None,  # the tokenizer's own
         tokenizer_vocab=1000,
     ),
+    "vit-b-16": dict(  # google/siglip-base-patch16-224
+        vision=dict(image_size=224, patch_size=16, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                    num_attention_heads=12),
+        text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                  max_position_embeddings=64),
+        vocab_size=32000,
+        tokenizer_vocab=2000,
+    ),
 }
+
+XLMR_SPECIAL = ("<s>", "<pad>", "</s>", "<unk>")
+
+
+def train_xlmr_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> Tokenizer:
+    """An XLM-RoBERTa-style tokenizer.json: a Unigram model over metaspace pieces (what SentencePiece
+    writes and `tokenizers` reads), ids 0-3 <s> <pad> </s> <unk>, and <s> $A </s> around a text."""
+    from tokenizers import models, trainers
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r" {2,}"), " ")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(XLMR_SPECIAL), unk_token="<unk>",
+                                      show_progress=False)
+    tokenizer.train_from_iterator(list(texts) + ["一张猫的照片", "公园里的红色汽车", "狗在海滩上"], trainer=trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return tokenizer
+
 
 SIGLIP_PAD = "<pad>"
 SIGLIP_EOS = "</s>"
@@ -313,7 +358,8 @@ def make_siglip_checkpoint(
     )
     eos = tokenizer.eos_token_id
     config = SiglipConfig(
-        text_config=dict(p["text"], vocab_size=trained.get_vocab_size(), bos_token_id=eos, eos_token_id=eos,
+        text_config=dict(p["text"], vocab_size=p["vocab_size"] or trained.get_vocab_size(), bos_token_id=eos,
+                         eos_token_id=eos,
                          pad_token_id=tokenizer.pad_token_id),
         vision_config=dict(p["vision"]),
     )
@@ -328,6 +374,20 @@ def make_siglip_checkpoint(
 
 
 
+_CHINESE_CLIP_PRESETS = {
+    "tiny": dict(_CLIP_PRESETS["tiny"], text=dict(_CLIP_PRESETS["tiny"]["text"], max_position_embeddings=64),
+                 vocab_size=None),
+    "vit-b-16": dict(  # OFA-Sys/chinese-clip-vit-base-patch16: a BERT-base text tower (RoBERTa-wwm-ext)
+        vision=dict(image_size=224, patch_size=16, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                    num_attention_heads=12),
+        text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                  max_position_embeddings=512),
+        projection_dim=512,
+        vocab_size=21128,
+    ),
+}
+
+
 def make_chinese_clip_checkpoint(
     out: Path, *, preset: str = "tiny", texts: Sequence[str] | None = None, seed: int = 0
 ) -> Path:
@@ -337,9 +397,9 @@ def make_chinese_clip_checkpoint(
 
     from transformers import ChineseCLIPImageProcessorPil as ChineseCLIPImageProcessor
 
-    if preset != "tiny":
-        raise ValueError(f"unknown Chinese-CLIP preset {preset!r} (have tiny)")
-    p = _CLIP_PRESETS["tiny"]
+    if preset not in _CHINESE_CLIP_PRESETS:
+        raise ValueError(f"unknown Chinese-CLIP preset {preset!r} (have {', '.join(_CHINESE_CLIP_PRESETS)})")
+    p = _CHINESE_CLIP_PRESETS[preset]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     corpus = list(texts if texts is not None else sample_texts(seed=seed))
@@ -355,11 +415,11 @@ def make_chinese_clip_checkpoint(
     context = 52  # Chinese-CLIP's own context length
     tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)}, model_max_length=context)
     config = ChineseCLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=p["text"]["hidden_size"],
+        text_config=dict(vocab_size=p["vocab_size"] or len(vocab), hidden_size=p["text"]["hidden_size"],
                          intermediate_size=p["text"]["intermediate_size"],
                          num_hidden_layers=p["text"]["num_hidden_layers"],
-                         num_attention_heads=p["text"]["num_attention_heads"], max_position_embeddings=64,
-                         pad_token_id=0),
+                         num_attention_heads=p["text"]["num_attention_heads"],
+                         max_position_embeddings=p["text"]["max_position_embeddings"], pad_token_id=0),
         vision_config=dict(p["vision"]),
         projection_dim=p["projection_dim"],
     )

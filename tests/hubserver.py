@@ -249,21 +249,33 @@ class HubServer:
             h.wfile.write(body)
 
 
-def serve_default_model(url_file: Path, repo_folder: Path) -> None:
-    """For scripts/check-wheel.sh: the catalogue's default model under its real repository id, as tiny
-    towers in that repository's layout (tests/tiny_onnx.py), until killed; the URL goes to url_file."""
+def default_repositories(root: Path) -> dict[str, Path]:
+    """The catalogue's default models (English's and every other language's) under their real repository
+    ids, as tiny towers in those repositories' layouts (tests/tiny_onnx.py), written under root."""
     import sys
-    import time
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import tiny_onnx
     from mmsearch.models import catalogue
-    from mmsearch.models.layouts import IMMICH
 
-    default = catalogue.default()
-    write = tiny_onnx.write_immich if default.layout == IMMICH else tiny_onnx.write_transformers_js
+    writers = {"immich-app/XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k": tiny_onnx.write_immich_xlmr,
+               "immich-app/ViT-B-32__laion2b-s34b-b79k": tiny_onnx.write_immich,
+               "Xenova/clip-vit-base-patch32": tiny_onnx.write_transformers_js}
+    out = {}
+    for entry in (catalogue.default("en"), catalogue.default("zh"), catalogue.find("clip-vit-b-32")):
+        assert entry is not None and entry.repo in writers, f"no tiny layout for {entry}"
+        out[entry.repo] = writers[entry.repo](root / entry.name)
+    return out
+
+
+def serve_default_model(url_file: Path, repo_folder: Path) -> None:
+    """For scripts/check-wheel.sh: the catalogue's default models (default_repositories) until killed;
+    the URL goes to url_file."""
+    import time
+
     with HubServer() as server:
-        server.add(default.repo, Repo.from_folder(write(repo_folder)))
+        for repo_id, folder in default_repositories(repo_folder).items():
+            server.add(repo_id, Repo.from_folder(folder))
         url_file.write_text(server.url)
         while True:
             time.sleep(3600)
@@ -272,7 +284,7 @@ def serve_default_model(url_file: Path, repo_folder: Path) -> None:
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(description="Serve the default model's layout (tiny weights) as the hub would.")
+    ap = argparse.ArgumentParser(description="Serve the default models' layouts (tiny weights) as the hub would.")
     ap.add_argument("--url-file", type=Path, required=True, help="where to write the server's URL once it listens")
     ap.add_argument("--repo-folder", type=Path, required=True, help="where to write the repository's files")
     args = ap.parse_args()

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from engine_helpers import make_collection, picture, scanned_pdf, sign
+from test_private import modes, open_to_others
 
 from mmsearch import Index, ocr
 
@@ -46,7 +47,11 @@ def cluster():
     need_ray()
     from ray_cluster import Cluster
 
-    c = Cluster(head_cpus=1, workers=1, worker_cpus=1)
+    old = os.umask(0)  # the nodes' workers write the shards: with the most permissive umask (test_private.py)
+    try:
+        c = Cluster(head_cpus=1, workers=1, worker_cpus=1)
+    finally:
+        os.umask(old)
     try:
         c.wait_for_nodes(2)
         yield c
@@ -153,9 +158,20 @@ def test_a_ray_run_makes_the_index_a_local_run_makes(indexed):
 
 def test_a_ray_run_is_incremental(cluster, bundle, tmp_path):
     photos, index = make_world(tmp_path), tmp_path / "index"
+    shard_dir, seen = index / "shards", {}
     with Index(index, model=bundle) as idx:
-        first = idx.index([photos], engine="ray", ray_address=cluster.address, shard_files=4)
+        old = os.umask(0)  # the most permissive umask, on the driver as on the workers (the cluster fixture)
+        try:
+            first = idx.index([photos], engine="ray", ray_address=cluster.address, shard_files=4,
+                              observe=lambda step: seen.update(modes(shard_dir) if step == "commit" else {}))
+            seen.update(modes(index))
+        finally:
+            os.umask(old)
         assert first.added == 19 and len(first.errors) == 2 and first.encoded_items > 19  # the long text: chunks
+        # Private: the shards (each looked at as it was committed) and the folder's own files, as the index.
+        assert sum(p.endswith(".parquet") for p in seen) >= 5 and str(shard_dir / "committed.txt") in seen
+        assert "catalog.db-wal" in {os.path.basename(p) for p in seen} and seen[str(shard_dir)] == 0o700
+        assert open_to_others(seen) == {}
         again = idx.index([photos], engine="ray", ray_address=cluster.address)
         assert again.unchanged == 19 and len(again.errors) == 2 and again.encoded_items == 0
         assert sorted(map(str, again.errors)) == sorted(map(str, first.errors))  # counted and listed alike
@@ -297,16 +313,17 @@ def test_shards_left_by_a_killed_run_are_committed_before_the_scan(bundle, tmp_p
 
 def test_shards_keep_any_file_name_and_refuse_another_model(tmp_path):
     pytest.importorskip("pyarrow", reason=INSTALL)
-    from mmsearch.ingest.shards import ShardError, ShardRow, pending, read_shard, write_shard
+    from mmsearch.ingest.records import Record
+    from mmsearch.ingest.shards import ShardError, pending, read_shard, write_shard
 
     odd = os.fsdecode(b"/photos/caf\xe9.jpg")  # Latin-1 bytes: not UTF-8
-    rows = [ShardRow(path=odd, root_id=1, kind="image", size=10, mtime_ns=5, planned=None, status="indexed",
+    rows = [Record(path=odd, root_id=1, kind="image", size=10, mtime_ns=5, planned=None, status="indexed",
                      digest="ab", width=4, height=3, taken_at="2024-05-01T10:00:00+02:00",
                      vectors=np.arange(4, dtype=np.float32)[None]),
-            ShardRow(path="/docs/a.txt", root_id=1, kind="document", size=7, mtime_ns=6, planned=(7, 2, "cd", "indexed"),
+            Record(path="/docs/a.txt", root_id=1, kind="document", size=7, mtime_ns=6, planned=(7, 2, "cd", "indexed"),
                      status="indexed", digest="ef", vectors=np.ones((2, 4), np.float32),
                      chunks=[(None, 0, 5, "hello"), (None, 5, 9, "you")], note="cut"),
-            ShardRow(path="/x.jpg", root_id=1, kind="image", size=0, mtime_ns=1, planned=None, status="error",
+            Record(path="/x.jpg", root_id=1, kind="image", size=0, mtime_ns=1, planned=None, status="error",
                      error="empty file (0 bytes)")]
     name = write_shard(tmp_path, "mixed", list(reversed(rows)), 4, "m" * 64)
     assert write_shard(tmp_path, "mixed", rows, 4, "m" * 64) == name  # named by its files: the second replaces it

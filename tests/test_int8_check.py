@@ -203,7 +203,7 @@ def fresh_cpu_identity():
     from mmsearch import runtime
 
     def clear():
-        for cached in (runtime._cpu_identity, getattr(runtime, "_cpuid_features", None), int8_check.isa_flags):
+        for cached in (runtime.cpu_identity, getattr(runtime, "cpuid_features", None), int8_check.isa_flags):
             if cached is not None:
                 cached.cache_clear()
 
@@ -229,7 +229,7 @@ def test_the_optimised_graph_cache_follows_what_cpuid_says(home, monkeypatch, fr
         pytest.skip("this CPU reports no AVX2 to hide")
     for name in hidden:  # the same /proc/cpuinfo, CPUID without AVX2 and AVX-512
         monkeypatch.setitem(features, name, False)
-    for cached in (runtime._cpu_identity, getattr(runtime, "_cpuid_features", None)):
+    for cached in (runtime.cpu_identity, getattr(runtime, "cpuid_features", None)):
         if cached is not None:
             cached.cache_clear()
     assert runtime._optimized_cache_path(path, runtime.session_options(1)) != here

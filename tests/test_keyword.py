@@ -119,6 +119,26 @@ def test_snippet_shows_the_matching_passage_of_a_long_chunk():
     assert _snippet(row(short), "nothing") == short
 
 
+def test_a_snippet_opens_and_closes_on_whole_words():
+    """The issue's "t:alert(6)) zebra": a window cut inside a long word. The match is kept whole."""
+    filler = " ".join(f"lorem{i}" for i in range(60))
+    text = filler + " javascript:alert(6)) zebra stripes " + filler
+    snippet = _snippet(row(text), "zebra")
+    assert "zebra" in snippet and snippet.startswith("…") and snippet.endswith("…")
+    body = snippet.strip("…")
+    assert body.split(" ")[0] in text.split(" ") and body.split(" ")[-1] in text.split(" ")  # whole words
+    assert "t:alert" not in snippet or "javascript:alert(6))" in snippet
+
+
+def test_a_document_found_by_meaning_shows_its_opening():
+    later = " ".join(f"later{i}" for i in range(80))
+    r = ItemRow(1, 7, "/docs/a.txt", "document", 3, 900, 1500, later, "text/plain", None, None, None, 0)
+    opening = {7: "Annual report of the harbour master. " + later}
+    snippet = _snippet(r, "okapi", opening.get)
+    assert snippet.startswith("Annual report of the harbour master.") and snippet.endswith("…")
+    assert _snippet(r, "later50", opening.get).startswith("…") and "later50" in _snippet(r, "later50", opening.get)
+
+
 @pytest.mark.parametrize("query", ["the value", "value"])
 def test_scores_stay_best_first_across_tiers(tmp_path: Path, query: str):
     catalog, _ = fill(tmp_path, {"a.txt": ["the value"] * 3 + ["value the"] * 3 + ["the"] * 3 + ["value"] * 3})

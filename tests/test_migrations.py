@@ -35,7 +35,7 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
     with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "5"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "6"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
@@ -62,6 +62,8 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip
         assert idx.search("HARBOUR", mode="keyword", k=1)[0].path == "/photos/notes/harbour.txt"
         assert conn.execute("SELECT size, content_hash FROM files WHERE kind = 'document'").fetchall() == [(-1, None)]
         assert conn.execute("SELECT count(*) FROM files WHERE kind = 'image' AND size = -1").fetchone()[0] == 0
+        # Version 6: no change time is known yet (the next run records it; test_web_guard serves by it).
+        assert conn.execute("SELECT count(*) FROM files WHERE ctime_ns IS NULL").fetchone()[0] == 5
         run = idx.catalog.start_run()  # the new column is written
         assert conn.execute("SELECT pid FROM runs WHERE id = ?", (run,)).fetchone()[0] > 0
 

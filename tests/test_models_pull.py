@@ -300,23 +300,105 @@ def test_offline_says_so_in_one_line_and_uses_the_cache(hub, tmp_path):
     assert load_bundle(tmp_path / "home" / "models" / "again").manifest["source"] == XENOVA
 
 
-def test_index_pulls_the_default_model_when_none_is_installed(hub, repos, tmp_path):
+@pytest.fixture(scope="module")
+def default_hub(tmp_path_factory):
+    """The catalogue's defaults (and the earlier default) under their real repository ids, tiny towers in
+    their real layouts (hubserver.default_repositories)."""
+    from hubserver import default_repositories
+
+    with HubServer() as server:
+        for repo_id, folder in default_repositories(tmp_path_factory.mktemp("defaults")).items():
+            server.add(repo_id, Repo.from_folder(folder))
+        yield server
+
+
+def _record(index: Path) -> str:
+    from mmsearch.catalog import Catalog
+
+    catalog = Catalog(index, readonly=True)
+    try:
+        return catalog.model_record().name
+    finally:
+        catalog.close()
+
+
+@pytest.fixture(scope="module")
+def first_runs(default_hub, tmp_path_factory):
+    """First runs in one MMSEARCH_HOME, as a user's machine sees them: an English locale (English's
+    default pulled), then a Chinese one (English's installed default is not taken: the multilingual
+    default is pulled), then no language (C.UTF-8) and --language zh under an English locale (both
+    installed by then: nothing downloaded)."""
+    where = tmp_path_factory.mktemp("first-runs")
+    env = {**hub_env(default_hub, where), "LC_ALL": "", "LC_MESSAGES": ""}
+    photos = where / "photos"
+    make_collection(photos, n_images=2, docs={})
+    out: dict = {"env": env, "where": where, "photos": photos, "downloads": {}}
+    for key, lang, extra in (("en", "en_US.UTF-8", []), ("zh", "zh_CN.UTF-8", []), ("c", "C.UTF-8", []),
+                             ("option", "en_US.UTF-8", ["--language", "zh"])):
+        before = len(default_hub.requests)
+        proc = mmsearch("index", photos, "--index", where / f"idx-{key}", *extra, env={**env, "LANG": lang})
+        out[key] = proc
+        out["downloads"][key] = len(default_hub.requests) - before
+    return out
+
+
+@pytest.mark.parametrize("key, expected, said", [
+    ("en", "immich-vit-b-32-laion2b", "English (LANG=en_US.UTF-8)"),
+    ("zh", "immich-xlm-roberta-b-32", "Chinese (LANG=zh_CN.UTF-8)"),
+])
+def test_the_first_run_pulls_the_default_for_the_locales_language(first_runs, default_hub, key, expected, said):
     from mmsearch import paths
     from mmsearch.models import catalogue
 
-    default = catalogue.default()
-    assert default.name == paths.DEFAULT_MODEL and default.repo == "Xenova/clip-vit-base-patch32"
-    hub.add(default.repo, Repo.from_folder(repos["xenova"]))  # the tiny towers under the default's name
-    env = hub_env(hub, tmp_path)
-    photos = tmp_path / "photos"
+    entry = catalogue.find(expected)
+    assert catalogue.default(key).name == expected and entry.layout == "immich"
+    stderr = first_runs[key].stderr
+    assert f"No model is installed for {said}. Its default is {expected} ({entry.repo}" in stderr
+    assert "MB download" in stderr and "Alternatives" in stderr and "~" in stderr
+    assert "added 2" in first_runs[key].stdout
+    assert load_bundle(first_runs["where"] / "home" / "models" / expected).manifest["source"] == entry.repo
+    assert default_hub.downloads(entry.repo) and _record(first_runs["where"] / f"idx-{key}") == expected
+    assert paths.DEFAULT_MODEL == "immich-vit-b-32-laion2b"
+
+
+def test_an_installed_model_for_the_language_is_used_without_the_hub(first_runs):
+    """No language (C.UTF-8) means English: its default, installed, nothing asked of the hub; --language zh
+    under an English locale: the installed multilingual default."""
+    assert first_runs["downloads"]["c"] == 0 and first_runs["downloads"]["option"] == 0
+    assert _record(first_runs["where"] / "idx-c") == "immich-vit-b-32-laion2b"
+    assert _record(first_runs["where"] / "idx-option") == "immich-xlm-roberta-b-32"
+    env, photos = first_runs["env"], first_runs["photos"]
+    bad = mmsearch("index", photos, "--index", first_runs["where"] / "other", "--language", "Klingon 2",
+                   env={**env, "LANG": "en_US.UTF-8"}, check=False)
+    assert bad.returncode == 2 and "language 'Klingon 2'" in bad.stderr and not (first_runs["where"] / "other").exists()
+
+
+def test_an_index_keeps_its_model_and_status_names_the_better_default(first_runs, default_hub):
+    """An index built with the earlier default (clip-vit-b-32) keeps it after the default changed, with
+    the new default installed too: a later run without --model pulls nothing and changes no model;
+    status says what is better and what to do."""
+    where, env = first_runs["where"], {**first_runs["env"], "LANG": "en_US.UTF-8"}
+    photos = where / "photos-old"
     make_collection(photos, n_images=2, docs={})
-    proc = mmsearch("index", photos, "--index", tmp_path / "index", env=env)  # not a terminal: no question
-    assert f"{default.name} ({default.repo}" in proc.stderr and "MB download" in proc.stderr
-    assert "added 2" in proc.stdout
-    assert load_bundle(tmp_path / "home" / "models" / default.name).manifest["source"] == default.repo
-    before = len(hub.requests)
-    mmsearch("index", photos, "--index", tmp_path / "index2", env=env)  # installed now: nothing asked of the hub
-    assert len(hub.requests) == before
+    index = where / "idx-old"
+    mmsearch("models", "pull", "clip-vit-b-32", env=env)
+    mmsearch("index", photos, "--index", index, "--model", "clip-vit-b-32", env=env)
+    make_collection(photos / "more", n_images=1, docs={})
+    before = len(default_hub.requests)
+    proc = mmsearch("index", photos, "--index", index, env=env)  # no --model: the index's own
+    assert "added 1" in proc.stdout and len(default_hub.requests) == before and _record(index) == "clip-vit-b-32"
+    assert (where / "home" / "models" / "immich-vit-b-32-laion2b").is_dir()
+    status = json.loads(mmsearch("status", "--index", index, "--json", env=env).stdout)
+    assert status["model"] == "clip-vit-b-32"
+    better = status["newer_default"]
+    assert (better["model"], better["recall"], better["index_recall"]) == ("immich-vit-b-32-laion2b", 68.78, 59.37)
+    text = mmsearch("status", "--index", index, env=env).stdout
+    assert ("built with clip-vit-b-32; the default is now immich-vit-b-32-laion2b (Crossmodal-3600 recall in "
+            "English 68.78% vs 59.37%): re-index into a new folder to use it") in text
+    zh = json.loads(mmsearch("status", "--index", index, "--json", env={**env, "LANG": "zh_CN.UTF-8"}).stdout)
+    assert zh["newer_default"]["model"] == "immich-xlm-roberta-b-32" and zh["newer_default"]["index_recall"] is None
+    ok = mmsearch("query", "a photo", "--index", index, "--json", env=env)  # the earlier default still opens it
+    assert json.loads(ok.stdout)
 
 
 # -- import, and what needs no server ----------------------------------------------------------------
@@ -418,7 +500,12 @@ def test_preprocessing_configs_are_translated_as_their_readers_apply_them():
 def test_the_catalogue_lists_known_good_repositories(tmp_path):
     env = {**os.environ, "MMSEARCH_HOME": str(tmp_path)}
     rows = json.loads(mmsearch("models", "--available", "--json", env=env).stdout)
-    assert [r["name"] for r in rows if r["default"]] == ["clip-vit-b-32"]
+    assert [r["name"] for r in rows if r["default"]] == ["immich-vit-b-32-laion2b"]
+    assert {r["name"]: r["default_for"] for r in rows if r["default_for"]} == {
+        "immich-vit-b-32-laion2b": ["en"], "immich-xlm-roberta-b-32": ["*"]}
+    assert next(r for r in rows if r["name"] == "immich-xlm-roberta-b-32")["recall"]["zh"] == 72.52
+    text = mmsearch("models", "--available", env=env).stdout
+    assert "(the default for English)" in text and "(the default for every other language)" in text
     assert all(r["layout"] in ("immich", "transformers.js") and "/" in r["repo"] and r["embedding_dim"] > 0
                for r in rows)
     assert any(r["languages"] == "multilingual" for r in rows)
@@ -504,13 +591,14 @@ def test_index_asks_on_a_terminal_before_downloading_the_default(hub, repos, tmp
     from mmsearch.models import catalogue
 
     default = catalogue.default()
-    hub.add(default.repo, Repo.from_folder(repos["xenova"]))
+    hub.add(default.repo, Repo.from_folder(repos["immich"]))
     photos = tmp_path / "photos"
     make_collection(photos, n_images=1, docs={})
     before = len(hub.downloads(default.repo))
     master, slave = os.openpty()  # stdin and stderr on a terminal, as a person runs it
     proc = subprocess.Popen([sys.executable, "-m", "mmsearch", "index", str(photos), "--index", str(tmp_path / "index")],
-                            stdin=slave, stdout=subprocess.PIPE, stderr=slave, env=hub_env(hub, tmp_path))
+                            stdin=slave, stdout=subprocess.PIPE, stderr=slave,
+                            env={**hub_env(hub, tmp_path), "LANG": "en_US.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""})
     os.close(slave)
     seen = b""
     try:
@@ -599,3 +687,17 @@ def test_a_siglip_export_pools_its_own_output_and_pads_to_the_context(tmp_path):
     theirs = ort.InferenceSession(str(folder / "onnx" / "text_model.onnx")).run(["pooler_output"], {"input_ids": ids})[0]
     ours = TextEncoder(bundle, variant="fp32", device="cpu").encode(TEXTS)
     assert gates.cosines(ours, theirs).min() >= 0.99999
+
+
+def test_a_pulled_models_fp16_towers_run_on_the_cpu(pulled):
+    """fp16 is made for CUDA, and asked for on the CPU it runs there too (`--variant fp16 --device cpu`, or
+    CUDA failing under an fp16 run): the CPU session leaves out the layout pass that crashed on traced
+    fp16 graphs (runtime.FP16_CPU_DISABLED_OPTIMIZERS)."""
+    from mmsearch import Index
+
+    for model in ("immich-tiny", "tiny-clip-random"):
+        folder = pulled["where"] / f"fp16-{model}"
+        with Index(folder, model=pulled["where"] / "home" / "models" / model, device="cpu", variant="fp16") as idx:
+            report = idx.index([pulled["photos"]], ocr=False)
+            assert report.added >= 4 and not report.errors
+            assert idx.search(image=next(pulled["photos"].glob("*.jpg")), k=1)

@@ -326,3 +326,40 @@ def test_on_cuda_the_words_are_read_on_the_cuda_provider_as_on_the_cpu(tmp_path:
         report = idx.index([photos])
         assert report.ocr_device == "cuda" and report.ocr_with_words == 2
         assert idx.search("pizzeria", mode="keyword", type="image")[0].path == str(photos / "shop.png")
+
+
+@needs_ocr
+def test_a_photo_without_words_is_read_from_disk_once_and_looked_at_as_it_is_decoded(
+        tmp_path: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch):
+    """The glance runs in the images step, on the picture decoded for the image tower: a photo without
+    words is committed with its words read (none), and the words step neither opens it again nor looks
+    at it; a picture with words is read in full there."""
+    import builtins
+    import os
+    from collections import Counter
+
+    from PIL import Image
+
+    from benchmarks.common import realistic_photo
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(realistic_photo(i, 800, 600)).save(photos / f"photo{i}.jpg", quality=90)
+    sign(["Platform 9"]).save(photos / "sign.png")
+    opened: Counter[str] = Counter()
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(file, str) and file.startswith(str(photos)):
+            opened[os.path.basename(file)] += 1
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    with Index(tmp_path / "index", model=bundle, device="cpu") as idx:
+        report = idx.index([photos])
+        assert (report.ocr_read, report.ocr_with_words, report.ocr_left) == (4, 1, 0), report
+        assert words_of(idx, photos / "sign.png") == "Platform 9"
+        assert all(words_of(idx, photos / f"photo{i}.jpg") is None for i in range(3))
+    assert [opened[f"photo{i}.jpg"] for i in range(3)] == [1, 1, 1], opened
+    assert opened["sign.png"] == 2  # decoded for the tower, then read in full by the words step

@@ -200,10 +200,26 @@ def test_item_details_and_the_file_itself(server, collection, library):
     assert d["date"].startswith("2020-01-0") and d["thumbnail"] is True
     f = get(server.url, f"/api/file/{hit.item_id}")
     assert f.status == 200 and f.body == pdf.read_bytes() and f.headers["content-type"] == "application/pdf"
-    assert f.headers["content-disposition"].startswith("inline")
+    # A PDF is downloaded, not shown by the browser's viewer (which would run its script); see test_web_guard.
+    assert f.headers["content-disposition"] == 'attachment; filename="lighthouse.pdf"'
+    photo = get(server.url, f"/api/file/{image_item(library, collection[1]['img0.jpg'])}")
+    assert photo.headers["content-disposition"] == 'inline; filename="img0.jpg"'
+    assert photo.headers["content-security-policy"] == "sandbox"
     text = library.search("lemon cake", mode="keyword", k=1)[0]
     t = get(server.url, f"/api/file/{text.item_id}")
     assert t.headers["content-type"].startswith("text/plain") and t.headers["content-security-policy"] == "sandbox"
+
+
+def test_recent_gives_the_newest_photos_first_by_their_date(server, library, collection):
+    """The start page's photos: Index.recent, newest first by capture time (else modification time)."""
+    recent = library.recent(20)
+    dates = [os.path.getmtime(it.fs_path) for it in recent]
+    assert [it.kind for it in recent] == ["image"] * 7 and dates == sorted(dates, reverse=True)
+    assert {os.path.basename(it.path) for it in recent[-3:]} == {"img0.jpg", "img2.webp", "img4.png"}  # dated 2020
+    served = get(server.url, "/api/recent?k=3").json()
+    assert [d["item_id"] for d in served] == [it.item_id for it in recent[:3]] and served[0]["name"]
+    assert [d["kind"] for d in get(server.url, "/api/recent?type=document").json()] == ["document"] * 4
+    assert get(server.url, "/api/recent?type=video").status == 400
 
 
 def test_thumbnails_are_upright_jpegs_of_the_right_size_with_caching_headers(server, collection, library):
@@ -390,9 +406,11 @@ def test_the_page_and_its_assets_say_what_may_load(server):
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
     assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
-    for asset in ("/static/app.js", "/static/style.css", "/static/icon.svg", "/favicon.ico"):
+    for asset in ("/static/app.js", "/static/style.css", "/static/icon.svg"):
         r = get(server.url, asset)
         assert r.status == 200 and r.headers["cross-origin-resource-policy"] == "same-origin"
+    # The icon a sandboxed file (an opaque origin) asks for by itself may load: the app's logo, no secret.
+    assert get(server.url, "/favicon.ico").headers["cross-origin-resource-policy"] == "cross-origin"
     for name in ("index.html", "app.js", "style.css"):
         text = (ROOT / "mmsearch" / "web" / "static" / name).read_text()
         assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text

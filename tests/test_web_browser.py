@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -44,14 +45,26 @@ def _need_browser() -> str:
     return executable
 
 
+ZEBRA_DOCS = {"zoo.txt": "At the zoo the zebra stood by the fence, its stripes bright in the sun.",
+              "crossing.md": "# Crossings\n\nA zebra crossing outside the school, painted white last spring."}
+MENU = "Café au lait, crème brûlée and a naïve résumé for the façade’s déjà vu. " * 4  # written in cp1252
+
+
 def make_world(root: Path, n: int = 30) -> None:
-    """Toy pictures of coloured shapes (the committed toyclip knows them), their caption documents, a
-    two-page PDF, an EXIF-rotated photo; the first third of the pictures dated 2020."""
+    """Toy pictures of coloured shapes (the committed toyclip knows them), a one-line caption document
+    for each, a two-page PDF, an EXIF-rotated photo, two notes that hold the word "zebra", a note in
+    cp1252 and one whose name holds a backslash; the first third of the pictures dated 2020."""
     from benchmarks import toyworld
 
-    rows = toyworld.generate(root, n, seed=11, max_size=1000)
+    rows = toyworld.generate(root, n, seed=11, caption_docs=True, max_size=1000)
     make_pdf(root / "docs" / "lighthouse.pdf", PDF_PAGES)
     rotated_photo(root / "images" / "rotated.jpg")
+    notes = root / "notes"
+    notes.mkdir()
+    for name, text in ZEBRA_DOCS.items():
+        (notes / name).write_text(text, encoding="utf-8")
+    (notes / "menu.txt").write_bytes(MENU.encode("cp1252"))
+    (notes / "a\\b.txt").write_text("A name with a backslash in it: the lemon tart recipe.", encoding="utf-8")
     for row in rows[: n // 3]:
         os.utime(root / row["path"], (OLD, OLD))
 
@@ -95,13 +108,19 @@ def server(world):
         yield srv
 
 
+def _ocr_installed() -> bool:
+    from mmsearch import ocr
+
+    return ocr.installed()
+
+
 class Watched:
     """A page whose requests and console are recorded: check() fails on a request outside the server or
     an error logged."""
 
-    def __init__(self, browser, base: str):
+    def __init__(self, browser, base: str, width: int = 1280, height: int = 860):
         self.base = base
-        self.context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+        self.context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
         self.context.set_default_timeout(TIMEOUT_MS)
         self.page = self.context.new_page()
         self.outside: list[str] = []
@@ -140,7 +159,13 @@ def search(page, base: str, text: str) -> None:
     page.goto(base)
     page.fill("#q", text)
     page.press("#q", "Enter")
-    page.wait_for_selector("#grid .hit")
+    searched(page, f"for “{text}”")
+
+
+def searched(page, said: str) -> None:
+    """Waits for the results the summary says (the start page's photos are in the grid before them)."""
+    page.wait_for_function("(said) => document.querySelector('#summary').textContent.includes(said)"
+                           " && document.querySelector('#grid .hit') && !document.body.classList.contains('busy')", arg=said)
 
 
 def thumbnails_render(page) -> int:
@@ -161,12 +186,12 @@ def names(page) -> list[str]:
 
 def test_search_by_words_shows_thumbnails_that_load(page, server, world):
     search(page, server.url, "a large red circle")
-    assert thumbnails_render(page) >= 20
-    assert page.locator("#grid .hit.photo").count() >= 20 and page.locator("#grid .hit.doc").count() >= 1
+    assert thumbnails_render(page) >= 10  # photos, and the pages of PDFs (caption documents have none)
+    assert page.locator("#grid .hit.photo").count() >= 10 and page.locator("#grid .hit.doc").count() >= 1
     assert "for “a large red circle”" in page.inner_text("#summary")
     assert page.url.endswith("/?q=a+large+red+circle")
     page.reload()  # the address holds the search
-    page.wait_for_selector("#grid .hit")
+    searched(page, "for “a large red circle”")
     assert page.input_value("#q") == "a large red circle"
 
 
@@ -183,10 +208,10 @@ def test_search_by_a_dropped_image(page, server, world):
             document.querySelector("main").dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
         }
     }""", [base64.b64encode(picture.read_bytes()).decode(), picture.name])
-    page.wait_for_selector("#grid .hit")
+    searched(page, "like the image")
     assert names(page)[0] == picture.name  # the picture itself comes first
-    assert "like the image" in page.inner_text("#summary") and page.is_visible("#query-image")
-    page.wait_for_function("() => document.querySelector('#query-image img').naturalWidth > 0")
+    assert page.is_visible("#query-card") and picture.name in page.inner_text("#query-card")
+    page.wait_for_function("() => document.querySelector('#query-card img').naturalWidth > 0")
     assert page.is_hidden("#drop-overlay")
     thumbnails_render(page)
 
@@ -233,8 +258,16 @@ def test_a_document_hit_opens_with_its_page_and_marked_words(page, server, world
     page.wait_for_function("() => document.querySelector('#v-message').textContent.includes('Shown')")
     assert server.revealed[-1] == str(world[0] / "docs" / "lighthouse.pdf")
     page.click("#v-similar")
-    page.wait_for_function("() => document.querySelector('#summary').textContent.includes('like lighthouse.pdf')")
+    searched(page, "like lighthouse.pdf")
     assert not dialog.is_visible() and "lighthouse.pdf" not in names(page) and "like=" in page.url
+    # What the results are like is shown above them: its page drawn, its name and folder (issue item 4).
+    card = page.locator("#query-card")
+    assert card.is_visible() and card.locator(".what").inner_text() == "Like lighthouse.pdf"
+    assert card.locator(".where").inner_text().startswith("page 2 · ")
+    page.wait_for_function("() => document.querySelector('#query-card img').naturalWidth > 0")
+    page.reload()  # from the address alone (?like=ID), the same
+    searched(page, "like lighthouse.pdf")
+    page.wait_for_function("() => document.querySelector('#query-card .what').textContent === 'Like lighthouse.pdf'")
 
 
 def test_keyboard_moves_through_the_grid_and_the_larger_view(page, server, world):
@@ -269,6 +302,134 @@ def test_keyboard_moves_through_the_grid_and_the_larger_view(page, server, world
     assert page.evaluate("() => document.activeElement.id") == "q"
 
 
+# -- results a person can scan -----------------------------------------------------------------------
+
+
+def test_photos_are_a_grid_of_their_own_and_documents_a_list_with_counts_that_jump(chromium, server):
+    """Issue item 1: one-line caption documents no longer push the photos below the fold."""
+    for width, height in ((1280, 860), (390, 844)):
+        watched = Watched(chromium, server.url, width, height)
+        page = watched.page
+        try:
+            search(page, server.url, "a small blue triangle")
+            photos, docs = page.locator("#grid .hit.photo").count(), page.locator("#grid .hit.doc").count()
+            assert photos and docs
+            assert page.locator(".photos .hit.photo").count() == photos and page.locator(".docs .hit.doc").count() == docs
+            summary = page.inner_text("#summary")
+            assert summary == f"{photos} photo{'s' * (photos > 1)} and {docs} documents for “a small blue triangle”"
+            if width == 1280:  # photos on the first screen, the documents beside them
+                first_photo = page.locator("#grid .hit.photo").first.bounding_box()
+                assert first_photo["y"] + first_photo["height"] / 2 < height
+                related_doc = page.locator(".group-body.both .hit.doc").first.bounding_box()
+                assert related_doc["x"] > first_photo["x"] + first_photo["width"]
+            else:  # one column: the counts jump to each list
+                page.locator("#summary button.jump", has_text="documents").click()
+                page.wait_for_function("() => Math.abs(document.getElementById('documents').getBoundingClientRect().top"
+                                       " - document.querySelector('.bar').getBoundingClientRect().height) < 120")
+                page.locator("#summary button.jump", has_text="photos").click()
+                page.wait_for_function("() => document.getElementById('photos').getBoundingClientRect().top < innerHeight")
+            watched.check()
+        finally:
+            watched.close()
+
+
+def test_the_files_that_hold_the_words_come_first_and_the_related_apart(page, server):
+    """Issue item 2: "zebra" is in two notes; the rest is only alike."""
+    search(page, server.url, "zebra")
+    titles = page.locator(".group-title").all_inner_texts()
+    assert titles[0] == "2 documents contain “zebra”" and titles[1].startswith("Related")
+    first = page.locator(".group").first
+    assert sorted(os.path.basename(t) for t in first.locator(".hit").evaluate_all("els => els.map((e) => e.title)")) \
+        == sorted(ZEBRA_DOCS)
+    assert first.locator("mark").all_inner_texts() == ["zebra", "zebra"]
+    assert page.locator(".group").nth(1).locator(".hit").count() > 0
+    search(page, server.url, "okapi")  # in no file: all of it related, and said so
+    assert page.locator(".group-title").all_inner_texts()[0].startswith("No file contains “okapi”. Related")
+
+
+def test_the_start_page_shows_the_counts_and_the_newest_photos(page, server, world):
+    """Issue item 5."""
+    from mmsearch import Index
+
+    page.goto(server.url)
+    searched(page, "This index holds")
+    with Index(world[1]) as idx:
+        counts = idx.counts()
+        newest = [os.path.basename(i.path) for i in idx.recent(25)]
+    assert page.inner_text("#summary").startswith(f"This index holds {counts['image']} photos and "
+                                                  f"{counts['document']} documents.")
+    assert page.locator(".group-title").all_inner_texts() == ["Recent photos"]
+    assert names(page) == newest[:25][: len(names(page))] and len(names(page)) == min(25, counts["image"])
+    thumbnails_render(page)
+
+
+def test_an_empty_index_says_how_to_add_a_folder(chromium, tmp_path, bundle):
+    from mmsearch import Index
+    from mmsearch.web import WebSettings
+    from mmsearch.web.server import BackgroundServer
+
+    with Index(tmp_path / "index", model=bundle):
+        pass
+    with BackgroundServer(WebSettings(index_dir=tmp_path / "index")) as srv:
+        watched = Watched(chromium, srv.url)
+        try:
+            watched.page.goto(srv.url)
+            hint = watched.page.wait_for_selector("#home-hint:not([hidden])")
+            assert watched.page.inner_text("#summary") == "This index holds no files yet."
+            assert f"mmsearch index ~/Pictures --index {tmp_path / 'index'}" in hint.inner_text()
+            watched.check()
+        finally:
+            watched.close()
+
+
+@pytest.mark.parametrize("width", [320, 390, 430])
+def test_a_phone_never_scrolls_sideways_and_folds_the_filters(chromium, server, width):
+    """Issue item 6: at 390 px the form was 425 px wide, the Search button cut off, the table clipped."""
+    watched = Watched(chromium, server.url, width, 740)
+    page = watched.page
+    fits = "() => document.documentElement.scrollWidth <= innerWidth"
+    try:
+        page.goto(server.url)
+        searched(page, "This index holds")
+        assert page.evaluate(fits)
+        search_button = page.locator("#search-form button[type=submit]").bounding_box()
+        assert search_button["x"] + search_button["width"] <= width
+        search(page, server.url, "lighthouse keeper")
+        assert page.evaluate(fits) and page.is_hidden("#filters")
+        assert page.locator("#grid .hit").first.bounding_box()["y"] < 300  # results first, not the filters
+        page.click("#filters-toggle")
+        assert page.is_visible("#filters") and page.is_visible("#f-before") and page.evaluate(fits)
+        before = page.locator("#f-before").bounding_box()
+        assert before["x"] + before["width"] <= width
+        page.locator("#grid .hit.doc", has_text="lighthouse.pdf").first.click()
+        page.wait_for_function("() => document.querySelector('#v-size').textContent")
+        assert page.evaluate(fits)
+        page.keyboard.press("Escape")
+        page.click("#tab-status")
+        page.wait_for_selector("#st-runs tbody tr")
+        assert page.evaluate(fits)
+        cells = page.locator("#st-runs td").evaluate_all("tds => tds.map((td) => td.getBoundingClientRect().right)")
+        assert cells and max(cells) <= width  # every run's numbers on the screen, none clipped
+        watched.check()
+    finally:
+        watched.close()
+
+
+def test_a_name_with_a_backslash_and_a_text_in_cp1252_show_as_they_are(page, server, world):
+    """Issue item 8."""
+    search(page, server.url, "lemon tart recipe")
+    card = page.locator("#grid .hit.doc", has_text="lemon tart").first
+    assert card.locator("h3").inner_text() == "a\\b.txt"
+    assert card.locator(".meta").inner_text().endswith("Pictures/notes")
+    card.click()
+    assert page.inner_text("#v-name") == "a\\b.txt" and page.inner_text("#v-folder").endswith("Pictures/notes")
+    page.keyboard.press("Escape")
+    search(page, server.url, "crème brûlée")
+    item = page.locator("#grid .hit.doc", has_text="menu.txt").first.get_attribute("data-item")
+    page.goto(f"{server.url}api/file/{item}")  # "Open file"
+    assert page.inner_text("body").strip() == MENU.strip() and "\ufffd" not in page.inner_text("body")
+
+
 # -- the index's state and "index now" -------------------------------------------------------------
 
 
@@ -288,11 +449,34 @@ def test_index_now_shows_its_progress_until_done(chromium, tmp_path, bundle):
             page.goto(srv.url)
             page.click("#tab-status")
             page.wait_for_function("() => document.querySelector('#st-counts').textContent.includes('7')")
+            # Every state the progress shows, as it shows it: its line, and whether its bar knows how far.
+            page.evaluate("""() => {
+                window.progressSeen = [];
+                const note = () => {
+                    const bar = document.getElementById('progress-bar');
+                    if (!document.getElementById('progress').hidden) {
+                        window.progressSeen.push([document.getElementById('progress-text').textContent, bar.position]);
+                    }
+                };
+                new MutationObserver(note).observe(document.getElementById('progress'),
+                                                   {subtree: true, childList: true, characterData: true, attributes: true});
+            }""")
             page.click("#index-now")
-            page.wait_for_function("() => document.querySelector('#progress-text').textContent.startsWith('Indexing 0 of 5')")
+            page.wait_for_function("() => /^Indexing \\d of 5 files/.test(document.querySelector('#progress-text').textContent)")
             assert page.is_visible("#progress-bar") and page.is_visible("#index-cancel") and page.is_disabled("#index-now")
             gate.set()
             page.wait_for_function("() => document.querySelector('#run-result').textContent.startsWith('Done')")
+            # Issue item 7: every phase says how far it is, in words and on a bar that is never indeterminate.
+            shown = page.evaluate("() => window.progressSeen")
+            counted = re.compile(r"^(Starting|Scanning folders|Indexing|Reading the words in pictures) "
+                                 r"[\d,]+ of ~?[\d,]+ files( · .+)?$")
+            for text, position in shown:
+                assert counted.match(text) or text == "Saving the index", text
+                assert position >= 0, f"an indeterminate bar at {text!r}"
+            phases = {text.split(" ")[0] for text, _ in shown}
+            assert "Indexing" in phases
+            if _ocr_installed():
+                assert "Reading" in phases
             assert "added 5" in page.inner_text("#run-result") and page.is_hidden("#progress")
             page.wait_for_function("() => document.querySelector('#st-counts').textContent.includes('12')")
             first_run = page.locator("#st-runs tbody tr").first.locator("td").all_inner_texts()
@@ -335,7 +519,7 @@ def test_screenshots_of_results_a_document_and_the_status(chromium, tmp_path, bu
         page = watched.page
         try:
             page.goto(srv.url + "?q=a+red+star")
-            page.wait_for_selector("#grid .hit")
+            searched(page, "for “a red star”")
             thumbnails_render(page)
             assert "~/Pictures" in page.locator("#grid .hit.doc .meta").first.inner_text()
             page.screenshot(path=str(out / "web-results.png"))
@@ -354,11 +538,21 @@ def test_screenshots_of_results_a_document_and_the_status(chromium, tmp_path, bu
             watched.check()
         finally:
             watched.close()
+        phone = Watched(chromium, srv.url, 390, 844)
+        try:
+            phone.page.goto(srv.url + "?q=a+small+blue+triangle")
+            searched(phone.page, "for “a small blue triangle”")
+            thumbnails_render(phone.page)
+            phone.page.screenshot(path=str(out / "web-phone.png"))
+            phone.check()
+        finally:
+            phone.close()
     import numpy as np
     from PIL import Image
 
-    for name in ("web-results.png", "web-document.png", "web-status.png"):
+    for name, size in (("web-results.png", (1280, 860)), ("web-document.png", (1280, 860)),
+                       ("web-status.png", (1280, 860)), ("web-phone.png", (390, 844))):
         with Image.open(out / name) as img:
-            assert img.size == (1280, 860) and len(np.unique(np.asarray(img.convert("L")))) > 8  # not blank
+            assert img.size == size and len(np.unique(np.asarray(img.convert("L")))) > 8  # not blank
     if out == SCREENSHOTS:
         shutil.rmtree(tmp_path / "shots", ignore_errors=True)

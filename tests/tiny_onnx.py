@@ -320,5 +320,60 @@ def write_immich(folder: Path, *, seed: int = 10) -> Path:
     return folder
 
 
+def text_tower_xlmr(*, seed: int, vocab: int, pad: int, opset: int):
+    """immich's XLM-RoBERTa text tower (open_clip's HFTextEncoder): "text" int32 [1, CONTEXT] padded with
+    <pad> (1), the mask made inside from the ids, mean pooling over the tokens that are not padding, a
+    two-layer MLP projection, "embedding" unit length; frozen at batch 1 as immich exports it."""
+    from onnx import TensorProto, helper
+
+    g = _Graph(seed)
+    ids = "text"
+    x = g.op("Gather", [g.weight((vocab, WIDTH), 0.5), ids], axis=0)  # [1,L,D]
+    x = g.op("Add", [x, g.weight((CONTEXT, WIDTH), 0.1)])
+    x = g.layer_norm(g.mlp(x))
+    keep = g.op("Cast", [g.op("Not", [g.op("Equal", [ids, g.const(pad, np.int32)])])], to=TensorProto.FLOAT)  # [1,L]
+    keep3 = g.op("Unsqueeze", [keep, g.const([2])])
+    total = g.op("ReduceSum", [g.op("Mul", [x, keep3]), g.const([1])], keepdims=0)  # [1,D]
+    count = g.op("ReduceSum", [keep, g.const([1])], keepdims=1)  # [1,1]
+    pooled = g.op("Reshape", [g.op("Div", [total, count]), g.const([1, WIDTH])])  # the batch of 1, baked in
+    hidden = g.op("Gelu" if opset >= 20 else "Relu", [g.op("MatMul", [pooled, g.weight((WIDTH, WIDTH))])])
+    out = g.normalise(g.op("MatMul", [hidden, g.weight((WIDTH, EMBED))]))
+    inputs = [helper.make_tensor_value_info(ids, TensorProto.INT32, [1, CONTEXT])]
+    outputs = [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, EMBED])]
+    return g.model(inputs, outputs, opset, {"embedding": out})
+
+
+def write_immich_xlmr(folder: Path, *, seed: int = 20) -> Path:
+    """A repository as immich's exporter writes XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k: an
+    open_clip ViT image tower, the XLM-RoBERTa text tower above, the tokenizer saved from
+    AutoTokenizer("xlm-roberta-base") (a SentencePiece Unigram tokenizer.json: <s> 0, <pad> 1, </s> 2,
+    <unk> 3), and open_clip's config with hf_model_name (no context_length: 77, open_clip's default)."""
+    from mmsearch_export.tiny import sample_texts, train_xlmr_tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = train_xlmr_tokenizer(sample_texts(300, seed=4), 400)
+    _save(image_tower(seed=seed, frozen=True, normalise=True, input_name="image", output_name="embedding",
+                      extra_output=False, opset=19), folder / "visual" / "model.onnx")
+    _save(text_tower_xlmr(seed=seed + 1, vocab=tok.get_vocab_size(), pad=1, opset=19), folder / "textual" / "model.onnx")
+    (folder / "visual" / "preprocess_cfg.json").write_text(json.dumps({
+        "size": [IMAGE, IMAGE], "mode": "RGB", "mean": OPENAI_MEAN, "std": OPENAI_STD, "interpolation": "bicubic",
+        "resize_mode": "shortest", "fill_color": 0}, indent=2))
+    tok.save(str(folder / "textual" / "tokenizer.json"))
+    special = {"bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "mask_token": "<mask>",
+               "pad_token": "<pad>", "sep_token": "</s>", "unk_token": "<unk>"}
+    (folder / "textual" / "tokenizer_config.json").write_text(json.dumps({
+        **special, "model_max_length": 512, "tokenizer_class": "XLMRobertaTokenizer"}, indent=2))
+    (folder / "textual" / "special_tokens_map.json").write_text(json.dumps(special))
+    (folder / "textual" / "sentencepiece.bpe.model").write_bytes(b"a sentencepiece model, not used " * 32)
+    (folder / "config.json").write_text(json.dumps({
+        "embed_dim": EMBED,
+        "vision_cfg": {"image_size": IMAGE, "layers": 1, "width": WIDTH, "head_width": WIDTH // HEADS, "patch_size": PATCH},
+        "text_cfg": {"hf_model_name": "xlm-roberta-base", "hf_tokenizer_name": "xlm-roberta-base",
+                     "hf_proj_type": "mlp", "hf_pooler_type": "mean_pooler", "context_length": CONTEXT},
+    }, indent=2))
+    (folder / "README.md").write_text("---\ntags:\n - immich\n - clip\n - multilingual\n---\n")
+    return folder
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -55,6 +55,32 @@ def make_web_collection(root: Path) -> dict[str, Path]:
     return {p.name: p for p in [*paths, root / "docs" / "lighthouse.pdf", root / "rotated.jpg"]}
 
 
+def flat_png(path: Path, width: int, height: int, rgb: tuple[int, int, int] = (40, 90, 160)) -> Path:
+    """A one-colour RGB PNG of any size, written row by row (never whole in memory): 15,800 x 15,800 is
+    ~730 KB on disk and ~750 MB decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgb) * width
+    z = zlib.compressobj(9)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+        data = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+        f.write(chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far, in bytes (Linux: VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
 @dataclass
 class Reply:
     status: int

@@ -25,23 +25,18 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Generator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .. import private
 from ..bundle import Bundle
-from ..catalog import Catalog, FileRow
 from ..errors import MmsearchError, first_line
 from ..filenames import display_path
-from ..scanner import FoundFile, Plan
-from ..vectors import VectorStore
-from .commit import Prepared, apply_to_vectors, write_file
-from .documents import settle_scanned_pages
-from .report import IndexReport, Observer
+from ..scanner import Plan
+from .context import Run, Work
+from .records import Batch, Task
 
 log = logging.getLogger("mmsearch")
 
@@ -51,8 +46,6 @@ OWNER = "index.json"  # which index a shard folder serves
 MAX_TEXT_BYTES = 4 * 4_000_000  # a document's text at most (documents.MAX_DOCUMENT_CHARS), as UTF-32 at worst
 IMAGE_SHARD_FILES = 256  # photos per shard: at 224 px, ~150 MB of pixels in flight per batch
 DOCUMENT_SHARD_FILES = 16  # documents per shard: a document can be thousands of chunks
-
-Task = tuple[int, FoundFile, "FileRow | None"]
 
 
 class RayUnavailable(MmsearchError):
@@ -79,16 +72,17 @@ def import_ray() -> Any:
 
 
 class RayEngine:
-    """The cluster side of a run (run.run_index calls `resume` before the scan and `run` with the files
-    to index). `device` says where the actors encoded, for the run's report."""
+    """The cluster side of a run, an engine of the flow (run.py): `resume` commits what a killed run left
+    in the shard folder, `images` and `documents` are the shards the cluster makes of the plan's files,
+    each read back as records for the flow to commit. `close` says where the actors encoded."""
 
-    def __init__(self, bundle: Bundle, variant: str | None, device: str, index_folder: Path, options: RayOptions,
-                 ocr_off: str | None = None):
+    def __init__(self, bundle: Bundle, variant: str | None, device: str, index_folder: Path, options: RayOptions):
         self.bundle, self.variant, self.encode_device, self.options = bundle, variant, device, options
-        self.ocr_off = ocr_off  # why the words in scanned pages are not read this run (None: they are)
         self.folder = Path(options.shard_dir or index_folder / SHARDS_DIR).expanduser().resolve()
         self.index_folder = Path(index_folder).resolve()
-        self.device: str | None = None
+        self._ray: Any = None  # the ray module, once this run connected (None: not yet)
+        self._started = False  # whether this run started Ray (and so shuts it down)
+        self._shape: _Shape | None = None
         self._devices: set[str] = set()
         self._resumed: dict[str, bool] = {}  # path -> indexed (else in error), of files committed by resume
 
@@ -98,7 +92,9 @@ class RayEngine:
         from . import shards  # pyarrow, imported by a run that uses Ray only (after import_ray)
 
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # The shards hold the index's text and vectors. A folder given with --shard-dir may hold other
+            # files: only the shard folder's own are checked and tightened.
+            private.claim(self.folder, "shard folder", _shard_entry)
             owner = self.folder / OWNER
             if owner.exists():
                 serves = json.loads(owner.read_text()).get("index")
@@ -106,13 +102,14 @@ class RayEngine:
                     raise MmsearchError(f"{self.folder}: this shard folder serves the index {serves}; give each index "
                                         "its own --shard-dir")
             else:
-                owner.write_text(json.dumps({"index": str(self.index_folder)}))
+                with private.open_file(owner, "w") as f:
+                    f.write(json.dumps({"index": str(self.index_folder)}))
         except OSError as e:
             raise MmsearchError(f"{self.folder}: cannot use it as the shard folder ({e.strerror or e})") from None
         shards.remove_temporaries(self.folder)
 
-    def resume(self, catalog: Catalog, vectors: VectorStore, report: IndexReport, observe: Observer) -> None:
-        """Commit what a killed run left finished in the shard folder, before the scan plans anything."""
+    def resume(self, run: Run) -> Generator[Batch, None, None]:
+        """What a killed run left finished in the shard folder, before the scan plans anything."""
         from . import shards
 
         if not self.folder.is_dir():
@@ -121,11 +118,11 @@ class RayEngine:
         done = self._ledger()
         for path in shards.pending(self.folder):
             if path.name not in done:
-                self._commit(catalog, vectors, path, report, lambda p: None, observe, self._resumed)
+                yield from self._shard(run, path, resumed=True)
             path.unlink(missing_ok=True)
         self._tidy()
 
-    def count_once(self, report: IndexReport, plans: list[Plan]) -> None:
+    def planned(self, run: Run, plans: list[Plan]) -> None:
         """The files resume committed are counted there (added, updated, in error); the scan then finds
         most of them unchanged (or still failed): they are not counted twice."""
         if not self._resumed:
@@ -135,11 +132,11 @@ class RayEngine:
         for path, indexed in self._resumed.items():
             if path not in judged:
                 if indexed:
-                    report.unchanged -= 1
+                    run.report.unchanged -= 1
                 else:  # listed by resume and again by the plan: the plan's entry goes
                     shown = display_path(path)
-                    last = max(i for i, e in enumerate(report.errors) if e["path"] == shown)
-                    del report.errors[last]
+                    last = max(i for i, e in enumerate(run.report.errors) if e["path"] == shown)
+                    del run.report.errors[last]
         self._resumed.clear()
 
     def _tidy(self) -> None:
@@ -164,33 +161,39 @@ class RayEngine:
 
     # -- a run --------------------------------------------------------------------------------------
 
-    def run(self, catalog: Catalog, vectors: VectorStore, todo: list[Task], report: IndexReport,
-            tick: Callable[[str], None], cancelled: Callable[[], bool], observe: Observer) -> None:
-        ray = import_ray()
-        self._prepare_folder()
-        started = not ray.is_initialized()
-        if started:
-            _connect(ray, self.options.address)
-        try:
-            shape = _cluster_shape(ray)
-            images = [t for t in todo if t[1].kind == "image"]
-            docs = [t for t in todo if t[1].kind == "document"]
-            if images and not cancelled():
-                self._pipeline(ray, shape, "image", images, catalog, vectors, report, tick, cancelled, observe)
-            if docs and not cancelled():
-                self._pipeline(ray, shape, "document", docs, catalog, vectors, report, tick, cancelled, observe)
-        finally:
-            if started:
-                ray.shutdown()
-        self._tidy()
-        if self._devices:
-            self.device = "ray: " + ", ".join(sorted(self._devices))
+    def images(self, run: Run, work: Work) -> Generator[Batch, None, None]:
+        if work.images:
+            yield from self._pipeline(run, "image", work.images)
 
-    def _pipeline(self, ray: Any, shape: _Shape, kind: str, tasks: list[Task], catalog: Catalog,
-                  vectors: VectorStore, report: IndexReport, tick: Callable[[str], None],
-                  cancelled: Callable[[], bool], observe: Observer) -> None:
+    def documents(self, run: Run, work: Work) -> Generator[Batch, None, None]:
+        if work.documents:
+            yield from self._pipeline(run, "document", work.documents)
+
+    def close(self, run: Run) -> str | None:
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+        if self._ray is not None:
+            self._tidy()
+        return "ray: " + ", ".join(sorted(self._devices)) if self._devices else None
+
+    def _connected(self) -> tuple[Any, _Shape]:
+        """Ray, connected (started for this run where none was), and the cluster's shape."""
+        if self._ray is None:
+            ray = import_ray()
+            self._prepare_folder()
+            if not ray.is_initialized():
+                _connect(ray, self.options.address)
+                self._started = True
+            self._ray = ray
+        if self._shape is None:
+            self._shape = _cluster_shape(self._ray)
+        return self._ray, self._shape
+
+    def _pipeline(self, run: Run, kind: str, tasks: list[Task]) -> Generator[Batch, None, None]:
         from . import ray_tasks
 
+        ray, shape = self._connected()
         per_shard = self.options.image_shard_files if kind == "image" else self.options.document_shard_files
         lookup = self._lookup(ray)
         items = [_item(t) for t in tasks]
@@ -232,8 +235,8 @@ class RayEngine:
                     raise _cluster_failed(e) from None
                 for name, device in zip(batch["shard"], batch["device"]):
                     self._devices.add(str(device))
-                    self._commit(catalog, vectors, self.folder / str(name), report, tick, observe)
-                    if cancelled():
+                    yield from self._shard(run, self.folder / str(name))
+                    if run.cancelled():
                         return
         finally:
             close = getattr(stream, "close", None)
@@ -251,75 +254,26 @@ class RayEngine:
         actor = ray.remote(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
         return actor(ray_tasks.KnownContent).remote(str(self.index_folder))
 
-    # -- committing a shard ---------------------------------------------------------------------------
-
-    def _commit(self, catalog: Catalog, vectors: VectorStore, path: Path, report: IndexReport,
-                tick: Callable[[str], None], observe: Observer, written: dict[str, bool] | None = None) -> None:
-        """One shard in one transaction, as a local batch; then noted in the ledger and deleted."""
+    def _shard(self, run: Run, path: Path, resumed: bool = False) -> Generator[Batch, None, None]:
+        """One shard's records, committed by the flow in one transaction as a local batch is; then noted in
+        the ledger and deleted. A shard that cannot be read is left out: its files are indexed again."""
         from . import shards
 
         try:
-            rows = shards.read_shard(path, self.bundle.embedding_dim, self.bundle.manifest_sha256)
+            records = shards.read_shard(path, self.bundle.embedding_dim, self.bundle.manifest_sha256)
         except shards.ShardError as e:
-            # Its files were not committed: the scan plans them again.
             log.warning("%s; left out (its files are indexed again)", e)
             path.unlink(missing_ok=True)
             return
-        roots = {rid for rid, _ in catalog.roots()}
-        new_ids: list[int] = []
-        new_vecs: list[np.ndarray] = []
-        removed: list[int] = []
-        notes = []
-        copied = 0
-        with catalog.write() as conn:
-            current = catalog.files_by_path([r.path for r in rows])
-            for r in rows:
-                row = current.get(r.path)
-                if r.root_id not in roots or not _as_planned(row, r.planned):
-                    continue  # committed already, or the catalog moved on: the next scan judges the file
-                if r.status == "copy":
-                    # Content the index holds already: its items are copied, not encoded again. Gone since
-                    # (deleted by this run): left out, so the next run indexes the file.
-                    source = catalog.content_source(r.digest or "")
-                    if source is None or source.kind != r.kind:
-                        continue
-                    r.width, r.height, r.orientation, r.taken_at = (source.width, source.height, source.orientation,
-                                                                    source.taken_at)
-                    r.vectors, r.note, r.status = source.vectors, source.note, "indexed"
-                    r.chunks = [c for c in source.chunks if c[3] is not None]  # type: ignore[misc]
-                    copied += len(source.vectors)
-                item = Prepared(r.root_id, FoundFile(r.path, r.size, r.mtime_ns, r.kind), row, r.digest, r.error,
-                                r.status == "touched")
-                fields: dict[str, Any] = {}
-                if r.kind == "image" and r.status == "indexed":
-                    fields = dict(width=r.width, height=r.height, orientation=r.orientation,
-                                  taken_at=datetime.fromisoformat(r.taken_at) if r.taken_at else None)
-                file_id, gone = write_file(catalog, conn, item, report, **fields)
-                removed += gone
-                if written is not None:
-                    written[r.path] = r.status != "error"
-                if file_id is None:
-                    continue
-                if r.vectors is not None:
-                    new_ids += catalog.add_items(conn, file_id, r.kind, r.vectors,
-                                                 r.chunks if r.kind == "document" else None)
-                    new_vecs.append(r.vectors)
-                note = r.note
-                if note:
-                    catalog.set_file_note(conn, file_id, note)
-                if r.kind == "document" and r.scanned is not None and r.digest:
-                    note = settle_scanned_pages(catalog, conn, file_id, r.digest, r.scanned, self.ocr_off) or note
-                if note:
-                    notes.append({"path": display_path(r.path), "reason": note})
-            observe("commit")
-        apply_to_vectors(vectors, removed, new_ids, np.concatenate(new_vecs) if new_vecs else None, report)
-        report.encoded_items -= copied  # in the index, not encoded by this run
-        report.partial += notes
-        with open(self.folder / LEDGER, "a") as f:
+        yield list(records)
+        with private.open_file(self.folder / LEDGER, "a") as f:
             f.write(path.name + "\n")
         path.unlink(missing_ok=True)
-        for r in rows:
-            tick(r.path)
+        if resumed:
+            self._resumed.update({r.path: r.status != "error" for r in records if r.committed})
+        else:
+            for r in records:
+                run.tick(r.path)
 
 
 def _cluster_failed(e: Exception) -> MmsearchError:
@@ -330,6 +284,10 @@ def _cluster_failed(e: Exception) -> MmsearchError:
                          "fix the cause and run the same command to resume")
 
 
+def _shard_entry(name: str) -> bool:
+    return name.endswith(".parquet") or name.startswith(".tmp-") or name in (LEDGER, OWNER)
+
+
 def _item(task: Task) -> dict[str, Any]:
     root_id, f, old = task
     return {"path": os.fsencode(f.path), "root_id": root_id, "size": f.size, "mtime_ns": f.mtime_ns,
@@ -337,13 +295,10 @@ def _item(task: Task) -> dict[str, Any]:
             "planned_hash": (old.content_hash or "") if old else "", "planned_status": old.status if old else ""}
 
 
-def _as_planned(row: FileRow | None, planned: tuple[int, int, str | None, str] | None) -> bool:
-    if planned is None:
-        return row is None
-    return row is not None and (row.size, row.mtime_ns, row.content_hash, row.status) == planned
-
-
 def _connect(ray: Any, address: str | None) -> None:
+    from ..settings import current
+
+    address = address or current().ray_address
     # The run's own report says what happened; Ray's progress lines and worker logs would bury it.
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -352,7 +307,7 @@ def _connect(ray: Any, address: str | None) -> None:
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
+        where = address or "a new local Ray"
         raise MmsearchError(f"cannot reach the Ray cluster at {where} ({str(e).splitlines()[0]}); start it with "
                             "`ray start --head` or give its address with --ray-address HOST:PORT") from None
 

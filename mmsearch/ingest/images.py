@@ -1,33 +1,41 @@
-"""Photos: read, hash and decode at draft scale on worker threads; encoded and committed in batches."""
+"""The images step on this machine: photos read, hashed and decoded at draft scale on worker threads,
+encoded in batches; each batch one list of records for the commit.
+
+Where the run reads words (OCR), each worker also glances at the photo it just decoded, at the draft
+scale the tower needed (ocr.TextReader.worth_reading: no second read or decode): a photo without words
+is committed with its words read (none), so the words step only looks at the pictures that may hold
+some."""
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..catalog import Catalog, FileRow
+from typing import TYPE_CHECKING
+
 from ..preprocess import DecodedImage, ImageDecodeError, ImageSpec, decode_image
-from ..scanner import FoundFile, hash_bytes
-from ..vectors import VectorStore
-from .commit import Prepared, apply_to_vectors, write_file
-from .report import IndexReport, Observer
+from ..scanner import hash_bytes
+from .context import Run, Work
+from .records import ENCODE_SLICE, Batch, Record, Task
 from .workers import ordered_map
 
 if TYPE_CHECKING:
-    from .run import Encoders
-
-ENCODE_SLICE = 8  # images per encoder call: a Ctrl-C waits for at most one slice
+    from ..ocr import TextReader
 
 
 @dataclass
-class Decoded(Prepared):
-    image: DecodedImage | None = None
+class Decoded:
+    """A photo as a worker left it: its record, the tower's input where it decoded, and whether it is
+    worth reading in full (None: not glanced at)."""
+
+    record: Record
+    pixels: np.ndarray | None = None
+    worth_reading: bool | None = None
 
 
 def read(path: str) -> bytes:
@@ -35,43 +43,58 @@ def read(path: str) -> bytes:
         return f.read()
 
 
-def decode_one(task: tuple[int, FoundFile, FileRow | None], spec: ImageSpec) -> Decoded:
-    out, data = read_one(task)
-    return out if data is None else decode_read(out, data, spec)
+def decode_one(task: Task, spec: ImageSpec, reader: TextReader | None = None) -> Decoded:
+    """A photo read, hashed and decoded; with `reader`, glanced at too (on the decoded picture)."""
+    record, data = read_one(task)
+    img = None if data is None else decode_read(record, data, spec, keep_picture=reader is not None)
+    out = Decoded(record, None if img is None else img.pixels)
+    if reader is not None and data is not None and img is not None and img.picture is not None:
+        from .. import ocr
+
+        try:
+            out.worth_reading = reader.worth_reading(ocr.look(img.picture, (img.width, img.height), data))
+        except (ImageDecodeError, MemoryError):
+            out.worth_reading = True  # left to the words step, which says why it cannot be read
+        record.no_words = not out.worth_reading
+    return out
 
 
-def read_one(task: tuple[int, FoundFile, FileRow | None]) -> tuple[Decoded, bytes | None]:
+def read_one(task: Task) -> tuple[Record, bytes | None]:
     """A photo read and hashed; its bytes, or None where there is nothing to decode (unreadable, or
     touched: the same bytes as indexed)."""
-    root_id, found, old = task
-    out = Decoded(root_id, found, old)
+    record = Record.of(task)
     try:
-        data = read(found.path)
+        data = read(record.path)
     except FileNotFoundError:
-        out.error = "vanished before it could be read"
-        return out, None
+        record.status, record.error = "error", "vanished before it could be read"
+        return record, None
     except OSError as e:
-        out.error = f"cannot read ({e.strerror or e})"
-        return out, None
-    out.digest = hash_bytes(data)
-    if old is not None and old.content_hash == out.digest and old.status == "indexed":
-        out.unchanged_content = True  # touched, not changed: keep the vectors
-        return out, None
-    return out, data
+        record.status, record.error = "error", f"cannot read ({e.strerror or e})"
+        return record, None
+    record.digest = hash_bytes(data)
+    if record.unchanged_content:
+        record.status = "touched"  # touched, not changed: keep the vectors
+        return record, None
+    return record, data
 
 
-def decode_read(out: Decoded, data: bytes, spec: ImageSpec) -> Decoded:
-    """The bytes read_one gave, decoded into `out` (or its reason for failing)."""
+def decode_read(record: Record, data: bytes, spec: ImageSpec, keep_picture: bool = False) -> DecodedImage | None:
+    """The bytes read_one gave, decoded: the tower's input, with the header's facts in the record (or
+    the record in error, with the reason)."""
     if not data:
-        out.error = "empty file (0 bytes)"
-        return out
+        record.status, record.error = "error", "empty file (0 bytes)"
+        return None
     try:
-        out.image = decode_image(io.BytesIO(data), spec)
+        img = decode_image(io.BytesIO(data), spec, keep_picture=keep_picture)
     except ImageDecodeError as e:
-        out.error = str(e)
+        record.status, record.error = "error", str(e)
+        return None
     except MemoryError:
-        out.error = "not enough memory to decode"
-    return out
+        record.status, record.error = "error", "not enough memory to decode"
+        return None
+    record.width, record.height, record.orientation = img.width, img.height, img.orientation
+    record.taken_at = img.taken_at.isoformat() if img.taken_at else None
+    return img
 
 
 def decode_plan(device: str, workers: int | None, batch_size: int | None) -> tuple[int, int]:
@@ -88,59 +111,62 @@ def decode_plan(device: str, workers: int | None, batch_size: int | None) -> tup
     return workers or max(1, min(8, cores)), batch_size or 32
 
 
-def index_images(catalog: Catalog, vectors: VectorStore, encoders: Encoders, spec: ImageSpec,
-                 tasks: list[tuple[int, FoundFile, FileRow | None]], report: IndexReport, tick: Callable[[str], None],
-                 cancelled: Callable[[], bool], observe: Observer, workers: int | None, batch_size: int | None) -> None:
-    workers, batch_size = decode_plan(encoders.image.device, workers, batch_size)
+def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
+    """The photos of the plan, a batch of records at a time (what is decoded when a cancel comes is
+    committed too; encoding stops early on it)."""
+    if not work.images:
+        return
+    workers, batch_size = decode_plan(run.encoders.image.device, run.workers, run.batch_size)
+    spec = run.image_spec
+    reader = _glancer(run)
     batch: list[Decoded] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-decode")
     try:
-        for dec in ordered_map(pool, lambda t: decode_one(t, spec), tasks, window=batch_size * 3, cancelled=cancelled):
+        for dec in ordered_map(pool, lambda t: decode_one(t, spec, reader), work.images, window=batch_size * 3,
+                               cancelled=run.cancelled):
             batch.append(dec)
-            tick(dec.found.path)
+            if dec.worth_reading:
+                run.worth_reading.add(dec.record.path)
+            run.tick(dec.record.path)
             if len(batch) >= batch_size:
-                commit_images(catalog, vectors, encoders, batch, report, cancelled, observe)
+                yield encoded(run, batch)
                 batch = []
-            if cancelled():
+            if run.cancelled():
                 break
         if batch:
-            # Cancelled or at the end: what was decoded is committed too (encoding stops early on a cancel).
-            commit_images(catalog, vectors, encoders, batch, report, cancelled, observe)
+            yield encoded(run, batch)
     finally:
         # On a cancel, queued decodes are dropped and running ones are not waited for here.
-        pool.shutdown(wait=not cancelled(), cancel_futures=True)
+        pool.shutdown(wait=not run.cancelled(), cancel_futures=True)
 
 
-def commit_images(catalog: Catalog, vectors: VectorStore, encoders: Encoders, batch: list[Decoded],
-                  report: IndexReport, cancelled: Callable[[], bool], observe: Observer) -> None:
-    """Encode a batch's decoded images and commit the whole batch in one transaction."""
-    good = [d for d in batch if d.image is not None]
-    parts = []
+def _glancer(run: Run) -> TextReader | None:
+    """The OCR models where the run reads words; None where it does not, or where they cannot be loaded
+    (the words step then says why, after the vectors are committed and saved)."""
+    if not run.encoders.reads_words:
+        return None
+    from ..ocr import OcrError
+
+    try:
+        reader = run.encoders.ocr
+    except OcrError:
+        return None
+    run.report.ocr_device = reader.device
+    return reader
+
+
+def encoded(run: Run, batch: list[Decoded]) -> Batch:
+    """The batch's records, its decoded photos encoded (a cancel stops within one slice: what is not
+    encoded is left out, and the next run picks it up)."""
+    good = [d for d in batch if d.pixels is not None]
     for i in range(0, len(good), ENCODE_SLICE):
-        if cancelled():
-            # Stop encoding within one slice of a Ctrl-C; what is not encoded is not committed and
-            # is picked up by the next run.
-            kept = {id(d) for d in good[:i]}
-            batch = [d for d in batch if d.image is None or id(d) in kept]
-            good = good[:i]
+        if run.cancelled():
+            dropped = {id(d) for d in good[i:]}
+            batch = [d for d in batch if id(d) not in dropped]
             break
-        observe("encode")
-        parts.append(encoders.image.encode(np.stack([d.image.pixels for d in good[i : i + ENCODE_SLICE]
-                                                     if d.image is not None])))
-    vector_of = dict(zip((id(d) for d in good), np.concatenate(parts) if parts else []))
-    new_ids: list[int] = []
-    new_vecs: list[np.ndarray] = []
-    removed: list[int] = []
-    with catalog.write() as conn:
-        for d in batch:
-            img = d.image
-            fields = {} if img is None else dict(width=img.width, height=img.height, taken_at=img.taken_at,
-                                                 orientation=img.orientation)
-            file_id, gone = write_file(catalog, conn, d, report, **fields)
-            removed += gone
-            if file_id is not None:
-                vec = vector_of[id(d)]
-                new_ids += catalog.add_items(conn, file_id, "image", vec[None])
-                new_vecs.append(vec)
-        observe("commit")
-    apply_to_vectors(vectors, removed, new_ids, np.stack(new_vecs) if new_vecs else None, report)
+        run.observe("encode")
+        part = good[i : i + ENCODE_SLICE]
+        vectors = run.encoders.image.encode(np.stack([d.pixels for d in part if d.pixels is not None]))
+        for d, vec in zip(part, vectors):
+            d.record.vectors = vec[None]
+    return [d.record for d in batch]

@@ -22,26 +22,19 @@ import numpy as np
 
 from ..catalog import FileRow
 from ..scanner import FoundFile
-from .shards import ShardRow, write_shard
+from .records import DOCUMENT_BATCH, ENCODE_SLICE, Record, Task
+from .shards import write_shard
 
 Batch = dict[str, np.ndarray]
-ENCODE_SLICE = 8  # images per encoder call, as in a local run (images.ENCODE_SLICE)
-DOCUMENT_BATCH = 64  # chunks per text-encoder call, as in a local run (documents.DOCUMENT_BATCH)
 
 
-def _task(batch: Batch, i: int, kind: str) -> tuple[int, FoundFile, FileRow | None]:
+def _task(batch: Batch, i: int, kind: str) -> Task:
     path = os.fsdecode(batch["path"][i])
     old = None
     if int(batch["planned_size"][i]) >= 0:
         old = FileRow(-1, path, path, int(batch["planned_size"][i]), int(batch["planned_mtime_ns"][i]),
                       str(batch["planned_hash"][i]) or None, kind, str(batch["planned_status"][i]))
     return int(batch["root_id"][i]), FoundFile(path, int(batch["size"][i]), int(batch["mtime_ns"][i]), kind), old
-
-
-def _status(prepared: Any) -> str:
-    if prepared.unchanged_content:
-        return "touched"
-    return "error" if prepared.error is not None else "indexed"
 
 
 class KnownContent:
@@ -90,24 +83,22 @@ def prepare_images(batch: Batch, spec: Any, lookup: Any = None) -> Batch:
     out: dict[str, list[Any]] = {k: [] for k in ("status", "digest", "error", "width", "height", "orientation",
                                                   "taken_at")}
     pixels = np.zeros((n, 3, *spec.size), np.float32)  # rows in error, touched or copies stay zero
-    group: list[tuple[int, Any, bytes | None]] = []
+    group: list[tuple[int, Record, bytes | None]] = []
     for i in range(n):
         group.append((i, *read_one(_task(batch, i, "image"))))  # each file read once
         if len(group) < READ_GROUP and i < n - 1:
             continue
-        known = _known(lookup, [dec.digest for _, dec, data in group if data is not None])
-        for j, dec, data in group:  # in order: row j's outputs are appended j-th
-            copy = data is not None and _copy(batch, j, "image", dec.digest, known)
-            if data is not None and not copy:
-                decode_read(dec, data, spec)
-            img = dec.image
-            out["status"].append("copy" if copy else _status(dec))
-            out["digest"].append(dec.digest or "")
-            out["error"].append(dec.error or "")
-            out["width"].append(img.width if img else -1)
-            out["height"].append(img.height if img else -1)
-            out["orientation"].append(img.orientation if img and img.orientation is not None else -1)
-            out["taken_at"].append(img.taken_at.isoformat() if img and img.taken_at else "")
+        known = _known(lookup, [r.digest for _, r, data in group if data is not None])
+        for j, r, data in group:  # in order: row j's outputs are appended j-th
+            copy = data is not None and _copy(batch, j, "image", r.digest, known)
+            img = decode_read(r, data, spec) if data is not None and not copy else None
+            out["status"].append("copy" if copy else r.status)
+            out["digest"].append(r.digest or "")
+            out["error"].append(r.error or "")
+            out["width"].append(r.width if img else -1)
+            out["height"].append(r.height if img else -1)
+            out["orientation"].append(r.orientation if img and r.orientation is not None else -1)
+            out["taken_at"].append(r.taken_at if img and r.taken_at else "")
             if img is not None:
                 pixels[j] = img.pixels
         group = []
@@ -118,9 +109,9 @@ def prepare_images(batch: Batch, spec: Any, lookup: Any = None) -> Batch:
 def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, lookup: Any = None) -> Batch:
     """Hash, extract and chunk each document (a CPU task), as a local run cuts it; a copy of indexed
     content is not extracted (see prepare_images)."""
-    from ..encoder import chunk_tokenizer, content_tokens
     from ..textfiles import DocumentError
-    from .documents import Extracted, _reason, extract_one
+    from ..tokens import chunk_tokenizer, content_tokens
+    from .documents import Extracted, extract_one, reason
 
     bundle = _bundle(bundle_path, manifest_sha256)
     tokenizer, max_tokens = chunk_tokenizer(bundle), content_tokens(bundle)
@@ -138,17 +129,18 @@ def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, look
                 out[k].append("")
             continue
         ext: Extracted = extract_one(_task(batch, i, "document"), tokenizer, max_tokens, digests[i])
+        r = ext.record
         chunks = []
-        if ext.error is None and not ext.unchanged_content:
+        if r.status == "indexed":
             try:
                 chunks = [(c.page, c.start, c.end, c.text) for c in itertools.chain(ext.head, ext.rest or ())]
             except (DocumentError, OSError, MemoryError) as e:  # a page or segment further on
-                ext.error = _reason(e, ext.found.path)
-        out["status"].append(_status(ext))
-        out["digest"].append(ext.digest or "")
-        out["error"].append(ext.error or "")
+                r.status, r.error = "error", reason(e, r.path)
+        out["status"].append(r.status)
+        out["digest"].append(r.digest or "")
+        out["error"].append(r.error or "")
         capped = ext.capped
-        out["note"].append(capped.note(ext.found.size) if capped is not None and capped.cut and not ext.error else "")
+        out["note"].append(capped.note(r.size) if capped is not None and capped.cut and not r.error else "")
         out["chunks"].append(json.dumps(chunks) if chunks else "")
         out["scanned"].append(json.dumps(capped.scanned if capped is not None else []))
     return {**batch, **{k: np.asarray(v, dtype=object) for k, v in out.items()}} if n else batch
@@ -174,12 +166,12 @@ def _none(value: Any) -> Any:
     return None if value < 0 else value
 
 
-def _row(batch: Batch, i: int, kind: str) -> ShardRow:
+def _row(batch: Batch, i: int, kind: str) -> Record:
     planned = None
     if int(batch["planned_size"][i]) >= 0:
         planned = (int(batch["planned_size"][i]), int(batch["planned_mtime_ns"][i]),
                    str(batch["planned_hash"][i]) or None, str(batch["planned_status"][i]))
-    return ShardRow(path=os.fsdecode(batch["path"][i]), root_id=int(batch["root_id"][i]), kind=kind,
+    return Record(path=os.fsdecode(batch["path"][i]), root_id=int(batch["root_id"][i]), kind=kind,
                     size=int(batch["size"][i]), mtime_ns=int(batch["mtime_ns"][i]), planned=planned,
                     status=str(batch["status"][i]), digest=_none(str(batch["digest"][i])),
                     error=_none(str(batch["error"][i])))
@@ -198,6 +190,15 @@ class _Encode:
     @staticmethod
     def _tower(bundle: Any, **options: Any) -> Any:
         raise NotImplementedError
+
+    def _written(self, kind: str, rows: list[Record]) -> Batch:
+        """One output row per shard: its name, how many files it holds, and where it was encoded."""
+        if not rows:
+            return {"shard": np.asarray([], dtype=object), "files": np.asarray([], np.int64),
+                    "device": np.asarray([], dtype=object)}
+        name = write_shard(self.folder, kind, rows, self.dim, self.manifest)
+        return {"shard": np.asarray([name], dtype=object), "files": np.asarray([len(rows)], np.int64),
+                "device": np.asarray([self.encoder.device], dtype=object)}
 
 
 class EncodeImages(_Encode):
@@ -222,7 +223,7 @@ class EncodeImages(_Encode):
             r = rows[i]
             r.width, r.height = _none(batch["width"][i]), _none(batch["height"][i])
             r.orientation, r.taken_at = _none(batch["orientation"][i]), _none(str(batch["taken_at"][i]))
-        return _written(self.folder, "image", rows, self.dim, self.manifest, self.encoder.device)
+        return self._written("image", rows)
 
 
 class EncodeDocuments(_Encode):
@@ -246,15 +247,4 @@ class EncodeDocuments(_Encode):
             parts = [self.encoder.encode([c[3] for c in r.chunks[lo : lo + DOCUMENT_BATCH]])
                      for lo in range(0, len(r.chunks), DOCUMENT_BATCH)]
             r.vectors = np.concatenate(parts) if parts else None
-        return _written(self.folder, "document", rows, self.dim, self.manifest, self.encoder.device)
-
-
-def _written(folder: str, kind: str, rows: list[ShardRow], dim: int, manifest: str, device: str) -> Batch:
-    """One output row per shard: its name, how many files it holds, and where it was encoded."""
-    if not rows:
-        return {"shard": np.asarray([], dtype=object), "files": np.asarray([], np.int64),
-                "device": np.asarray([], dtype=object)}
-    name = write_shard(folder, kind, rows, dim, manifest)
-    return {"shard": np.asarray([name], dtype=object), "files": np.asarray([len(rows)], np.int64),
-            "device": np.asarray([device], dtype=object)}
-
+        return self._written("document", rows)

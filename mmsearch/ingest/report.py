@@ -37,6 +37,14 @@ class IndexReport:
     def error(self, path: str, reason: str) -> None:
         self.errors.append({"path": display_path(path), "reason": reason})
 
+    def add(self, other: IndexReport) -> None:
+        """What another part of the run counted (a committed transaction), added to this."""
+        for name in ("added", "updated", "removed", "moved", "unchanged", "encoded_items", "ocr_read",
+                     "ocr_with_words"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        self.partial += other.partial
+
 
 @dataclass(frozen=True)
 class Progress:

@@ -1,6 +1,18 @@
-"""The run: each root scanned and planned against the catalog, moves and deletes applied, new and
-changed images then documents indexed, the vector files saved, then the words in pictures read
-(ocr.py), which saves again only where scanned pages added vectors."""
+"""The flow of an index run, drawn once:
+
+    resume (what a killed Ray run left)        engine.resume
+    scan and plan each root                    scanner.walk, scanner.plan
+    moves and deletes                          one transaction
+    images      -> batches of Records  -> commit      engine.images (worker threads, or Ray)
+    documents   -> batches of Records  -> commit      engine.documents
+    vectors     -> the vector files saved             (every picture searchable by meaning)
+    words       -> batches of Words    -> commit      ocr.batches (pictures, scanned pages)
+    vectors     -> saved again where the words step read something
+
+Each step is named (steps()); a step is a producer of record batches, and each batch is committed in
+one transaction (commit.py) before the step goes on. A new kind of work (a video step, documents'
+words first) is one more step here, not another loop.
+"""
 
 from __future__ import annotations
 
@@ -8,168 +20,131 @@ import errno
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Protocol
 
-from ..catalog import Catalog, CatalogWriteError, FileRow
-from ..encoder import ImageEncoder, TextEncoder
-from ..ocr import TextReader
+from ..catalog import Catalog, CatalogWriteError
 from ..media import kind_of, media_type
-from ..preprocess import ImageSpec
-from ..scanner import FoundFile, Plan, ScanProblem, hash_file, plan, walk
+from ..scanner import FoundFile, Plan, ScanProblem, hash_file, plan, walk, walk_within
 from ..vectors import VectorStore
-from .documents import index_documents
-from .images import index_images
-from .ocr import read_words
-from .report import IndexReport, Observer, Progress, ProgressFn, no_observer
+from . import documents, images, ocr
+from .commit import commit
+from .context import Run, Step, Work
+from .records import Batch, Cancelled
+from .report import IndexReport, Observer, Progress, ProgressFn
 
-if TYPE_CHECKING:
-    from .distributed import RayEngine
-
-
-class Encoders:
-    """Loads each tower (and the OCR models) the first time it is needed: a run with nothing new loads
-    no model. `ocr` None: words in pictures are not read this run."""
-
-    def __init__(self, image: Callable[[], ImageEncoder], text: Callable[[], TextEncoder],
-                 ocr: Callable[[], TextReader] | None = None, ocr_off: str | None = None):
-        self._make_image, self._make_text, self._make_ocr = image, text, ocr
-        self.ocr_off = None if ocr is not None else (ocr_off or "OCR is off")  # why, to say so
-        self._image: ImageEncoder | None = None
-        self._text: TextEncoder | None = None
-        self._ocr: TextReader | None = None
-
-    @property
-    def reads_words(self) -> bool:
-        return self._make_ocr is not None
-
-    @property
-    def ocr(self) -> TextReader:
-        if self._ocr is None:
-            assert self._make_ocr is not None
-            self._ocr = self._make_ocr()
-        return self._ocr
-
-    @property
-    def image(self) -> ImageEncoder:
-        if self._image is None:
-            self._image = self._make_image()
-        return self._image
-
-    @property
-    def text(self) -> TextEncoder:
-        if self._text is None:
-            self._text = self._make_text()
-        return self._text
-
-    @property
-    def device(self) -> str | None:
-        enc = self._image or self._text
-        return enc.device if enc else None
+__all__ = ["Engine", "LocalEngine", "run_index", "steps"]
 
 
-def run_index(
-    catalog: Catalog,
-    vectors: VectorStore,
-    encoders: Encoders,
-    image_spec: ImageSpec,
-    roots: Iterable[str],
-    *,
-    exclude: Iterable[str] = (),
-    include_hidden: bool = False,
-    progress: ProgressFn | None = None,
-    cancel: Callable[[], bool] | None = None,
-    workers: int | None = None,
-    batch_size: int | None = None,
-    observe: Observer | None = None,
-    engine: RayEngine | None = None,
-) -> IndexReport:
-    """`engine`: where new and changed files are decoded and encoded, when not in this process (a Ray
-    cluster: distributed.py); the scan, the plan and the commits stay here either way."""
-    report = IndexReport()
+class Engine(Protocol):
+    """Where new and changed files are decoded and encoded: this machine's threads (LocalEngine) or a Ray
+    cluster (distributed.RayEngine). Either makes the same records; the flow commits them here."""
+
+    def resume(self, run: Run) -> Generator[Batch, None, None]:
+        """What a killed run left made but not committed, before the scan plans anything."""
+        ...
+
+    def planned(self, run: Run, plans: list[Plan]) -> None:
+        """Told the plans, before the steps (a resumed file is not counted twice)."""
+        ...
+
+    def images(self, run: Run, work: Work) -> Generator[Batch, None, None]: ...
+
+    def documents(self, run: Run, work: Work) -> Generator[Batch, None, None]: ...
+
+    def close(self, run: Run) -> str | None:
+        """After the encoding steps, whatever happened: where the towers ran, for the report."""
+        ...
+
+
+class LocalEngine:
+    """Worker threads in this process (images.py, documents.py)."""
+
+    def resume(self, run: Run) -> Generator[Batch, None, None]:
+        yield from ()
+
+    def planned(self, run: Run, plans: list[Plan]) -> None:
+        pass
+
+    def images(self, run: Run, work: Work) -> Generator[Batch, None, None]:
+        return images.batches(run, work)
+
+    def documents(self, run: Run, work: Work) -> Generator[Batch, None, None]:
+        return documents.batches(run, work)
+
+    def close(self, run: Run) -> str | None:
+        return run.encoders.device
+
+
+def _save_vectors(run: Run, work: Work) -> Generator[Batch, None, None]:
+    """The vector files saved: every picture is searchable by meaning, from them, while words are read."""
+    run.say("saving")
+    _save(run.vectors, run.observe)
+    yield from ()
+
+
+def _save_after_words(run: Run, work: Work) -> Generator[Batch, None, None]:
+    if run.read_words:
+        _save(run.vectors, run.observe)  # nothing to do unless scanned pages added chunks
+    yield from ()
+
+
+def steps(engine: Engine) -> tuple[Step, ...]:
+    """The flow's steps in order, this run's engine making the images' and documents' records. A step is
+    skipped once the run is cancelled: the catalog holds every finished batch, and the next run brings
+    the vector files in line with it (a Ctrl-C answers at once)."""
+    return (
+        Step("images", engine.images, encodes=True),
+        Step("documents", engine.documents, encodes=True),
+        Step("vectors", _save_vectors),
+        Step("words", ocr.batches),
+        Step("vectors", _save_after_words),
+    )
+
+
+def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), include_hidden: bool = False,
+              engine: Engine | None = None, within: list[str] | None = None) -> IndexReport:
+    """Index (or update) the roots and return what changed. `engine`: where new and changed files are
+    decoded and encoded, when not in this process (a Ray cluster: distributed.py); the scan, the plan and
+    the commits stay here either way. `within`: only these paths inside the roots (files or folders, gone
+    ones included) are scanned and planned, for a watch's changes; each goes with the deepest root
+    holding it."""
+    catalog, vectors = run.catalog, run.vectors
+    report = run.report
     started = time.monotonic()
-    progress = progress or (lambda p: None)
-    cancelled = cancel or (lambda: False)
-    observe = observe or no_observer
-    exclude = list(exclude)
+    engine = engine or LocalEngine()
     run_id = catalog.start_run()
     vectors.remove_stale_temp_files()
     try:
-        if engine is not None:
-            engine.resume(catalog, vectors, report, observe)  # what a killed run left finished, before the plan
-        plans: list[tuple[int, Plan]] = []
-        for root in roots:
-            if cancelled():
-                break
-            root = os.path.abspath(root)
-            if not os.path.exists(root):
-                # A root that is gone (an unplugged drive) keeps what it had: nothing is deleted.
-                report.error(root, "no such folder or file; nothing under it was changed")
-                continue
-            if os.path.isfile(root) and kind_of(root) is None:
-                suffix = os.path.splitext(root)[1] or "no extension"
-                report.error(root, f"not an image or a document mmsearch reads ({suffix})")
-                continue
-            root_id = catalog.add_root(root)
-            problems: list[ScanProblem] = []
-            observe("scan")
-            scan = _scanned(walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems),
-                            progress, cancelled, observe)
-            try:
-                p = plan(scan, catalog.files_by_path, functools.partial(catalog.files_of_root, root_id), hash_file)
-            except _ScanCancelled:
-                break  # a partial scan must not be planned: its unseen files would look deleted
-            _keep_unreadable(p, problems)
-            _record_scan_problems(catalog, vectors, p, root_id, problems, report)
-            plans.append((root_id, p))
-        if cancelled():
-            plans = []
+        for records in engine.resume(run):  # what a killed run left finished, before the plan
+            commit(run, records)
+        plans = _scanned_roots(run, list(roots), list(exclude), include_hidden, within)
         for root_id, p in plans:
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += p.unchanged
             for row in p.failed:  # listed again, with their reason: each run counts the files in error alike
                 report.error(row.fs_path, catalog.file_error(row.id) or "could not be indexed")
-        if engine is not None:
-            engine.count_once(report, [p for _, p in plans])  # files it resumed are not also "unchanged"
-        todo: list[tuple[int, FoundFile, FileRow | None]] = [(root_id, f, None) for root_id, p in plans for f in p.new]
-        todo += [(root_id, f, row) for root_id, p in plans for f, row in p.changed]
-        images = [t for t in todo if t[1].kind == "image"]
-        docs = [t for t in todo if t[1].kind == "document"]
-        vectors.reserve(len(todo))  # one vector per image, one or more per document
-        total = len(todo)
-        done = [0]
-
-        def tick(path: str) -> None:
-            done[0] += 1
-            progress(Progress("encoding", done[0], total, path))
-
-        progress(Progress("encoding", 0, total))
-        if engine is not None:
-            if todo and not cancelled():
-                engine.run(catalog, vectors, todo, report, tick, cancelled, observe)
-            images = docs = []
-        if images and not cancelled():
-            index_images(catalog, vectors, encoders, image_spec, images, report, tick, cancelled, observe,
-                         workers, batch_size)
-        if docs and not cancelled():
-            index_documents(catalog, vectors, encoders, docs, report, tick, cancelled, observe,
-                            workers or max(1, min(8, os.cpu_count() or 1)))
-        report.cancelled = cancelled()
-        progress(Progress("saving", done[0], total))
-        if not report.cancelled:
-            # A cancelled run skips this (a Ctrl-C answers at once): the catalog holds every finished
-            # batch and the next run brings the vector files in line with it. Saved before the words
-            # are read: the pictures are searchable by meaning, from the saved files, meanwhile.
-            _save(vectors, observe)
-        words = catalog.ocr_pending(root_id for root_id, _ in plans)
-        if words and encoders.reads_words and not cancelled():
-            read_words(catalog, vectors, encoders, words, report, progress, cancelled, observe, workers)
-            report.cancelled = cancelled()
-            if not report.cancelled:
-                _save(vectors, observe)  # nothing to do unless scanned pages added chunks
-        else:
-            report.ocr_left = len(words)
-        observe("done")
+        engine.planned(run, [p for _, p in plans])
+        work = Work(roots=[root_id for root_id, _ in plans])
+        for root_id, p in plans:
+            for task in [(root_id, f, None) for f in p.new] + [(root_id, f, row) for f, row in p.changed]:
+                (work.images if task[1].kind == "image" else work.documents).append(task)
+        vectors.reserve(len(work.images) + len(work.documents))  # one vector per image, one or more per document
+        run.begin("encoding", len(work.images) + len(work.documents))
+        device: str | None = None
+        encoding = True
+        try:
+            for step in steps(engine):
+                if encoding and not step.encodes:
+                    encoding, device = False, engine.close(run)
+                if not run.cancelled():
+                    _do(run, step, work)
+        finally:
+            if encoding:
+                engine.close(run)
+        report.cancelled = run.cancelled()
+        report.ocr_left = len(catalog.ocr_pending(work.roots))  # the files whose words are still to be read
+        run.observe("done")
     except BaseException:
         report.cancelled = True
         try:
@@ -177,14 +152,86 @@ def run_index(
         except Exception:
             pass
         raise
-    report.device = encoders.device if engine is None else engine.device
+    report.device = device
     report.seconds = round(time.monotonic() - started, 3)
     catalog.finish_run(run_id, "cancelled" if report.cancelled else "done", report.to_dict())
     return report
 
 
+def _do(run: Run, step: Step, work: Work) -> None:
+    """A step's batches, each committed before the step goes on; a cancel inside a commit ends the step."""
+    batches = step.produce(run, work)
+    try:
+        for records in batches:
+            commit(run, records)
+    except Cancelled:
+        pass
+    finally:
+        batches.close()
+
+
+def _scanned_roots(run: Run, roots: list[str], exclude: list[str], include_hidden: bool,
+                   within: list[str] | None) -> list[tuple[int, Plan]]:
+    """Each root scanned and planned against the catalog (none where the run is cancelled meanwhile: a
+    partial scan must not be planned, its unseen files would look deleted); with `within`, only those
+    paths of each root."""
+    catalog, report = run.catalog, run.report
+    plans: list[tuple[int, Plan]] = []
+    scopes = _scopes(roots, within) if within is not None else None
+    for root in roots:
+        if run.cancelled():
+            break
+        root = os.path.abspath(root)
+        if not os.path.exists(root):
+            # A root that is gone (an unplugged drive) keeps what it had: nothing is deleted.
+            report.error(root, "no such folder or file; nothing under it was changed")
+            continue
+        if os.path.isfile(root) and kind_of(root) is None:
+            suffix = os.path.splitext(root)[1] or "no extension"
+            report.error(root, f"not an image or a document mmsearch reads ({suffix})")
+            continue
+        root_id = catalog.add_root(root)
+        problems: list[ScanProblem] = []
+        run.observe("scan")
+        if scopes is None:
+            found = walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems)
+            rows = functools.partial(catalog.files_of_root, root_id)
+        else:
+            if not scopes.get(root):
+                continue
+            found = walk_within(root, scopes[root], exclude=exclude, include_hidden=include_hidden, problems=problems)
+            rows = functools.partial(catalog.files_under, scopes[root])
+        scan = _scanned(found, run.progress, run.cancelled, run.observe)
+        try:
+            p = plan(scan, catalog.files_by_path, rows, hash_file, functools.partial(_record_ctimes, catalog))
+        except _ScanCancelled:
+            break
+        _keep_unreadable(p, problems)
+        _record_scan_problems(run, p, root_id, problems)
+        plans.append((root_id, p))
+    return [] if run.cancelled() else plans
+
+
+def _scopes(roots: list[str], within: list[str]) -> dict[str, list[str]]:
+    """Each path with the deepest of the roots that holds it (paths in no root are left out)."""
+    out: dict[str, list[str]] = {}
+    ordered = sorted((os.path.abspath(r) for r in roots), key=len, reverse=True)
+    for path in within:
+        path = os.path.abspath(path)
+        for root in ordered:
+            if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+                out.setdefault(root, []).append(path)
+                break
+    return out
+
+
 class _ScanCancelled(Exception):
     pass
+
+
+def _record_ctimes(catalog: Catalog, ctimes: list[tuple[int, int]]) -> None:
+    with catalog.write() as conn:
+        catalog.record_ctimes(conn, ctimes)
 
 
 def _scanned(found: Iterable[FoundFile], progress: ProgressFn, cancelled: Callable[[], bool],
@@ -203,10 +250,10 @@ def _scanned(found: Iterable[FoundFile], progress: ProgressFn, cancelled: Callab
         raise _ScanCancelled
 
 
-def _record_scan_problems(catalog: Catalog, vectors: VectorStore, p: Plan, root_id: int,
-                          problems: list[ScanProblem], report: IndexReport) -> None:
+def _record_scan_problems(run: Run, p: Plan, root_id: int, problems: list[ScanProblem]) -> None:
     """Report what the scan could not read, and keep a file-level problem (broken symlink, loop,
     unstat-able file) in the catalog as a file in error, so `mmsearch status` lists it too."""
+    catalog, vectors, report = run.catalog, run.vectors, run.report
     recorded = []
     for prob in problems:
         report.error(prob.path, prob.reason)
@@ -244,7 +291,7 @@ def _apply_moves_and_deletes(catalog: Catalog, vectors: VectorStore, p: Plan, ro
         return
     with catalog.write() as conn:
         for f, row in p.moved:
-            catalog.move_file(conn, row.id, f.path, root_id, f.size, f.mtime_ns)
+            catalog.move_file(conn, row.id, f.path, root_id, f.size, f.mtime_ns, f.ctime_ns)
         removed = catalog.delete_files(conn, [row.id for row in p.missing])
     vectors.remove(removed)
     report.moved += len(p.moved)

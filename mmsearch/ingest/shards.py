@@ -1,13 +1,14 @@
 """Embedding shards: what a distributed run's workers make of a batch of files, as one Parquet file
 that the index's writer then commits (distributed.py). pyarrow only; no Ray.
 
-One row per file: its path (bytes, so any file name survives), the root it was found under, its size
-and mtime as scanned, the catalog row it was planned against (a commit skips a row whose file the
-catalog has changed since), its content hash, what became of it (`indexed`, `error` with the reason,
-`touched`: same content, vectors kept, or `copy`: content another indexed file has, whose items the
-commit copies), what the image header told (size in pixels, orientation,
-EXIF time), and its vectors: one for a photo, one per chunk for a document, with the chunks' page, span
-and text. The schema's metadata names the model (its manifest hash) and the vectors' dimension.
+One row per file, a Record (records.py) as a local run makes it: its path (bytes, so any file name
+survives), the root it was found under, its size and mtime as scanned, the catalog row it was planned
+against (a commit skips a row whose file the catalog has changed since), its content hash, what became
+of it (`indexed`, `error` with the reason, `touched`: same content, vectors kept, or `copy`: content
+another indexed file has, whose items the commit copies), what the image header told (size in pixels,
+orientation, EXIF time), and its vectors: one for a photo, one per chunk for a document, with the
+chunks' page, span and text, and a document's pages without a text layer. The schema's metadata names
+the model (its manifest hash) and the vectors' dimension.
 
 A shard is written to a hidden temporary name and renamed into place, so a reader never sees half a
 shard; its name is a digest of the files it holds, so a batch that a lost worker makes again replaces
@@ -20,14 +21,15 @@ import hashlib
 import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import private
 from ..errors import MmsearchError
+from .records import Record
 
 FORMAT = "2"  # 2: scanned_pages
 SUFFIX = ".parquet"
@@ -36,29 +38,6 @@ _TMP_PREFIX = ".tmp-"
 
 class ShardError(MmsearchError):
     pass
-
-
-@dataclass
-class ShardRow:
-    path: str  # the path that opens the file (surrogate escapes for names that are not UTF-8)
-    root_id: int
-    kind: str  # "image" | "document"
-    size: int
-    mtime_ns: int
-    # The catalog row the file was planned against: None for a new file, else (size, mtime_ns, hash, status).
-    planned: tuple[int, int, str | None, str] | None
-    status: str  # "indexed" | "error" | "touched" | "copy"
-    digest: str | None = None
-    error: str | None = None
-    note: str | None = None  # a document indexed only in part, and why
-    width: int | None = None
-    height: int | None = None
-    orientation: int | None = None
-    taken_at: str | None = None  # ISO 8601, with its offset where the photo records one
-    vectors: np.ndarray | None = None  # [n, dim] float32
-    chunks: list[tuple[int | None, int, int, str]] = field(default_factory=list)  # (page, start, end, text)
-    # A document's pages without a text layer, for the OCR phase; None: not known (a copy of indexed content)
-    scanned: list[int] | None = None
 
 
 def schema(dim: int, manifest_sha256: str) -> pa.Schema:
@@ -89,7 +68,7 @@ def schema(dim: int, manifest_sha256: str) -> pa.Schema:
     ], metadata={"mmsearch_shard": FORMAT, "manifest_sha256": manifest_sha256, "dim": str(dim)})
 
 
-def shard_name(kind: str, rows: Sequence[ShardRow]) -> str:
+def shard_name(kind: str, rows: Sequence[Record]) -> str:
     """The same files as scanned give the same name, whichever worker makes the shard."""
     digest = hashlib.sha256()
     for r in sorted(rows, key=lambda r: os.fsencode(r.path)):
@@ -97,7 +76,7 @@ def shard_name(kind: str, rows: Sequence[ShardRow]) -> str:
     return f"{kind}-{digest.hexdigest()[:24]}{SUFFIX}"
 
 
-def write_shard(folder: str | os.PathLike[str], kind: str, rows: Sequence[ShardRow], dim: int,
+def write_shard(folder: str | os.PathLike[str], kind: str, rows: Sequence[Record], dim: int,
                 manifest_sha256: str) -> str:
     """Write rows as one shard in `folder`, atomically; returns its file name."""
     folder = Path(folder)
@@ -105,8 +84,9 @@ def write_shard(folder: str | os.PathLike[str], kind: str, rows: Sequence[ShardR
     table = _table(rows, dim, manifest_sha256)
     tmp = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{name}"
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb+") as f:
+        with private.open_file(tmp, "wb") as f:  # 0600 whatever the worker's umask
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
             os.fsync(f.fileno())  # on disk before it has its name: a crash leaves no empty shard
         os.replace(tmp, folder / name)
     finally:
@@ -114,11 +94,11 @@ def write_shard(folder: str | os.PathLike[str], kind: str, rows: Sequence[ShardR
     return name
 
 
-def _table(rows: Sequence[ShardRow], dim: int, manifest_sha256: str) -> pa.Table:
+def _table(rows: Sequence[Record], dim: int, manifest_sha256: str) -> pa.Table:
     def col(name: str) -> list:
         return [getattr(r, name) for r in rows]
 
-    def vectors(r: ShardRow) -> list[list[float]] | None:
+    def vectors(r: Record) -> list[list[float]] | None:
         if r.vectors is None:
             return None
         v = np.asarray(r.vectors, np.float32).reshape(-1, dim)
@@ -152,7 +132,7 @@ def _table(rows: Sequence[ShardRow], dim: int, manifest_sha256: str) -> pa.Table
     return pa.table(cols, schema=schema(dim, manifest_sha256))
 
 
-def read_shard(path: str | os.PathLike[str], dim: int, manifest_sha256: str) -> list[ShardRow]:
+def read_shard(path: str | os.PathLike[str], dim: int, manifest_sha256: str) -> list[Record]:
     """A shard's rows; ShardError where it is not a shard of this model."""
     try:
         table = pq.read_table(path)
@@ -171,7 +151,7 @@ def read_shard(path: str | os.PathLike[str], dim: int, manifest_sha256: str) -> 
             planned = (data["planned_size"][i], data["planned_mtime_ns"][i], data["planned_hash"][i],
                        data["planned_status"][i])
         vecs = data["vectors"][i]
-        rows.append(ShardRow(
+        rows.append(Record(
             path=os.fsdecode(data["path"][i]), root_id=data["root_id"][i], kind=data["kind"][i], size=data["size"][i],
             mtime_ns=data["mtime_ns"][i], planned=planned, status=data["status"][i], digest=data["digest"][i],
             error=data["error"][i], note=data["note"][i], width=data["width"][i], height=data["height"][i],

@@ -3,8 +3,8 @@ came from, without torch.
 
 For each tower: the pulled graph is rewritten to the bundle's interface (models/graphs.py); where it
 was exported at batch 1, a batch of inputs is run against the same inputs one at a time, and the
-first rewrite that agrees is kept ("dynamic", then "reshape"); none: the tower runs one input at a
-time (the manifest's max_batch 1). A text tower that takes any length is run padded and unpadded:
+first rewrite that agrees is kept ("dynamic", then "reshape", then "trace": the batch followed through
+the graph, models/batching.py); none: the tower runs one input at a time (the manifest's max_batch 1). A text tower that takes any length is run padded and unpadded:
 "longest" padding where the two agree, else "max_length". Then the variants: attention fused where
 onnxruntime's optimizer can (the counts go to the manifest), fp16 for CUDA and int8 for the CPU
 (models/variants.py, the export step's settings).
@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from .. import arguments, paths
+from ..runtime import FP16_CPU_DISABLED_OPTIMIZERS
 from ..bundle import FORMAT_VERSION, MANIFEST, REFERENCES, Bundle, load_bundle, sha256_file
 from ..errors import MmsearchError, first_line
 from . import gates, graphs
+from .batching import BatchTraceError
 from .layouts import IMMICH, LayoutError, Source, read_source
 
 N_IMAGES = 64  # captioned images (the top-1 check runs over their captions)
@@ -128,7 +130,7 @@ def _install_bundle(src: Path, target: Path, *, say: Say, overwrite: bool) -> Pa
         bundle.verify_all()
     except MmsearchError as e:
         raise LayoutError(f"{src}: an mmsearch bundle that does not check out: {e}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
+    paths.make_parents(target)
     staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir()
@@ -164,7 +166,7 @@ def build_bundle(source: Source, out: Path, *, name: str, label: str, provenance
                  overwrite: bool = False) -> Path:
     """Write the bundle for `source` at `out`: built in a hidden folder beside it and renamed into place
     once complete, so nothing half-made is ever installed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    paths.make_parents(out)
     staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
@@ -408,8 +410,12 @@ class _Builder:
             "source_output": t.output,
         })
         tried = []
-        for mode in (("dynamic", "reshape") if frozen else ("dynamic",)):
-            model, changed = graphs.adapt(src, tower, t, normalise=normalise, batch=mode)
+        for mode in (("dynamic", "reshape", "trace") if frozen else ("dynamic",)):
+            try:
+                model, changed = graphs.adapt(src, tower, t, normalise=normalise, batch=mode)
+            except BatchTraceError as e:
+                tried.append(f"trace: {e}")
+                continue
             if mode == "reshape" and not changed:
                 tried.append("reshape: no Reshape holds a batch of 1")
                 continue
@@ -607,12 +613,16 @@ def _entry(path: Path) -> dict[str, Any]:
     return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def _cpu_session(path: Path) -> Any:
+def _cpu_session(path: Path, disabled: tuple[str, ...] = ()) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 4  # a batch the graph refuses is an answer here, not an error to print
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
+
+
+# fp16 is made for CUDA and only checked on the CPU here, as runtime.py would open it there.
+FP16_ON_CPU_DISABLED = FP16_CPU_DISABLED_OPTIMIZERS
 
 
 def _ort_failure(e: Exception) -> str:
@@ -632,7 +642,7 @@ def _variant_session(path: Path, variant: str) -> tuple[Any, str]:
 
     if variant == "fp16" and expected_device("auto") == "cuda":
         return create_session(path, "auto")
-    return _cpu_session(path), "cpu"
+    return _cpu_session(path, FP16_ON_CPU_DISABLED if variant == "fp16" else ()), "cpu"
 
 
 def _op_counts(path: Path) -> dict[str, int]:

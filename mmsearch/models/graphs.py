@@ -13,7 +13,9 @@ normalise, four small nodes at the end.
   appended where the source's output is not unit length (transformers.js's CLIP and SigLIP);
 - the batch dimension: "dynamic" relabels dimension 0 of the inputs and outputs; "reshape" also turns
   the leading 1 of Reshape shapes baked in by a batch-1 export into 0 (copy the input's dimension);
-  "fixed" keeps batch 1. Whether a rewrite is right is never assumed: models/build.py runs a batch
+  "trace" follows the batch through the graph and rewrites every shape it is folded into
+  (models/batching.py: torch.nn.MultiheadAttention's [L, N*heads, d], a class token, torch's
+  x[arange(N), idx]); "fixed" keeps batch 1. Whether a rewrite is right is never assumed: models/build.py runs a batch
   against the same inputs one at a time and keeps the first that agrees.
 """
 
@@ -26,7 +28,7 @@ import numpy as np
 
 from .layouts import LayoutError, Tower
 
-BATCH_MODES = ("dynamic", "reshape", "fixed")
+BATCH_MODES = ("dynamic", "reshape", "trace", "fixed")
 NORMALISE_PREFIX = "mmsearch_l2norm"  # the appended nodes' names
 OUTPUTS = {"image": "image_embeds", "text": "text_embeds"}
 # The protobuf limit: a graph over it keeps its weights in external files, which bundles do not hold.
@@ -50,12 +52,18 @@ def load(path: Path) -> Any:
 
 def adapt(path: Path, tower: str, source: Tower, *, normalise: bool, batch: str) -> tuple[Any, int]:
     """The graph at `path` with the bundle's inputs and output (see the module's docstring), and how
-    many Reshape targets the "reshape" batch mode changed."""
+    many nodes the "reshape" or "trace" batch mode changed (batching.BatchTraceError where "trace"
+    cannot follow the batch)."""
     from onnx import TensorProto, helper
 
     if batch not in BATCH_MODES:
         raise ValueError(batch)
     model = load(path)
+    traced = 0
+    if batch == "trace":  # on the graph as exported: its inputs still a batch of 1
+        from .batching import make_batched
+
+        traced = make_batched(model)
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     inputs = {vi.name: vi for vi in graph.input}
@@ -110,7 +118,7 @@ def adapt(path: Path, tower: str, source: Tower, *, normalise: bool, batch: str)
 
     if batch != "fixed":
         del graph.value_info[:]  # shapes inferred at batch 1 would contradict a batch of N
-    changed = _unbake_reshapes(graph) if batch == "reshape" else 0
+    changed = _unbake_reshapes(graph) if batch == "reshape" else traced
     return model, changed
 
 

@@ -6,6 +6,7 @@
     GET  /api/similar          Index.similar: path (or item), k, type, under, after, before
     GET  /api/status           Index.status()
     GET  /api/item/ID          one item's file: name, folder, date, size (the larger view)
+    GET  /api/recent           Index.recent: the newest photos by capture time (the start page)
     GET  /api/thumb/ID         its thumbnail (size=small|large), a JPEG
     GET  /api/file/ID          the indexed file itself
     POST /api/reveal           show an item in its folder, in the file manager (local requests only)
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import hmac
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -32,12 +34,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import IO, Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -49,17 +51,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__, arguments, paths
-from ..errors import InvalidArgument, MmsearchError, first_line
-from ..filenames import display_path, json_fields
+from .. import Index, InvalidArgument, MmsearchError, __version__, display_path, first_line, json_fields, private
 from .jobs import IndexJob, RunInProgress
-from .thumbs import DEFAULT_CACHE_BYTES, SIZES, ThumbnailError, Thumbnails, check_unchanged, has_thumbnail
+from . import thumbs
+from .thumbs import DEFAULT_CACHE_BYTES, SIZES, ThumbnailError, Thumbnails, has_thumbnail
 
 log = logging.getLogger("mmsearch.web")
 
 STATIC = Path(__file__).resolve().parent / "static"
 TOKEN_HEADER = "x-mmsearch-token"
 MAX_K = 1000
+UPLOAD_DECODES = 2  # images to search by, decoded at the same time
 # POSTs that only read: an image search sends its image in the body. Every other unsafe request changes
 # something and needs the session token.
 READ_ONLY_POSTS = frozenset({"/api/search/image"})
@@ -70,10 +72,11 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 class WebError(MmsearchError):
     """A request the server cannot answer; `status` is its HTTP status, `state` what the page shows."""
 
-    def __init__(self, message: str, status: int, state: str | None = None):
+    def __init__(self, message: str, status: int, state: str | None = None, *, close: bool = False):
         super().__init__(message)
         self.status = status
         self.state = state
+        self.close = close  # the request's body is left unread: the connection cannot serve another
 
 
 # -- settings --------------------------------------------------------------------------------------
@@ -91,7 +94,7 @@ class HostPolicy:
     def for_bind(cls, host: str, extra: tuple[str, ...] = ()) -> "HostPolicy":
         host = _hostname(host)
         names = {host, *(_hostname(h) for h in extra)}
-        if host in LOOPBACK_NAMES or _is_loopback(host):
+        if host in LOOPBACK_NAMES or is_loopback(host):
             names |= {"localhost"} | ({"127.0.0.1", "::1"} if host == "localhost" else set())
             return cls(frozenset(names))
         import socket
@@ -124,16 +127,21 @@ def _hostname(name: str) -> str:
     return name.strip().strip("[]").rstrip(".").lower()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
 
+REVEAL_WAIT_S = 10.0
+
+
 def open_in_file_manager(path: str) -> None:
     """Show a file in the desktop's file manager: selected where the platform can (macOS, Windows), its
-    folder opened elsewhere (xdg-open opens folders, it cannot select)."""
+    folder opened elsewhere (xdg-open opens folders, it cannot select). The opener is waited for (it
+    hands the folder to the file manager and exits): a failure is reported, never a success where
+    nothing could show it, and no exited opener is left unreaped."""
     if sys.platform == "darwin":
         cmd = ["open", "-R", path]
     elif sys.platform == "win32":
@@ -141,10 +149,21 @@ def open_in_file_manager(path: str) -> None:
     else:
         cmd = ["xdg-open", os.path.dirname(path) or "."]
     try:
-        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
     except OSError as e:
         raise WebError(f"cannot open a file manager here ({cmd[0]}: {e.strerror or e})", 501) from None
+    try:
+        _, err = proc.communicate(timeout=REVEAL_WAIT_S)
+    except subprocess.TimeoutExpired:
+        # Still running (an opener that stays with the window it opened): reaped when it ends.
+        threading.Thread(target=proc.communicate, name="mmsearch-reveal-reaper", daemon=True).start()
+        return
+    # explorer answers 1 even when it showed the file: its status says nothing there.
+    if proc.returncode != 0 and sys.platform != "win32":
+        said = (err or b"").decode(errors="replace").strip().splitlines()[:1]
+        raise WebError(f"nothing on this machine could show the folder ({cmd[0]} exited with status "
+                       f"{proc.returncode}{': ' + said[0][:200] if said else ''})", 501)
 
 
 @dataclass(frozen=True)
@@ -169,7 +188,7 @@ class Engine:
 
     def __init__(self, settings: WebSettings):
         self.settings = settings
-        self.folder = Path(arguments.user_path(settings.index_dir)) if settings.index_dir else paths.default_index_dir()
+        self.folder = Index.folder_of(settings.index_dir)
         self.thumbs = Thumbnails(self.folder, settings.thumbnail_cache_bytes)
         self.job = IndexJob()
         self._index: Any = None
@@ -185,11 +204,9 @@ class Engine:
                     where = "" if self.settings.index_dir is None else f" --index {self.folder}"
                     raise WebError(f"No index at {self.folder} yet. Index a folder from a terminal, then reload "
                                    f"this page:\n  mmsearch index ~/Pictures{where}", 503, "no_index")
-                from ..api import Index
-
-                # A folder this user cannot write is still searched (no "index now" then).
+                # A folder this user cannot write, or another account's, is still searched (no "index now").
                 self._index = Index(self.folder, model=self.settings.model,
-                                    readonly=not os.access(self.folder, os.W_OK))
+                                    readonly=not private.may_write(self.folder))
             return self._index
 
     def model_problem(self) -> str | None:
@@ -215,7 +232,7 @@ class Engine:
             item_id = int(raw_id)
         except ValueError:
             raise InvalidArgument(f"an item id is a whole number (got {raw_id!r})") from None
-        item = self.index().catalog.item_file(item_id)
+        item = self.index().item(item_id)
         if item is None or item.status != "indexed":
             raise WebError(f"no item {item_id} in this index (it may have been removed by a later index run)", 404)
         return item
@@ -276,13 +293,16 @@ class Guard:
                 # The printed address: keep the token in a cookie, and drop it from the address bar.
                 rest = urlencode([(k, v) for k, v in query.items() if k != "token"])
                 response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), 303)
-                response.set_cookie(_cookie_name(host), token, httponly=True, samesite="strict")
+                response.set_cookie(_cookie_name(host), token, httponly=True, samesite="strict",
+                                    secure=scope.get("scheme") == "https")
                 return response
             return _json_error("this server is reachable from other machines and needs its access token: open "
                                "the address `mmsearch serve` printed (it ends in ?token=...)", 401)
         if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             origin = headers.get("origin")
-            if origin and origin != "null" and urlsplit(origin).netloc != host:
+            # "null" is an opaque origin (a sandboxed frame, a file:// page, a redirect across sites): no
+            # page of this server sends it, so it is refused like any other site.
+            if origin and (origin == "null" or urlsplit(origin).netloc != host):
                 return _json_error(f"requests from {origin} are refused", 403)
             if scope["path"] not in READ_ONLY_POSTS:
                 given = headers.get(TOKEN_HEADER, "")
@@ -330,7 +350,10 @@ def _json_error(message: str, status: int, state: str | None = None) -> Json:
 
 def error_response(exc: Exception) -> Response:
     if isinstance(exc, WebError):
-        return _json_error(str(exc), exc.status, exc.state)
+        response = _json_error(str(exc), exc.status, exc.state)
+        if exc.close:
+            response.headers["connection"] = "close"
+        return response
     if isinstance(exc, ThumbnailError):
         return _json_error(str(exc), exc.status)
     if isinstance(exc, InvalidArgument):
@@ -389,8 +412,12 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
     engine = Engine(settings)
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{token}}", settings.token)
 
+    # Uploads decoded at once: each may decode up to QUERY_MAX_PIXELS (~120 MB and as much again while
+    # it is converted), whatever the number of requests sent together.
+    decoding = asyncio.Semaphore(UPLOAD_DECODES)
+
     def is_local(request: Request) -> bool:
-        return request.client is not None and _is_loopback(request.client.host)
+        return request.client is not None and is_loopback(request.client.host)
 
     async def home(request: Request) -> Response:
         return Response(page, media_type="text/html; charset=utf-8", headers={
@@ -400,13 +427,15 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         })
 
     async def favicon(request: Request) -> Response:
-        return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml")
+        # The one resource a sandboxed file (an opaque origin) asks for by itself: the app's icon, no secret.
+        return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml",
+                            headers={"cross-origin-resource-policy": "cross-origin"})
 
     def app_state(request: Request) -> Response:
         state, message, counts = "ready", None, None
         try:
             idx = engine.index()
-            counts = idx.catalog.counts()
+            counts = idx.counts()
             problem = engine.model_problem()
             if problem:
                 state, message = "no_model", problem
@@ -422,6 +451,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             "can_reveal": settings.reveal is not None and is_local(request),
             "max_upload_bytes": settings.max_upload_bytes, "job": engine.job.snapshot()[1],
             "home": os.path.expanduser("~"),  # the page writes paths under it as ~/...
+            "sep": os.sep,  # what separates folders in a path here (a "\\" in a name on Linux is a character)
         })
 
     def search(request: Request) -> Response:
@@ -437,7 +467,8 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             filters = _filters(p)
             data = await _read_body(request, settings.max_upload_bytes)
             idx = await run_in_threadpool(engine.ready)
-            hits = await run_in_threadpool(_search_upload, idx, data, filters)
+            async with decoding:  # the uploads beyond it wait here, holding no thread
+                hits = await run_in_threadpool(_search_upload, idx, data, filters)
             return Json([h.to_dict() for h in hits])
         except Exception as e:
             return error_response(e)
@@ -456,15 +487,12 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         return Json(engine.index().status())
 
     def item(request: Request) -> Response:
-        it = engine.item(request.path_params["item_id"])
-        shown = display_path(it.fs_path)
-        date = datetime.fromtimestamp(it.time_s).astimezone().isoformat() if it.time_s is not None else None
-        return Json({
-            "item_id": it.item_id, "kind": it.kind, "page": it.page, **json_fields(it.fs_path),
-            "name": os.path.basename(shown), "folder": os.path.dirname(shown), "size": it.size, "date": date,
-            "taken_at": it.taken_at, "width": it.width, "height": it.height, "media_type": it.media_type,
-            "thumbnail": has_thumbnail(it),
-        })
+        return Json(_item_json(engine.item(request.path_params["item_id"])))
+
+    def recent(request: Request) -> Response:
+        p = _params(request, ("k", "type"))
+        k = _filters(p)["k"]
+        return Json([_item_json(it) for it in engine.index().recent(k, type=p.get("type", "image"))])
 
     def thumb(request: Request) -> Response:
         p = _params(request, ("size",))
@@ -481,14 +509,27 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
 
     def original(request: Request) -> Response:
         it = engine.item(request.path_params["item_id"])
-        st = check_unchanged(it)
         media = it.media_type or "application/octet-stream"
-        headers = {"cache-control": "private, no-cache"}
+        name = os.path.basename(display_path(it.fs_path))
+        # Sandboxed wherever the browser shows it: nothing in a served file runs as this server's page.
+        headers = {"cache-control": "private, no-cache", "content-security-policy": "sandbox"}
         if media.startswith("text/"):
-            media = "text/plain"  # shown, never run (a .md is not rendered either)
-            headers["content-security-policy"] = "sandbox"
-        return FileResponse(it.fs_path, media_type=media, headers=headers, stat_result=st,
-                            filename=os.path.basename(display_path(it.fs_path)), content_disposition_type="inline")
+            # Shown as plain text, never run or rendered (a .md neither), in UTF-8 whatever it was
+            # written in: decoded as indexing decoded it (a cp1252 file shows its accents).
+            with thumbs.opened_as(it):
+                text = engine.index().file_text(it)
+                first = next(text, "")
+            headers["content-disposition"] = _disposition("inline", name)
+            return StreamingResponse((part.encode("utf-8") for part in itertools.chain([first], text)),
+                                     media_type="text/plain; charset=utf-8", headers=headers)
+        with thumbs.opened_as(it):
+            f = engine.index().open_file(it)
+        size = os.fstat(f.fileno()).st_size
+        # A photo is shown; a document the app does not draw itself (a PDF: its viewer would run the
+        # PDF's script) is downloaded, to be opened by the user's own reader.
+        headers["content-disposition"] = _disposition("inline" if media.startswith("image/") else "attachment", name)
+        headers["content-length"] = str(size)
+        return StreamingResponse(_blocks(f, size), media_type=media, headers=headers)
 
     def reveal(request: Request) -> Response:
         p = _params(request, ("item",))
@@ -497,7 +538,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         if not is_local(request):
             raise WebError("a file is shown in its folder only on the machine that runs mmsearch serve", 403)
         it = engine.item(p.get("item", ""))
-        check_unchanged(it)
+        thumbs.check_unchanged(it)
         settings.reveal(it.fs_path)
         return Json({"revealed": display_path(it.fs_path)})
 
@@ -549,6 +590,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         Route("/api/similar", _errors(similar)),
         Route("/api/status", _errors(status)),
         Route("/api/item/{item_id}", _errors(item)),
+        Route("/api/recent", _errors(recent)),
         Route("/api/thumb/{item_id}", _errors(thumb)),
         Route("/api/file/{item_id}", _errors(original)),
         Route("/api/reveal", _errors(reveal), methods=["POST"]),
@@ -565,27 +607,62 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, up to `limit` bytes; beyond that it is read to its end (so the client gets the
-    answer, not a broken connection) and refused with a message that says the limit."""
+    """The request body, up to `limit` bytes. A body declared larger is refused before a byte of it is
+    read, and one sent without a length (chunked) as soon as it passes the limit: the rest is never
+    read, and the connection is closed after the answer."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(f"the image is {int(declared) / 2**20:.1f} MB", limit)
     data = bytearray()
-    total = 0
     async for chunk in request.stream():
-        total += len(chunk)
-        if total <= limit:
-            data += chunk
-    if total > limit:
-        raise WebError(f"the image is {total / 2**20:.1f} MB; this server takes images up to "
-                       f"{limit / 2**20:g} MB (mmsearch serve --max-upload-mb N)", 413)
+        data += chunk
+        if len(data) > limit:
+            raise _too_large("the image is larger", limit)
     if not data:
         raise InvalidArgument("send the image to search by as the request body (any format mmsearch indexes)")
     return bytes(data)
+
+
+def _too_large(what: str, limit: int) -> WebError:
+    return WebError(f"{what}; this server takes images up to {limit / 2**20:g} MB (mmsearch serve --max-upload-mb N)",
+                    413, close=True)
+
+
+def _item_json(it: Any) -> dict[str, Any]:
+    """An item's file as the page shows it: name, folder, date, size (the larger view, the start page)."""
+    shown = display_path(it.fs_path)
+    date = datetime.fromtimestamp(it.time_s).astimezone().isoformat() if it.time_s is not None else None
+    return {
+        "item_id": it.item_id, "kind": it.kind, "page": it.page, **json_fields(it.fs_path),
+        "name": os.path.basename(shown), "folder": os.path.dirname(shown), "size": it.size, "date": date,
+        "taken_at": it.taken_at, "width": it.width, "height": it.height, "media_type": it.media_type,
+        "thumbnail": has_thumbnail(it),
+    }
+
+
+def _disposition(kind: str, name: str) -> str:
+    """A Content-Disposition naming the file: its name in ASCII where it is, else as RFC 5987 says."""
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
+    return f'{kind}; filename="{ascii_name}"' + (f"; filename*=utf-8''{quote(name)}" if ascii_name != name else "")
+
+
+def _blocks(f: IO[bytes], size: int) -> Iterator[bytes]:
+    """At most `size` bytes of an opened file, block by block, the file closed after."""
+    with f:
+        left = size
+        while left > 0:
+            data = f.read(min(1 << 16, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data
 
 
 def _search_upload(idx: Any, data: bytes, filters: dict[str, Any]) -> Any:
     # The library searches by a file: the upload goes to a private temporary one, gone afterwards.
     with tempfile.TemporaryDirectory(prefix="mmsearch-upload-") as folder:
         path = os.path.join(folder, "image")
-        with open(path, "wb") as f:
+        with private.open_file(path, "wb") as f:
             f.write(data)
         try:
             return idx.search(image=path, **filters)

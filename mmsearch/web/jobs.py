@@ -14,11 +14,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MmsearchError, first_line
+from .. import MmsearchError, first_line
 
 if TYPE_CHECKING:
-    from ..api import Index
-    from ..ingest import Progress
+    from .. import Index, Progress
 
 
 class RunInProgress(MmsearchError):
@@ -40,7 +39,8 @@ class IndexJob:
         self._version = 0
         self._state: dict[str, Any] = {"running": False, "phase": "idle", "done": 0, "total": 0, "path": None,
                                        "started_at": None, "finished_at": None, "report": None, "error": None,
-                                       "skipped_roots": [], "cancelling": False}
+                                       "skipped_roots": [], "cancelling": False,
+                                       "estimated": False}
 
     def snapshot(self) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -59,22 +59,26 @@ class IndexJob:
     def start(self, index: Index, observe: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Start a run over the index's roots; refuses while one runs (here; another process's run makes
         this one fail at once with the library's IndexBusyError message)."""
-        roots = [path for _, path in index.catalog.roots()]
+        roots = index.roots()
         if not roots:
             raise MmsearchError(f"{index.path}: this index has no folders yet. Add one from a terminal:\n"
                                 f"  mmsearch index ~/Pictures --index {index.path}")
         present = [p for p in roots if os.path.exists(p)]
+        counts = index.counts()
+        # What the scan will find, about: the files the index holds (it counts them as it walks).
+        expected = counts["image"] + counts["document"] + counts["errors"]
         skipped = [{"path": p, "reason": f"no longer exists (`mmsearch forget {p}` drops it from the index)"}
                    for p in roots if p not in present]
         with self._lock:
             if self._state["running"]:
                 raise RunInProgress("an index run is already going on; wait for it to finish, or cancel it")
             self._cancel.clear()
-            self._state.update(running=True, phase="starting", done=0, total=0, path=None, started_at=_now(),
+            self._state.update(running=True, phase="starting", done=0, total=expected, estimated=True, path=None,
+                               started_at=_now(),
                                finished_at=None, report=None, error=None, skipped_roots=skipped, cancelling=False)
             self._version += 1
-            self._thread = threading.Thread(target=self._run, args=(index, present, observe), name="mmsearch-index-now",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(index, present, observe, expected),
+                                            name="mmsearch-index-now", daemon=True)
             self._thread.start()
             return dict(self._state)
 
@@ -93,7 +97,7 @@ class IndexJob:
         if thread is not None:
             thread.join(timeout)
 
-    def _run(self, index: Index, roots: list[str], observe: Callable[[str], None] | None) -> None:
+    def _run(self, index: Index, roots: list[str], observe: Callable[[str], None] | None, expected: int) -> None:
         last = [0.0]
 
         def progress(p: Progress) -> None:
@@ -103,7 +107,12 @@ class IndexJob:
                 if p.phase == self._state["phase"] and now - last[0] < 0.05:
                     return
                 last[0] = now
-                self._state.update(phase=p.phase, done=p.done, total=p.total,
+                # The scan counts files without knowing how many there are: out of those indexed so far
+                # (`estimated`), so its bar moves too.
+                total, estimated = p.total, False
+                if p.phase == "scanning" and not total:
+                    total, estimated = max(expected, p.done), True
+                self._state.update(phase=p.phase, done=p.done, total=total, estimated=estimated,
                                    path=None if p.path is None else os.path.basename(p.path))
                 self._version += 1
 

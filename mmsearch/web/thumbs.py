@@ -1,7 +1,8 @@
 """Thumbnails of indexed items: made on demand, cached in the index folder by content hash.
 
 An item is named by its id, never by a path from a request; its file is opened where the catalog
-says it is, and only while it is still the file that was indexed (same size and modification time).
+says it is, and only while it is still the file that was indexed (Index.open_file: the same size,
+modification and change time, a regular file; a thumbnail in the cache is served on the same terms).
 Photos are decoded at a reduced scale (libjpeg's 1/2, 1/4, 1/8) and turned upright by their EXIF
 orientation; a PDF chunk's page is drawn with pdfium. The cache (INDEX/thumbs/) is keyed by the
 file's content hash, so a moved or duplicated photo reuses its thumbnail, and is kept under a size
@@ -10,16 +11,20 @@ bound by dropping the least recently served ones.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..catalog import ItemFile
-from ..errors import MmsearchError
+from .. import FileChangedError, FileGoneError, Index, InvalidArgument, MmsearchError, private
+
+if TYPE_CHECKING:
+    from .. import ItemFile
 
 # Longest side in pixels: a grid tile (up to ~220 CSS px, sharp at 2x) and the larger view.
 SIZES = {"small": 440, "large": 1600}
@@ -48,19 +53,22 @@ def has_thumbnail(item: ItemFile) -> bool:
     return item.kind == "image" or (item.page is not None and item.fs_path.lower().endswith(".pdf"))
 
 
-def check_unchanged(item: ItemFile) -> os.stat_result:
-    """The item's file, as long as it is still the one that was indexed: what the app serves is an indexed
-    item, never whatever a path holds now."""
+def check_unchanged(item: ItemFile) -> None:
+    """Whether the item's file is still the one that was indexed (ThumbnailError, 404 or 409, where not):
+    what the app serves is an indexed item, never whatever a path holds now."""
+    with opened_as(item):
+        Index.open_file(item).close()
+
+
+@contextlib.contextmanager
+def opened_as(item: ItemFile) -> Iterator[None]:
+    """Index.open_file's refusals, within, as HTTP statuses: gone 404, not the file indexed 409."""
     try:
-        st = os.stat(item.fs_path)
-    except FileNotFoundError:
-        raise ThumbnailError(f"{item.path}: no longer exists; run \"Index now\" to update the index", 404) from None
-    except OSError as e:
-        raise ThumbnailError(f"{item.path}: cannot be read ({e.strerror or e})", 404) from None
-    if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-        raise ThumbnailError(f"{item.path}: changed since it was indexed; run \"Index now\" to update the index",
-                             409)
-    return st
+        yield
+    except FileGoneError as e:
+        raise ThumbnailError(str(e), 404) from None
+    except FileChangedError as e:
+        raise ThumbnailError(str(e), 409) from None
 
 
 class Thumbnails:
@@ -69,6 +77,7 @@ class Thumbnails:
     reader, in this process or another, never sees half of one."""
 
     def __init__(self, index_folder: Path, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.index_folder = index_folder
         self.folder = index_folder / CACHE_DIR
         self.max_bytes = max_bytes
         self._guard = threading.Lock()
@@ -80,8 +89,6 @@ class Thumbnails:
 
     def get(self, item: ItemFile, size: str = "small") -> Thumbnail:
         if size not in SIZES:
-            from ..errors import InvalidArgument
-
             raise InvalidArgument(f"size must be one of {', '.join(SIZES)} (got {size!r})")
         if not has_thumbnail(item):
             raise ThumbnailError(f"{item.path}: a text file has no picture", 404)
@@ -107,36 +114,25 @@ class Thumbnails:
     # -- making ----------------------------------------------------------------------------------
 
     def _make(self, item: ItemFile, size: str) -> bytes:
+        from PIL import Image
+
         fit = SIZES[size]
         with self._decoders:
+            try:
+                with opened_as(item):
+                    img = Index.picture(item, fit)
+            except ThumbnailError:
+                raise
+            except MmsearchError as e:  # not an image it can decode, a page it cannot draw
+                raise ThumbnailError(str(e) if item.kind != "image" else f"{item.path}: {e}", 422) from None
+            except OSError as e:
+                raise ThumbnailError(f"{item.path}: cannot be read ({e.strerror or e})", 404) from None
             if item.kind == "image":
-                img = self._photo(item, fit)
-            else:
-                from ..textfiles import DocumentError, render_page
-
-                try:
-                    img = render_page(Path(item.fs_path), item.page or 1, fit)
-                except DocumentError as e:
-                    raise ThumbnailError(str(e), 422) from None
+                # The draft decode left at most twice the pixels needed: a good filter costs little here.
+                img.thumbnail((fit, fit), Image.Resampling.LANCZOS, reducing_gap=None)
             out = io.BytesIO()
             img.save(out, "JPEG", quality=QUALITY[size])
             return out.getvalue()
-
-    @staticmethod
-    def _photo(item: ItemFile, fit: int) -> Any:
-        from PIL import Image
-
-        from ..preprocess import ImageDecodeError, open_image
-
-        try:
-            img = open_image(item.fs_path, fit=fit)[0]
-        except ImageDecodeError as e:
-            raise ThumbnailError(f"{item.path}: {e}", 422) from None
-        except OSError as e:
-            raise ThumbnailError(f"{item.path}: cannot be read ({e.strerror or e})", 404) from None
-        # The draft decode left at most twice the pixels needed: a good filter costs little here.
-        img.thumbnail((fit, fit), Image.Resampling.LANCZOS, reducing_gap=None)
-        return img
 
     # -- the cache -------------------------------------------------------------------------------
 
@@ -154,10 +150,12 @@ class Thumbnails:
         return data
 
     def _store(self, path: Path, data: bytes) -> None:
+        if not private.owned(self.index_folder):
+            return  # another account's index: served, not cached (its files keep one owner)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            private.make_folder(path.parent)  # thumbnails of the user's photos: private, as the index
+            with private.open_file(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except OSError:  # a read-only or full index folder: served, not cached

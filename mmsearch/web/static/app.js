@@ -11,7 +11,9 @@ const state = {
   app: null,          // GET /api/app
   query: null,        // {kind: "text", q} | {kind: "image", file, url} | {kind: "similar", item, name}
   k: PAGE,
-  hits: [],
+  hits: [],           // every result shown, in the order of the page (section by section, photos first)
+  groups: [],         // the sections: {title, hits, marks}
+  found: 0,           // how many results the search itself gave (more can be asked for while it gives k)
   seq: 0,             // the latest search: older answers arriving late are dropped
   viewer: -1,         // the hit shown in the larger view
   events: null,       // the EventSource of "index now"
@@ -56,9 +58,15 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+// What separates folders in a path on the server's system: "/" (where "\\" is a character of a name),
+// or "\\" and "/" on Windows.
+function lastSep(path) {
+  const windows = state.app && state.app.sep === "\\";
+  return windows ? Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\")) : path.lastIndexOf("/");
+}
+
 function basename(path) {
-  const parts = path.split(/[\\/]/);
-  return parts[parts.length - 1] || path;
+  return path.slice(lastSep(path) + 1) || path;
 }
 
 // A path as the page shows it: the home folder written as ~ (the full path stays in the link's title).
@@ -71,8 +79,8 @@ function shown(path) {
 }
 
 function dirname(path) {
-  const at = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
-  return at > 0 ? path.slice(0, at) : path;
+  const at = lastSep(path);
+  return at > 0 ? path.slice(0, at) : path.slice(0, at + 1) || path;
 }
 
 function bytes(n) {
@@ -220,17 +228,21 @@ function readUrl() {
 
 async function run({push = true} = {}) {
   const query = state.query;
-  if (!query) return;
+  if (!query) return home();
   const seq = ++state.seq;
   const p = filterParams();
   p.set("k", state.k);
   document.body.classList.add("busy");
   showView("results");
+  $("home-hint").hidden = true;
+  showQueryCard(query);
   let hits;
+  let split = null;
   try {
     if (query.kind === "text") {
       p.set("q", query.q);
       hits = await api(`/api/search?${p}`);
+      split = await byWords(hits, p);
     } else if (query.kind === "image") {
       hits = await api(`/api/search/image?${p}`, {
         method: "POST", body: query.file,
@@ -243,8 +255,7 @@ async function run({push = true} = {}) {
   } catch (e) {
     if (seq !== state.seq) return;
     document.body.classList.remove("busy");
-    state.hits = [];
-    render();
+    show([], 0);
     $("summary").textContent = "";
     notice(e.message);
     return;
@@ -253,11 +264,91 @@ async function run({push = true} = {}) {
   if (seq !== state.seq) return;
   document.body.classList.remove("busy");
   if ($("notice").className === "error") notice(null); // an earlier search's error (the state's notices stay)
-  state.hits = hits;
-  render();
+  if (split) {
+    const groups = [];
+    if (split.words.length) groups.push({title: containTitle(split.words, query.q), hits: split.words, marks: true});
+    if (split.related.length) {
+      groups.push({title: split.words.length ? relatedTitle("Related")
+                                             : relatedTitle(`No file contains “${query.q}”. Related`),
+                   hits: split.related, marks: true});
+    }
+    show(groups, hits.length);
+  } else {
+    show([{title: null, hits, marks: false}], hits.length);
+  }
   if (push && query.kind !== "image") {
     const url = pageUrl();
     if (url !== location.pathname + location.search) history.pushState(null, "", url);
+  }
+}
+
+// Which results hold the query's words, and which are only alike in meaning. Results say it (`match`:
+// "words", "meaning" or "both"; a score of 0.5 and up holds all the words) where the library ranks the
+// files that hold the words first; where they do not, the files that hold all the words are those a
+// keyword search scores 1 and up (its integer part: 3 as typed, 2 as a phrase, 1 all the words).
+async function byWords(hits, params) {
+  if (hits.length && "match" in hits[0]) {
+    const holds = (h) => h.match !== "meaning" && h.score >= 0.5;
+    return {words: hits.filter(holds), related: hits.filter((h) => !holds(h))};
+  }
+  const keyword = new URLSearchParams(params);
+  keyword.set("mode", "keyword");
+  const words = (await api(`/api/search?${keyword}`)).filter((h) => h.score_kind === "keyword" && h.score >= 1);
+  const holding = new Set(words.map((h) => h.path));
+  return {words, related: hits.filter((h) => !holding.has(h.path))};
+}
+
+function counted(hits) {
+  const photos = hits.filter((h) => h.kind === "image").length;
+  const docs = hits.length - photos;
+  const parts = [];
+  if (photos) parts.push(`${photos} photo${photos === 1 ? "" : "s"}`);
+  if (docs) parts.push(`${docs} document${docs === 1 ? "" : "s"}`);
+  return parts.join(" and ");
+}
+
+function containTitle(hits, q) {
+  const words = q.trim().split(/\s+/).length > 1 ? "the words " : "";
+  return `${counted(hits)} contain${hits.length === 1 ? "s" : ""} ${words}“${q}”`;
+}
+
+function relatedTitle(text) {
+  return el("span", {}, text, el("span", {class: "quiet", textContent: " · alike in meaning"}));
+}
+
+// The item a search is about, at the top: the image searched by, or the file "more like this" started from.
+async function showQueryCard(q) {
+  const card = $("query-card");
+  const img = card.querySelector("img");
+  card.hidden = !(q && (q.kind === "image" || q.kind === "similar"));
+  if (card.hidden) return;
+  img.hidden = false;
+  if (q.kind === "image") {
+    img.alt = "The image searched by";
+    img.src = q.url;
+    card.querySelector(".what").textContent = "Photos and documents like this image";
+    card.querySelector(".where").textContent = q.file.name || "";
+    return;
+  }
+  img.hidden = true;
+  img.removeAttribute("src");
+  card.querySelector(".what").textContent = `Like ${q.name || "item " + q.item}`;
+  card.querySelector(".where").textContent = "";
+  try {
+    const d = await api(`/api/item/${q.item}`);
+    await state.ready;
+    if (state.query !== q) return;
+    q.name = d.name;
+    card.querySelector(".what").textContent = `Like ${d.name}`;
+    card.querySelector(".where").textContent = [d.page ? `page ${d.page}` : null, shown(d.folder)].filter(Boolean).join(" · ");
+    if (d.thumbnail) {
+      img.alt = d.name;
+      img.src = thumbUrl(d);
+      img.hidden = false;
+    }
+    summarize();
+  } catch (e) {
+    img.hidden = true;
   }
 }
 
@@ -265,38 +356,118 @@ function describeQuery() {
   const q = state.query;
   if (!q) return "";
   if (q.kind === "text") return `for “${q.q}”`;
-  if (q.kind === "image") return `like the image ${q.file.name || ""}`.trim();
+  if (q.kind === "image") return "like the image";
   return `like ${q.name || "item " + q.item}`;
 }
 
-function render() {
+// The results, section by section: each section's photos as a grid, its documents as a list.
+function show(groups, found) {
+  state.groups = groups;
+  state.found = found;
+  state.hits = [];
   const grid = $("grid");
-  const hits = state.hits;
-  grid.replaceChildren(...hits.map((h, i) => (h.kind === "image" ? photoTile(h, i) : docCard(h, i))));
-  const first = grid.firstElementChild;
-  if (first) first.tabIndex = 0;
-  const q = state.query;
-  const image = $("query-image");
-  image.hidden = !(q && q.kind === "image");
-  if (q && q.kind === "image") {
-    image.querySelector("img").src = q.url;
-    image.querySelector("span").textContent = q.file.name || "image";
+  const sections = [];
+  let firstPhotos = "";
+  let firstDocs = "";
+  for (const [g, group] of groups.entries()) {
+    const photos = group.hits.filter((h) => h.kind === "image");
+    const docs = group.hits.filter((h) => h.kind !== "image");
+    const both = photos.length > 0 && docs.length > 0;
+    const body = el("div", {class: "group-body" + (both ? " both" : "")});
+    if (photos.length) {
+      const id = firstPhotos ? `photos-${g}` : "photos";
+      firstPhotos = firstPhotos || id;
+      body.append(el("div", {class: "block", id},
+        both ? el("h3", {class: "block-title", textContent: counted(photos)}) : null,
+        el("div", {class: "photos", role: "list"}, ...photos.map((h) => photoTile(h, state.hits.push(h) - 1)))));
+    }
+    if (docs.length) {
+      const id = firstDocs ? `documents-${g}` : "documents";
+      firstDocs = firstDocs || id;
+      body.append(el("div", {class: "block", id},
+        both ? el("h3", {class: "block-title", textContent: counted(docs)}) : null,
+        el("div", {class: "docs", role: "list"},
+           ...docs.map((h) => docCard(h, state.hits.push(h) - 1, group.marks)))));
+    }
+    sections.push(el("section", {class: "group"},
+      group.title ? el("h2", {class: "group-title"}, group.title) : null, body));
   }
-  if (!q) {
-    $("summary").textContent = "";
-  } else if (!hits.length) {
-    $("summary").replaceChildren(`No results ${describeQuery()}` + (filtersActive() ? " with these filters. " : ". "),
+  grid.replaceChildren(...sections);
+  grid.dataset.photos = firstPhotos;
+  grid.dataset.docs = firstDocs;
+  const first = grid.querySelector(".hit");
+  if (first) first.tabIndex = 0;
+  summarize();
+  $("more").hidden = !state.query || found < state.k;
+}
+
+// How many photos and documents (each count a link to its list where there are both), and what for.
+function summarize() {
+  const summary = $("summary");
+  const q = state.query;
+  const hits = state.hits;
+  if (!q) return;
+  if (!hits.length) {
+    summary.replaceChildren(`No results ${describeQuery()}` + (filtersActive() ? " with these filters. " : ". "),
       filtersActive() ? el("button", {type: "button", class: "link", textContent: "Clear the filters",
                                      onclick: clearFilters})
                       : "Try other words, or search by a picture.");
-  } else {
-    const photos = hits.filter((h) => h.kind === "image").length;
-    const parts = [];
-    if (photos) parts.push(`${photos} photo${photos === 1 ? "" : "s"}`);
-    if (hits.length - photos) parts.push(`${hits.length - photos} document${hits.length - photos === 1 ? "" : "s"}`);
-    $("summary").textContent = `${parts.join(" and ")} ${describeQuery()}`;
+    return;
   }
-  $("more").hidden = hits.length < state.k;
+  const photos = hits.filter((h) => h.kind === "image").length;
+  const docs = hits.length - photos;
+  const jump = (n, noun, id) => {
+    const text = `${n} ${noun}${n === 1 ? "" : "s"}`;
+    if (!(photos && docs)) return text;
+    return el("button", {type: "button", class: "link jump", textContent: text,
+                         onclick: () => document.getElementById(id).scrollIntoView({block: "start"})});
+  };
+  const parts = [];
+  if (photos) parts.push(jump(photos, "photo", $("grid").dataset.photos));
+  if (photos && docs) parts.push(" and ");
+  if (docs) parts.push(jump(docs, "document", $("grid").dataset.docs));
+  summary.replaceChildren(...parts, ` ${describeQuery()}`);
+}
+
+// -- the start page -------------------------------------------------------------------------------
+
+// No search yet: what the index holds, and its most recent photos (by the time they were taken).
+async function home() {
+  const seq = ++state.seq;
+  showQueryCard(null);
+  $("more").hidden = true;
+  await state.ready;
+  if (seq !== state.seq || state.query) return;
+  const a = state.app;
+  const hint = $("home-hint");
+  hint.hidden = true;
+  if (!a || !a.counts) {
+    show([], 0);
+    $("summary").textContent = "";
+    return;
+  }
+  const c = a.counts;
+  if (!(c.image + c.document)) {
+    show([], 0);
+    $("summary").textContent = "This index holds no files yet.";
+    hint.replaceChildren("Add a folder from a terminal: ",
+      el("code", {textContent: `mmsearch index ~/Pictures --index ${shown(a.index)}`}),
+      ", then reload this page.");
+    hint.hidden = false;
+    return;
+  }
+  let recent = [];
+  try {
+    recent = c.image ? await api(`/api/recent?k=${PAGE / 2}&type=image`) : [];
+  } catch (e) {
+    notice(e.message);
+  }
+  if (seq !== state.seq || state.query) return;
+  show(recent.length ? [{title: "Recent photos", hits: recent, marks: false}] : [], 0);
+  const parts = [];
+  if (c.image) parts.push(`${c.image.toLocaleString()} photo${c.image === 1 ? "" : "s"}`);
+  if (c.document) parts.push(`${c.document.toLocaleString()} document${c.document === 1 ? "" : "s"}`);
+  $("summary").textContent = `This index holds ${parts.join(" and ")}. Search by words, or drop a picture anywhere.`;
 }
 
 function hitLink(h, i, cls) {
@@ -323,14 +494,14 @@ function photoTile(h, i) {
   return a;
 }
 
-function docCard(h, i) {
+function docCard(h, i, marks) {
   const a = hitLink(h, i, "doc");
   if (hasThumb(h)) a.append(el("div", {class: "page-thumb"}, thumbImg(h)));
   const meta = [h.page ? `page ${h.page}` : null, shown(dirname(h.path))].filter(Boolean).join(" · ");
   a.append(el("div", {class: "doc-body"},
     el("h3", {textContent: basename(h.path)}),
     el("p", {class: "meta", textContent: meta}),
-    h.snippet ? el("p", {class: "snippet"}, marked(h.snippet, textQuery())) : null));
+    h.snippet ? el("p", {class: "snippet"}, marked(h.snippet, marks ? textQuery() : "")) : null));
   return a;
 }
 
@@ -341,7 +512,7 @@ function textQuery() {
 // -- keyboard navigation in the grid --------------------------------------------------------------
 
 function tiles() {
-  return Array.from($("grid").children);
+  return Array.from($("grid").querySelectorAll(".hit"));
 }
 
 function focusTile(j) {
@@ -422,7 +593,12 @@ async function openViewer(i) {
   $("v-size").textContent = "";
   $("v-page").textContent = h.page ? String(h.page) : "";
   $("v-page").hidden = $("v-page-label").hidden = !h.page;
-  $("v-open").href = `/api/file/${h.item_id}` + (h.page ? `#page=${h.page}` : "");
+  // A photo or a text opens in a tab; a PDF is downloaded (its viewer would run its script), for the
+  // reader of the user's choice.
+  const opens = h.kind === "image" || !/\.pdf$/i.test(h.path);
+  $("v-open").href = `/api/file/${h.item_id}`;
+  $("v-open").textContent = opens ? "Open file" : "Download";
+  $("v-open").toggleAttribute("download", !opens);
   $("v-reveal").hidden = !(state.app && state.app.can_reveal);
   $("v-message").textContent = "";
   dialog.dataset.item = String(h.item_id);
@@ -554,7 +730,10 @@ async function loadStatus() {
     const m = r.summary || {};
     const cells = [r.started_at ? new Date(r.started_at).toLocaleString() : "", r.status, m.added, m.updated, m.removed,
                    m.errors ? m.errors.length : m.errors, m.seconds != null ? m.seconds.toFixed(1) : ""];
-    return el("tr", {}, ...cells.map((v) => el("td", {textContent: v == null ? "" : String(v)})));
+    // Each cell named after its column, for a phone's layout (one run a block, each number named).
+    const labels = [null, null, "added", "updated", "removed", "errors", "seconds"];
+    return el("tr", {}, ...cells.map((v, c) => el("td", {textContent: v == null ? "" : String(v),
+                                                        ...(labels[c] ? {"data-label": labels[c]} : {})})));
   }));
   $("st-error-count").textContent = s.errors.length ? `(${s.errors.length})` : "";
   $("st-errors").replaceChildren(...(s.errors.length
@@ -568,7 +747,11 @@ function setRoots(roots) {
   $("roots").replaceChildren(...roots.map((r) => el("option", {value: r})));
 }
 
-const PHASES = {starting: "Starting…", scanning: "Scanning folders", encoding: "Indexing", saving: "Saving"};
+const PHASES = {
+  starting: "Starting", scanning: "Scanning folders", encoding: "Indexing", "reading text": "Reading the words in pictures",
+  saving: "Saving the index",
+};
+const UNITS = {starting: "files", scanning: "files", encoding: "files", "reading text": "files"};
 
 function showJob(job) {
   const was = state.lastJob;
@@ -579,16 +762,17 @@ function showJob(job) {
   $("index-cancel").disabled = job.cancelling;
   $("index-now").disabled = job.running;
   if (job.running) {
+    // Every phase is counted, with a bar that moves: the scan's total is the files the index held
+    // (marked ~), saving is the end of the run's count.
     const bar = $("progress-bar");
-    if (job.phase === "encoding" && job.total > 0) {
-      bar.max = job.total;
-      bar.value = job.done;
-    } else {
-      bar.removeAttribute("value"); // indeterminate: the total is not known yet
-    }
+    const total = Math.max(job.total, job.done, 0);
+    bar.max = Math.max(total, 1);
+    bar.value = job.phase === "saving" ? bar.max : Math.min(job.done, bar.max);
     let text = PHASES[job.phase] || job.phase;
-    if (job.phase === "scanning") text += ` · ${job.done.toLocaleString()} files`;
-    if (job.phase === "encoding") text += ` ${job.done.toLocaleString()} of ${job.total.toLocaleString()}`;
+    if (job.phase !== "saving" && total) {
+      text += ` ${job.done.toLocaleString()} of ${job.estimated ? "~" : ""}${total.toLocaleString()}`;
+      if (UNITS[job.phase]) text += ` ${UNITS[job.phase]}`;
+    }
     if (job.path) text += ` · ${job.path}`;
     if (job.cancelling) text += " · stopping…";
     $("progress-text").textContent = text;
@@ -596,7 +780,7 @@ function showJob(job) {
   } else if (was && was.running) {
     $("run-result").textContent = jobResult(job);
     stopListening();
-    refresh();
+    refresh().then(() => state.query || home()); // the start page's counts and photos, as the run left them
   } else if (!was && job.finished_at) {
     $("run-result").textContent = jobResult(job);
   }
@@ -652,7 +836,7 @@ async function refresh() {
     return;
   }
   const a = state.app;
-  if (a.state === "no_index" || a.state === "no_model" || a.state === "empty") notice(a.message, "info");
+  if (a.state === "no_index" || a.state === "no_model") notice(a.message, "info"); // (an empty one: the start page says)
   if (!$("status-view").hidden) loadStatus();
   if (a.state === "ready" || a.state === "empty") {
     api("/api/status").then((s) => setRoots(s.roots)).catch(() => {});
@@ -669,12 +853,19 @@ function clearFilters() {
   $("f-after").value = "";
   $("f-before").value = "";
   state.k = PAGE;
+  showFiltersOn();
   run();
 }
 
 function onFilterChange() {
   state.k = PAGE;
+  showFiltersOn();
   if (state.query) run();
+}
+
+// The folded filters' button says when some are set.
+function showFiltersOn() {
+  $("filters-on").hidden = !filtersActive();
 }
 
 function setup() {
@@ -731,17 +922,18 @@ function setup() {
   });
   window.addEventListener("popstate", () => {
     readUrl();
-    if (state.query) run({push: false});
-    else {
-      state.hits = [];
-      render();
-    }
+    run({push: false});
+  });
+  $("filters-toggle").addEventListener("click", () => {
+    const open = document.body.classList.toggle("filters-open");
+    $("filters-toggle").setAttribute("aria-expanded", String(open));
   });
   setupDrop();
   readUrl();
+  showFiltersOn();
   state.ready = refresh();
-  if (state.query) run({push: false});  // at once, beside refresh(): the first results come sooner
-  else $("q").focus();
+  run({push: false});  // at once, beside refresh(): the first results come sooner
+  if (!state.query) $("q").focus();
 }
 
 setup();
