@@ -82,6 +82,8 @@ def now() -> str:
 
 # The columns _file_row reads, in its order: every query of FileRows selects these.
 _FILE_COLUMNS = "id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns"
+# A file's first item of its own kind (a document's first passage, not an OCR item): the one that shows it.
+_FIRST_ITEM = "(SELECT min(items.id) FROM items WHERE items.file_id = files.id AND items.kind = files.kind)"
 
 
 def _file_row(r: tuple) -> FileRow:
@@ -166,6 +168,7 @@ class DuplicateRow:
     width: int | None
     height: int | None
     content_hash: str
+    item_id: int | None  # the file's first item: what shows it (a thumbnail) and opens it in an app
 
 
 @dataclass(frozen=True)
@@ -605,8 +608,7 @@ class Catalog:
     def recent_items(self, kind: str, limit: int) -> list[ItemFile]:
         """The files of a kind, newest first by their date (the capture time where known), one item each."""
         rows = self.conn.execute(
-            "SELECT (SELECT min(items.id) FROM items WHERE items.file_id = files.id AND items.kind = files.kind)"
-            " FROM files WHERE kind = ? AND status = 'indexed' ORDER BY time_s DESC, id DESC LIMIT ?",
+            f"SELECT {_FIRST_ITEM} FROM files WHERE kind = ? AND status = 'indexed' ORDER BY time_s DESC, id DESC LIMIT ?",
             (kind, limit)).fetchall()
         return [item for (item_id,) in rows if item_id is not None and (item := self.item_file(item_id)) is not None]
 
@@ -982,11 +984,11 @@ class Catalog:
         """The indexed files whose content another indexed file has too, grouped by content hash."""
         groups: dict[str, list[DuplicateRow]] = {}
         for r in self.conn.execute(
-            "SELECT id, path, path_bytes, kind, size, width, height, content_hash FROM files WHERE status = 'indexed'"
-            " AND content_hash IN (SELECT content_hash FROM files WHERE status = 'indexed' AND content_hash IS NOT NULL"
+            f"SELECT id, path, path_bytes, kind, size, width, height, content_hash, {_FIRST_ITEM} FROM files"
+            " WHERE status = 'indexed' AND content_hash IN (SELECT content_hash FROM files WHERE status = 'indexed' AND content_hash IS NOT NULL"
             " GROUP BY content_hash HAVING count(*) > 1) ORDER BY content_hash, path"
         ):
-            groups.setdefault(r[7], []).append(DuplicateRow(r[0], from_stored(r[1], r[2]), r[3], r[4], r[5], r[6], r[7]))
+            groups.setdefault(r[7], []).append(DuplicateRow(r[0], from_stored(r[1], r[2]), *r[3:9]))
         return list(groups.values())
 
     def picture_vectors(self) -> tuple[list[DuplicateRow], np.ndarray]:
@@ -997,15 +999,15 @@ class Catalog:
         seen: set[str] = set()
         for r in self.conn.execute(
             "SELECT files.id, files.path, files.path_bytes, files.kind, files.size, files.width, files.height,"
-            " files.content_hash, vectors.vector FROM files JOIN items ON items.file_id = files.id"
+            f" files.content_hash, {_FIRST_ITEM}, vectors.vector FROM files JOIN items ON items.file_id = files.id"
             " JOIN vectors ON vectors.item_id = items.id WHERE files.kind = 'image' AND files.status = 'indexed'"
             " ORDER BY files.path"
         ):
             if r[7] in seen:
                 continue
             seen.add(r[7])
-            rows.append(DuplicateRow(r[0], from_stored(r[1], r[2]), r[3], r[4], r[5], r[6], r[7]))
-            vectors.append(np.frombuffer(r[8], dtype=np.float32))
+            rows.append(DuplicateRow(r[0], from_stored(r[1], r[2]), *r[3:9]))
+            vectors.append(np.frombuffer(r[9], dtype=np.float32))
         return rows, (np.stack(vectors) if vectors else np.zeros((0, 0), np.float32))
 
     def errors(self, limit: int = 1000) -> list[dict[str, str]]:

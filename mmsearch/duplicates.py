@@ -42,10 +42,11 @@ class DuplicateFile:
     size: int
     width: int | None
     height: int | None
+    item_id: int | None = None  # its first item (Index.item): what an app shows it by
 
     def to_dict(self) -> dict[str, Any]:
-        return {**json_fields(self.path), "kind": self.kind, "size": self.size, "width": self.width,
-                "height": self.height}
+        return {**json_fields(self.path), "item_id": self.item_id, "kind": self.kind, "size": self.size,
+                "width": self.width, "height": self.height}
 
 
 @dataclass
@@ -89,7 +90,7 @@ def find_duplicates(catalog: Catalog, *, threshold: float = DEFAULT_THRESHOLD, n
 
 def _ordered(rows: list[DuplicateRow]) -> list[DuplicateFile]:
     keep_first = sorted(rows, key=lambda r: (-((r.width or 0) * (r.height or 0)), -r.size, r.path))
-    return [DuplicateFile(r.path, r.kind, r.size, r.width, r.height) for r in keep_first]
+    return [DuplicateFile(r.path, r.kind, r.size, r.width, r.height, r.item_id) for r in keep_first]
 
 
 def _near_groups(pictures: list[DuplicateRow], vectors: np.ndarray, threshold: float,

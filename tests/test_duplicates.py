@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 from benchmarks import duplicates as bench
 from mmsearch import Index
 
-MMSEARCH = shutil.which("mmsearch") or os.path.join(os.path.dirname(sys.executable), "mmsearch")
+MMSEARCH = [sys.executable, "-m", "mmsearch"]  # this interpreter's mmsearch, whichever script is on PATH
 
 
 def test_duplicates_are_grouped_with_the_one_to_keep_first(tmp_path, toyclip):
@@ -33,12 +32,17 @@ def test_duplicates_are_grouped_with_the_one_to_keep_first(tmp_path, toyclip):
         copies = [p for p in origin if p.endswith(("-copy.jpg", "-copy.png", "-copy.webp"))]
         assert len(identical) == len(copies) and all(g.kind == "identical" and len(g.files) == 2 for g in identical)
     env = {**os.environ, "MMSEARCH_HOME": str(tmp_path / "home")}
-    out = json.loads(subprocess.run([MMSEARCH, "duplicates", "--index", str(index), "--json"], env=env,
+    out = json.loads(subprocess.run([*MMSEARCH, "duplicates", "--index", str(index), "--json"], env=env,
                                     capture_output=True, text=True, check=True).stdout)
     assert [len(g["files"]) for g in out] == [len(g.files) for g in groups]
-    text = subprocess.run([MMSEARCH, "duplicates", "--index", str(index)], env=env, capture_output=True,
+    # each file with the item that shows it (an app's thumbnail, its file)
+    with Index(index, readonly=True) as idx:
+        for g in out:
+            for f in g["files"]:
+                assert idx.item(f["item_id"]).fs_path == f["path"]
+    text = subprocess.run([*MMSEARCH, "duplicates", "--index", str(index)], env=env, capture_output=True,
                           text=True, check=True).stdout
     assert text.startswith(f"{len(groups)} groups;") and text.count("  keep ") == len(groups)
-    bad = subprocess.run([MMSEARCH, "duplicates", "--index", str(index), "--threshold", "3"], env=env,
+    bad = subprocess.run([*MMSEARCH, "duplicates", "--index", str(index), "--threshold", "3"], env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "threshold" in bad.stderr
