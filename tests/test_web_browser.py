@@ -494,8 +494,6 @@ def test_the_duplicates_view_lists_the_groups_with_the_one_to_keep(chromium, tmp
                 assert HOSTILE in page.locator(".dup-group .name").all_inner_texts()
                 assert page.locator("#dup-groups img").count() == 4
                 assert page.evaluate("() => document.documentElement.scrollWidth <= innerWidth")
-                if os.environ.get("MMSEARCH_SHOTS"):
-                    page.screenshot(path=os.path.join(os.environ["MMSEARCH_SHOTS"], f"dups-{width}.png"), full_page=True)
                 page.check("#dup-identical")  # same bytes only
                 page.wait_for_function("() => document.querySelectorAll('#dup-groups .dup-group').length === 2")
                 watched.check()
