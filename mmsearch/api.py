@@ -31,6 +31,7 @@ from .vectors import VectorStore
 # A query imports only what it uses: the indexing pipeline (documents, Pillow, the scanner) and the
 # image side load with the first index run or image query (`python -X importtime` shows the cost).
 if TYPE_CHECKING:
+    from .duplicates import DuplicateGroup
     from .encoder import ImageEncoder, TextEncoder
     from .watch import Watch, WatchEvent
     from .ingest import IndexReport, Observer, ProgressFn
@@ -615,6 +616,19 @@ class Index:
             if root == under or root.startswith(inside) or under.startswith(root.rstrip(os.sep) + os.sep):
                 return
         raise InvalidArgument(f"under {shown(under)}: no such folder, and nothing indexed is there")
+
+    def duplicates(self, *, threshold: float | None = None, near: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> list[DuplicateGroup]:
+        """Groups of files with the same content, and of near-identical pictures (resized, recompressed,
+        slightly cropped, re-encoded), the most space to gain first; from what the index holds (no model
+        is loaded). `threshold`: the least cosine of two pictures' vectors (default
+        duplicates.DEFAULT_THRESHOLD); `near=False`: identical content only."""
+        from .duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+        limit = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        if not -1.0 <= limit <= 1.0:
+            raise InvalidArgument(f"threshold {threshold!r}: a cosine, between -1 and 1")
+        return find_duplicates(self.catalog, threshold=limit, near=near, progress=progress)
 
     def stored_vector(self, path: str) -> tuple[int, Any] | None:
         """(file id, its vector) for an indexed file, None where this index does not hold it."""

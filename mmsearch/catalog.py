@@ -91,6 +91,8 @@ def now() -> str:
 
 # The columns _file_row reads, in its order: every query of FileRows selects these.
 _FILE_COLUMNS = "id, path, path_bytes, size, mtime_ns, content_hash, kind, status, ctime_ns"
+# A file's first item of its own kind (a document's first passage, not an OCR item): the one that shows it.
+_FIRST_ITEM = "(SELECT min(items.id) FROM items WHERE items.file_id = files.id AND items.kind = files.kind)"
 
 
 def _file_row(r: tuple) -> FileRow:
@@ -162,6 +164,20 @@ class ItemFile:
 
 # The kind of the items that hold the words read in a picture: text for the keyword index, no vector.
 OCR_KIND = "ocr"
+
+
+@dataclass(frozen=True)
+class DuplicateRow:
+    """An indexed file as the search for duplicates sees it."""
+
+    id: int
+    path: str  # what opens the file
+    kind: str
+    size: int
+    width: int | None
+    height: int | None
+    content_hash: str
+    item_id: int | None  # the file's first item: what shows it (a thumbnail) and opens it in an app
 
 
 @dataclass(frozen=True)
@@ -644,8 +660,7 @@ class Catalog:
     def recent_items(self, kind: str, limit: int) -> list[ItemFile]:
         """The files of a kind, newest first by their date (the capture time where known), one item each."""
         rows = self.conn.execute(
-            "SELECT (SELECT min(items.id) FROM items WHERE items.file_id = files.id AND items.kind = files.kind)"
-            " FROM files WHERE kind = ? AND status = 'indexed' ORDER BY time_s DESC, id DESC LIMIT ?",
+            f"SELECT {_FIRST_ITEM} FROM files WHERE kind = ? AND status = 'indexed' ORDER BY time_s DESC, id DESC LIMIT ?",
             (kind, limit)).fetchall()
         return [item for (item_id,) in rows if item_id is not None and (item := self.item_file(item_id)) is not None]
 
@@ -1083,6 +1098,36 @@ class Catalog:
             "SELECT count(*) FROM files WHERE ocr_hash IS NULL AND status = 'indexed' AND content_hash IS NOT NULL"
             " AND (kind = 'image' OR media_type = 'application/pdf')").fetchone()[0]
         return out
+
+    def shared_contents(self) -> list[list[DuplicateRow]]:
+        """The indexed files whose content another indexed file has too, grouped by content hash."""
+        groups: dict[str, list[DuplicateRow]] = {}
+        for r in self.conn.execute(
+            f"SELECT id, path, path_bytes, kind, size, width, height, content_hash, {_FIRST_ITEM} FROM files"
+            " WHERE status = 'indexed' AND content_hash IN (SELECT content_hash FROM files WHERE status = 'indexed' AND content_hash IS NOT NULL"
+            " GROUP BY content_hash HAVING count(*) > 1) ORDER BY content_hash, path"
+        ):
+            groups.setdefault(r[7], []).append(DuplicateRow(r[0], from_stored(r[1], r[2]), *r[3:9]))
+        return list(groups.values())
+
+    def picture_vectors(self) -> tuple[list[DuplicateRow], np.ndarray]:
+        """One row and its vector per distinct picture content the index holds (the first file by path
+        of each content stands for its copies)."""
+        rows: list[DuplicateRow] = []
+        vectors: list[np.ndarray] = []
+        seen: set[str] = set()
+        for r in self.conn.execute(
+            "SELECT files.id, files.path, files.path_bytes, files.kind, files.size, files.width, files.height,"
+            f" files.content_hash, {_FIRST_ITEM}, vectors.vector FROM files JOIN items ON items.file_id = files.id"
+            " JOIN vectors ON vectors.item_id = items.id WHERE files.kind = 'image' AND files.status = 'indexed'"
+            " ORDER BY files.path"
+        ):
+            if r[7] in seen:
+                continue
+            seen.add(r[7])
+            rows.append(DuplicateRow(r[0], from_stored(r[1], r[2]), *r[3:9]))
+            vectors.append(np.frombuffer(r[9], dtype=np.float32))
+        return rows, (np.stack(vectors) if vectors else np.zeros((0, 0), np.float32))
 
     def errors(self, limit: int = 1000) -> list[dict[str, str]]:
         return [{"path": r[0], "reason": r[1]} for r in self.conn.execute(

@@ -14,7 +14,7 @@ import typer
 
 from . import cli_models, cli_query
 from .cli_query import fail as _fail_with
-from .filenames import printable
+from .filenames import display_path, printable
 
 app = typer.Typer(
     help="Find your photos and documents by meaning. Index folders once, then query them with words or a picture.\n\n"
@@ -460,6 +460,41 @@ def compact(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(sizes))
     else:
         typer.echo(f"{sizes['before_bytes'] / 1e6:.1f} MB -> {sizes['after_bytes'] / 1e6:.1f} MB")
+
+
+@app.command()
+def duplicates(
+    index_dir: IndexOpt = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", help="How alike two pictures' vectors must be (a cosine) to be compared pixel by pixel "
+                            "[default: 0.9].")] = None,
+    identical: Annotated[bool, typer.Option("--identical", help="Only files with the same bytes.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Files you have twice: the same bytes, and near-identical pictures (resized, recompressed, slightly
+    cropped, saved in another format), the most space to gain first. The first file of each group is the
+    one to keep (the largest picture); nothing is deleted."""
+    from .api import Index
+
+    try:
+        with Index(index_dir, readonly=True) as idx:
+            groups = idx.duplicates(threshold=threshold, near=not identical)
+    except Exception as e:
+        _fail_with(e)
+    if as_json:
+        typer.echo(json.dumps([g.to_dict() for g in groups], indent=2))
+        return
+    if not groups:
+        typer.echo("No duplicates.")
+        return
+    total = sum(g.gain_bytes for g in groups)
+    typer.echo(f"{len(groups)} groups; {total / 1e6:.1f} MB to gain by keeping the first of each")
+    for g in groups:
+        what = "same bytes" if g.kind == "identical" else f"near-identical, cosine >= {g.similarity:.3f}"
+        typer.echo(f"\n{g.gain_bytes / 1e6:.2f} MB, {len(g.files)} files ({what})")
+        for n, f in enumerate(g.files):
+            size = f"{f.width}x{f.height}, " if f.width else ""
+            typer.echo(f"  {'keep' if n == 0 else '    '} {printable(display_path(f.path))} ({size}{f.size / 1e3:.0f} KB)")
 
 
 @app.command()

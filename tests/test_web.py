@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine_helpers import make_collection
 from web_helpers import events, get, make_web_collection, request
 
 if not os.environ.get("CI"):
@@ -221,6 +222,41 @@ def test_recent_gives_the_newest_photos_first_by_their_date(server, library, col
     assert [d["item_id"] for d in served] == [it.item_id for it in recent[:3]] and served[0]["name"]
     assert [d["kind"] for d in get(server.url, "/api/recent?type=document").json()] == ["document"] * 4
     assert get(server.url, "/api/recent?type=video").status == 400
+
+
+def test_duplicates_gives_the_groups_with_items_whose_thumbnails_and_files_are_served(tmp_path, bundle):
+    """The duplicates view: a copy of a document (the same bytes) and a resized copy of a picture
+    (near-identical), the library's groups with each file's item."""
+    root = tmp_path / "photos"
+    paths = {p.name: p for p in make_collection(root, n_images=6)}
+    shutil.copy(paths["harbour.txt"], root / "harbour copy.txt")
+    photo = paths["img0.jpg"]
+    with Image.open(photo) as img:
+        img.resize((img.width * 2, img.height * 2), Image.Resampling.LANCZOS).save(root / "img0 large.jpg", quality=95)
+    with Index(tmp_path / "index", model=bundle) as idx:
+        idx.index([root], ocr=False)
+        expected = [g.to_dict() for g in idx.duplicates()]
+    with BackgroundServer(WebSettings(index_dir=tmp_path / "index")) as srv:
+        groups = get(srv.url, "/api/duplicates").json()
+        assert groups == expected
+        kinds = {g["kind"]: [os.path.basename(f["path"]) for f in g["files"]] for g in groups}
+        assert kinds == {"near": ["img0 large.jpg", "img0.jpg"], "identical": ["harbour.txt", "harbour copy.txt"]}
+        near = next(g for g in groups if g["kind"] == "near")
+        assert near["gain_bytes"] == photo.stat().st_size and near["files"][0]["width"] == 192
+        for g in groups:
+            for f in g["files"]:
+                served = get(srv.url, f"/api/file/{f['item_id']}")
+                assert served.status == 200 and served.body == Path(f["path"]).read_bytes()
+        for f in near["files"]:
+            thumb = get(srv.url, f"/api/thumb/{f['item_id']}")
+            assert thumb.status == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert [g["kind"] for g in get(srv.url, "/api/duplicates?identical=true").json()] == ["identical"]
+        assert [g["kind"] for g in get(srv.url, "/api/duplicates?threshold=1").json()] == ["identical"]
+        for bad, says in (("threshold=high", "threshold must be a number"), ("threshold=3", "threshold"),
+                          ("identical=maybe", "identical is true or false"), ("near=1", "unknown parameter")):
+            r = get(srv.url, f"/api/duplicates?{bad}")
+            assert r.status == 400 and says in r.json()["error"], (bad, r.json())
+        assert get(srv.url, "/api/duplicates", host="evil.example").status == 403
 
 
 def test_thumbnails_are_upright_jpegs_of_the_right_size_with_caching_headers(server, collection, library):

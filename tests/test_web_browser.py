@@ -430,6 +430,90 @@ def test_a_name_with_a_backslash_and_a_text_in_cp1252_show_as_they_are(page, ser
     assert page.inner_text("body").strip() == MENU.strip() and "\ufffd" not in page.inner_text("body")
 
 
+# -- duplicates ----------------------------------------------------------------------------------------
+
+
+HOSTILE = '<img src=x onerror="alert(1)"> copy &amp; "quoted".png'
+
+
+def test_the_duplicates_view_lists_the_groups_with_the_one_to_keep(chromium, tmp_path, bundle):
+    """Issue 30 item 3: the groups, the most space to gain first, each file's thumbnail, name, folder,
+    dimensions and size, the first marked keep; on a phone too; "No duplicates" once there are none."""
+    from PIL import Image
+
+    from engine_helpers import make_collection
+    from mmsearch import Index
+    from mmsearch.web import WebSettings
+    from mmsearch.web.server import BackgroundServer
+
+    root = tmp_path / "Pictures"
+    paths = {p.name: p for p in make_collection(root, n_images=6)}
+    copies = [root / "harbour copy.txt", root / HOSTILE, root / "img0 large.jpg"]
+    shutil.copy(paths["harbour.txt"], copies[0])
+    shutil.copy(paths["img1.png"], copies[1])
+    with Image.open(paths["img0.jpg"]) as img:
+        img.resize((img.width * 2, img.height * 2), Image.Resampling.LANCZOS).save(copies[2], quality=95)
+    with Index(tmp_path / "index", model=bundle) as idx:
+        idx.index([root], ocr=False)
+        expected = idx.duplicates()
+    assert [g.kind for g in expected] == ["near", "identical", "identical"]
+    with BackgroundServer(WebSettings(index_dir=tmp_path / "index")) as srv:
+        for width in (1280, 390):
+            watched = Watched(chromium, srv.url, width, 844)
+            page = watched.page
+            try:
+                page.goto(srv.url)
+                page.click("#tab-duplicates")
+                page.wait_for_selector("#dup-groups .dup-group")
+                assert page.is_hidden("#results-view") and page.get_attribute("#tab-duplicates", "aria-pressed") == "true"
+                assert page.inner_text("#dup-summary").startswith("3 groups · ")
+                assert "Nothing is deleted" in page.inner_text("#duplicates-view")
+                groups = page.locator("#dup-groups .dup-group")
+                assert groups.count() == 3
+                assert [k.lower() for k in page.locator(".dup-kind").all_inner_texts()] == \
+                    ["near-identical", "same bytes", "same bytes"]
+                for g, group in zip(expected, [groups.nth(i) for i in range(3)]):
+                    files = group.locator(".dup-file")
+                    assert files.count() == len(g.files)
+                    assert group.locator(".name").all_inner_texts() == [os.path.basename(f.path) for f in g.files]
+                    assert files.first.locator(".keep").inner_text().lower() == "keep"
+                    assert group.locator(".keep").count() == 1
+                    assert [a.get_attribute("href") for a in group.locator("a").all()] == \
+                        [f"/api/file/{f.item_id}" for f in g.files]
+                near = groups.first
+                kept = near.locator(".dup-file").first
+                assert re.fullmatch(r"192 × 144 · \d+(\.\d)? KB", kept.locator(".meta").nth(1).inner_text())
+                assert near.locator(".folder").first.inner_text().endswith("Pictures")
+                # the pictures' thumbnails load; the text file shows its kind
+                page.wait_for_function("""() => {
+                    const imgs = [...document.querySelectorAll('#dup-groups img')];
+                    return imgs.length === 4 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+                }""")
+                assert page.locator(".dup-thumb .ext").all_inner_texts() == ["TXT", "TXT"]
+                # a hostile name is text, never markup
+                assert HOSTILE in page.locator(".dup-group .name").all_inner_texts()
+                assert page.locator("#dup-groups img").count() == 4
+                assert page.evaluate("() => document.documentElement.scrollWidth <= innerWidth")
+                page.check("#dup-identical")  # same bytes only
+                page.wait_for_function("() => document.querySelectorAll('#dup-groups .dup-group').length === 2")
+                watched.check()
+            finally:
+                watched.close()
+        for p in copies:
+            p.unlink()
+        with Index(tmp_path / "index", model=bundle) as idx:
+            idx.index([root], ocr=False)
+        watched = Watched(chromium, srv.url, 390, 844)
+        try:
+            watched.page.goto(srv.url)
+            watched.page.click("#tab-duplicates")
+            watched.page.wait_for_function("() => document.querySelector('#dup-summary').textContent === 'No duplicates.'")
+            assert watched.page.locator("#dup-groups > *").count() == 0
+            watched.check()
+        finally:
+            watched.close()
+
+
 # -- the index's state and "index now" -------------------------------------------------------------
 
 

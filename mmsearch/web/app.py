@@ -7,6 +7,7 @@
     GET  /api/status           Index.status()
     GET  /api/item/ID          one item's file: name, folder, date, size (the larger view)
     GET  /api/recent           Index.recent: the newest photos by capture time (the start page)
+    GET  /api/duplicates       Index.duplicates: threshold, identical -> DuplicateGroup.to_dict()s (with item ids)
     GET  /api/thumb/ID         its thumbnail (size=small|large), a JPEG
     GET  /api/file/ID          the indexed file itself
     POST /api/reveal           show an item in its folder, in the file manager (local requests only)
@@ -390,6 +391,13 @@ def _params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
     return {k: v for k, v in request.query_params.items() if v.strip()}
 
 
+def _flag(p: dict[str, str], name: str) -> bool:
+    raw = p.get(name, "false").lower()
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise InvalidArgument(f"{name} is true or false (got {p[name]!r})")
+    return raw in ("1", "true", "yes")
+
+
 def _filters(p: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": p.get("type", "all"), "under": p.get("under"), "after": p.get("after"),
                            "before": p.get("before")}
@@ -495,6 +503,20 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         k = _filters(p)["k"]
         return Json([_item_json(it) for it in engine.index().recent(k, type=p.get("type", "image"))])
 
+    def duplicates(request: Request) -> Response:
+        # Seconds on a large index (every picture's vector against every other): in the thread pool.
+        p = _params(request, ("threshold", "identical"))
+        threshold = None
+        if "threshold" in p:
+            try:
+                threshold = float(p["threshold"])
+            except ValueError:
+                raise InvalidArgument(f"threshold must be a number, a cosine between -1 and 1 "
+                                      f"(got {p['threshold']!r})") from None
+        identical = _flag(p, "identical")
+        groups = engine.index().duplicates(threshold=threshold, near=not identical)
+        return Json([g.to_dict() for g in groups])
+
     def thumb(request: Request) -> Response:
         p = _params(request, ("size",))
         size = p.get("size", "small")
@@ -592,6 +614,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         Route("/api/status", _errors(status)),
         Route("/api/item/{item_id}", _errors(item)),
         Route("/api/recent", _errors(recent)),
+        Route("/api/duplicates", _errors(duplicates)),
         Route("/api/thumb/{item_id}", _errors(thumb)),
         Route("/api/file/{item_id}", _errors(original)),
         Route("/api/reveal", _errors(reveal), methods=["POST"]),

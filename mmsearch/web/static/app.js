@@ -19,6 +19,9 @@ const state = {
   events: null,       // the EventSource of "index now"
   lastJob: null,
   ready: Promise.resolve(),
+  dupSeq: 0,          // the latest look for duplicates: older answers are dropped
+  dupGroups: [],      // its groups (GET /api/duplicates)
+  dupShown: 0,        // how many of them are on the page
 };
 
 // -- talking to the server ------------------------------------------------------------------------
@@ -686,17 +689,94 @@ function setupDrop() {
   });
 }
 
-// -- the status view and "index now" ----------------------------------------------------------------
+// -- the views: results, duplicates, status ---------------------------------------------------------
+
+const VIEWS = ["results", "duplicates", "status"];
 
 function showView(which) {
-  const results = which === "results";
-  $("results-view").hidden = !results;
-  $("status-view").hidden = results;
-  $("filters").hidden = !results;
-  $("tab-results").setAttribute("aria-pressed", String(results));
-  $("tab-status").setAttribute("aria-pressed", String(!results));
-  if (!results) loadStatus();
+  for (const v of VIEWS) {
+    $(`${v}-view`).hidden = v !== which;
+    $(`tab-${v}`).setAttribute("aria-pressed", String(v === which));
+  }
+  $("filters").hidden = which !== "results";
+  if (which === "status") loadStatus();
+  if (which === "duplicates") loadDuplicates();
 }
+
+// -- the duplicates view ----------------------------------------------------------------------------
+
+// Groups of files held twice (GET /api/duplicates), the most space to gain first, a page of groups at a
+// time. The first file of each is the one to keep; the page deletes nothing.
+const DUP_PAGE = 30;
+
+async function loadDuplicates() {
+  const seq = ++state.dupSeq;
+  const identical = $("dup-identical").checked;
+  $("dup-summary").textContent = "Looking for duplicates…";
+  $("dup-groups").replaceChildren();
+  $("dup-more").hidden = true;
+  let groups;
+  try {
+    groups = await api("/api/duplicates" + (identical ? "?identical=true" : ""));
+    await state.ready; // how paths are shown
+  } catch (e) {
+    if (seq === state.dupSeq) $("dup-summary").textContent = e.message;
+    return;
+  }
+  if (seq !== state.dupSeq) return;
+  state.dupGroups = groups;
+  state.dupShown = 0;
+  if (!groups.length) {
+    $("dup-summary").textContent = identical ? "No duplicates: no two files hold the same bytes." : "No duplicates.";
+    return;
+  }
+  const gain = groups.reduce((n, g) => n + g.gain_bytes, 0);
+  $("dup-summary").textContent = `${groups.length} group${groups.length === 1 ? "" : "s"} · ${bytes(gain)} to gain ` +
+                                 "by keeping the first file of each";
+  moreDuplicates();
+}
+
+function moreDuplicates() {
+  const next = state.dupGroups.slice(state.dupShown, state.dupShown + DUP_PAGE);
+  $("dup-groups").append(...next.map(dupGroup));
+  state.dupShown += next.length;
+  $("dup-more").hidden = state.dupShown >= state.dupGroups.length;
+}
+
+function dupGroup(g) {
+  return el("section", {class: "dup-group"},
+    el("h3", {class: "dup-title"},
+       el("span", {class: `dup-kind ${g.kind}`, textContent: g.kind === "identical" ? "same bytes" : "near-identical"}),
+       ` ${bytes(g.gain_bytes)} to gain · ${g.files.length} files`),
+    el("ul", {class: "dup-files"}, ...g.files.map((f, i) => dupFile(f, i === 0))));
+}
+
+function dupFile(f, keep) {
+  const name = basename(f.path);
+  const thumb = el("div", {class: "dup-thumb"});
+  if (f.item_id != null && (f.kind === "image" || /\.pdf$/i.test(f.path))) {
+    const img = el("img", {alt: name, decoding: "async", loading: "lazy", draggable: false});
+    img.addEventListener("error", () => thumb.classList.add("broken"));
+    img.src = `/api/thumb/${f.item_id}`;
+    thumb.append(img);
+  } else {
+    const dot = name.lastIndexOf(".");
+    thumb.append(el("span", {class: "ext", textContent: dot > 0 ? name.slice(dot + 1, dot + 6).toUpperCase() : "file"}));
+  }
+  const dims = f.width && f.height ? `${f.width} × ${f.height} · ` : "";
+  const parts = [thumb, keep ? el("span", {class: "keep", textContent: "keep"}) : null,
+    el("span", {class: "name", textContent: name}),
+    el("span", {class: "meta folder", textContent: shown(dirname(f.path))}),
+    el("span", {class: "meta", textContent: dims + bytes(f.size)})];
+  // Opened as the larger view's "Open file" does: a photo or a text in a tab, a PDF downloaded.
+  const opens = f.kind === "image" || !/\.pdf$/i.test(f.path);
+  const box = f.item_id == null ? el("div", {title: f.path}, ...parts)
+    : el("a", {href: `/api/file/${f.item_id}`, target: "_blank", rel: "noopener", title: f.path,
+               ...(opens ? {} : {download: ""})}, ...parts);
+  return el("li", {class: "dup-file" + (keep ? " kept" : "")}, box);
+}
+
+// -- the status view and "index now" ----------------------------------------------------------------
 
 async function loadStatus() {
   let s;
@@ -890,6 +970,9 @@ function setup() {
   });
   $("tab-results").addEventListener("click", () => showView("results"));
   $("tab-status").addEventListener("click", () => showView("status"));
+  $("tab-duplicates").addEventListener("click", () => showView("duplicates"));
+  $("dup-identical").addEventListener("change", loadDuplicates);
+  $("dup-more").addEventListener("click", moreDuplicates);
   $("index-now").addEventListener("click", indexNow);
   $("index-cancel").addEventListener("click", cancelIndex);
   $("v-close").addEventListener("click", closeViewer);
