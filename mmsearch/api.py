@@ -228,8 +228,6 @@ class Index:
         self._text_lock = threading.Lock()
         self._image_encoder: ImageEncoder | None = None
         self._text_encoder: TextEncoder | None = None
-        self._ocr_lock = threading.Lock()
-        self._text_reader: TextReader | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> "Index":
@@ -306,13 +304,11 @@ class Index:
             return self._text_encoder
 
     def text_reader(self) -> TextReader:
-        """The OCR models (mmsearch[ocr]), on the device the towers use."""
-        with self._ocr_lock:
-            if self._text_reader is None:
-                from .ocr import TextReader
+        """The OCR models (mmsearch[ocr]), on the device the towers use: loaded for each run that reads
+        words (~0.5 s), and let go when it has read them (they take ~100 MB)."""
+        from .ocr import TextReader
 
-                self._text_reader = TextReader(self.device)
-            return self._text_reader
+        return TextReader(self.device)
 
     # -- the vectors -------------------------------------------------------------------------
 

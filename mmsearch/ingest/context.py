@@ -41,6 +41,11 @@ class Encoders:
             self._ocr = self._make_ocr()
         return self._ocr
 
+    def let_go_of_ocr(self) -> None:
+        """The OCR models are not needed until the words step (which loads them again where it has
+        pictures to read): their memory is not held through the documents step."""
+        self._ocr = None
+
     @property
     def image(self) -> ImageEncoder:
         if self._image is None:

@@ -138,6 +138,8 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
     finally:
         # On a cancel, queued decodes are dropped and running ones are not waited for here.
         pool.shutdown(wait=not run.cancelled(), cancel_futures=True)
+        if reader is not None:
+            run.encoders.let_go_of_ocr()
 
 
 def _glancer(run: Run) -> TextReader | None:
