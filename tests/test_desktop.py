@@ -52,6 +52,10 @@ def test_the_desktop_app_indexes_searches_shows_thumbnails_and_cancels(tmp_path,
 
         window.query.setText("a red circle")
         window.search()
+        pump(app, lambda: window.documents.count() == 1, what="the note that holds the words")
+        # These photos are only alike in meaning, below the model's relevance floor: shown when asked.
+        assert window.photos.count() == 0
+        window.less_alike.setChecked(True)  # searches again
         pump(app, lambda: window.photos.count() > 0 and window.thumbnails_loaded == window.photos.count(),
              what="results with their thumbnails")
         assert window.photos.count() == 6 and window.documents.count() == 1

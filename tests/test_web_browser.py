@@ -186,13 +186,20 @@ def names(page) -> list[str]:
 
 def test_search_by_words_shows_thumbnails_that_load(page, server, world):
     search(page, server.url, "a large red circle")
+    assert page.url.endswith("/?q=a+large+red+circle")
+    # Files found by meaning below the model's relevance floor wait until they are asked for.
+    above_floor = page.locator("#grid .hit").count()
+    assert page.is_visible("#less-alike")
+    page.click("#less-alike")
+    page.wait_for_function("(n) => document.querySelectorAll('#grid .hit').length > n"
+                           " && !document.body.classList.contains('busy')", arg=above_floor)
     assert thumbnails_render(page) >= 10  # photos, and the pages of PDFs (caption documents have none)
     assert page.locator("#grid .hit.photo").count() >= 10 and page.locator("#grid .hit.doc").count() >= 1
     assert "for “a large red circle”" in page.inner_text("#summary")
-    assert page.url.endswith("/?q=a+large+red+circle")
+    assert page.url.endswith("/?q=a+large+red+circle&all=1") and page.is_hidden("#less-alike")
     page.reload()  # the address holds the search
     searched(page, "for “a large red circle”")
-    assert page.input_value("#q") == "a large red circle"
+    assert page.input_value("#q") == "a large red circle" and page.locator("#grid .hit").count() > above_floor
 
 
 def test_search_by_a_dropped_image(page, server, world):
@@ -218,7 +225,9 @@ def test_search_by_a_dropped_image(page, server, world):
 
 def test_filters_for_type_folder_and_dates(page, server, world):
     root = world[0]
-    search(page, server.url, "a small blue square")
+    # With the files below the relevance floor too ("Show less alike results too"), so every filter has some.
+    page.goto(server.url + "?q=a+small+blue+square&all=1")
+    searched(page, "for “a small blue square”")
     page.select_option("#f-type", "document")
     page.wait_for_function("() => document.querySelector('#grid .hit') && !document.querySelector('#grid .hit.photo')")
     assert page.locator("#grid .hit.doc").count() >= 3 and "type=document" in page.url
@@ -271,7 +280,7 @@ def test_a_document_hit_opens_with_its_page_and_marked_words(page, server, world
 
 
 def test_keyboard_moves_through_the_grid_and_the_larger_view(page, server, world):
-    page.goto(server.url + "?type=image&q=a+shape")
+    page.goto(server.url + "?type=image&q=a+shape&all=1")
     page.wait_for_selector("#grid .hit")
     thumbnails_render(page)
     page.locator("#grid .hit").first.focus()
@@ -337,13 +346,18 @@ def test_the_files_that_hold_the_words_come_first_and_the_related_apart(page, se
     """Issue item 2: "zebra" is in two notes; the rest is only alike."""
     search(page, server.url, "zebra")
     titles = page.locator(".group-title").all_inner_texts()
-    assert titles[0] == "2 documents contain “zebra”" and titles[1].startswith("Related")
+    assert titles[0] == "2 documents contain “zebra”"
     first = page.locator(".group").first
     assert sorted(os.path.basename(t) for t in first.locator(".hit").evaluate_all("els => els.map((e) => e.title)")) \
         == sorted(ZEBRA_DOCS)
     assert first.locator("mark").all_inner_texts() == ["zebra", "zebra"]
+    page.click("#less-alike")  # the files alike in meaning, below the relevance floor too
+    page.wait_for_function("() => document.querySelectorAll('.group').length === 2")
+    assert page.locator(".group-title").all_inner_texts()[1].startswith("Related")
     assert page.locator(".group").nth(1).locator(".hit").count() > 0
-    search(page, server.url, "okapi")  # in no file: all of it related, and said so
+    assert page.locator(".group").first.locator(".hit").count() == 2  # the two notes still first
+    page.goto(server.url + "?q=okapi&all=1")  # in no file: all of it related, and said so
+    searched(page, "for “okapi”")
     assert page.locator(".group-title").all_inner_texts()[0].startswith("No file contains “okapi”. Related")
 
 
@@ -518,12 +532,14 @@ def test_the_duplicates_view_lists_the_groups_with_the_one_to_keep(chromium, tmp
 
 
 def test_index_now_shows_its_progress_until_done(chromium, tmp_path, bundle):
-    from engine_helpers import make_collection
+    from engine_helpers import make_collection, sign
     from mmsearch.web import WebSettings
     from mmsearch.web.server import BackgroundServer
 
     root, folder = build_index(tmp_path, bundle, n=6)
-    make_collection(root / "new", n_images=5, docs={}, first_seed=300)
+    make_collection(root / "new", n_images=4, docs={}, first_seed=300)
+    # A picture of words: read in full by the words step, after the vectors are saved.
+    sign(["Bellavista Pizzeria", "Platform 9 3/4"], size=(640, 240), px=30).save(root / "new" / "sign.png")
     gate = threading.Event()
     settings = WebSettings(index_dir=folder, index_observer=lambda step: step == "encode" and gate.wait(30))
     with BackgroundServer(settings) as srv:

@@ -20,7 +20,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+from PySide6.QtWidgets import (QApplication, QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                                QListWidgetItem, QMainWindow, QProgressBar, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
@@ -84,11 +84,14 @@ class Window(QMainWindow):
         go.clicked.connect(self.search)
         add = QPushButton("Add folder…")
         add.clicked.connect(self.choose_folder)
+        # Files found by meaning below the model's relevance floor are left out unless asked for.
+        self.less_alike = QCheckBox("Less alike too")
+        self.less_alike.toggled.connect(lambda _: self.query.text().strip() and self.search())
         self.like = QPushButton("More like this")
         self.like.setEnabled(False)
         self.like.clicked.connect(self.more_like_selected)
         top = QHBoxLayout()
-        for w in (self.query, go, self.like, add):
+        for w in (self.query, go, self.less_alike, self.like, add):
             top.addWidget(w)
 
         self.progress = QProgressBar()
@@ -142,7 +145,8 @@ class Window(QMainWindow):
     def search(self) -> None:
         text = self.query.text().strip()
         if text:
-            self._ask(f'Results for "{text}"', self.index.search, text, k=40)
+            floor = -1.0 if self.less_alike.isChecked() else None
+            self._ask(f'Results for "{text}"', self.index.search, text, k=40, min_similarity=floor)
 
     def more_like_selected(self) -> None:
         hit = self.selected()

@@ -11,6 +11,7 @@ const state = {
   app: null,          // GET /api/app
   query: null,        // {kind: "text", q} | {kind: "image", file, url} | {kind: "similar", item, name}
   k: PAGE,
+  all: false,         // a search by words shows the files below the relevance floor too ("Show less alike")
   hits: [],           // every result shown, in the order of the page (section by section, photos first)
   groups: [],         // the sections: {title, hits, marks}
   found: 0,           // how many results the search itself gave (more can be asked for while it gives k)
@@ -206,6 +207,7 @@ function pageUrl() {
   if ($("f-after").value) p.set("from", $("f-after").value);
   if ($("f-before").value) p.set("to", $("f-before").value);
   if (state.k !== PAGE) p.set("k", state.k);
+  if (state.all && state.query && state.query.kind === "text") p.set("all", "1");
   const s = p.toString();
   return s ? `/?${s}` : "/";
 }
@@ -217,6 +219,7 @@ function readUrl() {
   $("f-after").value = p.get("from") || "";
   $("f-before").value = p.get("to") || "";
   state.k = Math.max(PAGE, parseInt(p.get("k") || PAGE, 10) || PAGE);
+  state.all = p.get("all") === "1";
   if (p.get("q")) {
     state.query = {kind: "text", q: p.get("q")};
     $("q").value = p.get("q");
@@ -244,6 +247,8 @@ async function run({push = true} = {}) {
   try {
     if (query.kind === "text") {
       p.set("q", query.q);
+      // A search by words hides files found by meaning below the model's relevance floor, unless asked.
+      if (state.all) p.set("min_similarity", "-1");
       hits = await api(`/api/search?${p}`);
       split = byWords(hits);
     } else if (query.kind === "image") {
@@ -393,6 +398,7 @@ function show(groups, found) {
   if (first) first.tabIndex = 0;
   summarize();
   $("more").hidden = !state.query || found < state.k;
+  $("less-alike").hidden = !state.query || state.query.kind !== "text" || state.all;
 }
 
 // How many photos and documents (each count a link to its list where there are both), and what for.
@@ -430,6 +436,7 @@ async function home() {
   const seq = ++state.seq;
   showQueryCard(null);
   $("more").hidden = true;
+  $("less-alike").hidden = true;
   await state.ready;
   if (seq !== state.seq || state.query) return;
   const a = state.app;
@@ -949,6 +956,7 @@ function setup() {
     }
     state.query = {kind: "text", q};
     state.k = PAGE;
+    state.all = false;
     run();
   });
   $("pick").addEventListener("change", (e) => {
@@ -960,6 +968,10 @@ function setup() {
   $("f-clear").addEventListener("click", clearFilters);
   $("more").addEventListener("click", () => {
     state.k += PAGE;
+    run({push: true});
+  });
+  $("less-alike").addEventListener("click", () => {
+    state.all = true;
     run({push: true});
   });
   $("grid").addEventListener("keydown", onGridKey);
