@@ -186,7 +186,7 @@ def test_lost_events_are_made_good_by_a_full_run(tmp_path, toyclip):
             time.sleep(1.0)
             assert watch.wait_idle(30) and str(photos / "unheard.png") not in paths_found(index)
             watch._concerns = concerns
-            _handler(watch).dispatch(EventsLostEvent())
+            _handler(watch).dispatch(EventsLostEvent(str(photos)))
             until(lambda: str(photos / "unheard.png") in paths_found(index), what="a change after lost events")
     kinds = [e.kind for e in events]
     assert kinds.count("reconciled") == 2 and "events lost" in kinds
