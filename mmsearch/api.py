@@ -635,6 +635,9 @@ class Index:
             raise MmsearchError(f"{shown(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
         vector = self.catalog.file_vector(row.id)
+        if vector is None and self.catalog.vectors_pending_for(row.id):
+            raise MmsearchError(f"{shown(path)}: its vectors are still to be computed (a run stopped before it "
+                                "finished them); `mmsearch index` again computes them")
         if vector is None:
             raise MmsearchError(f"{shown(path)}: has no vector to compare: its pages have no text layer "
                                 "and their words are not read yet (OCR: pip install 'mmsearch[ocr]', then "

@@ -70,7 +70,7 @@ from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
 from . import passages
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 CATALOG_FILE = "catalog.db"
 
 
@@ -348,6 +348,11 @@ MIGRATIONS: dict[int, list[Any]] = {
         "DROP INDEX IF EXISTS items_file",
         "CREATE INDEX items_file ON items(file_id, page, start)",
         lambda conn: _rebuild_passages(conn),
+    ],
+    7: [
+        # Words first, vectors after: a document's chunks are written (and searchable by their words) as
+        # soon as its text is read; those whose vectors are still to be computed are listed here.
+        "CREATE TABLE vectors_pending (item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE)",
     ],
 }
 
@@ -812,6 +817,53 @@ class Catalog:
         _follow_passages(conn, file_id, [(page, 0, len(text), text) for page, text in texts])
         return ids
 
+    def add_chunks(self, conn: sqlite3.Connection, file_id: int,
+                   chunks: Sequence[tuple[int | None, int, int, str]]) -> list[int]:
+        """A document's chunks (page, start, end, text) without their vectors: searchable by their words at
+        once, their vectors computed later (pending_vectors, add_vectors). The vectors' generation stays."""
+        ids = []
+        for page, start, end, text in chunks:
+            cur = conn.execute('INSERT INTO items(file_id, kind, page, start, "end", text) VALUES (?,?,?,?,?,?)',
+                               (file_id, "document", page, start, end, text))
+            item_id = _rowid(cur)
+            conn.execute("INSERT INTO vectors_pending(item_id) VALUES (?)", (item_id,))
+            ids.append(item_id)
+        if chunks:
+            _follow_passages(conn, file_id, chunks)
+        return ids
+
+    def pending_vectors(self, limit: int | None = None) -> list[tuple[int, str]]:
+        """(item id, text) of the chunks whose vectors are still to be computed, oldest first."""
+        sql = ("SELECT items.id, items.text FROM vectors_pending JOIN items ON items.id = vectors_pending.item_id"
+               " ORDER BY vectors_pending.item_id")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [(r[0], r[1] or "") for r in self.conn.execute(sql)]
+
+    def vectors_pending_for(self, file_id: int) -> int:
+        """How many of a file's chunks still wait for their vectors."""
+        return int(self.conn.execute("SELECT count(*) FROM vectors_pending JOIN items ON items.id = vectors_pending.item_id"
+                                     " WHERE items.file_id = ?", (file_id,)).fetchone()[0])
+
+    def pending_counts(self) -> tuple[int, int]:
+        """(chunks, documents) still waiting for their vectors: searchable by their words only."""
+        r = self.conn.execute("SELECT count(*), count(DISTINCT items.file_id) FROM vectors_pending"
+                              " JOIN items ON items.id = vectors_pending.item_id").fetchone()
+        return int(r[0]), int(r[1])
+
+    def add_vectors(self, conn: sqlite3.Connection, item_ids: Sequence[int], vectors: np.ndarray) -> list[int]:
+        """The vectors of chunks written by add_chunks; a chunk gone since (its file changed or left) is
+        skipped. Returns the ids written, in order."""
+        written = []
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        for item_id, vec in zip(item_ids, vectors):
+            if conn.execute("DELETE FROM vectors_pending WHERE item_id = ?", (int(item_id),)).rowcount:
+                conn.execute("INSERT INTO vectors(item_id, vector) VALUES (?, ?)", (int(item_id), vec.tobytes()))
+                written.append(int(item_id))
+        if written:
+            self._bump(conn)
+        return written
+
     # -- OCR ---------------------------------------------------------------------------------
 
     def ocr_pending(self, root_ids: Iterable[int]) -> list[OcrTodo]:
@@ -871,9 +923,10 @@ class Catalog:
             return None
         items = self.conn.execute(
             'SELECT items.page, items.start, items."end", items.text, vectors.vector FROM items'
-            " JOIN vectors ON vectors.item_id = items.id WHERE items.file_id = ? ORDER BY items.id", (row[0],)).fetchall()
-        if not items:
-            return None
+            " LEFT JOIN vectors ON vectors.item_id = items.id WHERE items.file_id = ? AND items.kind != ?"
+            " ORDER BY items.id", (row[0], OCR_KIND)).fetchall()
+        if not items or any(r[4] is None for r in items):
+            return None  # (its vectors are still to be computed: the copy is read and encoded on its own)
         return ContentSource(kind=row[1], width=row[2], height=row[3], taken_at=row[4], orientation=row[5], note=row[6],
                              chunks=[(r[0], r[1], r[2], r[3]) for r in items],
                              vectors=np.stack([np.frombuffer(r[4], dtype=np.float32) for r in items]))
@@ -886,7 +939,8 @@ class Catalog:
         small indexes, rather than the vector rows, which means reading every blob: 1.7 ms vs 232 ms
         at 100k items."""
         items = int(self.conn.execute("SELECT count(*) FROM items").fetchone()[0])
-        return items - int(self.conn.execute("SELECT count(*) FROM items WHERE kind = ?", (OCR_KIND,)).fetchone()[0])
+        pending = int(self.conn.execute("SELECT count(*) FROM vectors_pending").fetchone()[0])
+        return items - pending - int(self.conn.execute("SELECT count(*) FROM items WHERE kind = ?", (OCR_KIND,)).fetchone()[0])
 
     def live_item_ids(self) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT item_id FROM vectors")}
@@ -1097,6 +1151,7 @@ class Catalog:
         out["words_to_read"] = self.conn.execute(
             "SELECT count(*) FROM files WHERE ocr_hash IS NULL AND status = 'indexed' AND content_hash IS NOT NULL"
             " AND (kind = 'image' OR media_type = 'application/pdf')").fetchone()[0]
+        out["chunks_without_vectors"], out["documents_without_vectors"] = self.pending_counts()
         return out
 
     def shared_contents(self) -> list[list[DuplicateRow]]:

@@ -196,16 +196,18 @@ def _progress(disabled: bool):
                 TextColumn("{task.fields[rate]:>7} files/s"), TimeRemainingColumn()]
         with Progress(*cols, console=Console(stderr=True), transient=False) as p:
             task = p.add_task("Scanning", total=None, rate="")
-            words: list[Any] = []  # the OCR phase's own bar, from its start
+            later: dict[str, Any] = {}  # the bars of the vectors and words phases, from their starts
 
             def update(ev):
                 if ev.phase == "scanning":
                     p.update(task, description="Scanning", completed=ev.done, total=None)
-                elif ev.phase == "reading text":
-                    if not words:
-                        words.append(p.add_task("Reading text", total=ev.total, rate=""))
-                    speed = p.tasks[-1].speed
-                    p.update(words[0], completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
+                elif ev.phase in ("reading text", "computing vectors"):
+                    # Phases with a bar of their own, from their start: the chunks' vectors, the words in pictures.
+                    if ev.phase not in later:
+                        later[ev.phase] = p.add_task("Reading text" if ev.phase == "reading text" else "Vectors",
+                                                     total=ev.total, rate="")
+                    speed = p.tasks[later[ev.phase]].speed
+                    p.update(later[ev.phase], completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
                 else:
                     speed = p.tasks[0].speed
                     p.update(task, description="Indexing" if ev.phase == "encoding" else "Saving",
@@ -310,6 +312,9 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if c["words_to_read"] and not ocr.installed():
         left += f" (OCR is not installed: {ocr.INSTALL_HINT})"
     typer.echo(f"words:   found in {c['pictures_with_words']} pictures{left}")
+    if c["chunks_without_vectors"]:
+        typer.echo(f"vectors: {c['chunks_without_vectors']:,} chunks of {c['documents_without_vectors']} documents still "
+                   "to compute (searchable by their words meanwhile; `mmsearch index` finishes them)")
     typer.echo(f"access:  {info['access']['summary']}")
     if info["watch"]:
         w = info["watch"]

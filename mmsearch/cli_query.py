@@ -71,6 +71,11 @@ def write_hits(hits, as_json: bool) -> None:
 
     words = getattr(hits, "words", None)
     lines = [] if words is None else [containing_line(hits.containing or {}, words)]
+    waiting = getattr(hits, "words_only", 0)
+    if waiting:
+        them = "documents are searchable by words only until their" if waiting > 1 else \
+            "document is searchable by words only until its"
+        lines.insert(0, f"({waiting} {them} vectors are computed: `mmsearch index` again finishes them)")
     if not hits:
         sys.stdout.write("\n".join([*lines, "No results."]) + "\n")
         return

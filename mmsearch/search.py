@@ -117,6 +117,7 @@ class Results(list):  # list[SearchResult]
 
     containing: dict[str, int] | None = None  # files by kind ("image", "document") that hold the query's words
     words: str | None = None  # the query's words, where it had any
+    words_only: int = 0  # documents searchable by their words only for now (their vectors are still to come)
 
     @property
     def contain_count(self) -> int:
@@ -225,6 +226,7 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
         ))
     if use_words:
         out.words = query_text
+    out.words_only = sum(catalog.pending_counts()[1] for catalog, _, _ in shards)
     return out
 
 

@@ -459,14 +459,19 @@ def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Pa
     assert status.exit_code == 0 and "partly indexed: " in status.stdout and "long.txt" in status.stdout
 
 
-def test_a_cancel_inside_a_document_keeps_nothing_of_it_and_the_next_run_does_it_whole(tmp_path: Path,
-                                                                                        monkeypatch: pytest.MonkeyPatch):
+def test_a_cancel_while_vectors_are_computed_keeps_every_word_and_the_next_run_finishes(tmp_path: Path,
+                                                                                       monkeypatch: pytest.MonkeyPatch):
+    """Words first, vectors after: a document is searchable by its words once its text is read; a run
+    stopped while its chunks' vectors are computed keeps the words and the vectors made so far, and the
+    next run computes only the rest."""
     from mmsearch import Index
     from mmsearch.encoder import TextEncoder
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "long.txt").write_text(reference_text(200_000), encoding="utf-8")
+    text = reference_text(200_000)
+    (docs / "long.txt").write_text(text, encoding="utf-8")
+    middle = " ".join(text[len(text) // 2 :].split()[1:7])
     calls = []
     real_encode = TextEncoder.encode
 
@@ -477,10 +482,18 @@ def test_a_cancel_inside_a_document_keeps_nothing_of_it_and_the_next_run_does_it
     monkeypatch.setattr(TextEncoder, "encode", encode)
     with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
         report = idx.index([docs], cancel=lambda: len(calls) >= 3)
-        assert report.cancelled and report.added == 0 and len(calls) == 3
-        assert idx.catalog.counts()["chunks"] == 0 and idx.catalog.file_by_path(str(docs / "long.txt")) is None
+        assert report.cancelled and report.added == 1 and len(calls) == 3
+        counts = idx.counts()
+        assert counts["chunks"] > 3 * 64 and counts["documents_without_vectors"] == 1
+        assert report.vectors_left == counts["chunks_without_vectors"] == counts["chunks"] - sum(calls)
+        hits = idx.search(middle, mode="keyword")  # every word is searchable
+        assert hits and hits[0].path == str(docs / "long.txt")
+        assert hits.words_only == 1  # and the query says one document is searchable by words only
+        calls.clear()
         again = idx.index([docs])
-        assert again.added == 1 and idx.catalog.counts()["chunks"] > 3 * 64
+        assert again.added == 0 and again.unchanged == 1 and again.encoded_items == report.vectors_left
+        assert idx.counts()["chunks_without_vectors"] == 0 and again.vectors_left == 0
+        assert idx.search(middle, mode="vector", type="document")[0].path == str(docs / "long.txt")
 
 
 @pytest.mark.slow
@@ -515,3 +528,49 @@ def test_ctrl_c_inside_a_50_mb_text_file_stops_within_two_seconds(tmp_path: Path
     assert proc.returncode == 130, err
     report = json.loads(out)
     assert report["cancelled"] and report["added"] == 0  # nothing of a half-done document is kept
+
+
+def test_a_kill_while_vectors_are_computed_leaves_every_document_searchable_by_words(tmp_path: Path):
+    """`mmsearch index` SIGKILLed inside the vectors step (its documents' words committed, their vectors
+    not all computed): every document is found by a phrase from its middle; the next run computes the
+    rest and nothing else."""
+    import signal
+    import subprocess
+    import time
+
+    from mmsearch import Index
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    phrases = {}
+    for i in range(4):
+        text = reference_text(60_000)
+        phrases[f"doc{i}.txt"] = f"harbour{i} ledger{i} entry{i}"  # in its middle alone
+        middle = text.index(" ", len(text) // 2)
+        (docs / f"doc{i}.txt").write_text(f"{text[:middle]} {phrases[f'doc{i}.txt']}{text[middle:]}", encoding="utf-8")
+    index, trace = tmp_path / "index", tmp_path / "trace"
+    run = subprocess.Popen([sys.executable, "-m", "mmsearch", "index", str(docs), "--index", str(index), "--model",
+                            str(TOYCLIP), "--no-ocr", "--trace-steps", str(trace), "--hold-steps", "0.5"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # past the documents' commits and the first save: inside the vectors step
+            steps = trace.read_text().split() if trace.exists() else []
+            if "save" in steps and steps[steps.index("save") + 1:].count("encode") >= 2:
+                break
+            assert run.poll() is None and time.monotonic() < deadline, f"the run ended first: {steps}"
+            time.sleep(0.05)
+        run.send_signal(signal.SIGKILL)
+    finally:
+        run.wait(30)
+    with Index(index, readonly=True) as idx:
+        counts = idx.counts()
+        assert counts["document"] == 4 and 0 < counts["chunks_without_vectors"] < counts["chunks"]
+        for name, phrase in phrases.items():
+            hits = idx.search(phrase, mode="keyword", k=1)
+            assert hits and hits[0].path == str(docs / name), (name, phrase)
+        waiting = counts["chunks_without_vectors"]
+    with Index(index) as idx:
+        again = idx.index([docs], ocr=False)
+        assert again.unchanged == 4 and again.added == 0 and again.encoded_items == waiting
+        assert idx.counts()["chunks_without_vectors"] == 0

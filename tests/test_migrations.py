@@ -41,15 +41,16 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
     with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "7"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "8"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
         plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT path FROM files WHERE status = 'error'"))
         assert "files_status" in plan
         # Version 5: every picture's words are still to be read (none was read before OCR existed).
+        # Version 8: the chunks written before it all have their vectors.
         assert idx.catalog.counts() == {"image": 3, "document": 1, "chunks": 1, "errors": 1, "pictures_with_words": 0,
-                                        "words_to_read": 3}
+                                        "words_to_read": 3, "chunks_without_vectors": 0, "documents_without_vectors": 0}
         assert "ocr_hash" in [r[1] for r in conn.execute("PRAGMA table_info(files)")]
         assert idx.catalog.errors() == [{"path": "/photos/broken.jpg", "reason": "the image file is truncated"}]
         assert idx.catalog.last_run()["status"] == "done" and idx.catalog.last_run()["summary"] == {"added": 4}
@@ -88,7 +89,7 @@ def test_v5_keyword_index_becomes_passages_from_the_chunks_nothing_read_or_encod
     files = rows(before, "SELECT id, path, size, content_hash, ocr_hash FROM files ORDER BY id")
     before.close()
     catalog = Catalog(folder, readonly=True)  # a query migrates it
-    assert catalog.schema_version() == 7
+    assert catalog.schema_version() == 8
     conn = catalog.conn
     assert rows(conn, 'SELECT id, file_id, kind, page, start, "end", text FROM items ORDER BY id') == items
     assert rows(conn, "SELECT item_id, vector FROM vectors ORDER BY item_id") == vectors

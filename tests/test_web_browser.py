@@ -568,8 +568,9 @@ def test_index_now_shows_its_progress_until_done(chromium, tmp_path, bundle):
             page.wait_for_function("() => document.querySelector('#run-result').textContent.startsWith('Done')")
             # Issue item 7: every phase says how far it is, in words and on a bar that is never indeterminate.
             shown = page.evaluate("() => window.progressSeen")
-            counted = re.compile(r"^(Starting|Scanning folders|Indexing|Reading the words in pictures) "
-                                 r"[\d,]+ of ~?[\d,]+ files( · .+)?$")
+            counted = re.compile(r"^((Starting|Scanning folders|Indexing|Reading the words in pictures) "
+                                 r"[\d,]+ of ~?[\d,]+ files|Computing the documents' vectors [\d,]+ of ~?[\d,]+ chunks)"
+                                 r"( · .+)?$")
             for text, position in shown:
                 assert counted.match(text) or text == "Saving the index", text
                 assert position >= 0, f"an indeterminate bar at {text!r}"

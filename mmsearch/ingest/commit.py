@@ -1,5 +1,6 @@
 """The one place a run writes the index: a batch of records (images, documents, shards' rows, the words
-read in pictures and scanned pages) in one transaction, then the graph in memory follows the catalog.
+read in pictures and scanned pages, documents' vectors computed after their words) in one transaction,
+then the graph in memory follows the catalog.
 
 A record is written only where the catalog still holds its file as it was planned: a shard committed
 twice, a stale one, or a file planned under two nested roots changes nothing the second time. The
@@ -19,7 +20,7 @@ from ..catalog import OCR_KIND, FileRow
 from ..filenames import display_path
 from ..media import media_type
 from .context import Run
-from .records import Batch, ItemsFailed, Record, Words
+from .records import Batch, ItemsFailed, Record, Vectors, Words
 from .report import IndexReport
 
 # A transaction's vectors kept in memory for the graph; past that (a long document) they are read back
@@ -84,6 +85,11 @@ def _write(run: Run, records: Batch) -> tuple[IndexReport, list[int], list[int],
         for r in records:
             if isinstance(r, Words):
                 _write_words(run, conn, r, t)
+            elif isinstance(r, Vectors):
+                written = run.catalog.add_vectors(conn, r.item_ids, r.vectors)
+                at = {item_id: i for i, item_id in enumerate(r.item_ids)}
+                if written:
+                    t.added(written, r.vectors[[at[i] for i in written]], True)
             else:
                 r.committed = r.root_id in roots and _as_planned(current.get(r.path), r.planned)
                 if r.committed:  # else committed already, or the catalog moved on: the next scan judges the file
@@ -137,10 +143,10 @@ def _write_file(run: Run, conn: sqlite3.Connection, r: Record, row: FileRow | No
     if r.vectors is not None:
         t.added(catalog.add_items(conn, file_id, r.kind, r.vectors, r.chunks if r.kind == "document" else None),
                 r.vectors, not copied)
-    if r.stream is not None:
+    if r.stream is not None:  # a document's words now, its vectors in the vectors step
         try:
-            for vectors, chunks in r.stream:
-                t.added(catalog.add_items(conn, file_id, r.kind, vectors, chunks), vectors, True)
+            for chunks in r.stream:
+                catalog.add_chunks(conn, file_id, chunks)
         except ItemsFailed as e:
             raise _Failed(r, str(e)) from None
     note = r.note

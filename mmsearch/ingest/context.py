@@ -82,6 +82,7 @@ class Run:
     # without glancing again.
     worth_reading: set[str] = field(default_factory=set)
     read_words: bool = False  # the words step read something (the vector files are saved again)
+    vectors_computed: bool = False  # the chunks step computed some (the vector files are saved again)
     _phase: str = ""
     _done: int = 0
     _total: int = 0
@@ -94,6 +95,11 @@ class Run:
     def tick(self, path: str) -> None:
         self._done += 1
         self.progress(Progress(self._phase, self._done, self._total, path))
+
+    def advance(self, n: int) -> None:
+        """`n` more done of a phase counted in something other than files (chunks)."""
+        self._done += n
+        self.progress(Progress(self._phase, self._done, self._total))
 
     def say(self, phase: str) -> None:
         """A phase without files of its own (saving), at the count the last one reached."""

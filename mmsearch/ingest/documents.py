@@ -1,6 +1,8 @@
-"""The documents step on this machine: text extracted and the first chunks cut on worker threads; each
-document is then one record whose items are encoded batch by batch, as the rest of its chunks are cut,
-while the commit writes them (one transaction a document)."""
+"""The documents' steps on this machine. Words first: text extracted and the first chunks cut on worker
+threads; each document is then one record whose chunks the commit writes as the rest are cut (one
+transaction a document), searchable by their words at once. Vectors after: the vectors step encodes the
+chunks still without one, in batches, each committed as it is made; a run stopped or killed in between
+leaves the rest to the next run's vectors step."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from ..scanner import hash_file
 from ..textfiles import DocumentError, Page, has_text_layer, iter_pages
 from ..tokens import chunk_tokenizer, content_tokens
 from .context import Run, Work
-from .records import DOCUMENT_BATCH, Batch, Cancelled, ItemsFailed, Record, Task
+from .records import DOCUMENT_BATCH, Batch, Cancelled, ItemsFailed, Record, Task, Vectors
 from .workers import ordered_map
 
 # Text indexed per document, in characters: a book of 1,500 pages; past it, the file is indexed that
@@ -28,7 +30,8 @@ from .workers import ordered_map
 # document streams); time and the vector index do: a 50 MB log file would be ~180,000 chunks, ten
 # minutes of a ViT-B/32 text tower on two cores, and its vectors would crowd every query's candidates.
 MAX_DOCUMENT_CHARS = 4_000_000
-READ_AHEAD = 256  # chunks an extracting thread cuts ahead; the rest are cut as the document is encoded
+READ_AHEAD = 256  # chunks an extracting thread cuts ahead; the rest are cut as the document is written
+WRITE_BATCH = 1024  # chunks written at a time (a document's transaction holds them all)
 
 
 class _Capped:
@@ -143,20 +146,36 @@ def with_stream(run: Run, ext: Extracted) -> Record:
     r = ext.record
     if r.status == "indexed" and ext.capped is not None:
         r.scanned = ext.capped.scanned
-        r.stream = _encoded(run, ext)
+        r.stream = _chunked(run, ext)
     return r
 
 
-def _encoded(run: Run, ext: Extracted) -> Iterator[tuple[np.ndarray, list[tuple[int | None, int, int, str]]]]:
+def _chunked(run: Run, ext: Extracted) -> Iterator[list[tuple[int | None, int, int, str]]]:
     chunks = itertools.chain(ext.head, ext.rest or ())
     try:
-        while batch := list(itertools.islice(chunks, DOCUMENT_BATCH)):
+        while batch := list(itertools.islice(chunks, WRITE_BATCH)):
             if run.cancelled():
                 raise Cancelled
-            run.observe("encode")
-            yield run.encoders.text.encode([c.text for c in batch]), [(c.page, c.start, c.end, c.text) for c in batch]
+            yield [(c.page, c.start, c.end, c.text) for c in batch]
     except (DocumentError, OSError, MemoryError) as e:  # a page or segment further on
         raise ItemsFailed(reason(e, ext.record.path)) from None
     capped = ext.capped
     if capped is not None and capped.cut:
         ext.record.note = capped.note(ext.record.size)
+
+
+def vector_batches(run: Run, work: Work) -> Generator[Batch, None, None]:
+    """The vectors of every chunk still without one, whatever run wrote it (a stopped or killed run's
+    too), DOCUMENT_BATCH at a time, each batch committed before the next is encoded."""
+    pending = run.catalog.pending_vectors()
+    if not pending:
+        return
+    run.begin("computing vectors", len(pending))  # counted in chunks
+    text = run.encoders.text
+    for lo in range(0, len(pending), DOCUMENT_BATCH):
+        if run.cancelled():
+            return
+        part = pending[lo : lo + DOCUMENT_BATCH]
+        run.observe("encode")
+        yield [Vectors([item_id for item_id, _ in part], text.encode([t for _, t in part]))]
+        run.advance(len(part))

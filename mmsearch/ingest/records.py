@@ -1,6 +1,6 @@
 """What the producers of a run make and commit.py writes: one Record per file found by the scan, whoever
-made it (this machine's worker threads or a Ray cluster's, through a shard), and Words for what the
-OCR step reads in a file already indexed."""
+made it (this machine's worker threads or a Ray cluster's, through a shard), Words for what the OCR
+step reads in a file already indexed, and Vectors for documents' chunks written before their vectors."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ Planned = tuple[int, int, "str | None", str]  # (size, mtime_ns, content hash, s
 class Record:
     """One file as a producer left it: its row's facts, what became of it, and its items.
 
-    status: "indexed" (its items are `vectors`, with `chunks` for a document, or come from `stream`),
+    status: "indexed" (its items are `vectors`, with `chunks` for a document; or a document's chunks come
+    from `stream`, without vectors: the vectors step computes them),
     "error" (`error` says why), "touched" (the same content as indexed: its items stay) or "copy"
     (content another indexed file has: its items are copied at commit, not encoded again)."""
 
@@ -49,9 +50,9 @@ class Record:
     # A document's pages without a text layer, for the OCR step; None: not known (a copy of indexed content)
     scanned: list[int] | None = None
     # Never in a shard: what a run on this machine adds.
-    # Items still to be encoded, batch by batch, as the commit writes them (a long document): raises
-    # Cancelled, or ItemsFailed where the rest of the file cannot be read.
-    stream: Iterator[tuple[np.ndarray, list[Chunk]]] | None = None
+    # A document's chunks, cut batch by batch as the commit writes them (a long document), their vectors
+    # left to the vectors step: raises Cancelled, or ItemsFailed where the rest of the file cannot be read.
+    stream: Iterator[list[Chunk]] | None = None
     no_words: bool = False  # the OCR glance saw no words in it: its words count as read
     committed: bool = False  # set by the commit that wrote it (a stale or repeated record is left out)
 
@@ -92,7 +93,15 @@ class Words:
         return self.kind == "image" or self.page is not None
 
 
-Batch = list["Record | Words"]  # committed in one transaction
+@dataclass
+class Vectors:
+    """The vectors of chunks committed before them (the vectors step): item ids and their vectors."""
+
+    item_ids: list[int]
+    vectors: np.ndarray  # [n, dim] float32
+
+
+Batch = list["Record | Words | Vectors"]  # committed in one transaction
 
 
 class Cancelled(Exception):

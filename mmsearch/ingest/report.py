@@ -27,6 +27,9 @@ class IndexReport:
     ocr_with_words: int = 0
     ocr_left: int = 0
     ocr_device: str | None = None
+    # Documents' chunks whose vectors are still to be computed (the run was stopped): their words are
+    # searchable, their meaning after the next run's vectors step.
+    vectors_left: int = 0
     cancelled: bool = False
     seconds: float = 0.0
     device: str | None = None
@@ -48,7 +51,7 @@ class IndexReport:
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # "scanning" | "encoding" | "saving" | "reading text"
+    phase: str  # "scanning" | "encoding" | "saving" | "computing vectors" (counted in chunks) | "reading text"
     done: int
     total: int
     path: str | None = None

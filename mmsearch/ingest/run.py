@@ -4,8 +4,10 @@
     scan and plan each root                    scanner.walk, scanner.plan
     moves and deletes                          one transaction
     images      -> batches of Records  -> commit      engine.images (worker threads, or Ray)
-    documents   -> batches of Records  -> commit      engine.documents
+    documents   -> batches of Records  -> commit      engine.documents (their words; Ray: vectors too)
     vectors     -> the vector files saved             (every picture searchable by meaning)
+    chunks      -> batches of Vectors  -> commit      documents.vector_batches (every chunk without one)
+    vectors     -> saved again where chunks got theirs
     words       -> batches of Words    -> commit      ocr.batches (pictures, scanned pages)
     vectors     -> saved again where the words step read something
 
@@ -83,10 +85,22 @@ def _save_vectors(run: Run, work: Work) -> Generator[Batch, None, None]:
     yield from ()
 
 
+def _save_after_chunks(run: Run, work: Work) -> Generator[Batch, None, None]:
+    if run.vectors_computed:
+        _save(run.vectors, run.observe)
+    yield from ()
+
+
 def _save_after_words(run: Run, work: Work) -> Generator[Batch, None, None]:
     if run.read_words:
         _save(run.vectors, run.observe)  # nothing to do unless scanned pages added chunks
     yield from ()
+
+
+def _chunk_vectors(run: Run, work: Work) -> Generator[Batch, None, None]:
+    for batch in documents.vector_batches(run, work):
+        yield batch
+        run.vectors_computed = True
 
 
 def steps(engine: Engine) -> tuple[Step, ...]:
@@ -97,6 +111,8 @@ def steps(engine: Engine) -> tuple[Step, ...]:
         Step("images", engine.images, encodes=True),
         Step("documents", engine.documents, encodes=True),
         Step("vectors", _save_vectors),
+        Step("chunks", _chunk_vectors),
+        Step("vectors", _save_after_chunks),
         Step("words", ocr.batches),
         Step("vectors", _save_after_words),
     )
@@ -144,6 +160,7 @@ def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), in
                 engine.close(run)
         report.cancelled = run.cancelled()
         report.ocr_left = len(catalog.ocr_pending(work.roots))  # the files whose words are still to be read
+        report.vectors_left = catalog.pending_counts()[0]  # chunks searchable by their words only
         run.observe("done")
     except BaseException:
         report.cancelled = True

@@ -827,9 +827,9 @@ function setRoots(roots) {
 
 const PHASES = {
   starting: "Starting", scanning: "Scanning folders", encoding: "Indexing", "reading text": "Reading the words in pictures",
-  saving: "Saving the index",
+  "computing vectors": "Computing the documents' vectors", saving: "Saving the index",
 };
-const UNITS = {starting: "files", scanning: "files", encoding: "files", "reading text": "files"};
+const UNITS = {starting: "files", scanning: "files", encoding: "files", "reading text": "files", "computing vectors": "chunks"};
 
 function showJob(job) {
   const was = state.lastJob;
