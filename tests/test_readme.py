@@ -32,3 +32,18 @@ def test_every_link_and_picture_exists():
         for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", doc.read_text()):
             if not target.startswith("http"):
                 assert (doc.parent / target).exists() or (ROOT / target).exists(), (doc.name, target)
+
+
+def test_no_merge_conflict_is_left_in_the_tracked_text():
+    """A README or a doc with a merge's conflict markers reads as garbage to the person who opens it."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "*.md", "*.py", "*.js", "*.css", "*.html", "*.toml"],
+                             capture_output=True, text=True)
+    if tracked.returncode != 0:  # not a git checkout (an unpacked sdist): the docs folder alone
+        files = [p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")] + ["README.md"]
+    else:
+        files = tracked.stdout.split()
+    marked = [name for name in files if (ROOT / name).is_file() and re.search(
+        r"^(<{7}|>{7})( |$)|^={7}$", (ROOT / name).read_text(errors="replace"), re.M)]
+    assert marked == []
