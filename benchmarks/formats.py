@@ -216,7 +216,7 @@ def main() -> None:
         files = write_files(Path(tmp))
         print(f"{'format':<18}{'size':>9}  {'reader':<28}{'s/file':>8}{'chars':>10}{'words found':>13}")
         for name, (path, source) in files.items():
-            readers = [("mmsearch (stdlib" + (" + striprtf)" if name == "rtf" else ")"), ours)]
+            readers: list[tuple[str, Callable[[Path], str]]] = [("mmsearch (stdlib" + (" + striprtf)" if name == "rtf" else ")"), ours)]
             readers += LIBRARIES.get(name, [("selectolax", selectolax_html), ("lxml.html", lxml_html)])
             times: dict[str, list[float]] = {r: [] for r, _ in readers}
             texts: dict[str, str] = {}

@@ -260,3 +260,13 @@ def test_a_sheet_is_cut_at_the_character_limit_and_an_encrypted_office_file_says
     (tmp_path / "locked.docx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
     with pytest.raises(DocumentError, match="locked.docx: is encrypted"):
         list(iter_pages(tmp_path / "locked.docx"))
+
+
+def test_text_types_are_shown_as_text_and_the_others_downloaded():
+    """The web app shows a text/* file as plain text (never rendered: HTML neither) and downloads the rest."""
+    from mmsearch.media import kind_of, media_type
+
+    assert [media_type(n) for n in ("a.py", "a.ts", "a.rs", "README", "a.json")] == ["text/plain"] * 5
+    assert media_type("a.html") == "text/html" and media_type("a.csv") == "text/csv"
+    assert not any(media_type(n).startswith("text/") for n in ("a.docx", "a.xlsx", "a.epub", "a.rtf", "a.eml"))
+    assert kind_of("Makefile") is None and kind_of("REPORT.DOCX") == "document"
