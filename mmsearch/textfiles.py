@@ -15,7 +15,7 @@ import codecs
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,7 +68,7 @@ class Page:
     number: int | None
     text: str
     offset: int = 0  # where `text` starts in the whole text (a text file comes in segments)
-    drawn: bool = False  # a PDF page: one without a text layer is a picture for OCR
+    drawn: bool = field(default=False, compare=False)  # a PDF page: one without a text layer is a picture for OCR
 
 
 def extract_pages(path: Path, *, max_bytes: int | None = None) -> list[Page]:
