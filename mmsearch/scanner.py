@@ -89,7 +89,7 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
             if is_dir:
                 subdirs.append(entry.path)
                 continue
-            kind = kind_of(entry.name)
+            kind = kind_of(entry.name, entry.path)  # (a file with no suffix: by its first bytes)
             if kind is None:
                 continue
             try:
@@ -131,13 +131,13 @@ def walk_within(root: str, paths: Iterable[str], *, exclude: Iterable[str] = (),
             continue
         if os.path.isdir(p):
             yield from walk(p, exclude=exclude, include_hidden=include_hidden, problems=problems, base=root)
-        elif kind_of(p) is not None:
+        elif (kind := kind_of(p, p)) is not None:
             try:
                 st = os.stat(p)
             except OSError:
                 continue  # gone again, or a broken link: the next change brings it
             if stat.S_ISREG(st.st_mode):
-                yield FoundFile(p, st.st_size, st.st_mtime_ns, kind_of(p) or "")
+                yield FoundFile(p, st.st_size, st.st_mtime_ns, kind)
 
 
 def _excluder(root: str, exclude: Iterable[str]) -> Callable[[str, str, bool], bool] | None:
@@ -157,7 +157,7 @@ def _excluder(root: str, exclude: Iterable[str]) -> Callable[[str, str, bool], b
 
 
 def _single_file(path: str, problems: list[ScanProblem]) -> Iterator[FoundFile]:
-    kind = kind_of(path)
+    kind = kind_of(path, path)
     if kind is None:
         suffix = os.path.splitext(path)[1] or "no extension"
         problems.append(ScanProblem(path, f"not an image or a document mmsearch reads ({suffix})"))

@@ -1,4 +1,5 @@
-"""Text out of documents (.txt, .md, .pdf), page by page, in flat memory.
+"""Text out of documents, page by page, in flat memory: PDFs and plain-text files here, the other
+formats (office files, EPUB, HTML, RTF, mail) by formats.py, dispatched here by suffix.
 
 A PDF gives a page at a time (pypdfium2) and a text file a segment of about a megabyte (cut at a
 paragraph break), so a document of any size is read in flat memory and a cancel is seen between pieces.
@@ -14,12 +15,13 @@ import codecs
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import formats
 from .errors import MmsearchError
-from .media import DOCUMENT_SUFFIXES
+from .media import DOCUMENT_SUFFIXES, FORMAT_SUFFIXES, ZIP_SUFFIXES
 
 
 # Not text: control bytes above this share of the first bytes, or after decoding, replacement and
@@ -61,28 +63,70 @@ class DocumentError(MmsearchError):
 
 @dataclass(frozen=True)
 class Page:
-    number: int | None  # 1-based page for PDFs, None for text files
+    # 1-based: a PDF's page, a slide (.pptx), a sheet (.xlsx, .ods), a chapter (.epub's spine item);
+    # None for text files and word-processor files, which have no fixed pages
+    number: int | None
     text: str
     offset: int = 0  # where `text` starts in the whole text (a text file comes in segments)
+    drawn: bool = field(default=False, compare=False)  # a PDF page: one without a text layer is a picture for OCR
 
 
 def extract_pages(path: Path, *, max_bytes: int | None = None) -> list[Page]:
     """The text of a document, page by page; a text file is one page. With `max_bytes`, only that much of
-    a text file is read, and a PDF stops giving pages once that many characters are out."""
+    a text file is read, and a PDF or another format stops giving pages once that many characters are out."""
     path = Path(path)
-    if _suffix(path) != ".pdf":
-        text = "".join(page.text for page in _text_pages(path, max_bytes=max_bytes))
-        return [Page(None, text)]
-    return list(_pdf_pages(path, max_bytes))
+    suffix = _suffix(path)
+    if suffix == ".pdf":
+        return list(_pdf_pages(path, max_bytes))
+    if suffix in FORMAT_SUFFIXES:
+        return list(_format_pages(path, suffix, max_bytes))
+    text = "".join(page.text for page in _text_pages(path, max_bytes=max_bytes))
+    return [Page(None, text)]
 
 
-def iter_pages(path: Path) -> Iterator[Page]:
+def iter_pages(path: Path, *, max_chars: int | None = None) -> Iterator[Page]:
     """The whole text of a document, lazily: PDF pages one at a time, a text file in segments of about
-    a megabyte that end at a paragraph break (Page.offset says where each starts)."""
+    a megabyte that end at a paragraph break (Page.offset says where each starts), the other formats
+    slide by slide, sheet by sheet, chapter by chapter. With `max_chars`, a format that is not streamed
+    (a sheet, an HTML page) stops one character past it, so the caller sees the cut."""
     path = Path(path)
-    if _suffix(path) == ".pdf":
+    suffix = _suffix(path)
+    if suffix == ".pdf":
         return _pdf_pages(path, None)
+    if suffix in FORMAT_SUFFIXES:
+        return _format_pages(path, suffix, max_chars)
     return _text_pages(path)
+
+
+_MARKUP_BYTES_PER_CHAR = 8  # HTML and RTF are read at most this many bytes a character of the limit
+
+
+def _format_pages(path: Path, suffix: str, max_chars: int | None) -> Iterator[Page]:
+    limit = max_chars if max_chars is not None else 1 << 62
+    try:
+        if suffix in ZIP_SUFFIXES or suffix == ".eml":
+            try:
+                f = open(path, "rb")
+            except OSError as e:
+                raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
+            with f:
+                yield from _numbered(formats.sections(suffix, f, None, limit))
+            return
+        max_bytes = None if max_chars is None else _MARKUP_BYTES_PER_CHAR * max_chars
+        text = "".join(page.text for page in _text_pages(path, max_bytes=max_bytes))
+        yield from _numbered(formats.sections(suffix, None, text, limit))
+    except formats.FormatError as e:
+        raise DocumentError(f"{path}: {e}") from e
+    except OSError as e:
+        raise DocumentError(f"{path}: cannot be read ({e.strerror or e})") from e
+
+
+def _numbered(sections: Iterator[formats.Section]) -> Iterator[Page]:
+    offset = 0
+    for number, text in sections:
+        text = _tidy(text)
+        yield Page(number, text, offset if number is None else 0)
+        offset += len(text)
 
 
 def decode_text(f: IO[bytes], name: str) -> Iterator[str]:
@@ -105,7 +149,7 @@ def decode_text(f: IO[bytes], name: str) -> Iterator[str]:
 
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix not in DOCUMENT_SUFFIXES:
+    if suffix not in DOCUMENT_SUFFIXES and suffix:  # (a file with no suffix is read as text)
         raise DocumentError(f"{path}: not a document type mmsearch reads ({', '.join(sorted(DOCUMENT_SUFFIXES))})")
     return suffix
 
@@ -342,7 +386,7 @@ def _pdf_pages(path: Path, max_chars: int | None) -> Iterator[Page]:
             if max_chars is not None:
                 text = text[: max_chars - total]
             total += len(text)
-            yield Page(i + 1, text)
+            yield Page(i + 1, text, drawn=True)
             if max_chars is not None and total >= max_chars:
                 return
     finally:
@@ -390,5 +434,5 @@ def _pdfium_reason(e: Exception) -> str:
 
 def scanned_pages(path: Path) -> list[int]:
     """The 1-based numbers of a PDF's pages that have no text layer (see SCANNED_PAGE_CHARS)."""
-    return [page.number for page in _pdf_pages(Path(path), None) if page.number is not None
+    return [page.number for page in _pdf_pages(Path(path), None) if page.number is not None and page.drawn
             and not has_text_layer(page.text)]

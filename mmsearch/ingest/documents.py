@@ -6,6 +6,7 @@ leaves the rest to the next run's vectors step."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Generator, Iterable, Iterator
@@ -45,7 +46,7 @@ class _Capped:
 
     def __iter__(self) -> Iterator[Page]:
         for page in self.pages:
-            if page.number is not None and not has_text_layer(page.text):
+            if page.drawn and page.number is not None and not has_text_layer(page.text):
                 self.scanned.append(page.number)
             room = self.limit - self.total
             if room <= 0:
@@ -53,7 +54,7 @@ class _Capped:
                 return
             if len(page.text) > room:
                 self.cut = True
-                page = Page(page.number, page.text[:room], page.offset)
+                page = dataclasses.replace(page, text=page.text[:room])
             self.total += len(page.text)
             self.last_page = page.number
             yield page
@@ -88,7 +89,7 @@ def extract_one(task: Task, tokenizer: Any, max_tokens: int, digest: str | None 
         if r.unchanged_content:
             r.status = "touched"
             return out
-        out.capped = _Capped(iter_pages(Path(r.path)), MAX_DOCUMENT_CHARS)
+        out.capped = _Capped(iter_pages(Path(r.path), max_chars=MAX_DOCUMENT_CHARS), MAX_DOCUMENT_CHARS)
         chunks = iter_chunks(out.capped, tokenizer, max_tokens=max_tokens, overlap_tokens=max_tokens // 5)
         out.head = list(itertools.islice(chunks, READ_AHEAD))
         out.rest = chunks if len(out.head) == READ_AHEAD else None

@@ -203,7 +203,7 @@ def _scanned_roots(run: Run, roots: list[str], exclude: list[str], include_hidde
             # A root that is gone (an unplugged drive) keeps what it had: nothing is deleted.
             report.error(root, "no such folder or file; nothing under it was changed")
             continue
-        if os.path.isfile(root) and kind_of(root) is None:
+        if os.path.isfile(root) and kind_of(root, root) is None:
             suffix = os.path.splitext(root)[1] or "no extension"
             report.error(root, f"not an image or a document mmsearch reads ({suffix})")
             continue
