@@ -587,17 +587,20 @@ def _disk_bytes(folder: Path) -> int:
     return total
 
 
-def _checkpointed_bytes(index: Path, scratch: Path) -> int:
+def _kept(index: Path, scratch: Path) -> dict:
     """Bytes of the index once SQLite folds its write-ahead log into the catalog (what the index keeps:
-    the log is transient), measured on a copy so the run is not touched."""
+    the log is transient), its chunks and those still waiting for a vector, read from a copy so the run
+    is not touched."""
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(index, scratch, ignore=shutil.ignore_patterns("*.lock"))
     conn = sqlite3.connect(scratch / "catalog.db")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    chunks = conn.execute("SELECT count(*) FROM items WHERE kind = 'document'").fetchone()[0]
+    pending = conn.execute("SELECT count(*) FROM vectors_pending").fetchone()[0]
     conn.close()
-    size = _disk_bytes(scratch)
+    kept = {"kept_bytes": _disk_bytes(scratch), "chunks": chunks, "pending": pending}
     shutil.rmtree(scratch, ignore_errors=True)
-    return size
+    return kept
 
 
 def _cpu_of(rusage) -> float:
@@ -686,7 +689,7 @@ def _paused_at_words(proc: subprocess.Popen, t: float, index: Path, trace: Path)
                      "wall_s": time.perf_counter() - t}
             stop = time.perf_counter()
             words["bytes"] = _disk_bytes(index)  # the write-ahead log included
-            words["kept_bytes"] = _checkpointed_bytes(index, index.with_name(index.name + "-copy"))
+            words.update(_kept(index, index.with_name(index.name + "-copy")))
             ps.resume()
             paused = time.perf_counter() - stop
             break
@@ -700,7 +703,7 @@ def _paused_at_words(proc: subprocess.Popen, t: float, index: Path, trace: Path)
     report = json.loads(report_text)
     chunks, _ = _stored(index)
     return {"words": words, "full": {"cpu_s": _cpu_of(rusage), "wall_s": wall, "bytes": _disk_bytes(index),
-                     "kept_bytes": _checkpointed_bytes(index, index.with_name(index.name + "-copy"))},
+                                     **_kept(index, index.with_name(index.name + "-copy"))},
             "chunks": chunks, "errors": report.get("errors", []), "vectors_left": report.get("vectors_left")}
 
 
