@@ -831,6 +831,9 @@ def cmd_against_recoll(args) -> dict:
             print(f"Recoll holds {len(set(held))} documents; not held: {result['recoll_missing'] or 'none'}")
         print(_table(rows))
         print(_table([{k: v for k, v in r.items() if k != "misses"} for r in recall_rows]))
+        paused = mm[-1]["words"]
+        print(f"at the words phase's end (the run paused there): {paused['chunks']} chunks written, "
+              f"{paused['pending']} of them waiting for a vector")
         print(f"vectors phase: {result['vectors_per_chunk']['cpu_ms']:.2f} ms CPU and "
               f"{result['vectors_per_chunk']['bytes']:.0f} bytes a chunk ({chunks} chunks)")
         for r in recall_rows:
