@@ -25,6 +25,13 @@ package READMEs, the CJK texts of Python's codec tests (UTF-8 and legacy encodin
   text) and chunks/s, for this checkout and, with --against REF, for the code at REF (`git archive`
   under .work/), interleaved, the same model: ratios, on one machine, in one run. `--model clip-b32`:
   the ViT-B/32-sized random bundle with OpenAI CLIP's own BPE (chunks and cost of a real CLIP).
+- against-recoll (or the flag --against-recoll): side by side with Recoll (`apt-get install recoll
+  poppler-utils`; absent, its side is skipped and said) on the same corpus in alternating rounds: the
+  CPU and wall time of mmsearch's words phase (a fresh `mmsearch index`, paused where its step trace
+  enters the first "save": every chunk written, none with a vector) and of the whole index against
+  `recollindex` with a private configuration; the index's size before vectors and at the end; a cold
+  keyword query (a fresh process each, median); 300 phrases (pdf, txt, zh) found in the first 3 files.
+  docs/performance.md keeps the figures.
 - cjk: the FTS5 tokenizer choice for Chinese, Japanese and Korean, on the gettext catalogs of the
   machine's own programs (coreutils, bash, dpkg, ... in zh_CN, zh_TW, ja, ko; real translations):
   unicode61 as it was, trigram, and unicode61 over text with each CJK character apart (unigrams,
