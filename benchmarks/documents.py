@@ -571,7 +571,7 @@ def cmd_encodings(args) -> dict:
 
 # -- against Recoll -------------------------------------------------------------------------------
 
-RECOLL_INSTALL = "apt-get install recoll poppler-utils (Debian's recoll 1.34; poppler-utils gives it pdftotext)"
+RECOLL_INSTALL = "apt-get install recoll poppler-utils"  # Debian's recoll 1.34; poppler-utils: its pdftotext
 
 
 def _cpu_flags() -> str:
@@ -742,7 +742,7 @@ def cmd_against_recoll(args) -> dict:
     if not recoll:
         say(f"Recoll is not installed: its side is skipped. Install it with `{RECOLL_INSTALL}`.")
     elif not shutil.which("pdftotext"):
-        say(f"Recoll cannot read PDFs without pdftotext: install it with `{RECOLL_INSTALL}`.")
+        say(f"Recoll cannot read PDFs without pdftotext (poppler-utils): install it with `{RECOLL_INSTALL}`.")
     model = _bundle(str(args.model))
     work = Path(tempfile.mkdtemp(prefix="mmsearch-recoll-"))
     try:
