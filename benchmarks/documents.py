@@ -5,6 +5,8 @@
     python -m benchmarks.documents speed     [--against REF] [--model DIR] [--repeat 3] [--json FILE]
     python -m benchmarks.documents cjk       [--queries 200] [--json FILE]
     python -m benchmarks.documents encodings [--json FILE]
+    python -m benchmarks.documents against-recoll [--model toyclip] [--rounds 2] [--phrases 300] [--queries 20]
+                                                  [--json FILE]
 
 The corpus is benchmarks/real_corpus.py: Debian's libtasn1 manual (36 pages) and the shared-mime-info
 spec (17 pages) as PDFs, Python's language reference as 8 text files (~58k characters each), two
@@ -23,6 +25,13 @@ package READMEs, the CJK texts of Python's codec tests (UTF-8 and legacy encodin
   text) and chunks/s, for this checkout and, with --against REF, for the code at REF (`git archive`
   under .work/), interleaved, the same model: ratios, on one machine, in one run. `--model clip-b32`:
   the ViT-B/32-sized random bundle with OpenAI CLIP's own BPE (chunks and cost of a real CLIP).
+- against-recoll (or the flag --against-recoll): side by side with Recoll (`apt-get install recoll
+  poppler-utils`; absent, its side is skipped and said) on the same corpus in alternating rounds: the
+  CPU and wall time of mmsearch's words phase (a fresh `mmsearch index`, paused where its step trace
+  enters the first "save": every chunk written, none with a vector) and of the whole index against
+  `recollindex` with a private configuration; the index's size before vectors and at the end; a cold
+  keyword query (a fresh process each, median); 300 phrases (pdf, txt, zh) found in the first 3 files.
+  docs/performance.md keeps the figures.
 - cjk: the FTS5 tokenizer choice for Chinese, Japanese and Korean, on the gettext catalogs of the
   machine's own programs (coreutils, bash, dpkg, ... in zh_CN, zh_TW, ja, ko; real translations):
   unicode61 as it was, trigram, and unicode61 over text with each CJK character apart (unigrams,
@@ -560,6 +569,297 @@ def cmd_encodings(args) -> dict:
     return {"cases": len(cases), "tally": tally, "wrong": bad}
 
 
+# -- against Recoll -------------------------------------------------------------------------------
+
+RECOLL_INSTALL = "apt-get install recoll poppler-utils"  # Debian's recoll 1.34; poppler-utils: its pdftotext
+
+
+def _cpu_flags() -> str:
+    try:
+        flags = set(re.findall(r"\b(avx512_vnni|avx2)\b", Path("/proc/cpuinfo").read_text()))
+    except OSError:
+        return "unknown"
+    return ", ".join(sorted(flags)) or "neither avx2 nor avx512_vnni"
+
+
+def _disk_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (their sizes, as du --apparent-size counts them)."""
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass  # a temporary file gone meanwhile
+    return total
+
+
+def _kept(index: Path, scratch: Path) -> dict:
+    """Bytes of the index once SQLite folds its write-ahead log into the catalog (what the index keeps:
+    the log is transient), its chunks and those still waiting for a vector, read from a copy so the run
+    is not touched."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(index, scratch, ignore=shutil.ignore_patterns("*.lock"))
+    conn = sqlite3.connect(scratch / "catalog.db")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    chunks = conn.execute("SELECT count(*) FROM items WHERE kind = 'document'").fetchone()[0]
+    pending = conn.execute("SELECT count(*) FROM vectors_pending").fetchone()[0]
+    conn.close()
+    kept = {"kept_bytes": _disk_bytes(scratch), "chunks": chunks, "pending": pending}
+    shutil.rmtree(scratch, ignore_errors=True)
+    return kept
+
+
+def _cpu_of(rusage) -> float:
+    return rusage.ru_utime + rusage.ru_stime
+
+
+def recoll_index(corpus: Path, confdir: Path) -> dict:
+    """`recollindex` over `corpus` with a private configuration: CPU seconds of it and its filters
+    (pdftotext, the Python handlers: its children), wall seconds, bytes of its index folder."""
+    shutil.rmtree(confdir, ignore_errors=True)
+    confdir.mkdir(parents=True)
+    # noaspell: no spelling dictionary (mmsearch makes none); UTF-8 for text without a declared charset.
+    (confdir / "recoll.conf").write_text(f"topdirs = {corpus}\nnoaspell = 1\ndefaultcharset = UTF-8\n")
+    t = time.perf_counter()
+    proc = subprocess.Popen(["recollindex", "-c", str(confdir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, rusage = os.wait4(proc.pid, 0)  # the rusage of this process and the children it waited for
+    wall = time.perf_counter() - t
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"recollindex failed: {err[-2000:]}")
+    return {"cpu_s": _cpu_of(rusage), "wall_s": wall, "bytes": _disk_bytes(confdir)}
+
+
+def recoll_documents(confdir: Path) -> list[str]:
+    """The file paths Recoll holds (every document: the query `mime:*`)."""
+    out = subprocess.run(["recollq", "-c", str(confdir), "-b", "-n", "0", "mime:*"], capture_output=True, text=True,
+                         check=True).stdout
+    return [line[len("file://"):] for line in out.splitlines() if line.startswith("file://")]
+
+
+def recoll_search(confdir: Path, phrase: str, k: int = 3, *, plain: bool = False) -> list:
+    """Recoll's first k results for `phrase` as a phrase query (its query language's double quotes),
+    as hits with a path (Recoll gives no page for a PDF's text). `plain`: every character but letters,
+    digits and spaces made a space first (its query language reads * ? [ ] ( ) : - as syntax)."""
+    from types import SimpleNamespace
+
+    query = '"' + (re.sub(r"[^\w\s]", " ", phrase) if plain else phrase.replace('"', " ")) + '"'
+    out = subprocess.run(["recollq", "-c", str(confdir), "-b", "-n", str(k), query], capture_output=True, text=True)
+    return [SimpleNamespace(path=line[len("file://"):], page=None, snippet="")
+            for line in out.stdout.splitlines() if line.startswith("file://")][:k]
+
+
+def _as_files(search):
+    """A search whose hits count by file: a page's hit becomes its file's (Recoll's granularity)."""
+    from types import SimpleNamespace
+
+    return lambda phrase: [SimpleNamespace(path=h.path, page=None, snippet=h.snippet or "") for h in search(phrase)]
+
+
+def _mmsearch_index(corpus: Path, index: Path, model: Path, trace: Path) -> dict:
+    """`python -m mmsearch index` as a fresh process, paused at the end of its words phase (the trace's
+    first "save": every document's chunks committed, searchable by words, no vector computed yet) to read
+    its CPU time and the index's size, then let run to the end (vectors)."""
+    shutil.rmtree(index, ignore_errors=True)
+    trace.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "mmsearch", "index", str(corpus), "--index", str(index),
+                             "--model", str(model), "--device", "cpu", "--no-ocr", "--json", "--trace-steps", str(trace)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    try:
+        return _paused_at_words(proc, t, index, trace)
+    finally:
+        if proc.poll() is None:  # the benchmark stopped: no run left behind
+            proc.kill()
+            proc.wait()
+
+
+def _paused_at_words(proc: subprocess.Popen, t: float, index: Path, trace: Path) -> dict:
+    import psutil
+
+    ps = psutil.Process(proc.pid)
+    words: dict = {}
+    paused = 0.0
+    while proc.poll() is None:
+        try:
+            entered = trace.read_text().split()
+        except OSError:
+            entered = []
+        if "save" in entered:
+            try:
+                c = ps.cpu_times()
+                ps.suspend()
+            except psutil.NoSuchProcess:
+                break
+            words = {"cpu_s": c.user + c.system + c.children_user + c.children_system,
+                     "wall_s": time.perf_counter() - t}
+            stop = time.perf_counter()
+            words["bytes"] = _disk_bytes(index)  # the write-ahead log included
+            words.update(_kept(index, index.with_name(index.name + "-copy")))
+            ps.resume()
+            paused = time.perf_counter() - stop
+            break
+        time.sleep(0.005)
+    assert proc.stdout is not None
+    report_text = proc.stdout.read()
+    _, status, rusage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t - paused
+    if os.waitstatus_to_exitcode(status) != 0 or not words:
+        raise RuntimeError(f"mmsearch index failed or never reached its words' end (exit {status}, trace {trace.read_text()!r})")
+    report = json.loads(report_text)
+    chunks, _ = _stored(index)
+    return {"words": words, "full": {"cpu_s": _cpu_of(rusage), "wall_s": wall, "bytes": _disk_bytes(index),
+                                     **_kept(index, index.with_name(index.name + "-copy"))},
+            "chunks": chunks, "errors": report.get("errors", []), "vectors_left": report.get("vectors_left")}
+
+
+def _cold_query(argv: list[str], check: bool = True) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, capture_output=True, check=check)  # recollq exits 1 when nothing is found
+    return time.perf_counter() - t
+
+
+def recall_sets(corpus, n: int, seed: int) -> tuple[dict, dict]:
+    """The phrase sets (pdf: n/3 4-word phrases of the PDFs' pages; txt: n/2 of the text files; zh: n/6 runs
+    of 2-12 Chinese characters) and the truth they are judged against (file -> text, page -> text)."""
+    pages = corpus_pages(corpus)
+    chinese = corpus_pages(corpus, cjk=True)
+    pdf_pages = {k: v for k, v in pages.items() if k[0] in corpus.pdfs}
+    txt_pages = {k: v for k, v in pages.items() if k[0] not in corpus.pdfs}
+    sets = {"pdf": sample_phrases(pdf_pages, n // 3, seed, words=4),
+            "txt": sample_phrases(txt_pages, n // 2, seed + 1, words=4),
+            "zh": sample_cjk_runs(chinese, n - n // 3 - n // 2, seed)}
+    by_file: dict[tuple[str, int | None], str] = {}
+    for (name, _), text in sorted({**pages, **chinese}.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        by_file[(name, None)] = by_file.get((name, None), "") + " " + text
+    return sets, {"file": by_file, "page": {**pages, **chinese}}
+
+
+def cmd_against_recoll(args) -> dict:
+    recoll = shutil.which("recollindex") and shutil.which("recollq")
+    if not recoll:
+        say(f"Recoll is not installed: its side is skipped. Install it with `{RECOLL_INSTALL}`.")
+    elif not shutil.which("pdftotext"):
+        say(f"Recoll cannot read PDFs without pdftotext (poppler-utils): install it with `{RECOLL_INSTALL}`.")
+    model = _bundle(str(args.model))
+    work = Path(tempfile.mkdtemp(prefix="mmsearch-recoll-"))
+    try:
+        corpus = write_corpus(work / "corpus")
+        files = sorted(p.name for p in corpus.folder.iterdir())
+        say(f"{len(files)} files in the corpus; model {model}; {args.rounds} rounds, alternating")
+        runs: dict[str, list[dict]] = {"recoll": [], "mmsearch": []}
+        for r in range(args.rounds):
+            if recoll:
+                runs["recoll"].append(recoll_index(corpus.folder, work / "recoll"))
+                say(f"round {r + 1}: Recoll {runs['recoll'][-1]}")
+            runs["mmsearch"].append(_mmsearch_index(corpus.folder, work / "index", model, work / "trace"))
+            say(f"round {r + 1}: mmsearch {runs['mmsearch'][-1]}")
+        held = recoll_documents(work / "recoll") if recoll else []
+        mm = runs["mmsearch"]
+        med = statistics.median
+        result: dict = {
+            "files": len(files), "model": str(args.model), "rounds": args.rounds, "cpu": _cpu_flags(),
+            "loadavg": os.getloadavg(), "chunks": mm[-1]["chunks"], "runs": runs,
+            "recoll_documents": len(set(held)), "recoll_missing": sorted(set(files) - {os.path.basename(p) for p in held}),
+        }
+        words_cpu, full_cpu = med([m["words"]["cpu_s"] for m in mm]), med([m["full"]["cpu_s"] for m in mm])
+        words_bytes, full_bytes = mm[-1]["words"]["kept_bytes"], mm[-1]["full"]["kept_bytes"]
+        chunks = mm[-1]["chunks"]
+        rows = [{"": "words phase CPU s (median)", "mmsearch": round(words_cpu, 2)},
+                {"": "words phase wall s (median)", "mmsearch": round(med([m["words"]["wall_s"] for m in mm]), 2)},
+                {"": "index bytes before vectors", "mmsearch": words_bytes},
+                {"": "  the same with SQLite's write-ahead log as the run left it", "mmsearch": mm[-1]["words"]["bytes"]},
+                {"": "whole index CPU s (median)", "mmsearch": round(full_cpu, 2)},
+                {"": "whole index wall s (median)", "mmsearch": round(med([m["full"]["wall_s"] for m in mm]), 2)},
+                {"": "whole index bytes", "mmsearch": full_bytes}]
+        if recoll:
+            rc = runs["recoll"]
+            r_cpu, r_wall, r_bytes = med([x["cpu_s"] for x in rc]), med([x["wall_s"] for x in rc]), rc[-1]["bytes"]
+            for row, value in zip(rows, [r_cpu, r_wall, r_bytes, r_bytes, r_cpu, r_wall, r_bytes]):
+                row["Recoll"] = round(value, 2) if isinstance(value, float) else value
+                row["mmsearch / Recoll"] = round(row["mmsearch"] / value, 2) if value else None
+            result["recoll_index"] = {"cpu_s": r_cpu, "wall_s": r_wall, "bytes": r_bytes}
+        result["mmsearch_index"] = {"words_cpu_s": words_cpu, "words_bytes": words_bytes, "full_cpu_s": full_cpu,
+                                    "full_bytes": full_bytes}
+        result["vectors_per_chunk"] = {"cpu_ms": 1000 * (full_cpu - words_cpu) / max(chunks, 1),
+                                       "bytes": (full_bytes - words_bytes) / max(chunks, 1)}
+
+        # Cold keyword queries: a fresh process each, the two alternating.
+        sets, truth = recall_sets(corpus, args.phrases, args.seed)
+        rng = random.Random(args.seed)
+        sample = rng.sample([p for p, _ in sets["pdf"] + sets["txt"]], args.queries)
+        env_cmd = [sys.executable, "-m", "mmsearch", "query"]
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        cold: dict[str, list[float]] = {"mmsearch": [], "recoll": []}
+        for phrase in sample:
+            cold["mmsearch"].append(_cold_query(env_cmd + ["--index", str(work / "index"), "--mode", "keyword",
+                                                           "--json", "-k", "3", "--", phrase]))
+            if recoll:
+                cold["recoll"].append(_cold_query(["recollq", "-c", str(work / "recoll"), "-n", "3",
+                                                   '"' + phrase.replace('"', " ") + '"'], check=False))
+        q_row = {"": "cold keyword query ms (median)", "mmsearch": round(1000 * med(cold["mmsearch"]), 1)}
+        if recoll:
+            q_row["Recoll"] = round(1000 * med(cold["recoll"]), 1)
+            q_row["mmsearch / Recoll"] = round(q_row["mmsearch"] / q_row["Recoll"], 2)
+        rows.append(q_row)
+        result["cold_query_s"] = {k: med(v) if v else None for k, v in cold.items()}
+
+        # Phrase recall: the phrase's own file (any file holding it) among the first 3.
+        from mmsearch import Index
+
+        recall_rows = []
+        with Index(work / "index", model=model, device="cpu", readonly=True) as idx:
+            searches = {"mmsearch hybrid": lambda p: idx.search(p, k=3),
+                        "mmsearch keyword": lambda p: idx.search(p, k=3, mode="keyword")}
+            for name, search in searches.items():
+                for s, phrases in sets.items():
+                    file_level = measure_recall(_as_files(search), truth["file"], phrases)
+                    page_level = measure_recall(search, truth["page"], phrases)
+                    recall_rows.append({"engine": name, "set": s, "found (file)": file_level["found"],
+                                        "found (page)": page_level["found"], "phrases": len(phrases),
+                                        "misses": file_level["misses"]})
+        if recoll:
+            for s, phrases in sets.items():
+                file_level = measure_recall(lambda p: recoll_search(work / "recoll", p), truth["file"], phrases)
+                recall_rows.append({"engine": "Recoll", "set": s, "found (file)": file_level["found"],
+                                    "found (page)": None, "phrases": len(phrases), "misses": file_level["misses"]})
+            for s, phrases in sets.items():
+                file_level = measure_recall(lambda p: recoll_search(work / "recoll", p, plain=True), truth["file"],
+                                            phrases)
+                recall_rows.append({"engine": "Recoll, punctuation as spaces", "set": s,
+                                    "found (file)": file_level["found"], "found (page)": None,
+                                    "phrases": len(phrases), "misses": file_level["misses"]})
+        for engine in dict.fromkeys(r["engine"] for r in recall_rows):
+            mine = [r for r in recall_rows if r["engine"] == engine]
+            rows.append({"": f"{engine}: phrases found in top 3 (file)",
+                         "Recoll" if engine.startswith("Recoll") else "mmsearch":
+                             f"{sum(r['found (file)'] for r in mine)}/{sum(r['phrases'] for r in mine)} ("
+                             + ", ".join(f"{r['set']} {r['found (file)']}/{r['phrases']}" for r in mine) + ")"})
+        result["recall"] = recall_rows
+        result["table"] = rows
+        print(f"{len(files)} files ({', '.join(sorted({Path(f).suffix for f in files}))}), {chunks} chunks, model "
+              f"{args.model}; CPU {_cpu_flags()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if recoll:
+            print(f"Recoll holds {len(set(held))} documents; not held: {result['recoll_missing'] or 'none'}")
+        print(_table(rows))
+        print(_table([{k: v for k, v in r.items() if k != "misses"} for r in recall_rows]))
+        paused = mm[-1]["words"]
+        print(f"at the words phase's end (the run paused there): {paused['chunks']} chunks written, "
+              f"{paused['pending']} of them waiting for a vector")
+        print(f"vectors phase: {result['vectors_per_chunk']['cpu_ms']:.2f} ms CPU and "
+              f"{result['vectors_per_chunk']['bytes']:.0f} bytes a chunk ({chunks} chunks)")
+        for r in recall_rows:
+            for miss in r["misses"][:5]:
+                print(f"  missed ({r['engine']}, {r['set']}): {miss}")
+        if not recoll:
+            print(f"Recoll's side skipped: not installed. Install it with `{RECOLL_INSTALL}`.")
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -581,10 +881,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     sub.add_parser("encodings")
+    p = sub.add_parser("against-recoll", help="side by side with Recoll on the same corpus")
+    p.add_argument("--model", default="toyclip", help="toyclip, vitb32, clip-b32 or a bundle folder")
+    p.add_argument("--rounds", type=int, default=2, help="index runs of each, alternating")
+    p.add_argument("--phrases", type=int, default=300, help="phrases for recall (pdf 1/3, txt 1/2, zh 1/6)")
+    p.add_argument("--queries", type=int, default=20, help="cold keyword queries of each, alternating")
+    p.add_argument("--seed", type=int, default=0)
     for p in sub.choices.values():
         p.add_argument("--json", type=Path, default=None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--against-recoll" in argv:  # the flag form: the subcommand
+        argv = ["against-recoll"] + [a for a in argv if a != "--against-recoll"]
     args = parser.parse_args(argv)
-    result = {"recall": cmd_recall, "speed": cmd_speed, "cjk": cmd_cjk, "encodings": cmd_encodings}[args.cmd](args)
+    result = {"recall": cmd_recall, "speed": cmd_speed, "cjk": cmd_cjk, "encodings": cmd_encodings,
+              "against-recoll": cmd_against_recoll}[args.cmd](args)
     if args.json:
         write_json(args.json, {"benchmark": f"documents {args.cmd}", **result})
 
