@@ -41,9 +41,10 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
     with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "7"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "8"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+        assert idx.status()["not_read"] == {}  # the table of files not read, empty until a walk counts them
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
         plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT path FROM files WHERE status = 'error'"))
         assert "files_status" in plan
@@ -88,7 +89,7 @@ def test_v5_keyword_index_becomes_passages_from_the_chunks_nothing_read_or_encod
     files = rows(before, "SELECT id, path, size, content_hash, ocr_hash FROM files ORDER BY id")
     before.close()
     catalog = Catalog(folder, readonly=True)  # a query migrates it
-    assert catalog.schema_version() == 7
+    assert catalog.schema_version() == 8
     conn = catalog.conn
     assert rows(conn, 'SELECT id, file_id, kind, page, start, "end", text FROM items ORDER BY id') == items
     assert rows(conn, "SELECT item_id, vector FROM vectors ORDER BY item_id") == vectors
