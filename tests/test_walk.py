@@ -175,3 +175,25 @@ def test_the_cap_on_a_documents_text_is_a_setting(tmp_path: Path, toyclip: Path,
         monkeypatch.setenv("MMSEARCH_MAX_DOCUMENT_CHARS", "lots")
         with pytest.raises(InvalidArgument, match="MMSEARCH_MAX_DOCUMENT_CHARS='lots'"):
             idx.index([root])
+
+
+def test_a_watch_applies_a_changed_mmsearchignore(tmp_path: Path, toyclip: Path):
+    import time
+
+    root = tmp_path / "files"
+    write(root, {"a.txt": "kept", "old/one.txt": "old one", "old/two.md": "old two"})
+    events: list = []
+    with open_index(tmp_path, toyclip) as idx:
+        watch = idx.watch([root], on_event=events.append, settle=0.3)
+        try:
+            end = time.monotonic() + 20
+            while not any(e.kind == "reconciled" for e in events) and time.monotonic() < end:
+                time.sleep(0.1)
+            assert indexed(idx, root) == {"a.txt", "old/one.txt", "old/two.md"}
+            (root / ".mmsearchignore").write_text("old/\n")
+            while not any(e.report is not None and e.report.removed for e in events) and time.monotonic() < end:
+                time.sleep(0.1)
+        finally:
+            watch.stop()
+        assert indexed(idx, root) == {"a.txt"}
+    assert not any(e.kind == "error" for e in events)
