@@ -148,13 +148,12 @@ def walk_within(root: str, paths: Iterable[str], *, exclude: Iterable[str] = (),
     """The files of an indexed root that lie in `paths` (files or folders inside it; gone ones give
     nothing), judged as a walk of the whole root would judge them: hidden, excluded and ignored names
     anywhere between the root and the file leave it out. For updating what changed, not the whole root."""
-    options = dict(exclude=exclude, include_hidden=include_hidden, default_excludes=default_excludes,
-                   problems=problems, not_read=not_read)
     excluded = _excluder(root, exclude)
     top = root.rstrip(os.sep) + os.sep
     given = {os.path.abspath(p) for p in paths}
     if os.path.abspath(root) in given:
-        yield from walk(root, **options)  # type: ignore[arg-type]
+        yield from walk(root, exclude=exclude, include_hidden=include_hidden, default_excludes=default_excludes,
+                        problems=problems, not_read=not_read)
         return
     wanted = sorted(p for p in given if p.startswith(top))
     kept: list[str] = []
@@ -166,7 +165,8 @@ def walk_within(root: str, paths: Iterable[str], *, exclude: Iterable[str] = (),
         if _left_out(root, p, excluded, include_hidden, default_excludes, said):
             continue
         if os.path.isdir(p):
-            yield from walk(p, base=root, **options)  # type: ignore[arg-type]
+            yield from walk(p, exclude=exclude, include_hidden=include_hidden, default_excludes=default_excludes,
+                            problems=problems, base=root, not_read=not_read)
         elif kind_of(p) is not None:
             try:
                 st = os.stat(p)

@@ -107,10 +107,9 @@ def steps(engine: Engine) -> tuple[Step, ...]:
 def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), include_hidden: bool = False,
               default_excludes: bool = True, engine: Engine | None = None,
               within: list[str] | None = None) -> IndexReport:
-    """Index (or update) the roots and return what changed. What the scan leaves out: scanner.walk.
-    `engine`: where new and changed files are
-    decoded and encoded, when not in this process (a Ray cluster: distributed.py); the scan, the plan and
-    the commits stay here either way. `within`: only these paths inside the roots (files or folders, gone
+    """Index (or update) the roots and return what changed; what the scan leaves out: scanner.walk.
+    `engine`: where new and changed files are decoded and encoded, when not in this process (a Ray
+    cluster: distributed.py); the scan, the plan and the commits stay here either way. `within`: only these paths inside the roots (files or folders, gone
     ones included) are scanned and planned, for a watch's changes; each goes with the deepest root
     holding it."""
     catalog, vectors = run.catalog, run.vectors
@@ -213,16 +212,16 @@ def _scanned_roots(run: Run, roots: list[str], walking: Walking,
         root_id = catalog.add_root(root)
         problems: list[ScanProblem] = []
         not_read: Counter[str] = Counter()
-        options = dict(exclude=walking.exclude, include_hidden=walking.include_hidden,
-                       default_excludes=walking.default_excludes, problems=problems, not_read=not_read)
         run.observe("scan")
         if scopes is None:
-            found = walk(root, **options)  # type: ignore[arg-type]
+            found = walk(root, exclude=walking.exclude, include_hidden=walking.include_hidden,
+                         default_excludes=walking.default_excludes, problems=problems, not_read=not_read)
             rows = functools.partial(catalog.files_of_root, root_id)
         else:
             if not scopes.get(root):
                 continue
-            found = walk_within(root, scopes[root], **options)  # type: ignore[arg-type]
+            found = walk_within(root, scopes[root], exclude=walking.exclude, include_hidden=walking.include_hidden,
+                                default_excludes=walking.default_excludes, problems=problems, not_read=not_read)
             rows = functools.partial(catalog.files_under, scopes[root])
         scan = _scanned(found, run.progress, run.cancelled, run.observe)
         try:
