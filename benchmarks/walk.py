@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -38,6 +39,7 @@ def load_scanner(ref: str | None) -> Any:
     spec = importlib.util.spec_from_file_location("scanner_ref", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules["scanner_ref"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
