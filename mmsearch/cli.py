@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -196,6 +197,7 @@ def _progress(disabled: bool):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
 
         from rich.console import Console
+        from rich.markup import escape
 
         cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]:>7} files/s"), TimeRemainingColumn()]
@@ -213,8 +215,11 @@ def _progress(disabled: bool):
                     p.update(words[0], completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
                 else:
                     speed = p.tasks[0].speed
-                    p.update(task, description="Indexing" if ev.phase == "encoding" else "Saving",
-                             completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
+                    what = "Indexing" if ev.phase == "encoding" else "Saving"
+                    if ev.characters is not None and ev.path:  # inside a long document (a name is no markup)
+                        what += f" {escape(printable(os.path.basename(ev.path)))}: {ev.characters / 1e6:.1f}M characters"
+                    p.update(task, description=what, completed=ev.done, total=ev.total,
+                             rate=f"{speed:.1f}" if speed else "")
 
             yield update
 

@@ -197,3 +197,18 @@ def test_a_watch_applies_a_changed_mmsearchignore(tmp_path: Path, toyclip: Path)
             watch.stop()
         assert indexed(idx, root) == {"a.txt"}
     assert not any(e.kind == "error" for e in events)
+
+
+def test_a_long_documents_progress_is_told_as_it_is_encoded(tmp_path: Path, toyclip: Path,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    from mmsearch.ingest import documents
+
+    monkeypatch.setattr(documents, "BIG_DOCUMENT_CHARS", 1000)
+    root = tmp_path / "files"
+    write(root, {"long.txt": " ".join(f"word{i}" for i in range(6000)), "short.txt": "short"})
+    seen = []
+    with open_index(tmp_path, toyclip) as idx:
+        idx.index([root], ocr=False, progress=seen.append)
+    within = [p.characters for p in seen if p.characters is not None]
+    assert len(within) >= 3 and within == sorted(within) and within[-1] >= 40_000
+    assert {os.path.basename(p.path) for p in seen if p.characters is not None} == {"long.txt"}

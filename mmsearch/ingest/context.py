@@ -99,6 +99,10 @@ class Run:
         self._done += 1
         self.progress(Progress(self._phase, self._done, self._total, path))
 
+    def within(self, path: str, characters: int) -> None:
+        """How far into the long document in hand the step is (the file count stays)."""
+        self.progress(Progress(self._phase, self._done, self._total, path, characters))
+
     def say(self, phase: str) -> None:
         """A phase without files of its own (saving), at the count the last one reached."""
         self.progress(Progress(phase, self._done, self._total))

@@ -30,6 +30,7 @@ from .workers import ordered_map
 # and the vector index do: a 50 MB log file would be ~180,000 chunks, ten minutes of a ViT-B/32 text tower
 # on two cores, and its vectors would crowd every query's candidates.
 MAX_DOCUMENT_CHARS = DEFAULT_MAX_DOCUMENT_CHARS
+BIG_DOCUMENT_CHARS = 1_000_000  # past this, a document's progress is told as its chunks are encoded
 READ_AHEAD = 256  # chunks an extracting thread cuts ahead; the rest are cut as the document is encoded
 
 
@@ -164,6 +165,8 @@ def _encoded(run: Run, ext: Extracted) -> Iterator[tuple[np.ndarray, list[tuple[
                 raise Cancelled
             run.observe("encode")
             yield run.encoders.text.encode([c.text for c in batch]), [(c.page, c.start, c.end, c.text) for c in batch]
+            if ext.capped is not None and ext.capped.total >= BIG_DOCUMENT_CHARS:
+                run.within(ext.record.path, ext.capped.total)
     except (DocumentError, OSError, MemoryError) as e:  # a page or segment further on
         raise ItemsFailed(reason(e, ext.record.path)) from None
     capped = ext.capped

@@ -55,6 +55,8 @@ class Progress:
     done: int
     total: int
     path: str | None = None
+    # Within a long document being encoded (BIG_DOCUMENT_CHARS and more): its characters indexed so far.
+    characters: int | None = None
 
 
 ProgressFn = Callable[[Progress], None]
