@@ -323,7 +323,8 @@ class Index:
     # -- indexing ------------------------------------------------------------------------------
 
     def index(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
-              include_hidden: bool = False, progress: ProgressFn | None = None,
+              include_hidden: bool = False, default_excludes: bool = True, max_document_chars: int | None = None,
+              progress: ProgressFn | None = None,
               cancel: Callable[[], bool] | None = None, workers: int | None = None,
               wait: float | None = DEFAULT_WAIT_S, on_wait: Callable[[], None] | None = None,
               observe: Observer | None = None, ocr: bool | None = None, engine: str = "local",
@@ -334,6 +335,11 @@ class Index:
         as it takes; 0: not at all), then raises IndexBusyError. When it has to wait it calls `on_wait()`
         first (default: one log line on the "mmsearch" logger).
         `observe(step)` is called as the run enters each step (see ingest.report.Observer).
+        What is walked: hidden names only with `include_hidden`; `exclude` globs; the default excludes
+        (node_modules, virtualenvs, caches: ignore.py) unless `default_excludes` is False; and what the
+        `.mmsearchignore` files say. A file left out that was indexed leaves the index.
+        `max_document_chars`: a document's characters indexed at most (None: MMSEARCH_MAX_DOCUMENT_CHARS,
+        else 4,000,000; 0: no limit); a document cut there is listed in the report's `partial`.
         `ocr`: read the words in pictures and scanned pages after the rest is indexed; None: when
         OCR is installed (`mmsearch[ocr]`), True: it must be (else an error says how), False: not.
 
@@ -366,12 +372,13 @@ class Index:
             ray_engine = RayEngine(self.bundle, self.variant, self.device, self.path, options)
         elif ray_address is not None or shard_dir is not None or shard_files is not None:
             raise InvalidArgument("ray_address, shard_dir and shard_files go with engine='ray' (--engine ray)")
-        return self._run(roots, exclude=exclude, include_hidden=include_hidden, progress=progress, cancel=cancel,
-                         workers=workers, wait=wait, on_wait=on_wait, observe=observe, ocr=(reads_words, ocr_off),
+        return self._run(roots, exclude=exclude, include_hidden=include_hidden, default_excludes=default_excludes,
+                         max_document_chars=max_document_chars, progress=progress, cancel=cancel, workers=workers, wait=wait, on_wait=on_wait, observe=observe, ocr=(reads_words, ocr_off),
                          engine=ray_engine)
 
     def update(self, paths_: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
-               include_hidden: bool = False, progress: ProgressFn | None = None,
+               include_hidden: bool = False, default_excludes: bool = True, max_document_chars: int | None = None,
+               progress: ProgressFn | None = None,
                cancel: Callable[[], bool] | None = None, wait: float | None = None,
                ocr: bool | None = None) -> IndexReport:
         """Bring these paths up to date without scanning the rest of the roots: files or folders inside the
@@ -392,10 +399,11 @@ class Index:
         reads_words = ocr_engine.installed() if ocr is None else ocr
         ocr_off = None if reads_words else "OCR is off" if ocr is False else f"OCR is not installed: {ocr_engine.INSTALL_HINT}"
         return self._run(sorted(holders), within=wanted, exclude=exclude, include_hidden=include_hidden,
-                         progress=progress, cancel=cancel, wait=wait, ocr=(reads_words, ocr_off))
+                         default_excludes=default_excludes, max_document_chars=max_document_chars, progress=progress, cancel=cancel, wait=wait, ocr=(reads_words, ocr_off))
 
     def _run(self, roots: list[str], *, within: list[str] | None = None, exclude: Iterable[str] = (),
-             include_hidden: bool = False, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
+             include_hidden: bool = False, default_excludes: bool = True, max_document_chars: int | None = None,
+             progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
              workers: int | None = None, wait: float | None = None, on_wait: Callable[[], None] | None = None,
              observe: Observer | None = None, ocr: tuple[bool, str | None] = (False, "OCR is off"),
              engine: Any = None) -> IndexReport:
@@ -405,6 +413,7 @@ class Index:
         from .ingest import Encoders, Run, run_index
 
         reads_words, ocr_off = ocr
+        max_chars = _max_document_chars(max_document_chars)
         lock = self._write_lock()
         try:
             lock.acquire(timeout=0)
@@ -428,14 +437,16 @@ class Index:
             vectors.begin_writing()
             encoders = Encoders(self.image_encoder, self.text_encoder,
                                 self.text_reader if reads_words else None, ocr_off)
-            run = Run(self.catalog, vectors, encoders, self.bundle.image_spec, workers=workers)
+            run = Run(self.catalog, vectors, encoders, self.bundle.image_spec, workers=workers,
+                      max_document_chars=max_chars)
             if progress is not None:
                 run.progress = progress
             if cancel is not None:
                 run.cancelled = cancel
             if observe is not None:
                 run.observe = observe
-            report = run_index(run, roots, exclude=exclude, include_hidden=include_hidden, engine=engine, within=within)
+            report = run_index(run, roots, exclude=exclude, include_hidden=include_hidden,
+                               default_excludes=default_excludes, engine=engine, within=within)
             if not report.cancelled:
                 self.catalog.compact()  # past its threshold only: the room of what this run removed
                 self._calibrate()
@@ -459,7 +470,7 @@ class Index:
 
     def watch(self, paths: Iterable[str | os.PathLike[str]] | None = None, *,
               on_event: Callable[[WatchEvent], None] | None = None, settle: float | None = None,
-              exclude: Iterable[str] = (), include_hidden: bool = False) -> Watch:
+              exclude: Iterable[str] = (), include_hidden: bool = False, default_excludes: bool = True) -> Watch:
         """Keep this index current while files change under `paths` (default: its roots): a normal run
         first, then every change indexed once it has been quiet for `settle` seconds (default
         watch.SETTLE_S). Returns the running Watch: `stop()` it. `on_event(WatchEvent)` is called on the
@@ -472,7 +483,7 @@ class Index:
         if not roots:
             raise InvalidArgument(f"{self.path}: no folders to watch; give some (they are indexed first)")
         return Watch(self, roots, on_event=on_event, settle=SETTLE_S if settle is None else settle,
-                     exclude=exclude, include_hidden=include_hidden).start()
+                     exclude=exclude, include_hidden=include_hidden, default_excludes=default_excludes).start()
 
     def forget(self, path: str | os.PathLike[str]) -> int:
         """Drop an indexed root (or every root under path) and all it holds; returns files dropped."""
@@ -753,6 +764,8 @@ class Index:
             "schema_version": self.catalog.schema_version(),
             "roots": [p for _, p in self.catalog.roots()],
             "counts": self.catalog.counts(),
+            # files of types mmsearch does not read, by suffix, as the last whole walk of each root found them
+            "not_read": self.catalog.not_read(),
             "size_bytes": size,
             "last_run": self.catalog.last_run(),
             "runs": self.catalog.runs(10),  # the last ten, newest first
@@ -761,6 +774,18 @@ class Index:
             # Whose the index is and what in it other accounts may read (the text of every document).
             "access": private.inspect(self.path, is_index_entry).to_dict(),
         }
+
+
+def _max_document_chars(given: int | None) -> int | None:
+    """The cap on a document's characters for a run: the one given, else the setting's (0: none)."""
+    if given is None:
+        try:
+            return settings.max_document_chars()
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+        raise InvalidArgument(f"max_document_chars must be a whole number of 0 or more (got {given!r}; 0: no limit)")
+    return given or None
 
 
 def _background(fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -353,6 +353,10 @@ MIGRATIONS: dict[int, list[Any]] = {
         # Words first, vectors after: a document's chunks are written (and searchable by their words) as
         # soon as its text is read; those whose vectors are still to be computed are listed here.
         "CREATE TABLE vectors_pending (item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE)",
+        # Files of types mmsearch does not read, by suffix, as the last complete walk of each root counted
+        # them (`mmsearch status`: "not read: 120 .key, 3 .pages").
+        "CREATE TABLE not_read (root_id INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,"
+        " suffix TEXT NOT NULL, files INTEGER NOT NULL, PRIMARY KEY (root_id, suffix))",
     ],
 }
 
@@ -627,6 +631,18 @@ class Catalog:
             c.execute("DELETE FROM roots WHERE id = ?", (root_id,))
             self._bump(c)
         return ids, files
+
+    def set_not_read(self, root_id: int, counts: dict[str, int]) -> None:
+        """What a complete walk of a root counted of the files it does not read (replacing the last)."""
+        with self.write() as c:
+            c.execute("DELETE FROM not_read WHERE root_id = ?", (root_id,))
+            c.executemany("INSERT INTO not_read(root_id, suffix, files) VALUES (?, ?, ?)",
+                          [(root_id, suffix, n) for suffix, n in counts.items()])
+
+    def not_read(self) -> dict[str, int]:
+        """The files of types not read, by suffix, over every root; most first."""
+        rows = self.conn.execute("SELECT suffix, sum(files) AS n FROM not_read GROUP BY suffix ORDER BY n DESC, suffix")
+        return {suffix: n for suffix, n in rows}
 
     # -- files -------------------------------------------------------------------------------
 

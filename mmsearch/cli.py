@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -69,7 +70,11 @@ def index(
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",
     variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8 [default: fp16 on CUDA, int8 on CPU].")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
+    hidden: Annotated[bool, typer.Option("--hidden", "--include-hidden",
+                                         help="Also index hidden files and folders.")] = False,
+    no_default_excludes: Annotated[bool, typer.Option(
+        "--no-default-excludes", help="Also index folders skipped by default: node_modules, __pycache__, "
+                                      "virtualenvs, .git, tools' caches (a folder holding CACHEDIR.TAG).")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core].")] = None,
     engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray: decode and encode on a Ray "
                                                          "cluster (pip install 'mmsearch[distributed]').")] = "local",
@@ -136,7 +141,8 @@ def index(
             idx_path.append(str(idx.path))
             with _progress(disabled=as_json) as progress:
                 report = idx.index(
-                    paths, exclude=exclude or (), include_hidden=hidden, progress=progress,
+                    paths, exclude=exclude or (), include_hidden=hidden, default_excludes=not no_default_excludes,
+                    progress=progress,
                     cancel=stop.is_set, workers=workers, wait=0 if no_wait else None,
                     on_wait=lambda: typer.echo(f"Waiting for another `mmsearch index` on {idx.path} to finish...", err=True),
                     observe=_step_observer(trace_steps, hold_steps), ocr=False if no_ocr else None,
@@ -191,6 +197,7 @@ def _progress(disabled: bool):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
 
         from rich.console import Console
+        from rich.markup import escape
 
         cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]:>7} files/s"), TimeRemainingColumn()]
@@ -210,8 +217,11 @@ def _progress(disabled: bool):
                     p.update(later[ev.phase], completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
                 else:
                     speed = p.tasks[0].speed
-                    p.update(task, description="Indexing" if ev.phase == "encoding" else "Saving",
-                             completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
+                    what = "Indexing" if ev.phase == "encoding" else "Saving"
+                    if ev.characters is not None and ev.path:  # inside a long document (a name is no markup)
+                        what += f" {escape(printable(os.path.basename(ev.path)))}: {ev.characters / 1e6:.1f}M characters"
+                    p.update(task, description=what, completed=ev.done, total=ev.total,
+                             rate=f"{speed:.1f}" if speed else "")
 
             yield update
 
@@ -236,6 +246,13 @@ def _print_report(report) -> None:
                    + (f" ({report.ocr_device})" if report.ocr_device else ""))
     for note in report.partial:
         typer.echo(f"  partly indexed {printable(note['path'])}: {printable(note['reason'])}")
+    if report.not_read:
+        typer.echo(f"not read: {_not_read(report.not_read)}")
+
+
+def _not_read(counts: dict[str, int]) -> str:
+    """"120 .key, 3 .pages": the files of types mmsearch does not read, most first."""
+    return ", ".join(f"{n} {printable(suffix)}" for suffix, n in counts.items())
 
 
 def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
@@ -306,6 +323,8 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo("  " + info["newer_default"]["note"].replace("\n", "\n  "))
     typer.echo("roots:   " + (", ".join(printable(r) for r in info["roots"]) or "none"))
     typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks), {c['errors']} in error")
+    if info["not_read"]:
+        typer.echo(f"not read: {_not_read(info['not_read'])}")
     from . import ocr
 
     left = f"; {c['words_to_read']} files still to read" if c["words_to_read"] else ""
@@ -375,7 +394,11 @@ def watch(
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model, for a new index [default: as `index`].")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
+    hidden: Annotated[bool, typer.Option("--hidden", "--include-hidden",
+                                         help="Also index hidden files and folders.")] = False,
+    no_default_excludes: Annotated[bool, typer.Option(
+        "--no-default-excludes", help="Also index folders skipped by default: node_modules, __pycache__, "
+                                      "virtualenvs, .git, tools' caches (a folder holding CACHEDIR.TAG).")] = False,
     settle: Annotated[float, typer.Option("--settle", help="Seconds a changed file must stay unchanged before it is "
                                                            "indexed (a copy or a save in progress).")] = 2.0,
     as_json: JsonOpt = False,
@@ -415,7 +438,7 @@ def watch(
             model = cli_models.ensure_default_model(index_dir, yes=True, quiet=as_json)
         with Index(index_dir, model=model) as idx:
             running = idx.watch(paths or None, on_event=say, settle=settle, exclude=exclude or (),
-                                include_hidden=hidden)
+                                include_hidden=hidden, default_excludes=not no_default_excludes)
             if not as_json:
                 typer.echo(f"Watching {', '.join(printable(str(r)) for r in running.roots)} for {printable(str(idx.path))} "
                            "(Ctrl-C to stop)", err=True)

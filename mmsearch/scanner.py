@@ -6,9 +6,11 @@ import fnmatch
 import hashlib
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from . import ignore
 from .catalog import FileRow
 from .media import kind_of
 
@@ -44,11 +46,16 @@ class Plan:
 # A folder holding this file is an mmsearch index (catalog.py's CATALOG_FILE) and is never indexed.
 INDEX_MARK = "catalog.db"
 
-def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False,
-         problems: list[ScanProblem] | None = None, base: str | None = None) -> Iterator[FoundFile]:
+def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False, default_excludes: bool = True,
+         problems: list[ScanProblem] | None = None, base: str | None = None,
+         not_read: Counter[str] | None = None) -> Iterator[FoundFile]:
     """Every indexable file under root, depth first; follows symlinks once (loops are cut). A root
     that is a file is itself the one file found (hidden or excluded names do not apply to it).
-    `base`: the indexed root that `root` lies in, which --exclude patterns are relative to."""
+    Left out: hidden names (unless include_hidden), --exclude globs, the default excludes (ignore.py:
+    node_modules, virtualenvs, caches...; unless default_excludes is False) and what .mmsearchignore
+    files say. `base`: the indexed root that `root` lies in, which --exclude patterns and the
+    .mmsearchignore files above `root` are relative to. `not_read`: counts the files of types mmsearch
+    does not read, by suffix (suffix_of)."""
     excluded = _excluder(base or root, exclude)
     seen_dirs: set[tuple[int, int]] = set()
     problems = problems if problems is not None else []
@@ -56,9 +63,13 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
         yield from _single_file(root, problems)
         return
 
-    stack = [root]
+    said: list[tuple[str, str]] = []
+    top = ignore.ignores_above(base, root, said) if base and base != root else ignore.Ignores()
+    stack = [(root, top)]
     while stack:
-        folder = stack.pop()
+        problems += (ScanProblem(p, r) for p, r in said)
+        said.clear()
+        folder, ignores = stack.pop()
         try:
             st = os.stat(folder)
         except OSError as e:
@@ -74,8 +85,13 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
         except OSError as e:  # vanished or unreadable folder: say so, keep going
             problems.append(ScanProblem(folder, f"cannot list folder ({e.strerror or e})"))
             continue
-        if folder != root and any(e.name == INDEX_MARK for e in entries):
+        names = {e.name for e in entries}
+        if folder != root and INDEX_MARK in names:
             continue  # an mmsearch index kept among the photos: its thumbnails are not photos
+        if default_excludes and folder != root and ignore.marked_folder(folder, names):
+            continue  # a virtualenv, a tagged cache
+        if ignore.IGNORE_FILE in names:
+            ignores = ignores.entering(folder, said)
         subdirs = []
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):
@@ -84,13 +100,19 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:
                 is_dir = False
+            if is_dir and default_excludes and ignore.default_excluded_name(entry.name):
+                continue
             if excluded is not None and excluded(entry.path, entry.name, is_dir):
                 continue
+            if ignores.specs and ignores.ignored(entry.path, is_dir):
+                continue
             if is_dir:
-                subdirs.append(entry.path)
+                subdirs.append((entry.path, ignores))
                 continue
             kind = kind_of(entry.name, entry.path)  # (a file with no suffix: by its first bytes)
             if kind is None:
+                if not_read is not None and _is_file(entry):
+                    not_read[suffix_of(entry.name)] += 1
                 continue
             try:
                 st = entry.stat(follow_symlinks=True)
@@ -102,35 +124,49 @@ def walk(root: str, *, exclude: Iterable[str] = (), include_hidden: bool = False
                 continue
             yield FoundFile(os.path.abspath(entry.path), st.st_size, st.st_mtime_ns, kind, change_time(st))
         stack.extend(reversed(subdirs))
+    problems += (ScanProblem(p, r) for p, r in said)
+
+
+NO_SUFFIX = "(no suffix)"
+
+
+def suffix_of(name: str) -> str:
+    """How a file of a type mmsearch does not read is counted: its suffix in lower case (".key")."""
+    return os.path.splitext(name)[1].lower() or NO_SUFFIX
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file(follow_symlinks=True)
+    except OSError:
+        return False
 
 
 def walk_within(root: str, paths: Iterable[str], *, exclude: Iterable[str] = (), include_hidden: bool = False,
-                problems: list[ScanProblem] | None = None) -> Iterator[FoundFile]:
+                default_excludes: bool = True, problems: list[ScanProblem] | None = None,
+                not_read: Counter[str] | None = None) -> Iterator[FoundFile]:
     """The files of an indexed root that lie in `paths` (files or folders inside it; gone ones give
-    nothing), judged as a walk of the whole root would judge them: hidden and excluded names anywhere
-    between the root and the file leave it out. For updating what changed, not the whole root."""
+    nothing), judged as a walk of the whole root would judge them: hidden, excluded and ignored names
+    anywhere between the root and the file leave it out. For updating what changed, not the whole root."""
     excluded = _excluder(root, exclude)
     top = root.rstrip(os.sep) + os.sep
     given = {os.path.abspath(p) for p in paths}
     if os.path.abspath(root) in given:
-        yield from walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems)
+        yield from walk(root, exclude=exclude, include_hidden=include_hidden, default_excludes=default_excludes,
+                        problems=problems, not_read=not_read)
         return
     wanted = sorted(p for p in given if p.startswith(top))
     kept: list[str] = []
     for p in wanted:  # a path inside another one given is walked with it
         if not any(p.startswith(k.rstrip(os.sep) + os.sep) for k in kept):
             kept.append(p)
+    said: list[tuple[str, str]] = []
     for p in kept:
-        parts = os.path.relpath(p, root).split(os.sep)
-        if not include_hidden and any(part.startswith(".") for part in parts):
-            continue
-        if excluded is not None and any(
-            excluded(os.path.join(root, *parts[: i + 1]), parts[i], i < len(parts) - 1 or os.path.isdir(p))
-            for i in range(len(parts))
-        ):
+        if _left_out(root, p, excluded, include_hidden, default_excludes, said):
             continue
         if os.path.isdir(p):
-            yield from walk(p, exclude=exclude, include_hidden=include_hidden, problems=problems, base=root)
+            yield from walk(p, exclude=exclude, include_hidden=include_hidden, default_excludes=default_excludes,
+                            problems=problems, base=root, not_read=not_read)
         elif (kind := kind_of(p, p)) is not None:
             try:
                 st = os.stat(p)
@@ -138,6 +174,36 @@ def walk_within(root: str, paths: Iterable[str], *, exclude: Iterable[str] = (),
                 continue  # gone again, or a broken link: the next change brings it
             if stat.S_ISREG(st.st_mode):
                 yield FoundFile(p, st.st_size, st.st_mtime_ns, kind)
+        elif not_read is not None and os.path.isfile(p):
+            not_read[suffix_of(p)] += 1
+    if problems is not None:
+        problems += (ScanProblem(p, r) for p, r in said)
+
+
+def _left_out(root: str, path: str, excluded: Callable[[str, str, bool], bool] | None, include_hidden: bool,
+              default_excludes: bool, said: list[tuple[str, str]]) -> bool:
+    """Whether a walk of the root would leave `path` out, judging each folder between them on the way."""
+    parts = os.path.relpath(path, root).split(os.sep)
+    ignores = ignore.Ignores()
+    for i, name in enumerate(parts):
+        here = os.path.join(root, *parts[:i])
+        if i and (os.path.isfile(os.path.join(here, INDEX_MARK))
+                  or default_excludes and ignore.marked_folder(here)):
+            return True
+        if os.path.isfile(os.path.join(here, ignore.IGNORE_FILE)):
+            ignores = ignores.entering(here, said)
+        at = os.path.join(here, name)
+        is_dir = i < len(parts) - 1 or os.path.isdir(at)
+        if not include_hidden and name.startswith("."):
+            return True
+        if is_dir and default_excludes and ignore.default_excluded_name(name):
+            return True
+        if excluded is not None and excluded(at, name, is_dir):
+            return True
+        if ignores.specs and ignores.ignored(at, is_dir):
+            return True
+    return os.path.isdir(path) and (os.path.isfile(os.path.join(path, INDEX_MARK))
+                                    or default_excludes and ignore.marked_folder(path))
 
 
 def _excluder(root: str, exclude: Iterable[str]) -> Callable[[str, str, bool], bool] | None:

@@ -5,6 +5,8 @@
     MMSEARCH_THREADS       onnxruntime threads per session (default: the cores this process may use)
     MMSEARCH_NO_ORT_CACHE  set: do not cache onnxruntime's optimised graphs under MMSEARCH_HOME/cache
     MMSEARCH_ORT_SPIN      1 or 0: force onnxruntime's thread spinning on or off (a benchmark knob)
+    MMSEARCH_MAX_DOCUMENT_CHARS  characters of a document's text indexed at most (default 4000000, a
+                           book of 1,500 pages; 0: no limit); past it, the report's `partial` says so
     RAY_ADDRESS            the Ray cluster an `--engine ray` run joins when it names none (Ray's own variable)
     LC_ALL, LC_MESSAGES, LANG  the user's language, the first set in that order (POSIX's precedence):
                            which default model a first run pulls (zh_CN.UTF-8 -> "zh"; C or POSIX: none)
@@ -46,6 +48,22 @@ def current() -> Settings:
         language=language_code(env[name]) if name else None,
         locale=f"{name}={env[name]}" if name else None,
     )
+
+
+# The default of MMSEARCH_MAX_DOCUMENT_CHARS (ingest/documents.py says why there is one).
+DEFAULT_MAX_DOCUMENT_CHARS = 4_000_000
+
+
+def max_document_chars() -> int | None:
+    """MMSEARCH_MAX_DOCUMENT_CHARS: a document's characters indexed at most; None: no limit (0). Raises
+    ValueError naming the variable where it is not a whole number of 0 or more."""
+    value = os.environ.get("MMSEARCH_MAX_DOCUMENT_CHARS", "").strip().replace("_", "")
+    if not value:
+        return DEFAULT_MAX_DOCUMENT_CHARS
+    if not value.isdigit():
+        raise ValueError(f"MMSEARCH_MAX_DOCUMENT_CHARS={value!r}: must be a whole number of characters "
+                         "(0: no limit)")
+    return int(value) or None
 
 
 def language_code(value: str) -> str | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import private
+from .ignore import IGNORE_FILE
 from .errors import MmsearchError
 
 if TYPE_CHECKING:
@@ -37,10 +38,10 @@ class Index(Protocol):
 
     path: Path
 
-    def index(self, paths_: Iterable[str], *, exclude: Iterable[str], include_hidden: bool,
+    def index(self, paths_: Iterable[str], *, exclude: Iterable[str], include_hidden: bool, default_excludes: bool,
               cancel: Callable[[], bool] | None, wait: float | None) -> IndexReport: ...
 
-    def update(self, paths_: Iterable[str], *, exclude: Iterable[str], include_hidden: bool,
+    def update(self, paths_: Iterable[str], *, exclude: Iterable[str], include_hidden: bool, default_excludes: bool,
                cancel: Callable[[], bool] | None) -> IndexReport: ...
 
 log = logging.getLogger("mmsearch")
@@ -74,12 +75,13 @@ class Watch:
 
     def __init__(self, index: Index, roots: Iterable[str], *, on_event: Callable[[WatchEvent], None] | None = None,
                  settle: float = SETTLE_S, exclude: Iterable[str] = (), include_hidden: bool = False,
-                 reconcile: bool = True):
+                 default_excludes: bool = True, reconcile: bool = True):
         self.index = index
         self.roots = [os.path.abspath(r) for r in roots]
         self.settle = settle
         self.exclude = tuple(exclude)
         self.include_hidden = include_hidden
+        self.default_excludes = default_excludes
         self._on_event = on_event or (lambda _e: None)
         self._reconcile = reconcile  # the first run: the whole roots
         self._pending: dict[str, float] = {}  # path -> when it first changed since its last run
@@ -236,16 +238,18 @@ class Watch:
     def _run_whole(self, kind: str) -> None:
         try:
             report = self.index.index(self.roots, exclude=self.exclude, include_hidden=self.include_hidden,
-                                      cancel=self._stop.is_set, wait=None)
+                                      default_excludes=self.default_excludes, cancel=self._stop.is_set, wait=None)
             self.runs += 1
             self._emit(WatchEvent(kind, report=report))
         except MmsearchError as e:
             self._emit(WatchEvent("error", error=str(e)))
 
     def _run_paths(self, paths: list[str]) -> None:
+        # A changed .mmsearchignore changes what its folder holds to the index: the folder is judged again.
+        paths = sorted({os.path.dirname(p) if os.path.basename(p) == IGNORE_FILE else p for p in paths})
         try:
             report = self.index.update(paths, exclude=self.exclude, include_hidden=self.include_hidden,
-                                       cancel=self._stop.is_set)
+                                       default_excludes=self.default_excludes, cancel=self._stop.is_set)
             self.runs += 1
             self._emit(WatchEvent("indexed", report=report, paths=len(paths)))
         except MmsearchError as e:

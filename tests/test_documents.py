@@ -425,9 +425,8 @@ def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Pa
                                                                     capsys: pytest.CaptureFixture[str]):
     from mmsearch import Index
     from mmsearch.ingest import commit as ingest_commit
-    from mmsearch.ingest import documents as ingest_documents
 
-    monkeypatch.setattr(ingest_documents, "MAX_DOCUMENT_CHARS", 30_000)
+    monkeypatch.setenv("MMSEARCH_MAX_DOCUMENT_CHARS", "30000")
     monkeypatch.setattr(ingest_commit, "KEEP_VECTORS", 50)  # past it, the graph reads the vectors back
     docs = tmp_path / "docs"
     docs.mkdir()

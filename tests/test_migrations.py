@@ -44,6 +44,7 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip
         assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "8"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+        assert idx.status()["not_read"] == {}  # the table of files not read, empty until a walk counts them
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'files_status'").fetchone()
         plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT path FROM files WHERE status = 'error'"))
         assert "files_status" in plan

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..catalog import Catalog
+from ..settings import DEFAULT_MAX_DOCUMENT_CHARS
 from ..vectors import VectorStore
 from .records import Batch, Task
 from .report import IndexReport, Observer, Progress, ProgressFn
@@ -78,6 +79,9 @@ class Run:
     workers: int | None = None  # decode and extract threads (None: the engine's choice)
     batch_size: int | None = None  # images per encoder batch (None: the engine's choice)
     report: IndexReport = field(default_factory=IndexReport)
+    # Characters of a document's text indexed at most (None: all of it); past it, the report's `partial`
+    # says how far it was indexed.
+    max_document_chars: int | None = DEFAULT_MAX_DOCUMENT_CHARS
     # Pictures the images step glanced at and found worth reading in full: the words step reads them
     # without glancing again.
     worth_reading: set[str] = field(default_factory=set)
@@ -100,6 +104,10 @@ class Run:
         """`n` more done of a phase counted in something other than files (chunks)."""
         self._done += n
         self.progress(Progress(self._phase, self._done, self._total))
+
+    def within(self, path: str, characters: int) -> None:
+        """How far into the long document in hand the step is (the file count stays)."""
+        self.progress(Progress(self._phase, self._done, self._total, path, characters))
 
     def say(self, phase: str) -> None:
         """A phase without files of its own (saving), at the count the last one reached."""

@@ -43,7 +43,9 @@ log = logging.getLogger("mmsearch")
 SHARDS_DIR = "shards"  # in the index folder, unless the run names a folder every node can write
 LEDGER = "committed.txt"  # shards committed and not yet deleted
 OWNER = "index.json"  # which index a shard folder serves
-MAX_TEXT_BYTES = 4 * 4_000_000  # a document's text at most (documents.MAX_DOCUMENT_CHARS), as UTF-32 at worst
+# A document's text at the default cap (settings.DEFAULT_MAX_DOCUMENT_CHARS), as UTF-32 at worst: the memory
+# the scheduler is told a document takes (a run with a higher cap is told the same, so it still schedules).
+MAX_TEXT_BYTES = 4 * 4_000_000
 IMAGE_SHARD_FILES = 256  # photos per shard: at 224 px, ~150 MB of pixels in flight per batch
 DOCUMENT_SHARD_FILES = 16  # documents per shard: a document can be thousands of chunks
 
@@ -212,7 +214,8 @@ class RayEngine:
         else:
             ds = ds.map_batches(ray_tasks.prepare_documents, fn_kwargs={"bundle_path": bundle,
                                                                         "manifest_sha256": manifest,
-                                                                        "lookup": lookup},
+                                                                        "lookup": lookup,
+                                                                        "max_chars": run.max_document_chars},
                                 batch_size=per_shard, batch_format="numpy", num_cpus=shape.decode_cpus,
                                 memory=per_shard * 2 * MAX_TEXT_BYTES)
             encoder = ray_tasks.EncodeDocuments

@@ -20,25 +20,28 @@ import numpy as np
 from ..chunking import Chunk, iter_chunks
 from ..filenames import display_path
 from ..scanner import hash_file
+from ..settings import DEFAULT_MAX_DOCUMENT_CHARS
 from ..textfiles import DocumentError, Page, has_text_layer, iter_pages
 from ..tokens import chunk_tokenizer, content_tokens
 from .context import Run, Work
 from .records import DOCUMENT_BATCH, Batch, Cancelled, ItemsFailed, Record, Task, Vectors
 from .workers import ordered_map
 
-# Text indexed per document, in characters: a book of 1,500 pages; past it, the file is indexed that
-# far and the run's report (`partial`) and the file's row say so. Memory does not need the bound (a
-# document streams); time and the vector index do: a 50 MB log file would be ~180,000 chunks, ten
-# minutes of a ViT-B/32 text tower on two cores, and its vectors would crowd every query's candidates.
-MAX_DOCUMENT_CHARS = 4_000_000
+# Text indexed per document by default, in characters: a book of 1,500 pages (MMSEARCH_MAX_DOCUMENT_CHARS
+# or Index.index(max_document_chars=) change it). Past it, the file is indexed that far and the run's
+# report (`partial`) and the file's row say so. Memory does not need the bound (a document streams); time
+# and the vector index do: a 50 MB log file would be ~180,000 chunks, ten minutes of a ViT-B/32 text tower
+# on two cores, and its vectors would crowd every query's candidates.
+MAX_DOCUMENT_CHARS = DEFAULT_MAX_DOCUMENT_CHARS
+BIG_DOCUMENT_CHARS = 1_000_000  # past this, a document's progress is told as its chunks are written
 READ_AHEAD = 256  # chunks an extracting thread cuts ahead; the rest are cut as the document is written
 WRITE_BATCH = 1024  # chunks written at a time (a document's transaction holds them all)
 
 
 class _Capped:
-    """A document's pages up to MAX_DOCUMENT_CHARS characters; `cut` tells whether text was left out."""
+    """A document's pages up to `limit` characters (None: all); `cut` tells whether text was left out."""
 
-    def __init__(self, pages: Iterable[Page], limit: int):
+    def __init__(self, pages: Iterable[Page], limit: int | None):
         self.pages, self.limit = pages, limit
         self.total, self.cut = 0, False
         self.last_page: int | None = None
@@ -48,6 +51,11 @@ class _Capped:
         for page in self.pages:
             if page.drawn and page.number is not None and not has_text_layer(page.text):
                 self.scanned.append(page.number)
+            if self.limit is None:
+                self.total += len(page.text)
+                self.last_page = page.number
+                yield page
+                continue
             room = self.limit - self.total
             if room <= 0:
                 self.cut = True
@@ -65,7 +73,7 @@ class _Capped:
         where = (f"pages 1 to {self.last_page}" if self.last_page is not None
                  else f"about the first {min(99, max(1, round(100 * self.total / max(size, 1))))}% of the file")
         return (f"only the first {self.total:,} characters of its text are indexed ({where}); mmsearch indexes at "
-                f"most {self.limit:,} characters of a document")
+                f"most {self.limit or 0:,} characters of a document (MMSEARCH_MAX_DOCUMENT_CHARS)")
 
 
 @dataclass
@@ -78,8 +86,10 @@ class Extracted:
     capped: _Capped | None = None
 
 
-def extract_one(task: Task, tokenizer: Any, max_tokens: int, digest: str | None = None) -> Extracted:
-    """`digest`: the file's content hash where the caller has it already (else it is hashed here)."""
+def extract_one(task: Task, tokenizer: Any, max_tokens: int, digest: str | None = None,
+                limit: int | None = MAX_DOCUMENT_CHARS) -> Extracted:
+    """`digest`: the file's content hash where the caller has it already (else it is hashed here);
+    `limit`: the characters of its text indexed at most (None: all)."""
     out = Extracted(Record.of(task))
     r = out.record
     try:
@@ -89,7 +99,7 @@ def extract_one(task: Task, tokenizer: Any, max_tokens: int, digest: str | None 
         if r.unchanged_content:
             r.status = "touched"
             return out
-        out.capped = _Capped(iter_pages(Path(r.path), max_chars=MAX_DOCUMENT_CHARS), MAX_DOCUMENT_CHARS)
+        out.capped = _Capped(iter_pages(Path(r.path), max_chars=limit), limit)
         chunks = iter_chunks(out.capped, tokenizer, max_tokens=max_tokens, overlap_tokens=max_tokens // 5)
         out.head = list(itertools.islice(chunks, READ_AHEAD))
         out.rest = chunks if len(out.head) == READ_AHEAD else None
@@ -131,7 +141,7 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
     workers = run.workers or max(1, min(8, os.cpu_count() or 1))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-extract")
     try:
-        fn = lambda t: extract_one(t, tokenizer, max_tokens)  # noqa: E731
+        fn = lambda t: extract_one(t, tokenizer, max_tokens, limit=run.max_document_chars)  # noqa: E731
         for ext in ordered_map(pool, fn, work.documents, window=workers * 2, cancelled=run.cancelled):
             yield [with_stream(run, ext)]
             run.tick(ext.record.path)
@@ -158,6 +168,8 @@ def _chunked(run: Run, ext: Extracted) -> Iterator[list[tuple[int | None, int, i
             if run.cancelled():
                 raise Cancelled
             yield [(c.page, c.start, c.end, c.text) for c in batch]
+            if ext.capped is not None and ext.capped.total >= BIG_DOCUMENT_CHARS:
+                run.within(ext.record.path, ext.capped.total)
     except (DocumentError, OSError, MemoryError) as e:  # a page or segment further on
         raise ItemsFailed(reason(e, ext.record.path)) from None
     capped = ext.capped

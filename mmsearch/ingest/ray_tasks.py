@@ -106,9 +106,10 @@ def prepare_images(batch: Batch, spec: Any, lookup: Any = None) -> Batch:
             "pixels": pixels} if n else batch
 
 
-def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, lookup: Any = None) -> Batch:
-    """Hash, extract and chunk each document (a CPU task), as a local run cuts it; a copy of indexed
-    content is not extracted (see prepare_images)."""
+def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, lookup: Any = None,
+                      max_chars: int | None = 4_000_000) -> Batch:
+    """Hash, extract and chunk each document (a CPU task), as a local run cuts it, to `max_chars` characters
+    at most (None: all); a copy of indexed content is not extracted (see prepare_images)."""
     from ..textfiles import DocumentError
     from ..tokens import chunk_tokenizer, content_tokens
     from .documents import Extracted, extract_one, reason
@@ -128,7 +129,7 @@ def prepare_documents(batch: Batch, bundle_path: str, manifest_sha256: str, look
             for k in ("error", "note", "chunks", "scanned"):
                 out[k].append("")
             continue
-        ext: Extracted = extract_one(_task(batch, i, "document"), tokenizer, max_tokens, digests[i])
+        ext: Extracted = extract_one(_task(batch, i, "document"), tokenizer, max_tokens, digests[i], max_chars)
         r = ext.record
         chunks = []
         if r.status == "indexed":

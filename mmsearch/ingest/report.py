@@ -20,6 +20,9 @@ class IndexReport:
     unchanged: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     partial: list[dict[str, str]] = field(default_factory=list)  # documents indexed only in part, and why
+    # Files of types mmsearch does not read, by suffix (".key": 120, "(no suffix)": 3), as the scan found
+    # them; left out, never silently: `mmsearch status` keeps the last complete walk's counts.
+    not_read: dict[str, int] = field(default_factory=dict)
     encoded_items: int = 0
     # OCR: pictures and scanned pages read this run, those of them that held words, the files whose
     # words are still to be read (the run was stopped, or OCR is off or not installed), its device.
@@ -55,6 +58,8 @@ class Progress:
     done: int
     total: int
     path: str | None = None
+    # Within a long document being encoded (BIG_DOCUMENT_CHARS and more): its characters indexed so far.
+    characters: int | None = None
 
 
 ProgressFn = Callable[[Progress], None]

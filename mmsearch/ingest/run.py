@@ -22,7 +22,9 @@ import errno
 import functools
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..catalog import Catalog, CatalogWriteError
@@ -119,10 +121,11 @@ def steps(engine: Engine) -> tuple[Step, ...]:
 
 
 def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), include_hidden: bool = False,
-              engine: Engine | None = None, within: list[str] | None = None) -> IndexReport:
-    """Index (or update) the roots and return what changed. `engine`: where new and changed files are
-    decoded and encoded, when not in this process (a Ray cluster: distributed.py); the scan, the plan and
-    the commits stay here either way. `within`: only these paths inside the roots (files or folders, gone
+              default_excludes: bool = True, engine: Engine | None = None,
+              within: list[str] | None = None) -> IndexReport:
+    """Index (or update) the roots and return what changed; what the scan leaves out: scanner.walk.
+    `engine`: where new and changed files are decoded and encoded, when not in this process (a Ray
+    cluster: distributed.py); the scan, the plan and the commits stay here either way. `within`: only these paths inside the roots (files or folders, gone
     ones included) are scanned and planned, for a watch's changes; each goes with the deepest root
     holding it."""
     catalog, vectors = run.catalog, run.vectors
@@ -134,7 +137,7 @@ def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), in
     try:
         for records in engine.resume(run):  # what a killed run left finished, before the plan
             commit(run, records)
-        plans = _scanned_roots(run, list(roots), list(exclude), include_hidden, within)
+        plans = _scanned_roots(run, list(roots), Walking(list(exclude), include_hidden, default_excludes), within)
         for root_id, p in plans:
             _apply_moves_and_deletes(catalog, vectors, p, root_id, report)
             report.unchanged += p.unchanged
@@ -187,11 +190,27 @@ def _do(run: Run, step: Step, work: Work) -> None:
         batches.close()
 
 
-def _scanned_roots(run: Run, roots: list[str], exclude: list[str], include_hidden: bool,
+@dataclass(frozen=True)
+class Walking:
+    """What the scan leaves out (scanner.walk)."""
+
+    exclude: list[str]
+    include_hidden: bool = False
+    default_excludes: bool = True
+
+
+# The suffixes of files not read that a report and the catalog keep, most common first; the rest are
+# summed as one (a folder of "data.0001", "data.0002"... would otherwise list every one).
+NOT_READ_KEPT = 50
+OTHER_SUFFIXES = "(other)"
+
+
+def _scanned_roots(run: Run, roots: list[str], walking: Walking,
                    within: list[str] | None) -> list[tuple[int, Plan]]:
     """Each root scanned and planned against the catalog (none where the run is cancelled meanwhile: a
     partial scan must not be planned, its unseen files would look deleted); with `within`, only those
-    paths of each root."""
+    paths of each root. The files of types not read are counted in the report, and kept in the catalog
+    for each root walked whole."""
     catalog, report = run.catalog, run.report
     plans: list[tuple[int, Plan]] = []
     scopes = _scopes(roots, within) if within is not None else None
@@ -209,24 +228,41 @@ def _scanned_roots(run: Run, roots: list[str], exclude: list[str], include_hidde
             continue
         root_id = catalog.add_root(root)
         problems: list[ScanProblem] = []
+        not_read: Counter[str] = Counter()
         run.observe("scan")
         if scopes is None:
-            found = walk(root, exclude=exclude, include_hidden=include_hidden, problems=problems)
+            found = walk(root, exclude=walking.exclude, include_hidden=walking.include_hidden,
+                         default_excludes=walking.default_excludes, problems=problems, not_read=not_read)
             rows = functools.partial(catalog.files_of_root, root_id)
         else:
             if not scopes.get(root):
                 continue
-            found = walk_within(root, scopes[root], exclude=exclude, include_hidden=include_hidden, problems=problems)
+            found = walk_within(root, scopes[root], exclude=walking.exclude, include_hidden=walking.include_hidden,
+                                default_excludes=walking.default_excludes, problems=problems, not_read=not_read)
             rows = functools.partial(catalog.files_under, scopes[root])
         scan = _scanned(found, run.progress, run.cancelled, run.observe)
         try:
             p = plan(scan, catalog.files_by_path, rows, hash_file, functools.partial(_record_ctimes, catalog))
         except _ScanCancelled:
             break
+        counts = _most_common(not_read)
+        if scopes is None and not os.path.isfile(root):
+            catalog.set_not_read(root_id, counts)  # the walk was whole: it replaces the last one's counts
+        for suffix, n in counts.items():
+            report.not_read[suffix] = report.not_read.get(suffix, 0) + n
         _keep_unreadable(p, problems)
         _record_scan_problems(run, p, root_id, problems)
         plans.append((root_id, p))
+    report.not_read = dict(sorted(report.not_read.items(), key=lambda kv: (-kv[1], kv[0])))
     return [] if run.cancelled() else plans
+
+
+def _most_common(counts: Counter[str]) -> dict[str, int]:
+    kept = dict(counts.most_common(NOT_READ_KEPT))
+    rest = sum(counts.values()) - sum(kept.values())
+    if rest:
+        kept[OTHER_SUFFIXES] = kept.get(OTHER_SUFFIXES, 0) + rest
+    return kept
 
 
 def _scopes(roots: list[str], within: list[str]) -> dict[str, list[str]]:
