@@ -438,7 +438,7 @@ class Index:
             encoders = Encoders(self.image_encoder, self.text_encoder,
                                 self.text_reader if reads_words else None, ocr_off)
             run = Run(self.catalog, vectors, encoders, self.bundle.image_spec, workers=workers,
-                      max_document_chars=max_chars)
+                      max_document_chars=max_chars, bundle=self.bundle)
             if progress is not None:
                 run.progress = progress
             if cancel is not None:

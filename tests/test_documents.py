@@ -573,3 +573,27 @@ def test_a_kill_while_vectors_are_computed_leaves_every_document_searchable_by_w
         again = idx.index([docs], ocr=False)
         assert again.unchanged == 4 and again.added == 0 and again.encoded_items == waiting
         assert idx.counts()["chunks_without_vectors"] == 0
+
+
+def test_the_words_phase_loads_no_text_tower(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Documents are searchable by their words before any model runs: the documents step cuts chunks with
+    the bundle's tokenizer alone; the text tower loads for the vectors after."""
+    from mmsearch import Index
+    from mmsearch.encoder import TextEncoder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "note.txt").write_text("the harbour master's logbook of the winter storms", encoding="utf-8")
+    made = []
+    real_init = TextEncoder.__init__
+
+    def init(self, *args, **kwargs):
+        made.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(TextEncoder, "__init__", init)
+    seen: list[str] = []
+    with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
+        report = idx.index([docs], observe=seen.append, cancel=lambda: "save" in seen, ocr=False)
+        assert report.added == 1 and report.cancelled and made == []
+        assert idx.search("winter storms", mode="keyword")[0].path == str(docs / "note.txt")

@@ -14,6 +14,7 @@ from .records import Batch, Task
 from .report import IndexReport, Observer, Progress, ProgressFn
 
 if TYPE_CHECKING:
+    from ..bundle import Bundle
     from ..encoder import ImageEncoder, TextEncoder
     from ..ocr import TextReader
     from ..preprocess import ImageSpec
@@ -87,6 +88,8 @@ class Run:
     worth_reading: set[str] = field(default_factory=set)
     read_words: bool = False  # the words step read something (the vector files are saved again)
     vectors_computed: bool = False  # the chunks step computed some (the vector files are saved again)
+    # The model's files: the documents step cuts chunks with its tokenizer alone (no tower loaded).
+    bundle: Bundle | None = None
     _phase: str = ""
     _done: int = 0
     _total: int = 0

@@ -135,9 +135,9 @@ def batches(run: Run, work: Work) -> Generator[Batch, None, None]:
     """The documents of the plan, one record each: the commit encodes its chunks as it writes them."""
     if not work.documents:
         return
-    text = run.encoders.text
-    max_tokens = content_tokens(text.bundle)
-    tokenizer = chunk_tokenizer(text.bundle)
+    bundle = run.bundle or run.encoders.text.bundle  # words first: no text tower needed to cut chunks
+    max_tokens = content_tokens(bundle)
+    tokenizer = chunk_tokenizer(bundle)
     workers = run.workers or max(1, min(8, os.cpu_count() or 1))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmsearch-extract")
     try:
