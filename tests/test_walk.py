@@ -49,7 +49,9 @@ def test_folders_that_are_not_the_users_own_are_skipped_by_default_and_indexed_w
                                                                                            toyclip: Path):
     root = tmp_path / "files"
     write(root, {**MINE, **NOT_MINE, ".notes/mine.txt": "a hidden folder of my own"})
-    mine = {p for p in MINE if p.endswith((".txt", ".md"))}
+    from mmsearch.media import kind_of
+
+    mine = {p for p in MINE if kind_of(p)}  # the files of types mmsearch reads
     with open_index(tmp_path, toyclip) as idx:
         report = idx.index([root], ocr=False)
         assert indexed(idx, root) == mine and report.added == len(mine) and not report.errors
@@ -57,7 +59,7 @@ def test_folders_that_are_not_the_users_own_are_skipped_by_default_and_indexed_w
         idx.index([root], include_hidden=True, ocr=False)
         assert indexed(idx, root) == mine | {".notes/mine.txt"}
         report = idx.index([root], include_hidden=True, default_excludes=False, ocr=False)
-        everything = {p for p in {**MINE, **NOT_MINE} if p.endswith((".txt", ".md"))} | {".notes/mine.txt"}
+        everything = {p for p in {**MINE, **NOT_MINE} if kind_of(p)} | {".notes/mine.txt"}
         assert indexed(idx, root) == everything and report.added == len(everything - mine) - 1
         # Back to the defaults: what they skip leaves the index, as a deleted file does.
         report = idx.index([root], ocr=False)
@@ -120,8 +122,9 @@ def test_a_newly_ignored_folder_leaves_the_index(tmp_path: Path, toyclip: Path):
 
 def test_files_of_types_not_read_are_counted_by_suffix(tmp_path: Path, toyclip: Path):
     root = tmp_path / "files"
-    write(root, {"a.txt": "read", "talk.key": "k", "slides/b.KEY": "k", "doc.pages": "p", "Makefile": "all:",
+    write(root, {"a.txt": "read", "talk.key": "k", "slides/b.KEY": "k", "doc.pages": "p",
                  ".hidden.key": "hidden: not walked", "node_modules/x.key": "excluded: not walked"})
+    (root / "core").write_bytes(b"\x7fELF\x02\x01\x00\x00" * 64)  # no suffix, and not text: not read
     with open_index(tmp_path, toyclip) as idx:
         report = idx.index([root], ocr=False)
         expected = {".key": 2, "(no suffix)": 1, ".pages": 1}
@@ -199,11 +202,12 @@ def test_a_watch_applies_a_changed_mmsearchignore(tmp_path: Path, toyclip: Path)
     assert not any(e.kind == "error" for e in events)
 
 
-def test_a_long_documents_progress_is_told_as_it_is_encoded(tmp_path: Path, toyclip: Path,
+def test_a_long_documents_progress_is_told_as_it_is_written(tmp_path: Path, toyclip: Path,
                                                             monkeypatch: pytest.MonkeyPatch):
     from mmsearch.ingest import documents
 
     monkeypatch.setattr(documents, "BIG_DOCUMENT_CHARS", 1000)
+    monkeypatch.setattr(documents, "WRITE_BATCH", 64)  # a document of a few batches
     root = tmp_path / "files"
     write(root, {"long.txt": " ".join(f"word{i}" for i in range(6000)), "short.txt": "short"})
     seen = []
