@@ -178,7 +178,7 @@ class Window(QMainWindow):
         self.documents.clear()
         photos = [h for h in hits if h.kind == "image"]
         documents = [h for h in hits if h.kind != "image"]
-        self.heading.setText(f"{heading}: {len(photos)} photos, {len(documents)} documents")
+        self.heading.setText(f"{heading}: {_count(len(photos), 'photo')}, {_count(len(documents), 'document')}")
         for hit in photos:
             item = QListWidgetItem(Path(hit.path).name)
             item.setData(Qt.ItemDataRole.UserRole, hit)
@@ -309,6 +309,10 @@ class Window(QMainWindow):
         super().closeEvent(event)
 
 
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--index", default=None, help="index folder [default: mmsearch's default index]")
@@ -323,4 +327,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
