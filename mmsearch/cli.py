@@ -27,6 +27,12 @@ app = typer.Typer(
 
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help=cli_query.INDEX.help)]
 JsonOpt = Annotated[bool, typer.Option("--json", help=cli_query.JSON.help)]
+# What a walk takes in, the same for `index` and `watch`.
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")]
+HiddenOpt = Annotated[bool, typer.Option("--hidden", "--include-hidden", help="Also index hidden files and folders.")]
+NoDefaultExcludesOpt = Annotated[bool, typer.Option(
+    "--no-default-excludes", help="Also index folders skipped by default: node_modules, __pycache__, virtualenvs, "
+                                  ".git, tools' caches (a folder holding CACHEDIR.TAG).")]
 
 app.add_typer(cli_models.app, name="models")
 
@@ -69,12 +75,9 @@ def index(
                            "model of a new index [default: the locale's, LC_ALL, LC_MESSAGES or LANG].")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",
     variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8 [default: fp16 on CUDA, int8 on CPU].")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", "--include-hidden",
-                                         help="Also index hidden files and folders.")] = False,
-    no_default_excludes: Annotated[bool, typer.Option(
-        "--no-default-excludes", help="Also index folders skipped by default: node_modules, __pycache__, "
-                                      "virtualenvs, .git, tools' caches (a folder holding CACHEDIR.TAG).")] = False,
+    exclude: ExcludeOpt = None,
+    hidden: HiddenOpt = False,
+    no_default_excludes: NoDefaultExcludesOpt = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core].")] = None,
     engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray: decode and encode on a Ray "
                                                          "cluster (pip install 'mmsearch[distributed]').")] = "local",
@@ -393,12 +396,9 @@ def watch(
         help="Folders to keep current [default: the index's folders]; new ones are indexed first.")] = None,
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model, for a new index [default: as `index`].")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", "--include-hidden",
-                                         help="Also index hidden files and folders.")] = False,
-    no_default_excludes: Annotated[bool, typer.Option(
-        "--no-default-excludes", help="Also index folders skipped by default: node_modules, __pycache__, "
-                                      "virtualenvs, .git, tools' caches (a folder holding CACHEDIR.TAG).")] = False,
+    exclude: ExcludeOpt = None,
+    hidden: HiddenOpt = False,
+    no_default_excludes: NoDefaultExcludesOpt = False,
     settle: Annotated[float, typer.Option("--settle", help="Seconds a changed file must stay unchanged before it is "
                                                            "indexed (a copy or a save in progress).")] = 2.0,
     as_json: JsonOpt = False,
