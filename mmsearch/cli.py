@@ -64,7 +64,8 @@ def _setup_logging() -> None:
 def index(
     paths: Annotated[list[Path], typer.Argument(
         help="Folders to index (recursively) or single files: images (jpg, png, webp, gif, bmp, tiff; heic with "
-             "pillow-heif) and documents (txt, md, pdf).")],
+             "pillow-heif) and documents (pdf, txt, md, office files, EPUB, HTML, RTF, mail, CSV/JSON, source "
+             "code).")],
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder "
                                                                  "[default: the default for your language, pulled when "
@@ -103,7 +104,8 @@ def index(
 ) -> None:
     """Index photos and documents under PATHS; a second run only does what changed.
 
-    Images (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC with pillow-heif) and documents (.txt, .md, .pdf).
+    Images (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC with pillow-heif) and documents (PDF, text, office files, EPUB,
+    HTML, RTF, mail, CSV/JSON, source code).
     Unchanged files are skipped, changed ones re-encoded, deleted ones removed, moved ones keep their
     vectors. With OCR installed (mmsearch[ocr]), the words in pictures and scanned pages are read
     afterwards, once per picture. Ctrl-C stops cleanly: what was finished is kept; run the same
