@@ -134,23 +134,15 @@ class AnnGraph:
             if k <= 0:
                 return []
             self._index.set_ef(max(self.ef_search, k))
-            seen: set[int] = set()
-            if filter is None:
-                try:
-                    labels, distances = self._index.knn_query(query, k=k, num_threads=1)
-                    return _pairs(labels[0], distances[0])
-                except RuntimeError:
-                    # Fewer than k reachable (heavy deletion): search again, noting what the walk accepts.
-                    accept = _recording(lambda _label: True, seen)
-            else:
-                accept = _recording(filter, seen)
             try:
-                labels, distances = self._index.knn_query(query, k=k, num_threads=1, filter=accept)
+                labels, distances = self._index.knn_query(query, k=k, num_threads=1, filter=filter)
                 return _pairs(labels[0], distances[0])
             except RuntimeError:
-                # hnswlib raises when fewer than k pass; by then the walk has seen every accepted label it
-                # can reach (it doesn't stop until ef are found), so score those exactly.
-                return self.exact(query[0], sorted(seen), k)
+                # hnswlib raises when its walk finds fewer than k. Fewer may pass the filter, or the walk
+                # may not reach them: many equal vectors (boilerplate chunks, copies of a photo) cut a
+                # graph into parts that no walk leaves. Rank every live label the filter accepts exactly.
+                accepted = self._live if filter is None else [i for i in self._live if filter(i)]
+                return self.exact(query[0], accepted, k)
 
     def exact(self, query: np.ndarray, labels: Iterable[int], k: int) -> Hits:
         """Exact cosine ranking of the given live labels (for filters that leave few)."""
@@ -158,7 +150,7 @@ class AnnGraph:
             wanted = [int(i) for i in labels if int(i) in self._live]
             if not wanted:
                 return []
-            vectors = np.asarray(self._index.get_items(wanted), dtype=np.float32)
+            vectors = self.vectors(wanted)
         scores = vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(wanted[i], float(scores[i])) for i in order]
@@ -257,13 +249,3 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 def _pairs(labels: np.ndarray, distances: np.ndarray) -> Hits:
     # hnswlib's 'ip' distance is 1 - <a, b>.
     return [(int(label), float(1.0 - d)) for label, d in zip(labels, distances)]
-
-
-def _recording(accept: Callable[[int], bool], seen: set[int]) -> Callable[[int], bool]:
-    def wrapped(label: int) -> bool:
-        if accept(label):
-            seen.add(label)
-            return True
-        return False
-
-    return wrapped

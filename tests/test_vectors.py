@@ -191,6 +191,19 @@ def test_filter_keeps_only_accepted_ids():
     assert hits[0][0] == [i for i in exact if i % 2 == 1][0]
 
 
+def test_many_equal_vectors_are_all_found_though_no_walk_reaches_them():
+    """Equal vectors (boilerplate chunks, copies of one photo) cut hnswlib's graph into parts a walk
+    never leaves: asked for more than the walk reaches, the search ranks every live vector exactly."""
+    groups, copies = 8, 300
+    base = unit(groups, 16, seed=5)
+    index = AnnGraph(16)
+    index.add(np.arange(groups * copies), np.repeat(base, copies, axis=0))
+    assert len(index.search(base[0], groups * copies)) == groups * copies
+    for g in range(groups):  # each group alone, as a kind or a folder filter asks
+        hits = index.search(base[0], copies, filter=lambda label, g=g: label // copies == g)
+        assert sorted(i for i, _ in hits) == list(range(g * copies, (g + 1) * copies)), g
+
+
 def test_filter_accepting_fewer_than_k_returns_what_there_is():
     x = unit(1000)
     index = AnnGraph(DIM)
