@@ -621,11 +621,15 @@ def recoll_index(corpus: Path, confdir: Path) -> dict:
     confdir.mkdir(parents=True)
     # noaspell: no spelling dictionary (mmsearch makes none); UTF-8 for text without a declared charset.
     (confdir / "recoll.conf").write_text(f"topdirs = {corpus}\nnoaspell = 1\ndefaultcharset = UTF-8\n")
-    t = time.perf_counter()
-    proc = subprocess.Popen(["recollindex", "-c", str(confdir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, rusage = os.wait4(proc.pid, 0)  # the rusage of this process and the children it waited for
-    wall = time.perf_counter() - t
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    # Its log goes to a file: recollindex can write more than a pipe holds before it exits (a warning
+    # per odd file), and a pipe read only after wait4 would then hold it forever.
+    with tempfile.TemporaryFile() as log:
+        t = time.perf_counter()
+        proc = subprocess.Popen(["recollindex", "-c", str(confdir)], stdout=subprocess.DEVNULL, stderr=log)
+        _, status, rusage = os.wait4(proc.pid, 0)  # the rusage of this process and the children it waited for
+        wall = time.perf_counter() - t
+        log.seek(0)
+        err = log.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"recollindex failed: {err[-2000:]}")
     return {"cpu_s": _cpu_of(rusage), "wall_s": wall, "bytes": _disk_bytes(confdir)}
