@@ -26,7 +26,6 @@ from .catalog import Catalog, CatalogError, ItemFile, ModelRecord
 from .errors import InvalidArgument, MmsearchError
 from .filenames import display_path, shown
 from .search import Filters, Results, SearchResult, Shard, rank
-from .vectors import VectorStore
 
 # A query imports only what it uses: the indexing pipeline (documents, Pillow, the scanner) and the
 # image side load with the first index run or image query (`python -X importtime` shows the cost).
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
     from .watch import Watch, WatchEvent
     from .ingest import IndexReport, Observer, ProgressFn
     from .ocr import TextReader
+    from .vectors import VectorStore
 
 log = logging.getLogger("mmsearch")
 
@@ -317,6 +317,8 @@ class Index:
         """The vector store: the graph, the flat file and when they are saved (vectors.py)."""
         with self._lock:
             if self._store is None:
+                from .vectors import VectorStore  # numpy and hnswlib: a keyword query loads neither
+
                 self._store = VectorStore(self.path, self.embedding_dim, self.catalog)
             return self._store
 

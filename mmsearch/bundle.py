@@ -77,7 +77,6 @@ batch dimension was made, the fusion), "pulled" ({"repo", "revision", "commit", 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -100,6 +99,8 @@ class BundleError(MmsearchError):
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib  # only where a model is loaded or checked: a keyword query reads none
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -325,4 +326,6 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     for key in ("name", "family", "embedding_dim", "image", "text", "variants"):
         if key not in manifest:
             raise BundleError(f"{manifest_path}: the manifest has no '{key}'")
+    import hashlib
+
     return Bundle(folder, manifest, hashlib.sha256(raw).hexdigest())

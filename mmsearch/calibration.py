@@ -28,9 +28,10 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np  # loaded by the measure alone: a query reads a Calibration without it
 
 META_KEY = "calibration"  # where the catalog keeps it
 Z_FLOOR = 2.5
@@ -141,6 +142,8 @@ def meaning(null: Null | None, cosine: float) -> float:
 
 
 def _null(scores: np.ndarray) -> Null | None:
+    import numpy as np
+
     scores = scores[np.isfinite(scores)]
     if len(scores) < 16:
         return None
@@ -153,6 +156,7 @@ def measure(encode_texts: Callable[[list[str]], np.ndarray], encode_images: Call
             image_spec: Any, manifest_sha256: str) -> Calibration:
     """The nulls of a model from its two towers (`image_spec`: the bundle's, for the pictures' size and
     normalisation)."""
+    import numpy as np
     from PIL import Image
 
     from .preprocess import preprocess_image
@@ -174,6 +178,7 @@ def measure(encode_texts: Callable[[list[str]], np.ndarray], encode_images: Call
 def probe_picture(seed: int, h: int, w: int) -> np.ndarray:
     """uint8 HxWx3, like no photo in particular: a coarse colour field upscaled (shading, sky, walls),
     a few soft shapes, mid-frequency texture in places and grain."""
+    import numpy as np
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(1000 + seed)

@@ -27,16 +27,19 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import arguments
 from .calibration import META_KEY, Calibration, Null, meaning
 from .catalog import Catalog, ItemRow, PassageRow, fold, fts_text
 from .errors import InvalidArgument
 from .filenames import json_fields
-from .vectors import Searcher, VectorStore
+
+if TYPE_CHECKING:
+    # numpy and the vectors load with the first query that has a vector: a keyword query needs neither.
+    import numpy as np
+
+    from .vectors import Searcher, VectorStore
 
 MODES = arguments.MODES
 TYPES = arguments.TYPES
@@ -184,7 +187,11 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
     if not (use_vectors or use_words):
         return out
     mode = "hybrid" if use_vectors and use_words else "vector" if use_vectors else "keyword"
-    q = None if query_vector is None else np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    q = None
+    if query_vector is not None:
+        import numpy as np
+
+        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
     vec_sides: list[list[_Found]] = []
     key_sides: list[list[_Found]] = []
     calibrations: list[Calibration | None] = []

@@ -3,6 +3,7 @@ modules on a query's path."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -57,3 +58,28 @@ def test_ray_and_pyarrow_load_only_with_engine_ray():
     proc = run("import sys, mmsearch.cli, mmsearch.api, mmsearch.ingest, mmsearch.multi; "
                "print([m for m in ('ray', 'pyarrow', 'pandas') if m in sys.modules])")
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_a_keyword_query_loads_no_model_nor_numpy(tmp_path, toyclip):
+    """A words-only query needs no model and no vector: the console script answers it without loading
+    numpy, hnswlib, onnxruntime, tokenizers or Pillow (each costs a cold query tens of milliseconds)."""
+    from mmsearch import Index
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "walrus.txt").write_text("The walrus keeps its tusks clean in the cold northern sea.")
+    (tmp_path / "docs" / "other.txt").write_text("A recipe for lemon cake with three eggs.")
+    with Index(tmp_path / "index", model=toyclip, device="cpu") as idx:
+        idx.index([tmp_path / "docs"])
+    code = f"""
+import json, sys
+sys.argv = ["mmsearch", "query", "--index", {str(tmp_path / "index")!r}, "--mode", "keyword", "--json", "--", "northern sea"]
+from mmsearch.__main__ import main
+main()
+heavy = ("numpy", "hnswlib", "onnxruntime", "tokenizers", "PIL", "typer")
+print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
+"""
+    proc = run(code)
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)
+    assert [h["path"] for h in hits] == [str(tmp_path / "docs" / "walrus.txt")]
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
