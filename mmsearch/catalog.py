@@ -762,6 +762,11 @@ class Catalog:
         )
         return file_id, removed
 
+    def mark_unfinished(self, conn: sqlite3.Connection, file_id: int) -> None:
+        """A file indexed only as far as a stopped run read it: its items stay searchable, and its row no
+        longer matches the file (size -1, no content hash), so the next run's plan reads it again whole."""
+        conn.execute("UPDATE files SET size = -1, content_hash = NULL WHERE id = ?", (file_id,))
+
     def set_file_note(self, conn: sqlite3.Connection, file_id: int, note: str | None) -> None:
         """A note on an indexed file (a document indexed only so far, say): kept in its error column,
         its status stays 'indexed'. None takes it away."""

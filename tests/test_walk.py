@@ -216,3 +216,38 @@ def test_a_long_documents_progress_is_told_as_it_is_written(tmp_path: Path, toyc
     within = [p.characters for p in seen if p.characters is not None]
     assert len(within) >= 3 and within == sorted(within) and within[-1] >= 40_000
     assert {os.path.basename(p.path) for p in seen if p.characters is not None} == {"long.txt"}
+
+
+def test_a_cancel_inside_a_long_document_keeps_what_was_read_and_the_next_run_reads_it_whole(
+        tmp_path: Path, toyclip: Path, monkeypatch: pytest.MonkeyPatch):
+    from mmsearch.ingest import documents
+
+    monkeypatch.setattr(documents, "BIG_DOCUMENT_CHARS", 1000)
+    monkeypatch.setattr(documents, "WRITE_BATCH", 64)  # a document of many batches
+    root = tmp_path / "files"
+    write(root, {"long.txt": " ".join(f"word{i}" for i in range(20000))})
+    within: list[int] = []
+
+    def progress(p) -> None:
+        if p.characters is not None:
+            within.append(p.characters)
+
+    with open_index(tmp_path, toyclip) as idx:
+        report = idx.index([root], ocr=False, progress=progress, cancel=lambda: len(within) >= 2)
+        assert report.cancelled and report.added == 1
+        [partial] = report.partial
+        assert partial["path"].endswith("long.txt") and "stopped while it read this file" in partial["reason"]
+        # What was read before the stop is searchable; what lies past it is not yet.
+        assert [h.path for h in idx.search("word5", mode="keyword")] == [str(root / "long.txt")]
+        assert idx.search("word19999", mode="keyword") == []
+        kept = idx.counts()["chunks"]
+        assert 0 < kept
+        again = idx.index([root], ocr=False)
+        assert not again.cancelled and again.updated == 1 and again.partial == []
+        assert [h.path for h in idx.search("word19999", mode="keyword")] == [str(root / "long.txt")]
+        whole = idx.counts()["chunks"]
+        assert whole > kept and idx.counts()["chunks_without_vectors"] == 0
+        assert idx.index([root], ocr=False).unchanged == 1  # read whole: nothing more to do
+    with Index(tmp_path / "clean", model=toyclip, device="cpu") as clean:  # as a run never stopped
+        clean.index([root], ocr=False)
+        assert clean.counts()["chunks"] == whole

@@ -32,7 +32,8 @@ def commit(run: Run, records: Batch) -> None:
     """Write the records in one transaction (the observer sees "commit" inside it, before it commits),
     then apply what it added and removed to the graph. A record whose items fail part-way (a document's
     page further on) is written as a file in error instead, the batch again from the start; a cancel
-    while items are made (records.Cancelled) leaves the index as it was."""
+    while items are made (records.Cancelled) leaves the index as it was; a document whose reading a cancel
+    stopped (Record.unfinished) is written as far as it was read."""
     while True:
         try:
             done = _write(run, records)
@@ -149,6 +150,8 @@ def _write_file(run: Run, conn: sqlite3.Connection, r: Record, row: FileRow | No
                 catalog.add_chunks(conn, file_id, chunks)
         except ItemsFailed as e:
             raise _Failed(r, str(e)) from None
+    if r.unfinished:
+        catalog.mark_unfinished(conn, file_id)
     note = r.note
     if note:
         catalog.set_file_note(conn, file_id, note)

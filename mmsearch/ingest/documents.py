@@ -24,7 +24,7 @@ from ..settings import DEFAULT_MAX_DOCUMENT_CHARS
 from ..textfiles import DocumentError, Page, has_text_layer, iter_pages
 from ..tokens import chunk_tokenizer, content_tokens
 from .context import Run, Work
-from .records import DOCUMENT_BATCH, Batch, Cancelled, ItemsFailed, Record, Task, Vectors
+from .records import DOCUMENT_BATCH, Batch, ItemsFailed, Record, Task, Vectors
 from .workers import ordered_map
 
 # Text indexed per document by default, in characters: a book of 1,500 pages (MMSEARCH_MAX_DOCUMENT_CHARS
@@ -163,11 +163,16 @@ def with_stream(run: Run, ext: Extracted) -> Record:
 
 def _chunked(run: Run, ext: Extracted) -> Iterator[list[tuple[int | None, int, int, str]]]:
     chunks = itertools.chain(ext.head, ext.rest or ())
+    last: Chunk | None = None
     try:
         while batch := list(itertools.islice(chunks, WRITE_BATCH)):
             if run.cancelled():
-                raise Cancelled
+                # Keep what was read (a big file's minutes of work): it commits, and the next run reads
+                # the file again whole.
+                ext.record.unfinished, ext.record.note = True, _stopped_note(last)
+                return
             yield [(c.page, c.start, c.end, c.text) for c in batch]
+            last = batch[-1]
             if ext.capped is not None and ext.capped.total >= BIG_DOCUMENT_CHARS:
                 run.within(ext.record.path, ext.capped.total)
     except (DocumentError, OSError, MemoryError) as e:  # a page or segment further on
@@ -175,6 +180,17 @@ def _chunked(run: Run, ext: Extracted) -> Iterator[list[tuple[int | None, int, i
     capped = ext.capped
     if capped is not None and capped.cut:
         ext.record.note = capped.note(ext.record.size)
+
+
+def _stopped_note(last: Chunk | None) -> str:
+    """The note on a document whose reading a cancel stopped after the chunk `last` (None: before any)."""
+    if last is None:
+        read = "none of its text was read"
+    elif last.page is not None:
+        read = f"its text up to page {last.page} is searchable"
+    else:
+        read = f"its first {last.end:,} characters are searchable"
+    return f"the run was stopped while it read this file: {read}; the next `mmsearch index` reads it whole"
 
 
 def vector_batches(run: Run, work: Work) -> Generator[Batch, None, None]:

@@ -51,8 +51,12 @@ class Record:
     scanned: list[int] | None = None
     # Never in a shard: what a run on this machine adds.
     # A document's chunks, cut batch by batch as the commit writes them (a long document), their vectors
-    # left to the vectors step: raises Cancelled, or ItemsFailed where the rest of the file cannot be read.
+    # left to the vectors step: raises ItemsFailed where the rest of the file cannot be read; a cancel
+    # ends it early, the document then `unfinished`.
     stream: Iterator[list[Chunk]] | None = None
+    # Its reading stopped at a cancel: what was read is kept and searchable, and the next run reads the
+    # file again whole.
+    unfinished: bool = False
     no_words: bool = False  # the OCR glance saw no words in it: its words count as read
     committed: bool = False  # set by the commit that wrote it (a stale or repeated record is left out)
 
