@@ -860,6 +860,12 @@ def cmd_against_recoll(args) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def cmd_vectors(args) -> dict:
+    from benchmarks import vectors_cost
+
+    return vectors_cost.run(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -881,6 +887,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     sub.add_parser("encodings")
+    p = sub.add_parser("vectors", help="the vectors phase's cost per chunk against overlap, a cap, precision")
+    p.add_argument("--n", type=int, default=500, help="pictures of the toy world")
+    p.add_argument("--seed", type=int, default=2024, help="the toy world's seed (one the toy CLIP never trained on)")
+    p.add_argument("--max-size", type=int, default=512, help="the toy world's pictures at most this many pixels wide")
+    p.add_argument("--overlaps", default="default,0,0.5",
+                   help="overlaps to try: default (the shipped one), a share of a chunk (0.5) or tokens (8)")
+    p.add_argument("--caps", default="none,128,32,8", help="vectors a document gets at most (none: all)")
+    p.add_argument("--cost-models", default="clip-b32,toyclip", help="bundles timed on the real corpus ('': none)")
+    p.add_argument("--sample", type=int, default=512, help="chunks the text tower is timed on")
+    p.add_argument("--check-index", action=argparse.BooleanOptionalAction, default=True,
+                   help="check the shipped configuration's recall against a real index")
     p = sub.add_parser("against-recoll", help="side by side with Recoll on the same corpus")
     p.add_argument("--model", default="toyclip", help="toyclip, vitb32, clip-b32 or a bundle folder")
     p.add_argument("--rounds", type=int, default=2, help="index runs of each, alternating")
@@ -894,7 +911,7 @@ def main(argv: list[str] | None = None) -> None:
         argv = ["against-recoll"] + [a for a in argv if a != "--against-recoll"]
     args = parser.parse_args(argv)
     result = {"recall": cmd_recall, "speed": cmd_speed, "cjk": cmd_cjk, "encodings": cmd_encodings,
-              "against-recoll": cmd_against_recoll}[args.cmd](args)
+              "against-recoll": cmd_against_recoll, "vectors": cmd_vectors}[args.cmd](args)
     if args.json:
         write_json(args.json, {"benchmark": f"documents {args.cmd}", **result})
 

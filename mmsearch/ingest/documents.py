@@ -86,6 +86,11 @@ class Extracted:
     capped: _Capped | None = None
 
 
+def chunk_overlap(max_tokens: int) -> int:
+    """Tokens consecutive chunks share: a fifth of a chunk."""
+    return max_tokens // 5
+
+
 def extract_one(task: Task, tokenizer: Any, max_tokens: int, digest: str | None = None,
                 limit: int | None = MAX_DOCUMENT_CHARS) -> Extracted:
     """`digest`: the file's content hash where the caller has it already (else it is hashed here);
@@ -100,7 +105,7 @@ def extract_one(task: Task, tokenizer: Any, max_tokens: int, digest: str | None 
             r.status = "touched"
             return out
         out.capped = _Capped(iter_pages(Path(r.path), max_chars=limit), limit)
-        chunks = iter_chunks(out.capped, tokenizer, max_tokens=max_tokens, overlap_tokens=max_tokens // 5)
+        chunks = iter_chunks(out.capped, tokenizer, max_tokens=max_tokens, overlap_tokens=chunk_overlap(max_tokens))
         out.head = list(itertools.islice(chunks, READ_AHEAD))
         out.rest = chunks if len(out.head) == READ_AHEAD else None
         if not out.head and not out.capped.scanned:
