@@ -11,9 +11,11 @@ is what a float16 copy would answer).
    documents, scored as benchmarks/quality.py scores image->text: R@k, the share of pictures with a
    right document among the first k. A document's score is its best chunk's cosine (what
    search.rank does for an image query: vector mode, one result per file); the configuration of the
-   shipped code is checked against a real `Index` over the same world (`--check-index`). "long docs
-   R@10": the pictures the three longer documents describe, found through those documents alone
-   (a cap or less overlap cuts into them first).
+   shipped code is checked against a real `Index` over the same world (`--check-index`). The world's
+   documents are short (its longest, a few dozen chunks), so four books are added (add_books: a
+   paragraph for each of 100 pictures, hundreds of chunks each). "long docs R@10" and "books R@10":
+   the pictures those documents describe, found through them alone (where a cap or less overlap cuts
+   first); R@k counts every document, caption files included.
 2. Cost on the real corpus (benchmarks/real_corpus.py) with the ViT-B/32-sized random-weight bundle and
    OpenAI CLIP's BPE (documents.clip_b32_bundle: a real CLIP's chunks at a real text tower's cost) and
    with the toy CLIP: chunks encoded for each choice, the text tower's CPU seconds per chunk (a sample
@@ -109,18 +111,38 @@ def recall_of(queries: np.ndarray, doc_vectors: list[np.ndarray], relevant: np.n
     return {f"R@{n}": round(float(hit[:, :n].any(axis=1).mean()), 4) for n in KS if n <= k}
 
 
-def relevance(world: Path, files: list[Path], rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(relevant[q, d] for every document, the same for the longer documents alone)."""
+def add_books(world: Path, rows: list[dict], books: int, per_book: int, seed: int) -> None:
+    """`books` long documents, docs/book-N.txt, each a paragraph for `per_book` random pictures (its
+    caption, as the world's own documents quote them), listed in docs.jsonl: hundreds of chunks each,
+    where a cap on a document's vectors bites (the world's own documents have a few dozen)."""
+    import json
+    import random
+
+    rng = random.Random(f"books/{seed}")
+    with open(world / "docs.jsonl", "a", encoding="utf-8") as f:
+        for b in range(books):
+            picks = rng.sample(range(len(rows)), min(per_book, len(rows)))
+            paras = [f"Picture {Path(rows[i]['path']).name} shows {rows[i]['caption']}. {rng.choice(tw._FILLER)}"
+                     for i in picks]
+            name = f"docs/book-{b + 1}.txt"
+            (world / name).write_text(f"Book {b + 1}\n\n" + "\n\n".join(paras) + "\n", encoding="utf-8")
+            f.write(json.dumps({"path": name, "describes": [rows[i]["path"] for i in picks]}, sort_keys=True) + "\n")
+
+
+def relevance(world: Path, files: list[Path], rows: list[dict]) -> dict[str, np.ndarray]:
+    """relevant[q, d] for every document ("all"), and the same for the world's three longer documents
+    alone ("long docs") and for the books alone ("books")."""
     from benchmarks.quality import Judge
 
     judge = Judge(world)
     rel = np.array([[judge.document_relevant(r, str(f)) for f in files] for r in rows])
-    long_docs = np.array([f.parent.name == "docs" for f in files])
-    return rel, rel & long_docs[None, :]
+    book = np.array([f.name.startswith("book-") for f in files])
+    long_docs = np.array([f.parent.name == "docs" for f in files]) & ~book
+    return {"all": rel, "long docs": rel & long_docs[None, :], "books": rel & book[None, :]}
 
 
 def recall_grid(world_n: int, seed: int, overlaps: list[str], caps: list[int | None], work: Path,
-                max_size: int, check_index: bool) -> dict:
+                max_size: int, check_index: bool, books: int = 4, per_book: int = 100) -> dict:
     """The toy world's image->text recall for every (overlap, cap, precision), and the check against a
     real index at the shipped configuration."""
     from mmsearch.bundle import load_bundle
@@ -132,12 +154,13 @@ def recall_grid(world_n: int, seed: int, overlaps: list[str], caps: list[int | N
 
     world = work / "world"
     rows = tw.generate(world, world_n, seed, caption_docs=True, max_size=max_size)
+    add_books(world, rows, books, per_book, seed)
     bundle = load_bundle(TOYCLIP)
     max_tokens = content_tokens(bundle)
     tokenizer = chunk_tokenizer(bundle)
     files = document_files(world)
-    rel, rel_long = relevance(world, files, rows)
-    long_queries = rel_long.any(axis=1)
+    rel = relevance(world, files, rows)
+    asked = {name: r.any(axis=1) for name, r in rel.items() if name != "all"}
     queries = image_queries(world, rows, bundle)
     text = TextEncoder(bundle, device="cpu")
     shipped = chunk_overlap(max_tokens)
@@ -155,15 +178,16 @@ def recall_grid(world_n: int, seed: int, overlaps: list[str], caps: list[int | N
             for precision, as_stored in (("float32", lambda v: v), ("float16", fp16)):
                 stored = [as_stored(v) for v in chosen]
                 row = {"overlap": ov, "cap": cap or "none", "precision": precision,
-                       "vectors": int(sum(len(v) for v in stored)),
-                       **recall_of(queries, stored, rel),
-                       "long docs R@10": recall_of(queries[long_queries], stored, rel_long[long_queries])["R@10"]}
+                       "vectors": int(sum(len(v) for v in stored)), **recall_of(queries, stored, rel["all"])}
+                for name, q in asked.items():
+                    row[f"{name} R@10"] = recall_of(queries[q], stored, rel[name][q])["R@10"]
                 out.append(row)
         say(f"overlap {ov}: {len(flat)} chunks, toyclip {1000 * cpu_s / max(len(flat), 1):.2f} ms CPU a chunk")
-    result = {"pictures": len(rows), "documents": len(files), "long_doc_queries": int(long_queries.sum()),
+    result = {"pictures": len(rows), "documents": len(files), "queries": {k: int(q.sum()) for k, q in asked.items()},
+              "longest": max(len(d) for d in per_doc),
               "max_tokens": max_tokens, "shipped_overlap": shipped, "rows": out}
     if check_index:
-        result["index_check"] = _index_check(world, rows, rel, work / "index")
+        result["index_check"] = _index_check(world, rows, rel["all"], work / "index")
     return result
 
 
@@ -319,7 +343,8 @@ def run(args) -> dict:
         r["ΔR@10"] = round(r["R@10"] - base["R@10"], 4)
     print(f"CPU: {result['cpu']}; {os.cpu_count()} cores")
     print(f"\nimage->text on the toy world ({rec['pictures']} pictures, {rec['documents']} documents, toyclip, "
-          f"{rec['max_tokens']} tokens a chunk; long docs: {rec['long_doc_queries']} pictures)")
+          f"{rec['max_tokens']} tokens a chunk, at most {rec['longest']} chunks a document; pictures asked through "
+          f"the long docs and the books alone: {rec['queries']})")
     print(_table(rec["rows"]))
     if "index_check" in rec:
         print(f"a real index at the shipped configuration: {rec['index_check']} (in-process: "
