@@ -18,7 +18,8 @@ is what a float16 copy would answer).
    first); R@k counts every document, caption files included.
 2. Cost on the real corpus (benchmarks/real_corpus.py) with the ViT-B/32-sized random-weight bundle and
    OpenAI CLIP's BPE (documents.clip_b32_bundle: a real CLIP's chunks at a real text tower's cost) and
-   with the toy CLIP: chunks encoded for each choice, the text tower's CPU seconds per chunk (a sample
+   with the toy CLIP: vectors for each choice and the texts the tower encodes for them (a text that
+   repeats is encoded once: documents.vector_batches), the text tower's CPU seconds per chunk (a sample
    of the corpus's chunks, batches of 64 as the vectors step encodes them), and bytes on disk per chunk
    from a real index of the corpus: its vectors (the catalog's `vectors` rows, the .npy records, the
    hnswlib graph) and its catalog rows (chunks, their keyword index and passages). The index's vectors
@@ -312,14 +313,16 @@ def cost_grid(models: dict[str, Path], overlaps: list[str], caps: list[int | Non
                 flat = [t for d in docs for t in d]
                 texts = [flat[i] for i in np.linspace(0, len(flat) - 1, min(sample, len(flat))).round().astype(int)]
             for cap in caps:
-                counts[(ov, cap)] = int(sum(len(evenly(len(d), cap)) for d in docs))
-        say(f"{name}: {max_tokens} tokens a chunk; chunks {counts.get((shipped, None))} at the shipped overlap "
+                chosen = [d[i] for d in docs for i in evenly(len(d), cap)]
+                counts[(ov, cap)] = (len(chosen), len(set(chosen)))  # (vectors, texts the tower encodes)
+        say(f"{name}: {max_tokens} tokens a chunk; (chunks, distinct texts) {counts.get((shipped, None))} at the shipped overlap "
             f"{shipped}; timing the tower on {len(texts)} of them")
         cost = tower_cost(bundle, texts)
         size = stored_bytes(corpus.folder, path, work / f"index-{name}")
         say(f"{name}: {cost}; {size}")
         out[name] = {"max_tokens": max_tokens, "shipped_overlap": shipped, "tower": cost, "bytes": size,
-                     "chunks": [{"overlap": ov, "cap": cap or "none", "vectors": n} for (ov, cap), n in counts.items()]}
+                     "chunks": [{"overlap": ov, "cap": cap or "none", "vectors": n, "encoded": e}
+                                for (ov, cap), (n, e) in counts.items()]}
     return out
 
 
@@ -361,7 +364,7 @@ def run(args) -> dict:
         vector = b["catalog_vectors"] + b["npy"] + b["hnsw"]
         for r in c["chunks"]:
             n, words = r["vectors"], every[r["overlap"]] * b["catalog_rows"]  # every chunk keeps its words
-            rows.append({**r, "chunks": every[r["overlap"]], "tower CPU s": round(n * t["cpu_ms"] / 1000, 1),
+            rows.append({**r, "chunks": every[r["overlap"]], "tower CPU s": round(r["encoded"] * t["cpu_ms"] / 1000, 1),
                          "MB (fp32)": round((words + n * vector) / 1e6, 1),
                          "MB (fp16 where possible)": round((words + n * (vector - 4 * b["dim"])) / 1e6, 1)})
         print(_table(rows))

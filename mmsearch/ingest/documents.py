@@ -184,16 +184,25 @@ def _chunked(run: Run, ext: Extracted) -> Iterator[list[tuple[int | None, int, i
 
 def vector_batches(run: Run, work: Work) -> Generator[Batch, None, None]:
     """The vectors of every chunk still without one, whatever run wrote it (a stopped or killed run's
-    too), DOCUMENT_BATCH at a time, each batch committed before the next is encoded."""
+    too), DOCUMENT_BATCH texts at a time, each batch committed before the next is encoded. Chunks of the
+    same text are encoded once: a copy of a file, a version of a document (chunks end at paragraph
+    breaks, so an edit leaves the others' text as it was), a header repeated on every page; the text
+    tower is nearly all of this step's time."""
     pending = run.catalog.pending_vectors()
     if not pending:
         return
     run.begin("computing vectors", len(pending))  # counted in chunks
+    by_text: dict[str, list[int]] = {}
+    for item_id, t in pending:
+        by_text.setdefault(t, []).append(item_id)
+    texts = list(by_text)
     text = run.encoders.text
-    for lo in range(0, len(pending), DOCUMENT_BATCH):
+    for lo in range(0, len(texts), DOCUMENT_BATCH):
         if run.cancelled():
             return
-        part = pending[lo : lo + DOCUMENT_BATCH]
+        part = texts[lo : lo + DOCUMENT_BATCH]
         run.observe("encode")
-        yield [Vectors([item_id for item_id, _ in part], text.encode([t for _, t in part]))]
-        run.advance(len(part))
+        vectors = text.encode(part)
+        ids = [item_id for t in part for item_id in by_text[t]]
+        yield [Vectors(ids, np.repeat(vectors, [len(by_text[t]) for t in part], axis=0))]
+        run.advance(len(ids))
