@@ -1,7 +1,7 @@
 """Documents of the formats people keep (Word, OpenDocument, slides, sheets, EPUB, HTML, RTF, mail, CSV),
 written from real text as each format lays it out, for the tests and the benchmarks.
 
-The writers make the parts a reader needs and the ones real programs add beside them (the OOXML
+The writers make the parts a reader needs and a few that real programs add beside them (the OOXML
 content types and core properties, ODF's mimetype and meta.xml), with the standard library only, so
 no test needs python-docx and friends. write_format_corpus fills one file of each format with its own
 paragraphs of real text nobody else's corpus file holds: the docstrings of Python's standard library

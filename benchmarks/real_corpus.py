@@ -1,7 +1,8 @@
 """Real text for the document tests and benchmarks, written by others and found on every machine of
 this kind or installed by pip: Debian's manuals as PDFs, Python's own documentation, the Chinese,
 Japanese and Korean text of Python's codec tests (each in a legacy encoding with a UTF-8 twin),
-a Latin-1 source file of Python's tests, and package READMEs (METADATA) pip installed.
+a Latin-1 source file of Python's tests, package READMEs (METADATA) pip installed, and the prose of
+the standard library's docstrings (library_paragraphs: text no other file of the corpus holds).
 
 A missing source raises MissingSource with what to install; nothing is skipped quietly.
 """
