@@ -6,7 +6,9 @@
     python -m benchmarks.documents cjk       [--queries 200] [--json FILE]
     python -m benchmarks.documents encodings [--json FILE]
     python -m benchmarks.documents against-recoll [--model toyclip] [--rounds 2] [--phrases 300] [--queries 20]
-                                                  [--json FILE]
+                                                  [--format-phrases 30] [--format-paragraphs 60] [--json FILE]
+    python -m benchmarks.documents vectors   [--n 500] [--overlaps default,0,0.5] [--caps none,128,32,8]
+                                             [--cost-models clip-b32,toyclip] [--json FILE]
 
 The corpus is benchmarks/real_corpus.py: Debian's libtasn1 manual (36 pages) and the shared-mime-info
 spec (17 pages) as PDFs, Python's language reference as 8 text files (~58k characters each), two
@@ -31,7 +33,14 @@ package READMEs, the CJK texts of Python's codec tests (UTF-8 and legacy encodin
   enters the first "save": every chunk written, none with a vector) and of the whole index against
   `recollindex` with a private configuration; the index's size before vectors and at the end; a cold
   keyword query (a fresh process each, median); 300 phrases (pdf, txt, zh) found in the first 3 files.
-  docs/performance.md keeps the figures.
+  The corpus also holds one file of each document format (.docx .odt .pptx .xlsx .ods .epub .html .rtf
+  .eml .csv, benchmarks/format_corpus.py), each written from paragraphs of real text no other file
+  holds (the standard library's docstrings): --format-phrases 4-word phrases of each, found when its
+  file is among the first 3, for both engines, and whether Recoll holds the file at all (its filters
+  need helpers: RECOLL_INSTALL; the ones it found missing are printed). docs/performance.md keeps the
+  figures.
+- vectors: the vectors phase's cost per chunk against the choices that bound it (overlap, a cap on a
+  document's vectors, float16 storage) and the toy world's image->text recall (benchmarks/vectors_cost.py).
 - cjk: the FTS5 tokenizer choice for Chinese, Japanese and Korean, on the gettext catalogs of the
   machine's own programs (coreutils, bash, dpkg, ... in zh_CN, zh_TW, ja, ko; real translations):
   unicode61 as it was, trigram, and unicode61 over text with each CJK character apart (unigrams,
@@ -571,7 +580,15 @@ def cmd_encodings(args) -> dict:
 
 # -- against Recoll -------------------------------------------------------------------------------
 
-RECOLL_INSTALL = "apt-get install recoll poppler-utils"  # Debian's recoll 1.34; poppler-utils: its pdftotext
+# Debian's recoll 1.34 and the helpers its filters run: pdftotext (poppler-utils) for PDF, lxml for the
+# OOXML formats (.docx .pptx .xlsx), unrtf for RTF (EPUB, ODF, HTML, mail and CSV need none).
+RECOLL_INSTALL = "apt-get install recoll poppler-utils python3-lxml unrtf"
+
+
+def _recoll_env() -> dict[str, str]:
+    """Recoll's filters start with `#!/usr/bin/env python3`: the system's Python first on PATH, the one
+    Debian's python3-lxml and python3-recoll are installed for (a virtual environment's would lack them)."""
+    return {**os.environ, "PATH": os.pathsep.join(["/usr/bin", "/bin", os.environ.get("PATH", "")])}
 
 
 def _cpu_flags() -> str:
@@ -625,20 +642,23 @@ def recoll_index(corpus: Path, confdir: Path) -> dict:
     # per odd file), and a pipe read only after wait4 would then hold it forever.
     with tempfile.TemporaryFile() as log:
         t = time.perf_counter()
-        proc = subprocess.Popen(["recollindex", "-c", str(confdir)], stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen(["recollindex", "-c", str(confdir)], stdout=subprocess.DEVNULL, stderr=log,
+                                env=_recoll_env())
         _, status, rusage = os.wait4(proc.pid, 0)  # the rusage of this process and the children it waited for
         wall = time.perf_counter() - t
         log.seek(0)
         err = log.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"recollindex failed: {err[-2000:]}")
-    return {"cpu_s": _cpu_of(rusage), "wall_s": wall, "bytes": _disk_bytes(confdir)}
+    missing = confdir / "missing"  # the helper programs its filters found missing, as recollindex lists them
+    return {"cpu_s": _cpu_of(rusage), "wall_s": wall, "bytes": _disk_bytes(confdir),
+            "missing_helpers": missing.read_text().strip() if missing.exists() else ""}
 
 
 def recoll_documents(confdir: Path) -> list[str]:
     """The file paths Recoll holds (every document: the query `mime:*`)."""
     out = subprocess.run(["recollq", "-c", str(confdir), "-b", "-n", "0", "mime:*"], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, env=_recoll_env()).stdout
     return [line[len("file://"):] for line in out.splitlines() if line.startswith("file://")]
 
 
@@ -649,7 +669,8 @@ def recoll_search(confdir: Path, phrase: str, k: int = 3, *, plain: bool = False
     from types import SimpleNamespace
 
     query = '"' + (re.sub(r"[^\w\s]", " ", phrase) if plain else phrase.replace('"', " ")) + '"'
-    out = subprocess.run(["recollq", "-c", str(confdir), "-b", "-n", str(k), query], capture_output=True, text=True)
+    out = subprocess.run(["recollq", "-c", str(confdir), "-b", "-n", str(k), query], capture_output=True, text=True,
+                         env=_recoll_env())
     return [SimpleNamespace(path=line[len("file://"):], page=None, snippet="")
             for line in out.stdout.splitlines() if line.startswith("file://")][:k]
 
@@ -738,9 +759,11 @@ def _cold_query(argv: list[str], check: bool = True) -> float:
     return time.perf_counter() - t
 
 
-def recall_sets(corpus, n: int, seed: int) -> tuple[dict, dict]:
+def recall_sets(corpus, n: int, seed: int, formats=None, per_format: int = 0) -> tuple[dict, dict]:
     """The phrase sets (pdf: n/3 4-word phrases of the PDFs' pages; txt: n/2 of the text files; zh: n/6 runs
-    of 2-12 Chinese characters) and the truth they are judged against (file -> text, page -> text)."""
+    of 2-12 Chinese characters; with `formats`, a FormatCorpus, `per_format` 4-word phrases of each of its
+    files, each from within one paragraph, cell or slide) and the truth they are judged against (file ->
+    text, page -> text; a format's file by its file alone, as written)."""
     pages = corpus_pages(corpus)
     chinese = corpus_pages(corpus, cjk=True)
     pdf_pages = {k: v for k, v in pages.items() if k[0] in corpus.pdfs}
@@ -751,6 +774,11 @@ def recall_sets(corpus, n: int, seed: int) -> tuple[dict, dict]:
     by_file: dict[tuple[str, int | None], str] = {}
     for (name, _), text in sorted({**pages, **chinese}.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         by_file[(name, None)] = by_file.get((name, None), "") + " " + text
+    for i, (name, paras) in enumerate((formats.paragraphs if formats else {}).items()):
+        units = {(name, j): p for j, p in enumerate(paras)}
+        sets[Path(name).suffix] = [(phrase, (name, None)) for phrase, _ in
+                                   sample_phrases(units, per_format, seed + 10 + i, words=4)]
+        by_file[(name, None)] = "\n".join(paras)
     return sets, {"file": by_file, "page": {**pages, **chinese}}
 
 
@@ -764,6 +792,12 @@ def cmd_against_recoll(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="mmsearch-recoll-"))
     try:
         corpus = write_corpus(work / "corpus")
+        formats = None
+        if args.format_phrases:
+            from benchmarks.format_corpus import write_format_corpus
+            from benchmarks.real_corpus import library_paragraphs
+
+            formats = write_format_corpus(corpus.folder, library_paragraphs(), per_file=args.format_paragraphs)
         files = sorted(p.name for p in corpus.folder.iterdir())
         say(f"{len(files)} files in the corpus; model {model}; {args.rounds} rounds, alternating")
         runs: dict[str, list[dict]] = {"recoll": [], "mmsearch": []}
@@ -804,7 +838,7 @@ def cmd_against_recoll(args) -> dict:
                                        "bytes": (full_bytes - words_bytes) / max(chunks, 1)}
 
         # Cold keyword queries: a fresh process each, the two alternating.
-        sets, truth = recall_sets(corpus, args.phrases, args.seed)
+        sets, truth = recall_sets(corpus, args.phrases, args.seed, formats, args.format_phrases)
         rng = random.Random(args.seed)
         sample = rng.sample([p for p, _ in sets["pdf"] + sets["txt"]], args.queries)
         installed = installed_mmsearch(work / "venv")
@@ -835,9 +869,9 @@ def cmd_against_recoll(args) -> dict:
             for name, search in searches.items():
                 for s, phrases in sets.items():
                     file_level = measure_recall(_as_files(search), truth["file"], phrases)
-                    page_level = measure_recall(search, truth["page"], phrases)
+                    page_level = None if s.startswith(".") else measure_recall(search, truth["page"], phrases)["found"]
                     recall_rows.append({"engine": name, "set": s, "found (file)": file_level["found"],
-                                        "found (page)": page_level["found"], "phrases": len(phrases),
+                                        "found (page)": page_level, "phrases": len(phrases),
                                         "misses": file_level["misses"]})
         if recoll:
             for s, phrases in sets.items():
@@ -851,19 +885,36 @@ def cmd_against_recoll(args) -> dict:
                                     "found (file)": file_level["found"], "found (page)": None,
                                     "phrases": len(phrases), "misses": file_level["misses"]})
         for engine in dict.fromkeys(r["engine"] for r in recall_rows):
-            mine = [r for r in recall_rows if r["engine"] == engine]
+            mine = [r for r in recall_rows if r["engine"] == engine and not r["set"].startswith(".")]
             rows.append({"": f"{engine}: phrases found in top 3 (file)",
                          "Recoll" if engine.startswith("Recoll") else "mmsearch":
                              f"{sum(r['found (file)'] for r in mine)}/{sum(r['phrases'] for r in mine)} ("
                              + ", ".join(f"{r['set']} {r['found (file)']}/{r['phrases']}" for r in mine) + ")"})
         result["recall"] = recall_rows
         result["table"] = rows
+        by_format = []
+        for s in (s for s in sets if s.startswith(".")):
+            row = {"format": s, "phrases": len(sets[s])}
+            for r in recall_rows:
+                if r["set"] == s:
+                    row[r["engine"]] = r["found (file)"]
+            if recoll:
+                name = next(n for n in formats.paragraphs if n.endswith(s)) if formats else ""
+                row["Recoll holds the file"] = "yes" if name in {os.path.basename(p) for p in held} else "no"
+            by_format.append(row)
+        result["recall_by_format"] = by_format
         print(f"{len(files)} files ({', '.join(sorted({Path(f).suffix for f in files}))}), {chunks} chunks, model "
               f"{args.model}; CPU {_cpu_flags()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if recoll:
             print(f"Recoll holds {len(set(held))} documents; not held: {result['recoll_missing'] or 'none'}")
         print(_table(rows))
-        print(_table([{k: v for k, v in r.items() if k != "misses"} for r in recall_rows]))
+        print(_table([{k: v for k, v in r.items() if k != "misses"} for r in recall_rows if not r["set"].startswith(".")]))
+        if by_format:
+            print(f"\nthe formats (one file each, {args.format_paragraphs} paragraphs of the standard library's "
+                  f"docstrings; phrases found in the top 3 files):")
+            print(_table(by_format))
+        if recoll and runs["recoll"][-1].get("missing_helpers"):
+            print(f"Recoll's missing helpers: {runs['recoll'][-1]['missing_helpers']}")
         paused = mm[-1]["words"]
         print(f"at the words phase's end (the run paused there): {paused['chunks']} chunks written, "
               f"{paused['pending']} of them waiting for a vector")
@@ -877,6 +928,12 @@ def cmd_against_recoll(args) -> dict:
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def cmd_vectors(args) -> dict:
+    from benchmarks import vectors_cost
+
+    return vectors_cost.run(args)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -900,11 +957,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     sub.add_parser("encodings")
+    p = sub.add_parser("vectors", help="the vectors phase's cost per chunk against overlap, a cap, precision")
+    p.add_argument("--n", type=int, default=500, help="pictures of the toy world")
+    p.add_argument("--seed", type=int, default=2024, help="the toy world's seed (one the toy CLIP never trained on)")
+    p.add_argument("--max-size", type=int, default=512, help="the toy world's pictures at most this many pixels wide")
+    p.add_argument("--overlaps", default="default,0,0.5",
+                   help="overlaps to try: default (the shipped one), a share of a chunk (0.5) or tokens (8)")
+    p.add_argument("--caps", default="none,128,32,8", help="vectors a document gets at most (none: all)")
+    p.add_argument("--cost-models", default="clip-b32,toyclip", help="bundles timed on the real corpus ('': none)")
+    p.add_argument("--sample", type=int, default=512, help="chunks the text tower is timed on")
+    p.add_argument("--check-index", action=argparse.BooleanOptionalAction, default=True,
+                   help="check the shipped configuration's recall against a real index")
     p = sub.add_parser("against-recoll", help="side by side with Recoll on the same corpus")
     p.add_argument("--model", default="toyclip", help="toyclip, vitb32, clip-b32 or a bundle folder")
     p.add_argument("--rounds", type=int, default=2, help="index runs of each, alternating")
     p.add_argument("--phrases", type=int, default=300, help="phrases for recall (pdf 1/3, txt 1/2, zh 1/6)")
     p.add_argument("--queries", type=int, default=20, help="cold keyword queries of each, alternating")
+    p.add_argument("--format-phrases", type=int, default=30,
+                   help="phrases for each document format (one file each; 0: no such files)")
+    p.add_argument("--format-paragraphs", type=int, default=60, help="paragraphs of real text in each format's file")
     p.add_argument("--seed", type=int, default=0)
     for p in sub.choices.values():
         p.add_argument("--json", type=Path, default=None)
@@ -913,7 +984,7 @@ def main(argv: list[str] | None = None) -> None:
         argv = ["against-recoll"] + [a for a in argv if a != "--against-recoll"]
     args = parser.parse_args(argv)
     result = {"recall": cmd_recall, "speed": cmd_speed, "cjk": cmd_cjk, "encodings": cmd_encodings,
-              "against-recoll": cmd_against_recoll}[args.cmd](args)
+              "against-recoll": cmd_against_recoll, "vectors": cmd_vectors}[args.cmd](args)
     if args.json:
         write_json(args.json, {"benchmark": f"documents {args.cmd}", **result})
 

@@ -1,7 +1,8 @@
 """Real text for the document tests and benchmarks, written by others and found on every machine of
 this kind or installed by pip: Debian's manuals as PDFs, Python's own documentation, the Chinese,
 Japanese and Korean text of Python's codec tests (each in a legacy encoding with a UTF-8 twin),
-a Latin-1 source file of Python's tests, and package READMEs (METADATA) pip installed.
+a Latin-1 source file of Python's tests, package READMEs (METADATA) pip installed, and the prose of
+the standard library's docstrings (library_paragraphs: text no other file of the corpus holds).
 
 A missing source raises MissingSource with what to install; nothing is skipped quietly.
 """
@@ -84,6 +85,44 @@ def python_docs(parts: int = 8) -> dict[str, str]:
         groups[min(parts - 1, done * parts // total)].append(text)
         done += len(text)
     return {f"python-reference-{i + 1:02d}.txt": "\n\n".join(g) for i, g in enumerate(groups) if g}
+
+
+# Standard library modules whose docstrings are long prose (the same on every CPython of a version).
+LIBRARY_MODULES = ("argparse", "subprocess", "difflib", "tarfile", "zipfile", "smtplib", "imaplib", "ftplib",
+                   "pickle", "typing", "inspect", "threading", "logging", "unittest.case", "doctest", "optparse",
+                   "configparser", "shutil", "mailbox", "email.message", "http.client", "urllib.request",
+                   "xml.dom.minidom", "tkinter", "asyncio.events", "concurrent.futures._base", "sched", "pydoc",
+                   "turtle", "trace", "pdb", "cmd", "codecs", "decimal", "_pydecimal", "fractions", "statistics",
+                   "random", "string", "textwrap", "calendar", "datetime", "_pydatetime", "collections",
+                   "functools", "contextlib", "dataclasses", "enum", "pathlib", "tempfile", "socket", "ssl",
+                   "selectors", "queue", "heapq", "bisect", "csv", "json.decoder", "json.encoder", "re._parser",
+                   "multiprocessing.pool", "sqlite3", "wave", "zipapp", "ast", "dis", "tokenize", "platform")
+
+
+def library_paragraphs(min_words: int = 12) -> list[str]:
+    """The prose paragraphs of the docstrings of LIBRARY_MODULES (module, class and function docstrings,
+    in the order ast walks them), each on one line, none twice, none holding an interactive example: real text that
+    no other file of the corpus holds."""
+    import ast
+    import importlib.util
+
+    out: dict[str, None] = {}
+    for name in LIBRARY_MODULES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue  # (not in this build: tkinter without Tk)
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                for para in (doc or "").split("\n\n"):
+                    line = " ".join(para.split())
+                    if len(line.split()) >= min_words and ">>>" not in line:
+                        out[line] = None
+    return list(out)
 
 
 def metadata_readmes() -> dict[str, str]:

@@ -484,7 +484,9 @@ def test_a_cancel_while_vectors_are_computed_keeps_every_word_and_the_next_run_f
         assert report.cancelled and report.added == 1 and len(calls) == 3
         counts = idx.counts()
         assert counts["chunks"] > 3 * 64 and counts["documents_without_vectors"] == 1
-        assert report.vectors_left == counts["chunks_without_vectors"] == counts["chunks"] - sum(calls)
+        # (the chunks given a vector: at least the texts encoded, more where a text repeats)
+        assert report.encoded_items >= sum(calls)
+        assert report.vectors_left == counts["chunks_without_vectors"] == counts["chunks"] - report.encoded_items
         hits = idx.search(middle, mode="keyword")  # every word is searchable
         assert hits and hits[0].path == str(docs / "long.txt")
         assert hits.words_only == 1  # and the query says one document is searchable by words only
@@ -493,6 +495,40 @@ def test_a_cancel_while_vectors_are_computed_keeps_every_word_and_the_next_run_f
         assert again.added == 0 and again.unchanged == 1 and again.encoded_items == report.vectors_left
         assert idx.counts()["chunks_without_vectors"] == 0 and again.vectors_left == 0
         assert idx.search(middle, mode="vector", type="document")[0].path == str(docs / "long.txt")
+
+
+def test_chunks_of_the_same_text_are_encoded_once_and_each_gets_its_vector(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """The text tower is the vectors phase's cost: a copy of a document (or any chunk whose text another
+    holds) is not encoded again, yet every chunk has its vector and both files are found by meaning."""
+    from mmsearch import Index
+    from mmsearch.encoder import TextEncoder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = reference_text(20_000)
+    (docs / "report.txt").write_text(text, encoding="utf-8")
+    (docs / "report copy.txt").write_text(text, encoding="utf-8")
+    (docs / "other.txt").write_text("the harbour master's logbook of the winter storms", encoding="utf-8")
+    encoded: list[str] = []
+    real_encode = TextEncoder.encode
+
+    def encode(self, texts):
+        encoded.extend(texts)
+        return real_encode(self, texts)
+
+    monkeypatch.setattr(TextEncoder, "encode", encode)
+    with Index(tmp_path / "index", model=TOYCLIP, device="cpu") as idx:
+        report = idx.index([docs], ocr=False)
+        counts = idx.counts()
+        distinct = {t for (t,) in idx.catalog.conn.execute("SELECT text FROM items WHERE kind = 'document'")}
+        assert report.added == 3 and counts["chunks_without_vectors"] == 0
+        assert report.encoded_items == counts["chunks"] > 2 * len(distinct) - 1
+        chunk_texts = [t for t in encoded if t in distinct]  # (the index's calibration encodes its own probes)
+        assert sorted(chunk_texts) == sorted(distinct)  # each text once
+        hits = idx.search(" ".join(text.split()[40:52]), mode="vector", type="document", k=3)
+        assert {Path(h.path).name for h in hits[:2]} == {"report.txt", "report copy.txt"}
+        assert hits[0].similarity == pytest.approx(hits[1].similarity, abs=1e-6)
 
 
 @pytest.mark.slow

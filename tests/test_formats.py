@@ -6,12 +6,13 @@ chapter. A corrupt office file ends in error with its reason; a text file with n
 from __future__ import annotations
 
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.format_corpus import esc as _esc  # noqa: E402
+from benchmarks.format_corpus import write_docx, write_epub, write_odt, write_ods, write_pptx, write_xlsx  # noqa: E402
 from benchmarks.real_corpus import python_docs  # noqa: E402
 
 TOYCLIP = Path(__file__).parent / "fixtures" / "toyclip"
@@ -23,108 +24,10 @@ def _paragraphs() -> list[str]:
     return [p for p in paras if len(p.split()) >= 30 and all(c not in p for c in "<>&\\{}")]
 
 
-def _esc(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _middle(paragraph: str) -> str:
     words = paragraph.split()
     at = len(words) // 2
     return " ".join(words[at : at + 5])
-
-
-def _zip(path: Path, parts: dict[str, str]) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in parts.items():
-            z.writestr(name, data)
-
-
-W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
-R = 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
-A = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"'
-P = 'xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"'
-S = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-REL = '<Relationship Id="{}" Type="x" Target="{}"/>'
-RELS = '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{}</Relationships>'
-ODF = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
-       'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
-       'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"')
-
-
-def write_docx(path: Path, paras: list[str]) -> None:
-    body = "".join(f'<w:p><w:r><w:t xml:space="preserve">{_esc(p[:40])}</w:t></w:r><w:r><w:t>{_esc(p[40:])}</w:t>'
-                   f"</w:r></w:p>" for p in paras)
-    _zip(path, {"word/document.xml": f"<w:document {W}><w:body>{body}</w:body></w:document>"})
-
-
-def write_pptx(path: Path, slides: list[str]) -> None:
-    parts = {}
-    ids = "".join(f'<p:sldId id="{256 + i}" r:id="rId{i + 1}"/>' for i in range(len(slides)))
-    parts["ppt/presentation.xml"] = f"<p:presentation {P} {R}><p:sldIdLst>{ids}</p:sldIdLst></p:presentation>"
-    parts["ppt/_rels/presentation.xml.rels"] = RELS.format(
-        "".join(REL.format(f"rId{i + 1}", f"slides/slide{i + 1}.xml") for i in range(len(slides))))
-    for i, text in enumerate(slides):
-        parts[f"ppt/slides/slide{i + 1}.xml"] = (f"<p:sld {P} {A}><p:cSld><p:spTree><p:sp><p:txBody><a:p><a:r>"
-                                                 f"<a:t>{_esc(text)}</a:t></a:r></a:p></p:txBody></p:sp>"
-                                                 f"</p:spTree></p:cSld></p:sld>")
-    _zip(path, parts)
-
-
-def write_xlsx(path: Path, sheets: list[list[list[str]]]) -> None:
-    strings: list[str] = []
-    parts = {}
-    for n, rows in enumerate(sheets, 1):
-        xml_rows = []
-        for r, row in enumerate(rows, 1):
-            cells = []
-            for c, value in enumerate(row):
-                strings.append(value)
-                cells.append(f'<c r="{"ABCD"[c]}{r}" t="s"><v>{len(strings) - 1}</v></c>')
-            cells.append(f'<c r="E{r}"><v>{r * 7}</v></c>')  # a number, as written
-            xml_rows.append(f'<row r="{r}">{"".join(cells)}</row>')
-        parts[f"xl/worksheets/sheet{n}.xml"] = f"<worksheet {S}><sheetData>{''.join(xml_rows)}</sheetData></worksheet>"
-    sis = "".join(f"<si><t>{_esc(s)}</t></si>" for s in strings)
-    parts["xl/sharedStrings.xml"] = f'<sst {S} count="{len(strings)}">{sis}</sst>'
-    names = "".join(f'<sheet name="Sheet {n}" sheetId="{n}" r:id="rId{n}"/>' for n in range(1, len(sheets) + 1))
-    parts["xl/workbook.xml"] = f"<workbook {S} {R}><sheets>{names}</sheets></workbook>"
-    parts["xl/_rels/workbook.xml.rels"] = RELS.format(
-        "".join(REL.format(f"rId{n}", f"worksheets/sheet{n}.xml") for n in range(1, len(sheets) + 1)))
-    _zip(path, parts)
-
-
-def write_odt(path: Path, paras: list[str]) -> None:
-    body = "".join(f"<text:p>{_esc(p[:30])}<text:span>{_esc(p[30:])}</text:span></text:p>" for p in paras)
-    _zip(path, {"mimetype": "application/vnd.oasis.opendocument.text",
-                "content.xml": f"<office:document-content {ODF}><office:body><office:text>{body}"
-                               f"</office:text></office:body></office:document-content>"})
-
-
-def write_ods(path: Path, sheets: list[list[list[str]]]) -> None:
-    tables = "".join(
-        f'<table:table table:name="Sheet {n}">' + "".join(
-            "<table:table-row>" + "".join(f'<table:table-cell office:value-type="string"><text:p>{_esc(v)}</text:p>'
-                                          f"</table:table-cell>" for v in row)
-            + '<table:table-cell table:number-columns-repeated="1000"/></table:table-row>' for row in rows)
-        + "</table:table>" for n, rows in enumerate(sheets, 1))
-    _zip(path, {"mimetype": "application/vnd.oasis.opendocument.spreadsheet",
-                "content.xml": f"<office:document-content {ODF}><office:body><office:spreadsheet>{tables}"
-                               f"</office:spreadsheet></office:body></office:document-content>"})
-
-
-def write_epub(path: Path, chapters: list[str]) -> None:
-    manifest = "".join(f'<item id="c{i}" href="text/ch{i}.xhtml" media-type="application/xhtml+xml"/>'
-                       for i in range(len(chapters)))
-    spine = "".join(f'<itemref idref="c{i}"/>' for i in range(len(chapters)))
-    parts = {"mimetype": "application/epub+zip",
-             "META-INF/container.xml": '<container xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
-                                       '<rootfiles><rootfile full-path="OEBPS/book.opf"/></rootfiles></container>',
-             "OEBPS/book.opf": f'<package xmlns="http://www.idpf.org/2007/opf"><manifest>{manifest}</manifest>'
-                               f"<spine>{spine}</spine></package>"}
-    for i, text in enumerate(chapters):
-        parts[f"OEBPS/text/ch{i}.xhtml"] = (f'<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml">'
-                                            f"<head><title>Chapter</title><style>p {{ color: red }}</style></head>"
-                                            f"<body><h1>Chapter {i + 1}</h1><p>{_esc(text)}</p></body></html>")
-    _zip(path, parts)
 
 
 @pytest.fixture(scope="module")
@@ -270,3 +173,26 @@ def test_text_types_are_shown_as_text_and_the_others_downloaded():
     assert media_type("a.html") == "text/html" and media_type("a.csv") == "text/csv"
     assert not any(media_type(n).startswith("text/") for n in ("a.docx", "a.xlsx", "a.epub", "a.rtf", "a.eml"))
     assert kind_of("Makefile") is None and kind_of("REPORT.DOCX") == "document"
+
+
+def test_the_benchmarks_corpus_of_every_format_holds_its_own_real_text_as_each_reader_reads_it(tmp_path):
+    """benchmarks.documents against-recoll measures phrase recall per format on write_format_corpus's
+    files: each must be readable and hold exactly the paragraphs it says, none shared with another."""
+    import re
+
+    from benchmarks.format_corpus import FORMATS, write_format_corpus
+    from benchmarks.real_corpus import library_paragraphs
+    from mmsearch.textfiles import extract_pages
+
+    def words(text: str) -> str:
+        return " ".join(re.sub(r"[^\w]+", " ", text).split())
+
+    corpus = write_format_corpus(tmp_path / "formats", library_paragraphs(), per_file=6)
+    assert sorted(Path(name).suffix for name in corpus.paragraphs) == sorted(FORMATS)
+    assert sorted(p.name for p in corpus.folder.iterdir()) == sorted(corpus.paragraphs)
+    written = [p for paras in corpus.paragraphs.values() for p in paras]
+    assert len(set(written)) == len(written) == 6 * len(FORMATS)
+    for name, paras in corpus.paragraphs.items():
+        text = words(" ".join(page.text for page in extract_pages(corpus.folder / name)))
+        for para in paras:
+            assert words(_middle(para)) in text, (name, _middle(para))

@@ -86,6 +86,11 @@ class Extracted:
     capped: _Capped | None = None
 
 
+def chunk_overlap(max_tokens: int) -> int:
+    """Tokens consecutive chunks share: a fifth of a chunk."""
+    return max_tokens // 5
+
+
 def extract_one(task: Task, tokenizer: Any, max_tokens: int, digest: str | None = None,
                 limit: int | None = MAX_DOCUMENT_CHARS) -> Extracted:
     """`digest`: the file's content hash where the caller has it already (else it is hashed here);
@@ -100,7 +105,7 @@ def extract_one(task: Task, tokenizer: Any, max_tokens: int, digest: str | None 
             r.status = "touched"
             return out
         out.capped = _Capped(iter_pages(Path(r.path), max_chars=limit), limit)
-        chunks = iter_chunks(out.capped, tokenizer, max_tokens=max_tokens, overlap_tokens=max_tokens // 5)
+        chunks = iter_chunks(out.capped, tokenizer, max_tokens=max_tokens, overlap_tokens=chunk_overlap(max_tokens))
         out.head = list(itertools.islice(chunks, READ_AHEAD))
         out.rest = chunks if len(out.head) == READ_AHEAD else None
         if not out.head and not out.capped.scanned:
@@ -195,16 +200,25 @@ def _stopped_note(last: Chunk | None) -> str:
 
 def vector_batches(run: Run, work: Work) -> Generator[Batch, None, None]:
     """The vectors of every chunk still without one, whatever run wrote it (a stopped or killed run's
-    too), DOCUMENT_BATCH at a time, each batch committed before the next is encoded."""
+    too), DOCUMENT_BATCH texts at a time, each batch committed before the next is encoded. Chunks of the
+    same text are encoded once: a copy of a file, a version of a document (chunks end at paragraph
+    breaks, so an edit leaves the others' text as it was), a header repeated on every page; the text
+    tower is nearly all of this step's time."""
     pending = run.catalog.pending_vectors()
     if not pending:
         return
     run.begin("computing vectors", len(pending))  # counted in chunks
+    by_text: dict[str, list[int]] = {}
+    for item_id, t in pending:
+        by_text.setdefault(t, []).append(item_id)
+    texts = list(by_text)
     text = run.encoders.text
-    for lo in range(0, len(pending), DOCUMENT_BATCH):
+    for lo in range(0, len(texts), DOCUMENT_BATCH):
         if run.cancelled():
             return
-        part = pending[lo : lo + DOCUMENT_BATCH]
+        part = texts[lo : lo + DOCUMENT_BATCH]
         run.observe("encode")
-        yield [Vectors([item_id for item_id, _ in part], text.encode([t for _, t in part]))]
-        run.advance(len(part))
+        vectors = text.encode(part)
+        ids = [item_id for t in part for item_id in by_text[t]]
+        yield [Vectors(ids, np.repeat(vectors, [len(by_text[t]) for t in part], axis=0))]
+        run.advance(len(ids))
