@@ -123,6 +123,7 @@ class Work:
 
     images: list[Task] = field(default_factory=list)
     documents: list[Task] = field(default_factory=list)
+    videos: list[Task] = field(default_factory=list)
     roots: list[int] = field(default_factory=list)
 
 
