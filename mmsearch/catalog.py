@@ -742,6 +742,13 @@ class Catalog:
         mean = np.concatenate(parts).mean(axis=0)
         return (mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32)
 
+    def frame_vector(self, file_id: int, at: float) -> np.ndarray | None:
+        """The vector of a video's frame nearest `at` seconds (None: no frame)."""
+        r = self.conn.execute("SELECT id FROM items WHERE file_id = ? AND time_s IS NOT NULL ORDER BY abs(time_s - ?), id"
+                              " LIMIT 1", (file_id, at)).fetchone()
+        parts = [v for _, v in self.vectors_for([r[0]])] if r else []
+        return parts[0][0] if parts else None
+
     def put_file(self, conn: sqlite3.Connection, *, path: str, root_id: int, size: int, mtime_ns: int,
                  content_hash: str | None, kind: str, media_type: str | None = None, width: int | None = None,
                  height: int | None = None, taken_at: datetime | None = None, orientation: int | None = None,

@@ -234,7 +234,7 @@ class Engine:
         except ValueError:
             raise InvalidArgument(f"an item id is a whole number (got {raw_id!r})") from None
         item = self.index().item(item_id)
-        if item is None or item.status != "indexed":
+        if item is None or item.status not in ("indexed", "indexing"):  # (a video's frames so far, too)
             raise WebError(f"no item {item_id} in this index (it may have been removed by a later index run)", 404)
         return item
 
@@ -488,8 +488,10 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         idx = engine.index()
         if ("path" in p) == ("item" in p):
             raise InvalidArgument("give the file to compare with: path=FILE (an indexed file) or item=ID")
-        target = p["path"] if "path" in p else engine.item(p["item"]).fs_path
-        return Json([h.to_dict() for h in idx.similar(target, **filters)])
+        if "path" in p:
+            return Json([h.to_dict() for h in idx.similar(p["path"], **filters)])
+        it = engine.item(p["item"])  # a video's frame: like that moment
+        return Json([h.to_dict() for h in idx.similar(it.fs_path, at=it.frame_s, **filters)])
 
     def status(request: Request) -> Response:
         _params(request, ())
