@@ -6,6 +6,7 @@ error with its reason and nothing else is lost."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from mmsearch import Index
 from mmsearch import video
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # web_helpers
 sys.path.insert(0, str(ROOT))
 from benchmarks import toyvideos  # noqa: E402
 
@@ -54,7 +56,6 @@ def library(tmp_path_factory, toyclip):
         spans[name] = toyvideos.make(folder / name, [s for s, _ in scenes], codec=codec, rotate=rotate, seed=len(name),
                                      creation_time=CREATED if name == "portrait.mov" else None)
     from benchmarks import toyworld
-    import random
 
     toyworld.render(toyvideos.scenes(1, seed=99)[0][0], 160, 120, np.random.default_rng(0)).save(folder / "photo.jpg")
     index = folder.parent / "index"
@@ -218,3 +219,57 @@ def test_a_moved_video_keeps_its_frames(tmp_path, toyclip):
         assert report.moved == 1 and report.encoded_items == 0
         after = _frames(tmp_path / "index")
         assert [r[1:4] for r in after] == [r[1:4] for r in before] and after[0][0].endswith("b/clip.webm")
+
+
+# -- the web app: a moment's frame, and the video played from it ------------------------------------
+
+
+def test_the_web_app_shows_the_frame_and_serves_the_video_in_ranges(library, tmp_path, toyclip):
+    pytest.importorskip("starlette", reason="the web app needs its extra: pip install -e '.[web]'")
+    pytest.importorskip("uvicorn", reason="the web app needs its extra: pip install -e '.[web]'")
+    from urllib.parse import quote
+
+    from PIL import Image
+    from web_helpers import get
+
+    from mmsearch.web import WebSettings
+    from mmsearch.web.server import BackgroundServer
+
+    folder, index, spans = library
+    clip = folder / "harbour.mp4"
+    data = clip.read_bytes()
+    with BackgroundServer(WebSettings(index_dir=index)) as srv:
+        hits = get(srv.url, f"/api/search?q={quote(SCENES[1][1])}&type=video&k=1&min_similarity=-1").json()
+        assert hits[0]["kind"] == "video" and hits[0]["path"] == str(clip) and 3.0 <= hits[0]["time_s"] < 6.0
+        item = hits[0]["item_id"]
+        d = get(srv.url, f"/api/item/{item}").json()
+        assert (d["kind"], d["time_s"], d["media_type"], d["thumbnail"]) == ("video", hits[0]["time_s"], "video/mp4", True)
+        thumb = get(srv.url, f"/api/thumb/{item}?size=large")
+        assert thumb.status == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(thumb.body)).size == (160, 120)
+        whole = get(srv.url, f"/api/file/{item}")
+        assert whole.status == 200 and whole.body == data and whole.headers["accept-ranges"] == "bytes"
+        assert whole.headers["content-disposition"] == 'inline; filename="harbour.mp4"'
+        part = get(srv.url, f"/api/file/{item}", headers={"Range": "bytes=100-1099"})
+        assert part.status == 206 and part.body == data[100:1100]
+        assert part.headers["content-range"] == f"bytes 100-1099/{len(data)}"
+        assert get(srv.url, f"/api/file/{item}", headers={"Range": "bytes=-500"}).body == data[-500:]
+        assert get(srv.url, f"/api/file/{item}", headers={"Range": f"bytes={len(data) - 10}-"}).body == data[-10:]
+        past = get(srv.url, f"/api/file/{item}", headers={"Range": f"bytes={len(data)}-"})
+        assert past.status == 416 and past.headers["content-range"] == f"bytes */{len(data)}"
+        # The page may play media from this server (its own files, nothing else).
+        assert "media-src 'self'" in get(srv.url, "/").headers["content-security-policy"]
+
+    # A range is served only while the file is the one indexed, as the whole file is.
+    mine = tmp_path / "lib"
+    mine.mkdir()
+    toyvideos.make(mine / "clip.mp4", [SCENES[0][0]])
+    with Index(tmp_path / "index", model=toyclip, device="cpu") as idx:
+        idx.index([mine])
+        item = idx.search(SCENES[0][1], k=1, min_similarity=-1)[0].item_id
+    toyvideos.make(mine / "clip.mp4", [SCENES[1][0]], seconds=4.0)  # another video under the indexed name
+    with BackgroundServer(WebSettings(index_dir=tmp_path / "index")) as srv:
+        for headers in ({}, {"Range": "bytes=0-99"}):
+            r = get(srv.url, f"/api/file/{item}", headers=headers)
+            assert r.status == 409 and "changed since it was indexed" in r.json()["error"]
+        assert get(srv.url, f"/api/thumb/{item}").status == 409
