@@ -25,7 +25,6 @@ from mmsearch import video
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # web_helpers
-sys.path.insert(0, str(ROOT))
 from benchmarks import toyvideos  # noqa: E402
 
 SCENES = toyvideos.scenes(9, seed=3)
