@@ -4,7 +4,8 @@ video tests and benchmarks/video.py.
 
     make(path, scenes, seconds=3.0, size=(160, 120), fps=5, codec="libx264", rotate=0)
 
-`rotate`: degrees the player turns the picture counterclockwise (the display matrix, as phones write it);
+`drift`: the pan over a scene, as a share of the width; `noise`: the grain added to each frame (0: none,
+cheaper to make at 4K); `options`: the encoder's (preset, crf...). `rotate`: degrees the player turns the picture counterclockwise (the display matrix, as phones write it);
 the frames are stored turned the other way, so the video stands upright only where the rotation is
 honoured. Returns each scene's [start, end) in seconds."""
 
@@ -39,7 +40,8 @@ def scenes(n: int, seed: int) -> list[tuple[dict[str, Any], str]]:
 
 def make(path: Path, scene_list: Sequence[dict[str, Any]], *, seconds: float = 3.0, size: tuple[int, int] = (160, 120),
          fps: int = 5, codec: str = "libx264", rotate: int = 0, gop_s: float = 1.0, seed: int = 0,
-         drift: float = 0.0, creation_time: str | None = None) -> list[tuple[float, float]]:
+         drift: float = 0.0, creation_time: str | None = None, noise: float = 3.0,
+         options: dict[str, str] | None = None) -> list[tuple[float, float]]:
     import av
 
     width, height = size
@@ -50,8 +52,11 @@ def make(path: Path, scene_list: Sequence[dict[str, Any]], *, seconds: float = 3
     stream.width, stream.height = stored
     stream.pix_fmt = "yuv420p"
     stream.codec_context.gop_size = max(1, int(round(gop_s * fps)))
+    opts = dict(options or {})
     if codec == "libx265":
-        stream.codec_context.options = {"x265-params": "log-level=none"}
+        opts["x265-params"] = ":".join(filter(None, [opts.get("x265-params"), "log-level=none"]))
+    if opts:
+        stream.codec_context.options = opts
     if rotate:
         stream.set_display_rotation(rotate)
     if creation_time:
@@ -67,8 +72,9 @@ def make(path: Path, scene_list: Sequence[dict[str, Any]], *, seconds: float = 3
         for i in range(per_scene):
             dx = int(round(margin * (i / max(1, per_scene - 1) * 2 - 1))) if drift else 0
             img = base.crop((margin + dx, margin, margin + dx + width, margin + height))
-            arr = np.asarray(img, np.float32) + rng.standard_normal((height, width, 3), dtype=np.float32) * 3
-            img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+            if noise:
+                arr = np.asarray(img, np.float32) + rng.standard_normal((height, width, 3), dtype=np.float32) * noise
+                img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
             if rotate:
                 img = img.rotate(-rotate, expand=True)  # the player turns it back by `rotate`
             frame = av.VideoFrame.from_image(img)
