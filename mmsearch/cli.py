@@ -225,6 +225,9 @@ def _progress(disabled: bool):
                     what = "Indexing" if ev.phase == "encoding" else "Saving"
                     if ev.characters is not None and ev.path:  # inside a long document (a name is no markup)
                         what += f" {escape(printable(os.path.basename(ev.path)))}: {ev.characters / 1e6:.1f}M characters"
+                    if ev.video_s is not None and ev.path:  # inside a long video
+                        what += (f" {escape(printable(os.path.basename(ev.path)))}: {cli_query.clock(ev.video_s)}"
+                                 f" of {cli_query.clock(ev.duration_s or 0)}")
                     p.update(task, description=what, completed=ev.done, total=ev.total,
                              rate=f"{speed:.1f}" if speed else "")
 

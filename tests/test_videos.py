@@ -206,6 +206,31 @@ def test_a_run_killed_inside_a_long_video_resumes_from_the_part_it_reached(tmp_p
     assert report.encoded_items == len(expected) - len(before) and report.added == 1
 
 
+def test_a_cancel_between_parts_keeps_them_and_the_next_run_goes_on(tmp_path, toyclip):
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    toyvideos.make(folder / "long.webm", [s for s, _ in toyvideos.scenes(7, seed=2)], seconds=10.0, fps=2,
+                   size=(96, 72), codec="libvpx-vp9")
+    commits = []
+    progress = []
+    with Index(tmp_path / "index", model=toyclip, device="cpu") as idx:
+        report = idx.index([folder], observe=lambda step: commits.append(step) if step == "commit" else None,
+                           cancel=lambda: len(commits) >= 1, progress=progress.append)
+        assert report.cancelled and report.added == 0
+        first = _frames(tmp_path / "index")
+        assert first and {(r[4], r[5]) for r in first} == {("indexing", video.PART_S)}
+        assert idx.counts()["videos_in_part"] == 1
+        # Found already by what was committed.
+        assert idx.search(toyvideos.scenes(7, seed=2)[0][1], k=1, min_similarity=-1)[0].time_s == 0.0
+        commits.clear()
+        progress.clear()
+        report = idx.index([folder], progress=progress.append)
+        assert not report.cancelled and report.added == 1 and idx.counts()["videos_in_part"] == 0
+    # The run tells how far into the video it has got, part by part.
+    assert [p.video_s for p in progress if p.video_s is not None] == [2 * video.PART_S]
+    assert [r[1:3] for r in _frames(tmp_path / "index")][: len(first)] == [r[1:3] for r in first]
+
+
 def test_a_moved_video_keeps_its_frames(tmp_path, toyclip):
     folder = tmp_path / "lib"
     (folder / "a").mkdir(parents=True)

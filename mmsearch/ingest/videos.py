@@ -91,6 +91,8 @@ def _one(run: Run, task: Task, short_side: int) -> Generator[Batch, None, None]:
             return  # the catalog moved on: the next scan judges the file
         kept += len(times)
         after = times[-1] if times else after
+        if r.done_s is not None:
+            run.within_video(r.path, r.done_s, info.duration_s)
         # The next part goes on from this one's row.
         r.planned, r.resumes = (r.size, r.mtime_ns, r.digest, "indexing"), True
         r.vectors, r.times, r.committed = None, None, False
