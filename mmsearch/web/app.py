@@ -447,7 +447,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             problem = engine.model_problem()
             if problem:
                 state, message = "no_model", problem
-            elif not any(counts[k] for k in ("image", "document", "errors")):
+            elif not any(counts.get(k) for k in ("image", "document", "video", "errors")):
                 state = "empty"
                 message = (f"This index holds no files yet. Index a folder from a terminal:\n"
                            f"  mmsearch index ~/Pictures --index {engine.folder}")

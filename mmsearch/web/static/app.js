@@ -469,7 +469,7 @@ async function home() {
     return;
   }
   const c = a.counts;
-  if (!(c.image + c.document)) {
+  if (!(c.image + c.document + (c.video || 0))) {
     show([], 0);
     $("summary").textContent = "This index holds no files yet.";
     hint.replaceChildren("Add a folder from a terminal: ",
@@ -489,7 +489,9 @@ async function home() {
   const parts = [];
   if (c.image) parts.push(`${c.image.toLocaleString()} photo${c.image === 1 ? "" : "s"}`);
   if (c.document) parts.push(`${c.document.toLocaleString()} document${c.document === 1 ? "" : "s"}`);
-  $("summary").textContent = `This index holds ${parts.join(" and ")}. Search by words, or drop a picture anywhere.`;
+  if (c.video) parts.push(`${c.video.toLocaleString()} video${c.video === 1 ? "" : "s"}`);
+  const listed = parts.length > 2 ? `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}` : parts.join(" and ");
+  $("summary").textContent = `This index holds ${listed}. Search by words, or drop a picture anywhere.`;
 }
 
 function hitLink(h, i, cls) {
