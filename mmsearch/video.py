@@ -119,12 +119,17 @@ def _first_frame(container: Any, stream: Any) -> Any:
     raise VideoError("no picture in it could be decoded")
 
 
-def _info(container: Any, stream: Any, first: Any) -> VideoInfo:
-    duration = 0.0
+def _duration(container: Any, stream: Any) -> float:
+    """The container's duration in seconds (0.0 where it does not say)."""
     if container.duration:
-        duration = container.duration / 1_000_000  # AV_TIME_BASE
-    elif stream.duration and stream.time_base:
-        duration = float(stream.duration * stream.time_base)
+        return float(container.duration / 1_000_000)  # AV_TIME_BASE
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return 0.0
+
+
+def _info(container: Any, stream: Any, first: Any) -> VideoInfo:
+    duration = _duration(container, stream)
     rotation = _rotation(stream, first)
     w, h = stream.codec_context.width, stream.codec_context.height
     if rotation in (90, 270):
@@ -178,10 +183,15 @@ def frames(source: str | IO[bytes], *, start_s: float = 0.0, end_s: float | None
     try:
         stream = _video_stream(container)
         times = _keyframe_times(container, stream, start_s, end_s)
-        edges = [start_s, *times, end_s if end_s is not None else max(times or [start_s])]
-        whole = any(b - a > MAX_GAP_S for a, b in zip(edges, edges[1:]))
+        stop = end_s if end_s is not None else max([start_s, *times, _duration(container, stream)])
+        # Decoded whole where its keyframes leave a gap longer than MAX_GAP_S (from the last frame kept
+        # before it), or where it has none of its own.
+        edges = [after_s if after_s is not None else start_s, *times, stop]
+        whole = not times or any(b - a > MAX_GAP_S for a, b in zip(edges, edges[1:]))
+        # The frame kept last, before this part, decoded again: what the first of this part is compared with.
+        reference = _thumb(_frame_at(container, stream, after_s)) if after_s is not None else None
         yield from _kept(_decoded(container, stream, start_s, end_s, keyframes_only=not whole),
-                         start_s, after_s, short_side, candidates=whole)
+                         start_s, after_s, reference, short_side, candidates=whole)
     except VideoError:
         raise
     except Exception as e:  # (MemoryError too)
@@ -260,10 +270,17 @@ def _decoded(container: Any, stream: Any, start_s: float, end_s: float | None,
         yield from ((t, f) for t, f in timed(codec.decode(None)) if t >= start_s - 1e-6)
 
 
-def _kept(decoded: Iterator[tuple[float, Any]], start_s: float, after_s: float | None, short_side: int,
-          candidates: bool) -> Iterator[Frame]:
+def _thumb(frame: Any) -> np.ndarray | None:
+    """What scene detection compares: the frame as 32x32 grey."""
+    if frame is None:
+        return None
+    return frame.reformat(width=_THUMB, height=_THUMB, format="gray").to_ndarray().astype(np.float32)
+
+
+def _kept(decoded: Iterator[tuple[float, Any]], start_s: float, after_s: float | None,
+          reference: np.ndarray | None, short_side: int, candidates: bool) -> Iterator[Frame]:
     last_t = after_s
-    last_thumb: np.ndarray | None = None
+    last_thumb = reference
     next_candidate = start_s
     for t, frame in decoded:
         if candidates:  # a part decoded whole: one frame a CANDIDATE_S at most is looked at
@@ -272,7 +289,7 @@ def _kept(decoded: Iterator[tuple[float, Any]], start_s: float, after_s: float |
             next_candidate = t + CANDIDATE_S
         if last_t is not None and t - last_t < MIN_GAP_S:
             continue
-        thumb = frame.reformat(width=_THUMB, height=_THUMB, format="gray").to_ndarray().astype(np.float32)
+        thumb = _thumb(frame)
         new_scene = last_thumb is None or float(np.abs(thumb - last_thumb).mean()) >= SCENE_CHANGE
         if not (new_scene or last_t is None or t - last_t >= MAX_GAP_S):
             continue
@@ -304,25 +321,33 @@ def frame_at(source: str | IO[bytes], time_s: float, fit: int) -> Image.Image:
     container = _open(source)
     try:
         stream = _video_stream(container)
-        _seek(container, stream, time_s)
-        codec = stream.codec_context
-        picture = None
-        for packet in container.demux(stream):
-            for frame in codec.decode(packet):
-                if frame.time is None or frame.time >= time_s - 1e-3:
-                    w, h = frame.width, frame.height
-                    scale = min(1.0, fit / max(1, w, h))
-                    tw, th = max(2, int(round(w * scale))), max(2, int(round(h * scale)))
-                    picture = frame.reformat(width=tw, height=th, format="rgb24").to_image()
-                    rotation = _rotation_of(frame) or _rotation(stream, None)
-                    return picture.rotate(rotation, expand=True) if rotation else picture
-        raise VideoError(f"has no frame at {time_s:.1f} s")
+        frame = _frame_at(container, stream, time_s)
+        if frame is None:
+            raise VideoError(f"has no frame at {time_s:.1f} s")
+        w, h = frame.width, frame.height
+        scale = min(1.0, fit / max(1, w, h))
+        tw, th = max(2, int(round(w * scale))), max(2, int(round(h * scale)))
+        picture = frame.reformat(width=tw, height=th, format="rgb24").to_image()
+        rotation = _rotation_of(frame) or _rotation(stream, None)
+        return picture.rotate(rotation, expand=True) if rotation else picture
     except VideoError:
         raise
     except Exception as e:  # (MemoryError too)
         raise VideoError(_reason(e)) from None
     finally:
         container.close()
+
+
+def _frame_at(container: Any, stream: Any, time_s: float) -> Any:
+    """The first frame at `time_s` or after (decoded from the keyframe before it); None: none."""
+    _seek(container, stream, time_s)
+    codec = stream.codec_context
+    codec.flush_buffers()
+    for packet in container.demux(stream):
+        for frame in codec.decode(packet):
+            if frame.time is None or frame.time >= time_s - 1e-3:
+                return frame
+    return None
 
 
 def parts(duration_s: float) -> int:

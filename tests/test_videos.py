@@ -137,6 +137,31 @@ def test_a_picture_finds_the_moment_and_similar_starts_from_a_frame(library, toy
             idx.similar(folder / "photo.jpg", at=1.0)
 
 
+def test_a_video_with_one_keyframe_is_decoded_whole_and_keeps_a_frame_per_scene(tmp_path, toyclip):
+    """A screen recording's keyframes can be minutes apart: where they leave a gap longer than
+    video.MAX_GAP_S, the part is decoded whole, so each scene still has its frame, and none is more
+    than MAX_GAP_S after the last."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    scenes = toyvideos.scenes(4, seed=4)
+    spans = toyvideos.make(folder / "screen.mp4", [s for s, _ in scenes], seconds=12.0, fps=5, gop_s=1000,
+                           options={"x264-params": "scenecut=0"})
+    import av
+
+    with av.open(str(folder / "screen.mp4")) as c:
+        assert sum(p.is_keyframe for p in c.demux(c.streams.video[0]) if p.size) == 1
+    with Index(tmp_path / "index", model=toyclip, device="cpu") as idx:
+        idx.index([folder])
+        times = [r[2] for r in _frames(tmp_path / "index")]
+        for (scene, caption), (start, end) in zip(scenes, spans):
+            assert any(start <= t < end for t in times), (times, (start, end))
+            hits = idx.search(caption, k=3, min_similarity=-1)
+            assert any(start <= h.time_s < end for h in hits), (caption, (start, end), [h.time_s for h in hits])
+    gaps = [b - a for a, b in zip([0.0, *times], [*times, spans[-1][1]])]
+    assert max(gaps) <= video.MAX_GAP_S + 0.5, times
+    assert all(b - a >= video.MIN_GAP_S for a, b in zip(times, times[1:])), times
+
+
 def test_a_truncated_or_corrupt_video_is_in_error_with_its_reason_and_nothing_else_is_lost(tmp_path, toyclip):
     folder = tmp_path / "lib"
     folder.mkdir()
