@@ -4,8 +4,8 @@ video tests and benchmarks/video.py.
 
     make(path, scenes, seconds=3.0, size=(160, 120), fps=5, codec="libx264", rotate=0)
 
-`drift`: the pan over a scene, as a share of the width; `noise`: the grain added to each frame (0: none,
-cheaper to make at 4K); `options`: the encoder's (preset, crf...). `rotate`: degrees the player turns the picture counterclockwise (the display matrix, as phones write it);
+`drift`: the pan over a scene, as a share of the width; `noise`: fresh noise added to each frame (0:
+none); `grain`: sensor-like noise from a few fields made once (cheap at 4K); `options`: the encoder's (preset, crf...). `rotate`: degrees the player turns the picture counterclockwise (the display matrix, as phones write it);
 the frames are stored turned the other way, so the video stands upright only where the rotation is
 honoured. Returns each scene's [start, end) in seconds."""
 
@@ -40,7 +40,7 @@ def scenes(n: int, seed: int) -> list[tuple[dict[str, Any], str]]:
 
 def make(path: Path, scene_list: Sequence[dict[str, Any]], *, seconds: float = 3.0, size: tuple[int, int] = (160, 120),
          fps: int = 5, codec: str = "libx264", rotate: int = 0, gop_s: float = 1.0, seed: int = 0,
-         drift: float = 0.0, creation_time: str | None = None, noise: float = 3.0,
+         drift: float = 0.0, creation_time: str | None = None, noise: float = 3.0, grain: float = 0.0,
          options: dict[str, str] | None = None) -> list[tuple[float, float]]:
     import av
 
@@ -63,6 +63,9 @@ def make(path: Path, scene_list: Sequence[dict[str, Any]], *, seconds: float = 3
         container.metadata["creation_time"] = creation_time
     spans = []
     frame_no = 0
+    # A camera's sensor noise, cheaply: a few fields made once and taken in turn, frame after frame (what
+    # makes a keyframe as large as a phone's: a flat toy picture compresses to almost nothing).
+    fields = [rng.normal(0, grain, (height, width, 3)).astype(np.int16) for _ in range(3)] if grain else []
     per_scene = int(round(seconds * fps))
     for scene in scene_list:
         spans.append((frame_no / fps, (frame_no + per_scene) / fps))
@@ -72,6 +75,9 @@ def make(path: Path, scene_list: Sequence[dict[str, Any]], *, seconds: float = 3
         for i in range(per_scene):
             dx = int(round(margin * (i / max(1, per_scene - 1) * 2 - 1))) if drift else 0
             img = base.crop((margin + dx, margin, margin + dx + width, margin + height))
+            if fields:
+                arr = np.asarray(img, np.int16) + fields[frame_no % len(fields)]
+                img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
             if noise:
                 arr = np.asarray(img, np.float32) + rng.standard_normal((height, width, 3), dtype=np.float32) * noise
                 img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
