@@ -29,6 +29,7 @@ PART_S = 30.0  # seconds of video committed in one transaction: what a killed ru
 MIN_GAP_S = 1.0  # never two frames kept closer than this
 MAX_GAP_S = 10.0  # at least one frame kept this often (where the video's keyframes allow)
 CANDIDATE_S = 1.0  # a part decoded whole: one candidate frame this often
+REORDER_S = 1.0  # how far a frame's time may run ahead of the packets before it (B-frames)
 SCENE_CHANGE = 12.0  # mean absolute difference (0-255) of two 32x32 grey thumbnails that is a new scene
 _THUMB = 32
 
@@ -219,9 +220,9 @@ def _keyframe_times(container: Any, stream: Any, start_s: float, end_s: float | 
         t = _packet_time(packet, stream)
         if packet.size == 0 or t is None:
             continue
-        if end_s is not None and t >= end_s:
+        if end_s is not None and t >= end_s + REORDER_S:  # (packets come in decoding order)
             break
-        if packet.is_keyframe and t >= start_s:
+        if packet.is_keyframe and start_s <= t and (end_s is None or t < end_s):
             out.append(t)
     return out
 
