@@ -585,6 +585,9 @@ def doctor(index_dir: Annotated[Optional[Path], typer.Option(
                    "keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'mmsearch[cpu]' (or [gpu])")
     typer.echo(f"CUDA: {'works' if ok else 'not usable: ' + why}")
     typer.echo(f"HEIC/HEIF: {'yes' if info['heic'] else 'no (pip install pillow-heif)'}")
+    v = info["video"]
+    typer.echo(f"Videos: PyAV {v['pyav']} (FFmpeg {v['ffmpeg']}), decodes {', '.join(v['decodes'])}" if v["installed"]
+               else f"Videos: not readable, PyAV cannot be imported ({v['error']})")
     words = info["ocr"]
     if not words["installed"]:
         typer.echo(f"OCR: not installed, the words in pictures and scanned pages are not read ({words['install']})")

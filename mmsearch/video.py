@@ -351,6 +351,26 @@ def _frame_at(container: Any, stream: Any, time_s: float) -> Any:
     return None
 
 
+def describe() -> dict[str, Any]:
+    """The decoder, for `mmsearch doctor`: PyAV's and FFmpeg's versions, and which of the codecs phones
+    and cameras write it decodes."""
+    try:
+        av = _av()
+    except ImportError as e:
+        return {"installed": False, "error": str(e)}
+    from av.codec import Codec
+
+    decodes = []
+    for name, shown in (("h264", "H.264"), ("hevc", "HEVC"), ("vp9", "VP9"), ("av1", "AV1"), ("mpeg4", "MPEG-4")):
+        try:
+            Codec(name, "r")
+            decodes.append(shown)
+        except Exception:
+            pass
+    return {"installed": True, "pyav": av.__version__, "ffmpeg": getattr(av, "ffmpeg_version_info", None),
+            "decodes": decodes}
+
+
 def parts(duration_s: float) -> int:
     """How many parts a video of this duration is read in (at least one: a duration not recorded reads
     as one part to the end)."""

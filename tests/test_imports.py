@@ -57,3 +57,11 @@ def test_ray_and_pyarrow_load_only_with_engine_ray():
     proc = run("import sys, mmsearch.cli, mmsearch.api, mmsearch.ingest, mmsearch.multi; "
                "print([m for m in ('ray', 'pyarrow', 'pandas') if m in sys.modules])")
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_ffmpeg_loads_only_when_a_video_is_read():
+    """PyAV (FFmpeg's libraries, ~35 MB) is imported when a video is probed or decoded, never by
+    importing the library, the CLI, the index run or the search (a cold query's budget)."""
+    proc = run("import sys, mmsearch.cli, mmsearch.api, mmsearch.ingest, mmsearch.search, mmsearch.video; "
+               "print([m for m in ('av',) if m in sys.modules])")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
