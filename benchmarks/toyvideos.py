@@ -5,7 +5,7 @@ video tests and benchmarks/video.py.
     make(path, scenes, seconds=3.0, size=(160, 120), fps=5, codec="libx264", rotate=0)
 
 `drift`: the pan over a scene, as a share of the width; `noise`: fresh noise added to each frame (0:
-none); `grain`: sensor-like noise from a few fields made once (cheap at 4K); `options`: the encoder's (preset, crf...). `rotate`: degrees the player turns the picture counterclockwise (the display matrix, as phones write it);
+none); `grain`: texture, one field of noise over every frame (cheap at 4K); `options`: the encoder's (preset, crf...). `rotate`: degrees the player turns the picture counterclockwise (the display matrix, as phones write it);
 the frames are stored turned the other way, so the video stands upright only where the rotation is
 honoured. Returns each scene's [start, end) in seconds."""
 
@@ -63,9 +63,9 @@ def make(path: Path, scene_list: Sequence[dict[str, Any]], *, seconds: float = 3
         container.metadata["creation_time"] = creation_time
     spans = []
     frame_no = 0
-    # A camera's sensor noise, cheaply: a few fields made once and taken in turn, frame after frame (what
-    # makes a keyframe as large as a phone's: a flat toy picture compresses to almost nothing).
-    fields = [rng.normal(0, grain, (height, width, 3)).astype(np.int16) for _ in range(3)] if grain else []
+    # Texture, cheaply: one field of noise made once and laid over every frame (what makes a keyframe about
+    # as large as a phone's: a flat toy picture compresses to almost nothing; the frames between stay small).
+    fields = [rng.normal(0, grain, (height, width, 3)).astype(np.int16)] if grain else []
     per_scene = int(round(seconds * fps))
     for scene in scene_list:
         spans.append((frame_no / fps, (frame_no + per_scene) / fps))

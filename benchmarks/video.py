@@ -28,11 +28,11 @@ from typing import Any
 from .common import BENCH_DIR, machine, say, table, vitb32_bundle, write_json
 
 CLIPS = {  # name: (size, codec, encoder options)
-    "1080p-h264": ((1920, 1080), "libx264", {"preset": "veryfast", "crf": "18"}),
+    "1080p-h264": ((1920, 1080), "libx264", {"preset": "veryfast", "crf": "20"}),
     "2160p-hevc": ((3840, 2160), "libx265", {"preset": "ultrafast", "crf": "22"}),
 }
 FPS = 30
-GRAIN = 8.0  # sensor-like noise (toyvideos.make): keyframes about as large as a phone's at that size
+GRAIN = 8.0  # texture (toyvideos.make): keyframes about as large as a phone's at that size
 
 
 def clip(name: str, seconds: float) -> Path:
@@ -40,7 +40,7 @@ def clip(name: str, seconds: float) -> Path:
     from . import toyvideos
 
     size, codec, options = CLIPS[name]
-    out = BENCH_DIR / "videos" / f"{name}-{int(seconds)}s-grain{GRAIN:g}.mp4"
+    out = BENCH_DIR / "videos" / f"{name}-{int(seconds)}s-texture{GRAIN:g}.mp4"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
