@@ -556,13 +556,14 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         headers["content-disposition"] = _disposition("inline" if shown else "attachment", name)
         headers["accept-ranges"] = "bytes"
         # A player asks for parts of a video (to start at a moment, to seek): the bytes of one range.
-        span = _byte_range(request.headers.get("range"), size)
+        try:
+            span = _byte_range(request.headers.get("range"), size)
+        except _Unsatisfiable:
+            f.close()
+            return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
         if span is None:
             headers["content-length"] = str(size)
             return StreamingResponse(_blocks(f, size), media_type=media, headers=headers)
-        if span == ():
-            f.close()
-            return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
         start, end = span
         f.seek(start)
         headers["content-length"] = str(end - start + 1)
@@ -685,10 +686,14 @@ def _disposition(kind: str, name: str) -> str:
     return f'{kind}; filename="{ascii_name}"' + (f"; filename*=utf-8''{quote(name)}" if ascii_name != name else "")
 
 
-def _byte_range(header: str | None, size: int) -> tuple[int, int] | tuple[()] | None:
-    """The one range of a Range header (RFC 9110), as (first, last) byte; () where it cannot be served
-    (416); None where the whole file is sent: no header, one that is not about bytes, or several ranges
-    (which a server may answer whole)."""
+class _Unsatisfiable(Exception):
+    """A byte range that lies past the file's end (or is malformed): 416."""
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one range of a Range header (RFC 9110), as (first, last) byte; None where the whole file is
+    sent: no header, one that is not about bytes, or several ranges (which a server may answer whole).
+    Raises _Unsatisfiable where it cannot be served."""
     if not header:
         return None
     unit, _, spec = header.partition("=")
@@ -697,16 +702,18 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | tuple[()] | 
     first, dash, last = spec.strip().partition("-")
     try:
         if not dash:
-            return ()
+            raise _Unsatisfiable
         if not first:  # the last N bytes
             n = int(last)
-            return (max(0, size - n), size - 1) if n > 0 and size > 0 else ()
+            if n <= 0 or size <= 0:
+                raise _Unsatisfiable
+            return max(0, size - n), size - 1
         a = int(first)
         b = int(last) if last else size - 1
     except ValueError:
-        return ()
+        raise _Unsatisfiable from None
     if a < 0 or a >= size or b < a:
-        return ()
+        raise _Unsatisfiable
     return a, min(b, size - 1)
 
 
