@@ -599,12 +599,13 @@ class Index:
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
                 under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
-                before: datetime | str | None = None) -> Results:
-        """Files like an indexed file, from its stored vector (the file itself left out)."""
+                before: datetime | str | None = None, at: float | None = None) -> Results:
+        """Files like an indexed file, from its stored vector (the file itself left out). `at`: for a
+        video, the moment (seconds from its start) whose frame to compare with (else all of its frames)."""
         target = arguments.user_path(path)
         filters = Filters.checked(k, type, under, after, before)
         self._check_under(filters.under)
-        found = self.stored_vector(target)
+        found = self.stored_vector(target, at=at)
         if found is None:
             raise MmsearchError(
                 f"{shown(target)}: not in this index. Index it first, or search by its content: "
@@ -639,15 +640,18 @@ class Index:
             raise InvalidArgument(f"threshold {threshold!r}: a cosine, between -1 and 1")
         return find_duplicates(self.catalog, threshold=limit, near=near, progress=progress)
 
-    def stored_vector(self, path: str) -> tuple[int, Any] | None:
-        """(file id, its vector) for an indexed file, None where this index does not hold it."""
+    def stored_vector(self, path: str, at: float | None = None) -> tuple[int, Any] | None:
+        """(file id, its vector) for an indexed file, None where this index does not hold it; `at`: a
+        video's frame nearest that moment (seconds) rather than the mean of its frames."""
         row = self.catalog.file_by_path(path)
         if row is None:
             return None
-        if row.status != "indexed":
+        if row.status not in ("indexed", "indexing"):
             raise MmsearchError(f"{shown(path)}: could not be indexed ({self.catalog.file_error(row.id)}); "
                                 "fix that and run `mmsearch index` again")
-        vector = self.catalog.file_vector(row.id)
+        if at is not None and row.kind != "video":
+            raise InvalidArgument(f"{shown(path)}: a moment (at) is for a video; this is a {row.kind}")
+        vector = self.catalog.file_vector(row.id) if at is None else self.catalog.frame_vector(row.id, float(at))
         if vector is None and self.catalog.vectors_pending_for(row.id):
             raise MmsearchError(f"{shown(path)}: its vectors are still to be computed (a run stopped before it "
                                 "finished them); `mmsearch index` again computes them")
@@ -678,6 +682,10 @@ class Index:
                 from .preprocess import open_image
 
                 return open_image(f, fit=fit)[0]
+            if item.kind == "video":
+                from .video import frame_at
+
+                return frame_at(f, item.frame_s or 0.0, fit)
             from .textfiles import render_page
 
             return render_page(Path(item.path), item.page or 1, fit, file=f)
@@ -707,10 +715,10 @@ class Index:
         return text()
 
     def recent(self, k: int = 24, *, type: str = "image") -> list[ItemFile]:
-        """The k newest files of a kind ("image" or "document"), by their date: the capture time where
-        a photo records one, else the modification time."""
+        """The k newest files of a kind ("image", "document" or "video"), by their date: the capture time
+        where a photo or a video records one, else the modification time."""
         arguments.at_least_one("k", k)
-        return self.catalog.recent_items(arguments.choice("type", type, ("image", "document")), k)
+        return self.catalog.recent_items(arguments.choice("type", type, ("image", "document", "video")), k)
 
     def thumbnail(self, item_id: int, size: int = 256) -> Any:
         """A picture of an item (a result's `item_id`) for an app to show: an upright RGB PIL image whose
@@ -742,7 +750,7 @@ class Index:
         return self.catalog, self.vectors if vectors else None, exclude_file
 
     def file_kind(self, file_id: int) -> str:
-        """An indexed file's kind ("image" or "document"), by its id (as stored_vector gives it)."""
+        """An indexed file's kind ("image", "document" or "video"), by its id (as stored_vector gives it)."""
         return self.catalog.file_kinds([file_id])[file_id]
 
     @staticmethod

@@ -19,7 +19,7 @@ from .errors import InvalidArgument
 from .filenames import shown
 
 DEVICES = ("auto", "cpu", "cuda")
-TYPES = ("all", "image", "document")
+TYPES = ("all", "image", "document", "video")
 MODES = ("hybrid", "vector", "keyword")
 VARIANTS = ("fp32", "fp16", "int8")
 ENGINES = ("local", "ray")  # where an index run decodes and encodes: this process, or a Ray cluster

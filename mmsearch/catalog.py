@@ -1,6 +1,6 @@
 """The SQLite catalog: the durable truth of an index.
 
-Schema (version 6), written with the standard library's sqlite3, WAL mode, every change in one transaction:
+Schema (version 9), written with the standard library's sqlite3, WAL mode, every change in one transaction:
 
     meta     key/value: schema_version, model name and manifest hash, embedding dim, generation
     roots    the folders the user indexed
@@ -43,6 +43,11 @@ to that, or across two chunks, is found. `passages_fts` indexes them as `items_f
 every file's passages from its chunks' text: nothing is read or encoded again. `items_file` became an
 index on (file_id, page, start), the order passages are cut in.
 
+Version 9 added videos (video.py): a video is a file of kind 'video' whose items are frames, each with
+its vector and `items.time_s`, its time in seconds from the video's start; `files.duration_s` is its
+length. A long video is committed in parts: until its last part is, its row's status is 'indexing' and
+`files.done_s` says how far into it its frames are committed, so a run that resumes it starts there.
+
 `generation` grows with every transaction that adds or removes vectors; the ANN file records the
 generation it reflects, so opening an index knows at once whether the two agree.
 """
@@ -71,7 +76,7 @@ from . import passages
 if TYPE_CHECKING:
     import numpy as np  # imported where vectors are read or written: a keyword query loads none of it
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 CATALOG_FILE = "catalog.db"
 
 
@@ -149,7 +154,7 @@ class ItemFile:
     file_id: int
     path: str  # as stored (display form)
     fs_path: str  # what to open on disk
-    kind: str  # "image" | "document"
+    kind: str  # "image" | "document" | "video"
     page: int | None  # a PDF chunk's page
     size: int
     mtime_ns: int
@@ -161,6 +166,7 @@ class ItemFile:
     time_s: float | None  # the file's date as an instant: taken_at where known, else the modification time
     status: str
     ctime_ns: int | None  # the inode's change time as indexed (None: not recorded yet)
+    frame_s: float | None = None  # a video's frame: its time, in seconds from the video's start
 
 
 # The kind of the items that hold the words read in a picture: text for the keyword index, no vector.
@@ -229,6 +235,7 @@ class ItemRow:
     height: int | None
     taken_at: str | None
     mtime_ns: int
+    time_s: float | None = None  # a video's frame: seconds from the video's start
 
 
 _SCHEMA_V1 = """
@@ -358,6 +365,13 @@ MIGRATIONS: dict[int, list[Any]] = {
         # them (`mmsearch status`: "not read: 120 .key, 3 .pages").
         "CREATE TABLE not_read (root_id INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,"
         " suffix TEXT NOT NULL, files INTEGER NOT NULL, PRIMARY KEY (root_id, suffix))",
+    ],
+    8: [
+        # Videos: each kept frame an item with its time in the video; the video's length; and, while a
+        # long video is committed in parts (status 'indexing'), how far its frames go.
+        "ALTER TABLE items ADD COLUMN time_s REAL",
+        "ALTER TABLE files ADD COLUMN duration_s REAL",
+        "ALTER TABLE files ADD COLUMN done_s REAL",
     ],
 }
 
@@ -671,7 +685,7 @@ class Catalog:
         r = self.conn.execute(
             "SELECT items.id, files.id, files.path, files.path_bytes, files.kind, items.page, files.size,"
             " files.mtime_ns, files.content_hash, files.media_type, files.width, files.height, files.taken_at,"
-            " files.time_s, files.status, files.ctime_ns FROM items JOIN files ON files.id = items.file_id"
+            " files.time_s, files.status, files.ctime_ns, items.time_s FROM items JOIN files ON files.id = items.file_id"
             " WHERE items.id = ?",
             (item_id,),
         ).fetchone()
@@ -730,24 +744,32 @@ class Catalog:
         mean = np.concatenate(parts).mean(axis=0)
         return (mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32)
 
+    def frame_vector(self, file_id: int, at: float) -> np.ndarray | None:
+        """The vector of a video's frame nearest `at` seconds (None: no frame)."""
+        r = self.conn.execute("SELECT id FROM items WHERE file_id = ? AND time_s IS NOT NULL ORDER BY abs(time_s - ?), id"
+                              " LIMIT 1", (file_id, at)).fetchone()
+        parts = [v for _, v in self.vectors_for([r[0]])] if r else []
+        return parts[0][0] if parts else None
+
     def put_file(self, conn: sqlite3.Connection, *, path: str, root_id: int, size: int, mtime_ns: int,
                  content_hash: str | None, kind: str, media_type: str | None = None, width: int | None = None,
                  height: int | None = None, taken_at: datetime | None = None, orientation: int | None = None,
-                 status: str = "indexed", error: str | None = None, ctime_ns: int | None = None
-                 ) -> tuple[int, list[int]]:
+                 status: str = "indexed", error: str | None = None, ctime_ns: int | None = None,
+                 duration_s: float | None = None, done_s: float | None = None) -> tuple[int, list[int]]:
         """Insert or replace a file row; a replaced file's old items go. Returns (file id, removed item ids).
         taken_at: the EXIF capture time, naive (camera wall clock, read as local time) or aware."""
         key = db_path(path)
         row = conn.execute("SELECT id FROM files WHERE path = ?", (key,)).fetchone()
         time_s = taken_at.timestamp() if taken_at else mtime_ns / 1e9
         values = (root_id, size, mtime_ns, content_hash, kind, media_type, width, height,
-                  taken_at.isoformat() if taken_at else None, time_s, orientation, status, error, now(), ctime_ns)
+                  taken_at.isoformat() if taken_at else None, time_s, orientation, status, error, now(), ctime_ns,
+                  duration_s, done_s)
         removed: list[int] = []
         if row is None:
             cur = conn.execute(
                 "INSERT INTO files(path, path_bytes, root_id, size, mtime_ns, content_hash, kind, media_type, width,"
-                " height, taken_at, time_s, orientation, status, error, indexed_at, ctime_ns)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " height, taken_at, time_s, orientation, status, error, indexed_at, ctime_ns, duration_s, done_s)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key, path_bytes(path), *values),
             )
             return _rowid(cur), removed
@@ -756,7 +778,8 @@ class Catalog:
         # Its items are gone, the words read in it with them: to be read again (ocr_hash NULL).
         conn.execute(
             "UPDATE files SET root_id=?, size=?, mtime_ns=?, content_hash=?, kind=?, media_type=?, width=?, height=?,"
-            " taken_at=?, time_s=?, orientation=?, status=?, error=?, indexed_at=?, ctime_ns=?, ocr_hash=NULL"
+            " taken_at=?, time_s=?, orientation=?, status=?, error=?, indexed_at=?, ctime_ns=?, duration_s=?, done_s=?,"
+            " ocr_hash=NULL"
             " WHERE id = ?",
             (*values, file_id),
         )
@@ -771,6 +794,19 @@ class Catalog:
         """A note on an indexed file (a document indexed only so far, say): kept in its error column,
         its status stays 'indexed'. None takes it away."""
         conn.execute("UPDATE files SET error = ? WHERE id = ?", (note, file_id))
+
+    def video_progress(self, file_id: int) -> tuple[float | None, float | None]:
+        """A video committed in parts: (how far its frames are committed, in seconds, None: not in parts;
+        the time of its last frame, None: none yet)."""
+        r = self.conn.execute("SELECT done_s, (SELECT max(time_s) FROM items WHERE file_id = files.id)"
+                              " FROM files WHERE id = ?", (file_id,)).fetchone()
+        return (None, None) if r is None else (r[0], r[1])
+
+    def set_video_progress(self, conn: sqlite3.Connection, file_id: int, done_s: float | None) -> None:
+        """A video's frames committed up to `done_s` seconds (status 'indexing'); None: all of them (status
+        'indexed')."""
+        conn.execute("UPDATE files SET done_s = ?, status = ? WHERE id = ?",
+                     (done_s, "indexed" if done_s is None else "indexing", file_id))
 
     # A file without an EXIF time is dated by its modification time, which these two may change.
     _MTIME_DATE = "time_s = CASE WHEN taken_at IS NULL THEN ? ELSE time_s END"
@@ -809,16 +845,18 @@ class Catalog:
         return ids
 
     def add_items(self, conn: sqlite3.Connection, file_id: int, kind: str, vectors: np.ndarray,
-                  chunks: Sequence[tuple[int | None, int, int, str]] | None = None) -> list[int]:
-        """Items of one file with their vectors; chunks are (page, start, end, text) for documents."""
+                  chunks: Sequence[tuple[int | None, int, int, str]] | None = None,
+                  times: Sequence[float] | None = None) -> list[int]:
+        """Items of one file with their vectors; chunks are (page, start, end, text) for documents, times
+        (seconds from the start) for a video's frames."""
         import numpy as np
         ids: list[int] = []
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         for i, vec in enumerate(vectors):
             page, start, end, text = chunks[i] if chunks else (None, None, None, None)
             cur = conn.execute(
-                'INSERT INTO items(file_id, kind, page, start, "end", text) VALUES (?,?,?,?,?,?)',
-                (file_id, kind, page, start, end, text),
+                'INSERT INTO items(file_id, kind, page, start, "end", text, time_s) VALUES (?,?,?,?,?,?,?)',
+                (file_id, kind, page, start, end, text, times[i] if times else None),
             )
             item_id = _rowid(cur)
             conn.execute("INSERT INTO vectors(item_id, vector) VALUES (?, ?)", (item_id, vec.tobytes()))
@@ -1008,7 +1046,8 @@ class Catalog:
             marks = ",".join("?" * len(part))
             for r in self.conn.execute(
                 "SELECT items.id, items.file_id, files.path, files.path_bytes, files.kind, items.page, items.start,"
-                " items.\"end\", items.text, files.media_type, files.width, files.height, files.taken_at, files.mtime_ns"
+                " items.\"end\", items.text, files.media_type, files.width, files.height, files.taken_at, files.mtime_ns,"
+                " items.time_s"
                 f" FROM items JOIN files ON files.id = items.file_id WHERE items.id IN ({marks})",
                 part,
             ):
@@ -1171,10 +1210,13 @@ class Catalog:
                     "SELECT started_at, finished_at, status, summary, pid FROM runs ORDER BY id DESC LIMIT ?", (limit,))]
 
     def counts(self) -> dict[str, int]:
-        out = {"image": 0, "document": 0, "chunks": 0, "errors": 0}
+        out = {"image": 0, "document": 0, "video": 0, "chunks": 0, "frames": 0, "errors": 0}
         for kind, n in self.conn.execute("SELECT kind, count(*) FROM files WHERE status = 'indexed' GROUP BY kind"):
             out[kind] = n
         out["chunks"] = self.conn.execute("SELECT count(*) FROM items WHERE kind = 'document'").fetchone()[0]
+        out["frames"] = self.conn.execute("SELECT count(*) FROM items WHERE kind = 'video'").fetchone()[0]
+        # Videos committed in part so far (a run stopped in one): their frames so far are searchable.
+        out["videos_in_part"] = self.conn.execute("SELECT count(*) FROM files WHERE status = 'indexing'").fetchone()[0]
         out["errors"] = self.conn.execute("SELECT count(*) FROM files WHERE status = 'error'").fetchone()[0]
         # OCR: the pictures whose words were found, and the files still to be read (by a run with OCR on).
         out["pictures_with_words"] = self.conn.execute("SELECT count(DISTINCT file_id) FROM items WHERE kind = ?",

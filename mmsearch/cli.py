@@ -64,8 +64,8 @@ def _setup_logging() -> None:
 def index(
     paths: Annotated[list[Path], typer.Argument(
         help="Folders to index (recursively) or single files: images (jpg, png, webp, gif, bmp, tiff; heic with "
-             "pillow-heif) and documents (pdf, txt, md, office files, EPUB, HTML, RTF, mail, CSV/JSON, source "
-             "code).")],
+             "pillow-heif), documents (pdf, txt, md, office files, EPUB, HTML, RTF, mail, CSV/JSON, source "
+             "code) and videos (mp4, mov, mkv, webm, avi, m4v).")],
     index_dir: IndexOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder "
                                                                  "[default: the default for your language, pulled when "
@@ -102,10 +102,10 @@ def index(
     hold_steps: Annotated[float, typer.Option(
         "--hold-steps", hidden=True, help="Hold each step open this many seconds (to aim a kill inside one).")] = 0.0,
 ) -> None:
-    """Index photos and documents under PATHS; a second run only does what changed.
+    """Index photos, documents and videos under PATHS; a second run only does what changed.
 
-    Images (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC with pillow-heif) and documents (PDF, text, office files, EPUB,
-    HTML, RTF, mail, CSV/JSON, source code).
+    Images (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC with pillow-heif), documents (PDF, text, office files, EPUB,
+    HTML, RTF, mail, CSV/JSON, source code) and videos (MP4, MOV, MKV, WebM, AVI, M4V: a frame per scene).
     Unchanged files are skipped, changed ones re-encoded, deleted ones removed, moved ones keep their
     vectors. With OCR installed (mmsearch[ocr]), the words in pictures and scanned pages are read
     afterwards, once per picture. Ctrl-C stops cleanly: what was finished is kept; run the same
@@ -225,6 +225,9 @@ def _progress(disabled: bool):
                     what = "Indexing" if ev.phase == "encoding" else "Saving"
                     if ev.characters is not None and ev.path:  # inside a long document (a name is no markup)
                         what += f" {escape(printable(os.path.basename(ev.path)))}: {ev.characters / 1e6:.1f}M characters"
+                    if ev.video_s is not None and ev.path:  # inside a long video
+                        what += (f" {escape(printable(os.path.basename(ev.path)))}: {cli_query.clock(ev.video_s)}"
+                                 f" of {cli_query.clock(ev.duration_s or 0)}")
                     p.update(task, description=what, completed=ev.done, total=ev.total,
                              rate=f"{speed:.1f}" if speed else "")
 
@@ -293,19 +296,19 @@ def _query(**kwargs: Any) -> None:
 
 
 def _similar(*, path: Path, index_dir: Optional[list[Path]], k: int, type_: str, under: Optional[Path],
-             after: Optional[str], before: Optional[str], as_json: bool) -> None:
+             after: Optional[str], before: Optional[str], at: Optional[float], as_json: bool) -> None:
     """Files like an indexed file, from its stored vector: no model is loaded, the file itself is left out."""
     try:
         with cli_query.open_indexes(index_dir) as idx:
-            hits = idx.similar(path, k=k, type=type_, under=under, after=after, before=before)
+            hits = idx.similar(path, k=k, type=type_, under=under, after=after, before=before, at=at)
     except Exception as e:
         _fail_with(e)
     cli_query.write_hits(hits, as_json)
 
 
 query = _declared("query", _query, cli_query.QUERY_OPTIONS, ("text", str, None, cli_query.QUERY_TEXT_HELP))
-similar = _declared("similar", _similar, (cli_query.INDEXES, *cli_query.FILTERS, cli_query.JSON),
-                    ("path", Path, ..., "An indexed file (photo or document)."))
+similar = _declared("similar", _similar, (cli_query.INDEXES, *cli_query.FILTERS, cli_query.AT, cli_query.JSON),
+                    ("path", Path, ..., "An indexed file (photo, document or video)."))
 
 
 @app.command()
@@ -327,7 +330,13 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if info.get("newer_default"):
         typer.echo("  " + info["newer_default"]["note"].replace("\n", "\n  "))
     typer.echo("roots:   " + (", ".join(printable(r) for r in info["roots"]) or "none"))
-    typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks), {c['errors']} in error")
+    videos = ""
+    if c.get("video") or c.get("videos_in_part"):
+        videos = f", {c['video']} videos ({c['frames']} frames)"
+        if c["videos_in_part"]:
+            videos += f" and {c['videos_in_part']} indexed in part (`mmsearch index` goes on with them)"
+    typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks){videos}, "
+               f"{c['errors']} in error")
     if info["not_read"]:
         typer.echo(f"not read: {_not_read(info['not_read'])}")
     from . import ocr
@@ -576,6 +585,9 @@ def doctor(index_dir: Annotated[Optional[Path], typer.Option(
                    "keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'mmsearch[cpu]' (or [gpu])")
     typer.echo(f"CUDA: {'works' if ok else 'not usable: ' + why}")
     typer.echo(f"HEIC/HEIF: {'yes' if info['heic'] else 'no (pip install pillow-heif)'}")
+    v = info["video"]
+    typer.echo(f"Videos: PyAV {v['pyav']} (FFmpeg {v['ffmpeg']}), decodes {', '.join(v['decodes'])}" if v["installed"]
+               else f"Videos: not readable, PyAV cannot be imported ({v['error']})")
     words = info["ocr"]
     if not words["installed"]:
         typer.echo(f"OCR: not installed, the words in pictures and scanned pages are not read ({words['install']})")

@@ -82,6 +82,8 @@ def write_hits(hits, as_json: bool) -> None:
     rows = [("#", "score", "match", "kind", "path", "snippet")]
     for h in hits:
         where = shown(h.path) + (f" (p. {h.page})" if h.page else "")
+        if getattr(h, "time_s", None) is not None:
+            where += f" ({clock(h.time_s)})"
         rows.append((str(h.rank), f"{h.score:.3f}", h.match, h.kind, where,
                      printable((h.snippet or "").replace("\n", " "))))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
@@ -98,6 +100,13 @@ def write_hits(hits, as_json: bool) -> None:
             lines.append(line(rows[0]))
         lines.append(line(r))
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def clock(seconds: float) -> str:
+    """A moment in a video as a player shows it: 1:05, or 1:02:05 past an hour."""
+    whole = int(seconds)
+    h, m, s = whole // 3600, whole // 60 % 60, whole % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def containing_line(counts: dict[str, int], words: str) -> str:
@@ -135,12 +144,14 @@ JSON = Option(("--json",), "as_json", bool, False, "Print machine-readable JSON 
 # The filters `query` and `similar` share.
 FILTERS = (
     Option(("-k", "--top"), "k", int, 10, "How many results (files)."),
-    Option(("--type",), "type_", str, "all", "image, document or all."),
+    Option(("--type",), "type_", str, "all", "image, document, video or all."),
     Option(("--under",), "under", Path, None, "Only files under this folder."),
     Option(("--after",), "after", str, None,
            "Dated (EXIF capture, else modified) at or after DATE: YYYY-MM-DD[THH:MM], local time unless a zone is given."),
     Option(("--before",), "before", str, None, "Dated before DATE (same forms as --after)."),
 )
+AT = Option(("--at",), "at", float, None,
+            "A video: like its frame at this moment, in seconds [default: like all of its frames].")
 QUERY_TEXT_HELP = "What to look for, in words."
 QUERY_OPTIONS = (
     Option(("--image",), "image", Path, None, "Find what looks like this picture instead."),

@@ -1,5 +1,6 @@
 """What this machine can do for mmsearch (`mmsearch doctor`): onnxruntime and its providers, CUDA, the
-CPU's instruction set and the int8 checks of the installed models, HEIC support, OCR, MMSEARCH_HOME, and
+CPU's instruction set and the int8 checks of the installed models, HEIC support, OCR, the video decoder,
+MMSEARCH_HOME, and
 who else can read the index and the caches."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ def diagnose(index_dir: Path | None = None) -> dict[str, Any]:
     """The facts `mmsearch doctor` prints (and `--json` gives as they are); `index_dir`: the index whose
     permissions to check (default: the default index). Raises MmsearchError where onnxruntime is not
     installed (mmsearch installed without its [cpu] or [gpu] extra)."""
-    from . import int8_check, ocr, paths, private
+    from . import int8_check, ocr, paths, private, video
     from .api import installed_models, is_index_entry
     from .bundle import TOWERS
     from .media import heif_supported
@@ -37,6 +38,7 @@ def diagnose(index_dir: Path | None = None) -> dict[str, Any]:
         "cuda_reason": why or None,
         "heic": heif_supported(),
         "ocr": ocr.describe(),
+        "video": video.describe(),
         "cpu": int8_check.isa_summary(),
         "cpu_flags": list(int8_check.isa_flags()),
         "home": str(paths.home()),

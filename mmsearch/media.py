@@ -1,4 +1,4 @@
-"""What mmsearch reads, by file suffix: images and documents, and their media types. Imports nothing
+"""What mmsearch reads, by file suffix: images, documents and videos, and their media types. Imports nothing
 heavy, so the scan that sorts files needs neither Pillow nor a PDF library."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ DOCUMENT_SUFFIXES = frozenset({".pdf"}) | PLAIN_SUFFIXES | FORMAT_SUFFIXES
 SNIFF_BYTES = 4096  # a file with no suffix is a document when this much of its start is text
 _IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 _HEIF_SUFFIXES = frozenset({".heic", ".heif"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})  # read with PyAV (video.py)
 # mimetypes' table depends on the platform (and lacks some of these on older ones): ours is fixed.
 # Plain-text types are text/* (the web app shows them as plain text, never rendered: HTML and SVG too);
 # the office formats, EPUB, RTF and mail are downloaded, to be opened by the user's own program.
@@ -38,7 +39,8 @@ _TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".heic": "image/
           ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
           ".odt": "application/vnd.oasis.opendocument.text",
           ".ods": "application/vnd.oasis.opendocument.spreadsheet", ".epub": "application/epub+zip",
-          ".rtf": "application/rtf", ".eml": "message/rfc822"}
+          ".rtf": "application/rtf", ".eml": "message/rfc822", ".mp4": "video/mp4", ".m4v": "video/mp4",
+          ".mov": "video/quicktime", ".mkv": "video/x-matroska", ".webm": "video/webm", ".avi": "video/x-msvideo"}
 
 
 @lru_cache(maxsize=1)
@@ -52,13 +54,15 @@ def image_suffixes() -> frozenset[str]:
 
 
 def kind_of(name: str, path: str | None = None) -> str | None:
-    """"image", "document" or None (a file mmsearch does not read), by suffix, any case; a file with no
+    """"image", "document", "video" or None (a file mmsearch does not read), by suffix, any case; a file with no
     suffix is a document if its first bytes are text (read from `path` where given: README, Makefile)."""
     suffix = os.path.splitext(name)[1].lower()
     if suffix in image_suffixes():
         return "image"
     if suffix in DOCUMENT_SUFFIXES:
         return "document"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
     if not suffix and path is not None and is_text_file(path):
         return "document"
     return None

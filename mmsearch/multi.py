@@ -85,12 +85,12 @@ class MultiIndex:
 
     def similar(self, path: str | os.PathLike[str], *, k: int = 10, type: str = "all",
                 under: str | os.PathLike[str] | None = None, after: datetime | str | None = None,
-                before: datetime | str | None = None) -> Results:
+                before: datetime | str | None = None, at: float | None = None) -> Results:
         """As Index.similar, over every index: the file's stored vector is taken from the index that holds
         it (the first, where several do), and the file itself is left out of each."""
         target = arguments.user_path(path)
         filters = Filters.checked(k, type, under, after, before)
-        found = [(idx, idx.stored_vector(target)) for idx in self.indexes]
+        found = [(idx, idx.stored_vector(target, at=at)) for idx in self.indexes]
         held = [(idx, f) for idx, f in found if f is not None]
         if not held:
             raise MmsearchError(

@@ -20,7 +20,7 @@ class FoundFile:
     path: str  # absolute, as the OS gives it (may hold surrogate escapes for non-UTF-8 names)
     size: int
     mtime_ns: int
-    kind: str  # "image" | "document"
+    kind: str  # "image" | "document" | "video"
     ctime_ns: int | None = None  # the inode's change time (change_time): who may write a file sets its mtime, not this
 
 
@@ -226,7 +226,7 @@ def _single_file(path: str, problems: list[ScanProblem]) -> Iterator[FoundFile]:
     kind = kind_of(path, path)
     if kind is None:
         suffix = os.path.splitext(path)[1] or "no extension"
-        problems.append(ScanProblem(path, f"not an image or a document mmsearch reads ({suffix})"))
+        problems.append(ScanProblem(path, f"not an image, a document or a video mmsearch reads ({suffix})"))
         return
     try:
         st = os.stat(path)
@@ -271,7 +271,9 @@ def plan(found: Iterable[FoundFile], lookup: Callable[[list[str]], dict[str, Fil
                 result.new.append(f)
                 continue
             seen.add(row.id)
-            if row.size == f.size and row.mtime_ns == f.mtime_ns and (row.status == "indexed" or row.content_hash):
+            if row.status == "indexing":
+                result.changed.append((f, row))  # a video committed in part: the run goes on with it
+            elif row.size == f.size and row.mtime_ns == f.mtime_ns and (row.status == "indexed" or row.content_hash):
                 # A file that failed before and has not changed is not retried (its error stays listed),
                 # unless it could not even be read: a chmod or a remount changes no mtime.
                 if row.status != "indexed":

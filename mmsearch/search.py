@@ -1,4 +1,4 @@
-"""A query: candidates by meaning and by words, filters, one result per file, and one score.
+"""A query: candidates by meaning and by words, filters, one result per file (a video: per moment), and one score.
 
 Each hit says why it is there (`match`): "words" (the file holds the query's words), "meaning" (its
 vector is close to the query's), or "both". A text query over an index ranks the files that hold its
@@ -50,11 +50,16 @@ MATCHES = ("words", "meaning", "both")
 BANDS = {3: (0.875, 0.125), 2: (0.75, 0.125), 1: (0.5, 0.25)}
 MEANING_WIDTH = 0.5
 _BELOW_ONE = 0.9999  # keeps each band of words below the next
+# A video is a result once per moment that matches: its frames that match less well within this many
+# seconds of one that matches better are that moment (a long scene keeps a frame every 10 s).
+MOMENT_S = 5.0
+# The kind of item whose calibration a video's frames take: they are pictures, encoded as photos are.
+_CALIBRATED_AS = {"video": "image"}
 
 
 @dataclass(frozen=True)
 class Filters:
-    type: str = "all"  # "all" | "image" | "document"
+    type: str = "all"  # "all" | "image" | "document" | "video"
     under: str | None = None  # only files under this folder
     after: datetime | None = None  # aware; compared with each file's date (EXIF capture time, else mtime)
     before: datetime | None = None
@@ -97,7 +102,7 @@ class Filters:
 class SearchResult:
     rank: int
     path: str  # opens the file (for a name that is not UTF-8, a str with surrogate escapes)
-    kind: str  # "image" | "document"
+    kind: str  # "image" | "document" | "video"
     score: float  # relevance in [0, 1], the same scale everywhere (see the module's docstring)
     match: str  # why it is here: "words", "meaning" or "both"
     similarity: float | None  # cosine similarity of the file's item to the query vector, where there is one
@@ -107,6 +112,7 @@ class SearchResult:
     width: int | None = None
     height: int | None = None
     taken_at: str | None = None
+    time_s: float | None = None  # a video's moment: its frame's time, in seconds from the start
 
     def to_dict(self) -> dict[str, Any]:
         """As `--json` prints it: the path as filenames.json_fields writes it."""
@@ -168,6 +174,12 @@ class _Found:
     at: tuple[int, int] | None = None  # (position, length) of the words in the row's text
     share: float = 0.0  # words side: the share of the query's words the passage holds
 
+    @property
+    def key(self) -> str | tuple[str, float]:
+        """What one result stands for: a file, or a video's moment."""
+        t = getattr(self.row, "time_s", None)
+        return self.path if t is None else (self.path, t)
+
 
 def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query_text: str | None, k: int,
               filters: Filters, mode: str = "hybrid", query_kind: str = "text",
@@ -219,8 +231,9 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
         _place_words(found, shards[found.shard][0], query_text or "")
     if q is not None:
         _cosines_of(key, vec, shards, q)
-    nulls = {(s, kind): (c.null(query_kind, kind) if c else None) for s, c in enumerate(calibrations)
-             for kind in ("image", "document")}
+    query_kind = _CALIBRATED_AS.get(query_kind, query_kind)
+    nulls = {(s, kind): (c.null(query_kind, _CALIBRATED_AS.get(kind, kind)) if c else None)
+             for s, c in enumerate(calibrations) for kind in ("image", "document", "video")}
     ranked = _ranked(mode, vec, key, nulls, min_similarity)
     for score, match, found in ranked[:k]:
         row = found.row
@@ -229,7 +242,7 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
             rank=len(out) + 1, path=row.path, kind=row.kind, score=round(float(score), 6), match=match,
             similarity=None if found.cosine is None else float(found.cosine),
             snippet=_snippet(_shown_text(found, shards[found.shard][0], query_text), query_text, found.at), page=row.page, item_id=found.item_id, width=row.width,
-            height=row.height, taken_at=row.taken_at,
+            height=row.height, taken_at=row.taken_at, time_s=getattr(row, "time_s", None),
         ))
     if use_words:
         out.words = query_text
@@ -276,44 +289,44 @@ def _ranked(mode: str, vec: list[_Found], key: list[_Found], nulls: dict[tuple[i
             if min_similarity is None or above_floor(found):
                 out.append((MEANING_WIDTH * (part(found) or 0.0), "meaning", found))
     else:
-        by_vector = {f.path for f in vec}
+        by_vector = {f.key for f in vec}
         holding = set()
         for found in key:
             m = part(found)
             passes = above_floor(found)
             if found.level >= 1:  # holds all the query's words
-                holding.add(found.path)
+                holding.add(found.key)
                 base, width = BANDS[found.level]
                 r = found.fraction if m is None else (found.fraction + m) / 2
-                agrees = passes if passes is not None else found.path in by_vector
+                agrees = passes if passes is not None else found.key in by_vector
                 out.append((base + width * min(r, _BELOW_ONE), "both" if agrees else "words", found))
         for found in key:  # some of the words: related, where they are at least half of them
             if found.level < 1 and found.share >= 0.5:
-                holding.add(found.path)
+                holding.add(found.key)
                 passes = above_floor(found)
                 score = MEANING_WIDTH / 2 * (min(found.share, _BELOW_ONE) + (part(found) or 0.0))
                 out.append((score, "both" if passes else "words", found))
         for found in [*vec, *(f for f in key if f.level < 1)]:
-            if found.path in holding:
+            if found.key in holding:
                 continue
             if above_floor(found) is not False:
-                holding.add(found.path)
+                holding.add(found.key)
                 out.append((MEANING_WIDTH * (part(found) or 0.0), "meaning", found))
     out.sort(key=lambda t: -t[0])  # stable: each side's order within equal scores
     return out
 
 
 def _merged(sides: list[list[_Found]], score: Callable[[_Found], float]) -> list[_Found]:
-    """One ranking from each index's (best first): by score, ties in index order; a path met twice (two
-    indexes that hold the same file) keeps its first, best, entry."""
+    """One ranking from each index's (best first): by score, ties in index order; a path (or a video's
+    moment) met twice (two indexes that hold the same file) keeps its first, best, entry."""
     if len(sides) <= 1:
         return sides[0] if sides else []
     merged = sorted((f for side in sides for f in side), key=lambda f: -score(f))  # stable
-    seen: set[str] = set()
+    seen: set[str | tuple[str, float]] = set()
     out = []
     for f in merged:
-        if f.path not in seen:
-            seen.add(f.path)
+        if f.key not in seen:
+            seen.add(f.key)
             out.append(f)
     return out
 
@@ -334,10 +347,10 @@ def _place_words(found: _Found, catalog: Catalog, query: str) -> None:
 def _cosines_of(key: list[_Found], vec: list[_Found], shards: Sequence[Shard], q: np.ndarray) -> None:
     """The cosine of each file the words side found: the vector side's where it found the file too (its
     best item), else that of the chunk holding the words."""
-    best = {f.path: f for f in vec}
+    best = {f.key: f for f in vec}
     missing: dict[int, dict[int, list[_Found]]] = {}
     for found in key:
-        other = best.get(found.path)
+        other = best.get(found.key)
         if other is not None:
             found.cosine = other.cosine
         elif found.item_id is not None:
@@ -439,14 +452,23 @@ def _kind_candidates(catalog: Catalog, vectors: Searcher, q: np.ndarray, want: i
 
 
 def _group(hits: Hits, rows: dict) -> list[tuple[int, int, float]]:
-    """One entry per file, its best item or passage first seen (hits are best first): (file id, id, score)."""
+    """One entry per file, its best item or passage first seen (hits are best first): (file id, id, score);
+    a video one per moment (its frames within MOMENT_S of a better one's are that one)."""
     seen: set[int] = set()
+    moments: dict[int, list[float]] = {}  # a video's file id -> the times of the frames kept for it
     out = []
     for item_id, score in hits:
         row = rows.get(item_id)
         if row is None or row.file_id in seen:  # gone from the catalog since the ANN file was saved
             continue
-        seen.add(row.file_id)
+        t = getattr(row, "time_s", None)
+        if t is not None:
+            kept = moments.setdefault(row.file_id, [])
+            if any(abs(t - other) < MOMENT_S for other in kept):
+                continue
+            kept.append(t)
+        else:
+            seen.add(row.file_id)
         out.append((row.file_id, item_id, score))
     return out
 

@@ -124,6 +124,10 @@ def indexed(cluster, bundle, tmp_path_factory):
     # Words to read after the commits: a picture with words, a scan (a PDF with no text layer).
     sign(["Bellavista Pizzeria"]).save(photos / "shop.png")
     scanned_pdf(photos / "docs" / "scan.pdf", [sign(["Harbour Master", "Opening hours"], size=(1240, 1754), px=60)])
+    # A video: read on this machine (as words are), in a run on the cluster too.
+    from benchmarks import toyvideos
+
+    toyvideos.make(photos / "clip.mp4", [scene for scene, _ in toyvideos.scenes(2, seed=1)])
     with Index(root / "local", model=bundle, variant="fp32") as idx:
         local = idx.index([photos])
     out = run("index", photos, "--index", root / "ray", "--model", bundle, "--variant", "fp32", "--engine", "ray",
@@ -138,6 +142,7 @@ def test_a_ray_run_makes_the_index_a_local_run_makes(indexed):
         assert report[key] == getattr(local, key), key
     assert sorted(map(str, report["errors"])) == sorted(map(str, local.errors)) and len(report["errors"]) == 2
     assert files(root / "ray") == files(root / "local")  # same files, statuses, reasons, hashes, sizes
+    assert files(root / "ray")[str(photos / "clip.mp4")][:2] == ("indexed", None) and len(vectors(root / "ray")[str(photos / "clip.mp4")]) == 2
     assert min_cosine(root / "local", root / "ray") > 0.9999
     assert not (root / "ray" / "shards").exists()  # every shard committed and deleted
     with Index(root / "local", readonly=True) as a, Index(root / "ray", readonly=True) as b:

@@ -91,7 +91,7 @@ def test_single_files_can_be_indexed(idx, collection, tmp_path):
     odd = tmp_path / "notes.xyz"
     odd.write_text("x")
     report = idx.index([odd])
-    assert [(e["path"], e["reason"]) for e in report.errors] == [(str(odd), "not an image or a document mmsearch reads (.xyz)")]
+    assert [(e["path"], e["reason"]) for e in report.errors] == [(str(odd), "not an image, a document or a video mmsearch reads (.xyz)")]
     assert str(odd) not in idx.status()["roots"]
     photo.unlink()  # a vanished root changes nothing (it may be an unplugged drive); forget drops it
     generation = idx.catalog.generation()

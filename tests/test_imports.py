@@ -83,3 +83,11 @@ print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
     hits = json.loads(proc.stdout)
     assert [h["path"] for h in hits] == [str(tmp_path / "docs" / "walrus.txt")]
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_ffmpeg_loads_only_when_a_video_is_read():
+    """PyAV (FFmpeg's libraries, ~35 MB) is imported when a video is probed or decoded, never by
+    importing the library, the CLI, the index run or the search (a cold query's budget)."""
+    proc = run("import sys, mmsearch.cli, mmsearch.api, mmsearch.ingest, mmsearch.search, mmsearch.video; "
+               "print([m for m in ('av',) if m in sys.modules])")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

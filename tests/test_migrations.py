@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmsearch import Index, MmsearchError
@@ -41,7 +42,7 @@ def test_fixture_is_schema_1():
 
 def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip_bundle):
     with Index(v1_index, model=tiny_clip_bundle, device="cpu") as idx:
-        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "8"
+        assert idx.catalog.meta("schema_version") == str(SCHEMA_VERSION) == "9"
         conn = idx.catalog.conn
         assert "pid" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert idx.status()["not_read"] == {}  # the table of files not read, empty until a walk counts them
@@ -50,8 +51,10 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip
         assert "files_status" in plan
         # Version 5: every picture's words are still to be read (none was read before OCR existed).
         # Version 8: the chunks written before it all have their vectors.
-        assert idx.catalog.counts() == {"image": 3, "document": 1, "chunks": 1, "errors": 1, "pictures_with_words": 0,
-                                        "words_to_read": 3, "chunks_without_vectors": 0, "documents_without_vectors": 0}
+        # Version 9: videos; there are none, and no file is left committed in part.
+        assert idx.catalog.counts() == {"image": 3, "document": 1, "video": 0, "chunks": 1, "frames": 0, "errors": 1,
+                                        "videos_in_part": 0, "pictures_with_words": 0, "words_to_read": 3,
+                                        "chunks_without_vectors": 0, "documents_without_vectors": 0}
         assert "ocr_hash" in [r[1] for r in conn.execute("PRAGMA table_info(files)")]
         assert idx.catalog.errors() == [{"path": "/photos/broken.jpg", "reason": "the image file is truncated"}]
         assert idx.catalog.last_run()["status"] == "done" and idx.catalog.last_run()["summary"] == {"added": 4}
@@ -90,7 +93,7 @@ def test_v5_keyword_index_becomes_passages_from_the_chunks_nothing_read_or_encod
     files = rows(before, "SELECT id, path, size, content_hash, ocr_hash FROM files ORDER BY id")
     before.close()
     catalog = Catalog(folder, readonly=True)  # a query migrates it
-    assert catalog.schema_version() == 8
+    assert catalog.schema_version() == 9
     conn = catalog.conn
     assert rows(conn, 'SELECT id, file_id, kind, page, start, "end", text FROM items ORDER BY id') == items
     assert rows(conn, "SELECT item_id, vector FROM vectors ORDER BY item_id") == vectors
@@ -108,6 +111,35 @@ def test_v5_keyword_index_becomes_passages_from_the_chunks_nothing_read_or_encod
                 "the children sing a song about the harvest moon rising above the quiet hills tonight") == ("farm.pdf", 1, 3)
     assert best("人工智能的一个分支它使计算机") == ("ml.txt", None, 3)  # across both boundaries
     assert best("open 24 hours") == ("sign.jpg", None, 3)
+    catalog.close()
+
+
+def test_v9_adds_videos_times_leaving_every_item_and_file_as_it_was(tmp_path):
+    """Schema 9: a video's frames are items with their time (items.time_s), the video its length
+    (files.duration_s) and, while committed in parts, how far they go (files.done_s). An older catalog
+    gets the columns empty: its items have no time, its files are whole."""
+    folder = tmp_path / "index"
+    folder.mkdir()
+    shutil.copy(FIXTURE_V5, folder / "catalog.db")
+    catalog = Catalog(folder)
+    conn = catalog.conn
+    assert catalog.schema_version() == 9
+    assert "time_s" in [r[1] for r in conn.execute("PRAGMA table_info(items)")]
+    assert {"duration_s", "done_s"} <= {r[1] for r in conn.execute("PRAGMA table_info(files)")}
+    assert conn.execute("SELECT count(*) FROM items WHERE time_s IS NOT NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM files WHERE done_s IS NOT NULL OR duration_s IS NOT NULL").fetchone()[0] == 0
+    assert catalog.counts()["video"] == catalog.counts()["frames"] == catalog.counts()["videos_in_part"] == 0
+    # The new columns are written: a video's frames, committed in two parts.
+    with catalog.write() as c:
+        file_id, _ = catalog.put_file(c, path="/v/clip.mp4", root_id=1, size=10, mtime_ns=1, content_hash="h",
+                                      kind="video", status="indexing", duration_s=61.5, done_s=30.0)
+        catalog.add_items(c, file_id, "video", np.eye(2, 16, dtype=np.float32), times=[0.0, 12.5])
+    assert catalog.video_progress(file_id) == (30.0, 12.5) and catalog.counts()["videos_in_part"] == 1
+    with catalog.write() as c:
+        catalog.add_items(c, file_id, "video", np.eye(1, 16, dtype=np.float32), times=[31.0])
+        catalog.set_video_progress(c, file_id, None)
+    assert catalog.video_progress(file_id) == (None, 31.0)
+    assert catalog.counts()["video"] == 1 and catalog.counts()["frames"] == 3
     catalog.close()
 
 

@@ -13,6 +13,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -657,3 +658,45 @@ def test_screenshots_of_results_a_document_and_the_status(chromium, tmp_path, bu
             assert img.size == size and len(np.unique(np.asarray(img.convert("L")))) > 8  # not blank
     if out == SCREENSHOTS:
         shutil.rmtree(tmp_path / "shots", ignore_errors=True)
+
+
+def test_a_video_moment_shows_its_frame_and_plays_from_that_moment(chromium, tmp_path, bundle):
+    """A video's moment is a tile with its frame and time; its larger view plays the video from there
+    (a media fragment over /api/file, which the browser reads in byte ranges)."""
+    from benchmarks import toyvideos
+
+    from mmsearch import Index
+    from mmsearch.web import WebSettings
+    from mmsearch.web.server import BackgroundServer
+
+    root = tmp_path / "Videos"
+    root.mkdir()
+    scenes = toyvideos.scenes(3, seed=3)
+    toyvideos.make(root / "walk.webm", [s for s, _ in scenes], codec="libvpx-vp9", seconds=4.0, fps=5)
+    with Index(tmp_path / "index", model=bundle) as idx:
+        assert not idx.index([root]).errors
+    with BackgroundServer(WebSettings(index_dir=tmp_path / "index")) as srv:
+        watched = Watched(chromium, srv.url)
+        ranges: list[str] = []
+        watched.page.on("request", lambda r: "/api/file/" in r.url and ranges.append(r.headers.get("range", "")))
+        try:
+            page = watched.page
+            page.goto(srv.url)
+            page.wait_for_function("() => document.querySelector('#summary').textContent.includes('1 video')")
+            page.goto(srv.url + "?" + urlencode({"q": scenes[1][1], "all": "1"}))
+            searched(page, "for “")
+            tile = page.locator("#grid .hit.photo", has_text="walk.webm · 00:04").first
+            assert tile.is_visible()
+            page.wait_for_function("() => [...document.querySelectorAll('#grid img')].every((i) => i.naturalWidth > 0)")
+            tile.click()
+            page.wait_for_selector("#v-video", state="visible")
+            assert page.is_hidden("#v-img") and page.inner_text("#v-time") == "00:04"
+            assert page.get_attribute("#v-video", "src").endswith("#t=4")
+            page.wait_for_function("() => { const v = document.querySelector('#v-video');"
+                                   " return v.readyState >= 2 && Math.abs(v.currentTime - 4.0) < 0.5; }")
+            assert any(r.startswith("bytes=") for r in ranges), ranges  # the browser asked for ranges
+            page.keyboard.press("Escape")
+            page.wait_for_function("() => document.querySelector('#v-video').paused")
+            watched.check()
+        finally:
+            watched.close()

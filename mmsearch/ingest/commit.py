@@ -133,6 +133,9 @@ def _write_file(run: Run, conn: sqlite3.Connection, r: Record, row: FileRow | No
         t.removed += gone
         t.counted.error(r.path, r.error)
         return
+    if r.kind == "video":
+        _write_video_part(run, conn, r, row, t)
+        return
     fields: dict[str, Any] = {}
     if r.kind == "image":
         fields = dict(width=r.width, height=r.height, orientation=r.orientation,
@@ -166,6 +169,31 @@ def _write_file(run: Run, conn: sqlite3.Connection, r: Record, row: FileRow | No
         t.counted.added += 1
     else:
         t.counted.updated += 1
+
+
+def _write_video_part(run: Run, conn: sqlite3.Connection, r: Record, row: FileRow | None, t: _Transaction) -> None:
+    """A part of a video: the first replaces the file's row (status 'indexing' until the last part
+    commits), each one after adds its frames to it and moves how far they go."""
+    catalog = run.catalog
+    if r.resumes:
+        assert row is not None
+        file_id = row.id
+        catalog.touch_file(conn, file_id, r.size, r.mtime_ns, r.ctime_ns)
+        catalog.set_video_progress(conn, file_id, r.done_s)
+    else:
+        file_id, gone = catalog.put_file(
+            conn, path=r.path, root_id=r.root_id, size=r.size, mtime_ns=r.mtime_ns, content_hash=r.digest,
+            kind="video", media_type=media_type(r.path), ctime_ns=r.ctime_ns, width=r.width, height=r.height,
+            taken_at=datetime.fromisoformat(r.taken_at) if r.taken_at else None, duration_s=r.duration_s,
+            status="indexed" if r.done_s is None else "indexing", done_s=r.done_s)
+        t.removed += gone
+    if r.vectors is not None and len(r.vectors):
+        t.added(catalog.add_items(conn, file_id, "video", r.vectors, times=r.times), r.vectors, True)
+    if r.done_s is None:  # the last part: the video is whole
+        if r.new_file:
+            t.counted.added += 1
+        else:
+            t.counted.updated += 1
 
 
 def _settle_scanned_pages(run: Run, conn: sqlite3.Connection, file_id: int, digest: str,

@@ -112,6 +112,10 @@ class Run:
         """How far into the long document in hand the step is (the file count stays)."""
         self.progress(Progress(self._phase, self._done, self._total, path, characters))
 
+    def within_video(self, path: str, seconds: float, duration: float) -> None:
+        """How far into the video in hand its frames are committed (the file count stays)."""
+        self.progress(Progress(self._phase, self._done, self._total, path, video_s=seconds, duration_s=duration))
+
     def say(self, phase: str) -> None:
         """A phase without files of its own (saving), at the count the last one reached."""
         self.progress(Progress(phase, self._done, self._total))
@@ -123,6 +127,7 @@ class Work:
 
     images: list[Task] = field(default_factory=list)
     documents: list[Task] = field(default_factory=list)
+    videos: list[Task] = field(default_factory=list)
     roots: list[int] = field(default_factory=list)
 
 

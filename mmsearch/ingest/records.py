@@ -1,6 +1,7 @@
 """What the producers of a run make and commit.py writes: one Record per file found by the scan, whoever
 made it (this machine's worker threads or a Ray cluster's, through a shard), Words for what the OCR
-step reads in a file already indexed, and Vectors for documents' chunks written before their vectors."""
+step reads in a file already indexed, and Vectors for documents' chunks written before their vectors. A
+long video is several Records, one per part of it, each committed in its own transaction."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class Record:
 
     path: str  # the path that opens the file (surrogate escapes for names that are not UTF-8)
     root_id: int
-    kind: str  # "image" | "document"
+    kind: str  # "image" | "document" | "video"
     size: int
     mtime_ns: int
     planned: Planned | None  # None: a new file
@@ -44,7 +45,7 @@ class Record:
     width: int | None = None
     height: int | None = None
     orientation: int | None = None
-    taken_at: str | None = None  # ISO 8601, with its offset where the photo records one
+    taken_at: str | None = None  # ISO 8601, with its offset where the photo (or the video) records one
     vectors: np.ndarray | None = None  # [n, dim] float32
     chunks: list[Chunk] = field(default_factory=list)
     # A document's pages without a text layer, for the OCR step; None: not known (a copy of indexed content)
@@ -58,6 +59,14 @@ class Record:
     # file again whole.
     unfinished: bool = False
     no_words: bool = False  # the OCR glance saw no words in it: its words count as read
+    # A video, one part of it at a time: its length, its frames' times (one per vector), how far into it
+    # the frames go once this part commits (None: to its end, the video is whole), and whether this part
+    # goes on from frames committed before (its row is kept, not replaced).
+    duration_s: float | None = None
+    times: list[float] | None = None
+    done_s: float | None = None
+    resumes: bool = False
+    new_file: bool = False  # a video first indexed by this run (counted as added when whole)
     committed: bool = False  # set by the commit that wrote it (a stale or repeated record is left out)
 
     @classmethod

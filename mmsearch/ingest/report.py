@@ -60,6 +60,9 @@ class Progress:
     path: str | None = None
     # Within a long document being encoded (BIG_DOCUMENT_CHARS and more): its characters indexed so far.
     characters: int | None = None
+    # Within a video being read: how far into it its frames are committed, in seconds, and its length.
+    video_s: float | None = None
+    duration_s: float | None = None
 
 
 ProgressFn = Callable[[Progress], None]

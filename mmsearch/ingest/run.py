@@ -5,6 +5,7 @@
     moves and deletes                          one transaction
     images      -> batches of Records  -> commit      engine.images (worker threads, or Ray)
     documents   -> batches of Records  -> commit      engine.documents (their words; Ray: vectors too)
+    videos      -> a Record per part   -> commit      videos.batches (on this machine, whatever the engine)
     vectors     -> the vector files saved             (every picture searchable by meaning)
     chunks      -> batches of Vectors  -> commit      documents.vector_batches (every chunk without one)
     vectors     -> saved again where chunks got theirs
@@ -31,7 +32,7 @@ from ..catalog import Catalog, CatalogWriteError
 from ..media import kind_of, media_type
 from ..scanner import FoundFile, Plan, ScanProblem, hash_file, plan, walk, walk_within
 from ..vectors import VectorStore
-from . import documents, images, ocr
+from . import documents, images, ocr, videos
 from .commit import commit
 from .context import Run, Step, Work
 from .records import Batch, Cancelled
@@ -112,6 +113,7 @@ def steps(engine: Engine) -> tuple[Step, ...]:
     return (
         Step("images", engine.images, encodes=True),
         Step("documents", engine.documents, encodes=True),
+        Step("videos", videos.batches, encodes=True),
         Step("vectors", _save_vectors),
         Step("chunks", _chunk_vectors),
         Step("vectors", _save_after_chunks),
@@ -147,9 +149,10 @@ def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), in
         work = Work(roots=[root_id for root_id, _ in plans])
         for root_id, p in plans:
             for task in [(root_id, f, None) for f in p.new] + [(root_id, f, row) for f, row in p.changed]:
-                (work.images if task[1].kind == "image" else work.documents).append(task)
-        vectors.reserve(len(work.images) + len(work.documents))  # one vector per image, one or more per document
-        run.begin("encoding", len(work.images) + len(work.documents))
+                {"image": work.images, "video": work.videos}.get(task[1].kind, work.documents).append(task)
+        # One vector per image, one or more per document, about one per scene of a video.
+        vectors.reserve(len(work.images) + len(work.documents) + 16 * len(work.videos))
+        run.begin("encoding", len(work.images) + len(work.documents) + len(work.videos))
         device: str | None = None
         encoding = True
         try:
@@ -224,7 +227,7 @@ def _scanned_roots(run: Run, roots: list[str], walking: Walking,
             continue
         if os.path.isfile(root) and kind_of(root, root) is None:
             suffix = os.path.splitext(root)[1] or "no extension"
-            report.error(root, f"not an image or a document mmsearch reads ({suffix})")
+            report.error(root, f"not an image, a document or a video mmsearch reads ({suffix})")
             continue
         root_id = catalog.add_root(root)
         problems: list[ScanProblem] = []

@@ -9,7 +9,7 @@
     GET  /api/recent           Index.recent: the newest photos by capture time (the start page)
     GET  /api/duplicates       Index.duplicates: threshold, identical -> DuplicateGroup.to_dict()s (with item ids)
     GET  /api/thumb/ID         its thumbnail (size=small|large), a JPEG
-    GET  /api/file/ID          the indexed file itself
+    GET  /api/file/ID          the indexed file itself (a byte range of it, for a video played from a moment)
     POST /api/reveal           show an item in its folder, in the file manager (local requests only)
     GET  /api/index            the state of "index now"; POST starts it, POST /api/index/cancel stops it
     GET  /api/index/events     that state as server-sent events, as it changes
@@ -234,7 +234,7 @@ class Engine:
         except ValueError:
             raise InvalidArgument(f"an item id is a whole number (got {raw_id!r})") from None
         item = self.index().item(item_id)
-        if item is None or item.status != "indexed":
+        if item is None or item.status not in ("indexed", "indexing"):  # (a video's frames so far, too)
             raise WebError(f"no item {item_id} in this index (it may have been removed by a later index run)", 404)
         return item
 
@@ -430,7 +430,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
     async def home(request: Request) -> Response:
         return Response(page, media_type="text/html; charset=utf-8", headers={
             "cache-control": "no-store",  # it holds the session token
-            "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+            "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src 'self'; "
                                        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         })
 
@@ -447,7 +447,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
             problem = engine.model_problem()
             if problem:
                 state, message = "no_model", problem
-            elif not any(counts[k] for k in ("image", "document", "errors")):
+            elif not any(counts.get(k) for k in ("image", "document", "video", "errors")):
                 state = "empty"
                 message = (f"This index holds no files yet. Index a folder from a terminal:\n"
                            f"  mmsearch index ~/Pictures --index {engine.folder}")
@@ -488,8 +488,10 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         idx = engine.index()
         if ("path" in p) == ("item" in p):
             raise InvalidArgument("give the file to compare with: path=FILE (an indexed file) or item=ID")
-        target = p["path"] if "path" in p else engine.item(p["item"]).fs_path
-        return Json([h.to_dict() for h in idx.similar(target, **filters)])
+        if "path" in p:
+            return Json([h.to_dict() for h in idx.similar(p["path"], **filters)])
+        it = engine.item(p["item"])  # a video's frame: like that moment
+        return Json([h.to_dict() for h in idx.similar(it.fs_path, at=it.frame_s, **filters)])
 
     def status(request: Request) -> Response:
         _params(request, ())
@@ -548,11 +550,25 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         with thumbs.opened_as(it):
             f = engine.index().open_file(it)
         size = os.fstat(f.fileno()).st_size
-        # A photo is shown; a document the app does not draw itself (a PDF: its viewer would run the
-        # PDF's script) is downloaded, to be opened by the user's own reader.
-        headers["content-disposition"] = _disposition("inline" if media.startswith("image/") else "attachment", name)
-        headers["content-length"] = str(size)
-        return StreamingResponse(_blocks(f, size), media_type=media, headers=headers)
+        # A photo or a video is shown; a document the app does not draw itself (a PDF: its viewer would run
+        # the PDF's script) is downloaded, to be opened by the user's own reader.
+        shown = media.startswith(("image/", "video/"))
+        headers["content-disposition"] = _disposition("inline" if shown else "attachment", name)
+        headers["accept-ranges"] = "bytes"
+        # A player asks for parts of a video (to start at a moment, to seek): the bytes of one range.
+        try:
+            span = _byte_range(request.headers.get("range"), size)
+        except _Unsatisfiable:
+            f.close()
+            return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+        if span is None:
+            headers["content-length"] = str(size)
+            return StreamingResponse(_blocks(f, size), media_type=media, headers=headers)
+        start, end = span
+        f.seek(start)
+        headers["content-length"] = str(end - start + 1)
+        headers["content-range"] = f"bytes {start}-{end}/{size}"
+        return StreamingResponse(_blocks(f, end - start + 1), status_code=206, media_type=media, headers=headers)
 
     def reveal(request: Request) -> Response:
         p = _params(request, ("item",))
@@ -657,7 +673,7 @@ def _item_json(it: Any) -> dict[str, Any]:
     shown = display_path(it.fs_path)
     date = datetime.fromtimestamp(it.time_s).astimezone().isoformat() if it.time_s is not None else None
     return {
-        "item_id": it.item_id, "kind": it.kind, "page": it.page, **json_fields(it.fs_path),
+        "item_id": it.item_id, "kind": it.kind, "page": it.page, "time_s": it.frame_s, **json_fields(it.fs_path),
         "name": os.path.basename(shown), "folder": os.path.dirname(shown), "size": it.size, "date": date,
         "taken_at": it.taken_at, "width": it.width, "height": it.height, "media_type": it.media_type,
         "thumbnail": has_thumbnail(it),
@@ -668,6 +684,37 @@ def _disposition(kind: str, name: str) -> str:
     """A Content-Disposition naming the file: its name in ASCII where it is, else as RFC 5987 says."""
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
     return f'{kind}; filename="{ascii_name}"' + (f"; filename*=utf-8''{quote(name)}" if ascii_name != name else "")
+
+
+class _Unsatisfiable(Exception):
+    """A byte range that lies past the file's end (or is malformed): 416."""
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one range of a Range header (RFC 9110), as (first, last) byte; None where the whole file is
+    sent: no header, one that is not about bytes, or several ranges (which a server may answer whole).
+    Raises _Unsatisfiable where it cannot be served."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    try:
+        if not dash:
+            raise _Unsatisfiable
+        if not first:  # the last N bytes
+            n = int(last)
+            if n <= 0 or size <= 0:
+                raise _Unsatisfiable
+            return max(0, size - n), size - 1
+        a = int(first)
+        b = int(last) if last else size - 1
+    except ValueError:
+        raise _Unsatisfiable from None
+    if a < 0 or a >= size or b < a:
+        raise _Unsatisfiable
+    return a, min(b, size - 1)
 
 
 def _blocks(f: IO[bytes], size: int) -> Iterator[bytes]:

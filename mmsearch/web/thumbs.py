@@ -49,8 +49,9 @@ class Thumbnail:
 
 
 def has_thumbnail(item: ItemFile) -> bool:
-    """Photos have one, and PDF chunks (their page); text files do not (the card shows their text)."""
-    return item.kind == "image" or (item.page is not None and item.fs_path.lower().endswith(".pdf"))
+    """Photos have one, a video's frames (the frame), and PDF chunks (their page); text files do not (the
+    card shows their text)."""
+    return item.kind in ("image", "video") or (item.page is not None and item.fs_path.lower().endswith(".pdf"))
 
 
 def check_unchanged(item: ItemFile) -> None:
@@ -93,7 +94,8 @@ class Thumbnails:
         if not has_thumbnail(item):
             raise ThumbnailError(f"{item.path}: a text file has no picture", 404)
         check_unchanged(item)
-        key = f"{item.content_hash}-p{item.page or 0}-{SIZES[size]}"
+        moment = f"-t{item.frame_s:.3f}" if item.frame_s is not None else ""  # a video's frame
+        key = f"{item.content_hash}-p{item.page or 0}{moment}-{SIZES[size]}"
         if not item.content_hash or not _HEX.fullmatch(item.content_hash):  # (indexed files have a sha256)
             return Thumbnail(self._make(item, size), f"item{item.item_id}-{item.mtime_ns}-{SIZES[size]}")
         path = self.folder / key[:2] / f"{key}.jpg"

@@ -31,7 +31,7 @@ machine_has="numpy pillow torch sympy packaging typing-extensions transformers o
 # OCR's (rapidocr) and the tests' own; scripts/gpu/run.sh checks every import.
 fetch="tokenizers chardet six
   typer click shellingham annotated-doc pydantic pydantic-core annotated-types typing-inspection
-  rich markdown-it-py mdurl pygments platformdirs filelock watchdog pathspec pypdfium2 striprtf onnxscript onnx-ir ml-dtypes
+  rich markdown-it-py mdurl pygments platformdirs filelock watchdog pathspec pypdfium2 striprtf onnxscript onnx-ir ml-dtypes av
   starlette anyio idna sniffio uvicorn h11
   rapidocr colorlog omegaconf antlr4-python3-runtime pyclipper shapely pyyaml tqdm requests
   pytest pypdf fpdf2 fonttools defusedxml psutil"

@@ -28,7 +28,7 @@ fi
 export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 export MMSEARCH_HOME=/tmp/mmsearch-home
 python3 -c "import onnxruntime, tokenizers, hnswlib, typer, rich, pypdfium2, platformdirs, filelock, watchdog, chardet, \
-numpy, PIL, starlette, uvicorn, rapidocr, pypdf, fpdf, psutil, mmsearch.api, mmsearch.cli, mmsearch.web.app; \
+numpy, PIL, av, starlette, uvicorn, rapidocr, pypdf, fpdf, psutil, mmsearch.api, mmsearch.cli, mmsearch.web.app; \
 print('runtime imports ok')"
 python3 -c "import torch, transformers, onnx, onnxscript, mmsearch_export; print('export imports ok')"
 python3 -m mmsearch doctor | tee "$OUT/doctor.txt"

@@ -109,7 +109,26 @@ function nextDay(iso) {
 }
 
 function hasThumb(hit) {
-  return hit.kind === "image" || (hit.page != null && /\.pdf$/i.test(hit.path));
+  return hit.kind === "image" || hit.kind === "video" || (hit.page != null && /\.pdf$/i.test(hit.path));
+}
+
+// A picture in the grid: a photo, or a video's moment (its frame).
+function isPicture(hit) {
+  return hit.kind === "image" || hit.kind === "video";
+}
+
+// A moment in a video as a player shows it: 01:05, 1:02:05.
+function clock(seconds) {
+  const s = Math.floor(seconds);
+  const h = Math.floor(s / 3600);
+  const mmss = `${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
+  return h ? `${h}:${mmss}` : mmss;
+}
+
+// The file of a hit as the page links it: a video from its moment (a media fragment), a PDF at its page.
+function fileUrl(h) {
+  if (h.kind === "video" && h.time_s != null) return `/api/file/${h.item_id}#t=${h.time_s}`;
+  return `/api/file/${h.item_id}` + (h.page ? `#page=${h.page}` : "");
 }
 
 function thumbUrl(hit, size) {
@@ -299,9 +318,11 @@ function byWords(hits) {
 
 function counted(hits) {
   const photos = hits.filter((h) => h.kind === "image").length;
-  const docs = hits.length - photos;
+  const videos = hits.filter((h) => h.kind === "video").length;
+  const docs = hits.length - photos - videos;
   const parts = [];
   if (photos) parts.push(`${photos} photo${photos === 1 ? "" : "s"}`);
+  if (videos) parts.push(`${videos} moment${videos === 1 ? "" : "s"} in videos`);
   if (docs) parts.push(`${docs} document${docs === 1 ? "" : "s"}`);
   return parts.join(" and ");
 }
@@ -369,8 +390,8 @@ function show(groups, found) {
   let firstPhotos = "";
   let firstDocs = "";
   for (const [g, group] of groups.entries()) {
-    const photos = group.hits.filter((h) => h.kind === "image");
-    const docs = group.hits.filter((h) => h.kind !== "image");
+    const photos = group.hits.filter(isPicture);
+    const docs = group.hits.filter((h) => !isPicture(h));
     const both = photos.length > 0 && docs.length > 0;
     const body = el("div", {class: "group-body" + (both ? " both" : "")});
     if (photos.length) {
@@ -414,7 +435,7 @@ function summarize() {
                       : "Try other words, or search by a picture.");
     return;
   }
-  const photos = hits.filter((h) => h.kind === "image").length;
+  const photos = hits.filter(isPicture).length;
   const docs = hits.length - photos;
   const jump = (n, noun, id) => {
     const text = `${n} ${noun}${n === 1 ? "" : "s"}`;
@@ -448,7 +469,7 @@ async function home() {
     return;
   }
   const c = a.counts;
-  if (!(c.image + c.document)) {
+  if (!(c.image + c.document + (c.video || 0))) {
     show([], 0);
     $("summary").textContent = "This index holds no files yet.";
     hint.replaceChildren("Add a folder from a terminal: ",
@@ -468,11 +489,13 @@ async function home() {
   const parts = [];
   if (c.image) parts.push(`${c.image.toLocaleString()} photo${c.image === 1 ? "" : "s"}`);
   if (c.document) parts.push(`${c.document.toLocaleString()} document${c.document === 1 ? "" : "s"}`);
-  $("summary").textContent = `This index holds ${parts.join(" and ")}. Search by words, or drop a picture anywhere.`;
+  if (c.video) parts.push(`${c.video.toLocaleString()} video${c.video === 1 ? "" : "s"}`);
+  const listed = parts.length > 2 ? `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}` : parts.join(" and ");
+  $("summary").textContent = `This index holds ${listed}. Search by words, or drop a picture anywhere.`;
 }
 
 function hitLink(h, i, cls) {
-  const a = el("a", {class: `hit ${cls}`, href: `/api/file/${h.item_id}` + (h.page ? `#page=${h.page}` : ""),
+  const a = el("a", {class: `hit ${cls}`, href: fileUrl(h),
                      role: "listitem", tabIndex: -1, title: h.path, dataset: {index: String(i), item: String(h.item_id)}});
   a.addEventListener("click", (e) => {
     if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return; // a new tab opens the file itself
@@ -491,7 +514,8 @@ function thumbImg(h, size) {
 
 function photoTile(h, i) {
   const a = hitLink(h, i, "photo");
-  a.append(thumbImg(h), el("span", {class: "name", textContent: basename(h.path)}));
+  const name = basename(h.path) + (h.kind === "video" && h.time_s != null ? ` · ${clock(h.time_s)}` : "");
+  a.append(thumbImg(h), el("span", {class: "name", textContent: name}));
   return a;
 }
 
@@ -575,9 +599,19 @@ async function openViewer(i) {
   state.viewer = i;
   const dialog = $("viewer");
   const img = $("v-img");
-  img.hidden = !hasThumb(h);
+  const player = $("v-video");
+  const playing = h.kind === "video";
+  player.hidden = !playing;
+  player.pause();
+  player.removeAttribute("src");
+  if (playing) {
+    // Played from its moment: the file is served in byte ranges, so the browser fetches only from there.
+    player.poster = thumbUrl(h, "large");
+    player.src = fileUrl(h);
+  }
+  img.hidden = !hasThumb(h) || playing;
   img.removeAttribute("src");
-  if (hasThumb(h)) {
+  if (hasThumb(h) && !playing) {
     img.alt = basename(h.path);
     img.src = thumbUrl(h, "large");
   }
@@ -594,10 +628,12 @@ async function openViewer(i) {
   $("v-size").textContent = "";
   $("v-page").textContent = h.page ? String(h.page) : "";
   $("v-page").hidden = $("v-page-label").hidden = !h.page;
+  $("v-time").textContent = playing && h.time_s != null ? clock(h.time_s) : "";
+  $("v-time").hidden = $("v-time-label").hidden = !(playing && h.time_s != null);
   // A photo or a text opens in a tab; a PDF is downloaded (its viewer would run its script), for the
   // reader of the user's choice.
-  const opens = h.kind === "image" || !/\.pdf$/i.test(h.path);
-  $("v-open").href = `/api/file/${h.item_id}`;
+  const opens = h.kind === "image" || h.kind === "video" || !/\.pdf$/i.test(h.path);
+  $("v-open").href = h.kind === "video" ? fileUrl(h) : `/api/file/${h.item_id}`;
   $("v-open").textContent = opens ? "Open file" : "Download";
   $("v-open").toggleAttribute("download", !opens);
   $("v-reveal").hidden = !(state.app && state.app.can_reveal);
@@ -616,11 +652,13 @@ async function openViewer(i) {
 }
 
 function closeViewer() {
+  $("v-video").pause();
   const dialog = $("viewer");
   if (dialog.open) dialog.close();
 }
 
 function onViewerClosed() {
+  $("v-video").pause(); // (closed by Escape too)
   const i = state.viewer;
   state.viewer = -1;
   // After the dialog gives focus back to where it was opened from: to the tile last shown instead.
