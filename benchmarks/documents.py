@@ -582,7 +582,7 @@ def cmd_encodings(args) -> dict:
 
 # Debian's recoll 1.34 and the helpers its filters run: pdftotext (poppler-utils) for PDF, lxml for the
 # OOXML formats (.docx .pptx .xlsx), unrtf for RTF (EPUB, ODF, HTML, mail and CSV need none).
-RECOLL_INSTALL = "apt-get install recoll poppler-utils python3-lxml unrtf"
+RECOLL_INSTALL = "apt-get install recollcmd poppler-utils python3-lxml unrtf"  # Recoll 1.34 and the helpers its filters run
 
 
 def _recoll_env() -> dict[str, str]:
@@ -925,9 +925,30 @@ def cmd_against_recoll(args) -> dict:
                 print(f"  missed ({r['engine']}, {r['set']}): {miss}")
         if not recoll:
             print(f"Recoll's side skipped: not installed. Install it with `{RECOLL_INSTALL}`.")
+        if args.check:
+            check_recall(result, recoll=bool(recoll))
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def check_recall(result: dict, *, recoll: bool) -> None:
+    """--check: every phrase set (pdf, txt, zh, each format) found by mmsearch, hybrid and keyword, at least
+    as often as Recoll finds it, Recoll holding every file; else exit 1 saying where. Times are printed,
+    never checked: a shared machine moves them."""
+    if not recoll:
+        raise SystemExit(f"--check needs Recoll: `{RECOLL_INSTALL}`")
+    failures = []
+    if result.get("recoll_missing"):
+        failures.append(f"Recoll does not hold {result['recoll_missing']} (its helpers: {RECOLL_INSTALL})")
+    found = {(r["engine"], r["set"]): r["found (file)"] for r in result["recall"]}
+    for (engine, s), n in found.items():
+        theirs = found.get(("Recoll", s))
+        if engine.startswith("mmsearch") and theirs is not None and n < theirs:
+            failures.append(f"{engine} finds {n} of the {s} phrases, Recoll {theirs}")
+    if failures:
+        raise SystemExit("phrase recall below Recoll's: " + "; ".join(failures))
+    print("check: mmsearch finds every phrase set at least as often as Recoll")
 
 
 def cmd_vectors(args) -> dict:
@@ -976,6 +997,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--format-phrases", type=int, default=30,
                    help="phrases for each document format (one file each; 0: no such files)")
     p.add_argument("--format-paragraphs", type=int, default=60, help="paragraphs of real text in each format's file")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 where mmsearch finds a phrase set less often than Recoll (CI runs it so)")
     p.add_argument("--seed", type=int, default=0)
     for p in sub.choices.values():
         p.add_argument("--json", type=Path, default=None)
