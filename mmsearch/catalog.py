@@ -786,9 +786,10 @@ class Catalog:
         return file_id, removed
 
     def mark_unfinished(self, conn: sqlite3.Connection, file_id: int) -> None:
-        """A file indexed only as far as a stopped run read it: its items stay searchable, and its row no
-        longer matches the file (size -1, no content hash), so the next run's plan reads it again whole."""
-        conn.execute("UPDATE files SET size = -1, content_hash = NULL WHERE id = ?", (file_id,))
+        """A document indexed only as far as a stopped run read it: its items stay searchable, and its
+        status is 'indexing', as a video's committed in part, so the next run's plan hands it back (the
+        documents step then reads it again whole)."""
+        conn.execute("UPDATE files SET status = 'indexing' WHERE id = ?", (file_id,))
 
     def set_file_note(self, conn: sqlite3.Connection, file_id: int, note: str | None) -> None:
         """A note on an indexed file (a document indexed only so far, say): kept in its error column,
@@ -1215,8 +1216,10 @@ class Catalog:
             out[kind] = n
         out["chunks"] = self.conn.execute("SELECT count(*) FROM items WHERE kind = 'document'").fetchone()[0]
         out["frames"] = self.conn.execute("SELECT count(*) FROM items WHERE kind = 'video'").fetchone()[0]
-        # Videos committed in part so far (a run stopped in one): their frames so far are searchable.
-        out["videos_in_part"] = self.conn.execute("SELECT count(*) FROM files WHERE status = 'indexing'").fetchone()[0]
+        # Files indexed in part so far (a run stopped in a video or a long document): what was committed
+        # is searchable, and the next run goes on with them.
+        in_part = dict(self.conn.execute("SELECT kind, count(*) FROM files WHERE status = 'indexing' GROUP BY kind"))
+        out["videos_in_part"], out["documents_in_part"] = in_part.get("video", 0), in_part.get("document", 0)
         out["errors"] = self.conn.execute("SELECT count(*) FROM files WHERE status = 'error'").fetchone()[0]
         # OCR: the pictures whose words were found, and the files still to be read (by a run with OCR on).
         out["pictures_with_words"] = self.conn.execute("SELECT count(DISTINCT file_id) FROM items WHERE kind = ?",

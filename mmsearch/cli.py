@@ -335,8 +335,10 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
         videos = f", {c['video']} videos ({c['frames']} frames)"
         if c["videos_in_part"]:
             videos += f" and {c['videos_in_part']} indexed in part (`mmsearch index` goes on with them)"
-    typer.echo(f"files:   {c['image']} images, {c['document']} documents ({c['chunks']} chunks){videos}, "
-               f"{c['errors']} in error")
+    documents = f"{c['document']} documents ({c['chunks']} chunks)"
+    if c.get("documents_in_part"):
+        documents += f" and {c['documents_in_part']} read in part (`mmsearch index` reads them whole)"
+    typer.echo(f"files:   {c['image']} images, {documents}{videos}, {c['errors']} in error")
     if info["not_read"]:
         typer.echo(f"not read: {_not_read(info['not_read'])}")
     from . import ocr

@@ -53,7 +53,7 @@ def test_v1_is_migrated_on_open_keeps_rows_and_searches_work(v1_index, tiny_clip
         # Version 8: the chunks written before it all have their vectors.
         # Version 9: videos; there are none, and no file is left committed in part.
         assert idx.catalog.counts() == {"image": 3, "document": 1, "video": 0, "chunks": 1, "frames": 0, "errors": 1,
-                                        "videos_in_part": 0, "pictures_with_words": 0, "words_to_read": 3,
+                                        "videos_in_part": 0, "documents_in_part": 0, "pictures_with_words": 0, "words_to_read": 3,
                                         "chunks_without_vectors": 0, "documents_without_vectors": 0}
         assert "ocr_hash" in [r[1] for r in conn.execute("PRAGMA table_info(files)")]
         assert idx.catalog.errors() == [{"path": "/photos/broken.jpg", "reason": "the image file is truncated"}]

@@ -237,16 +237,19 @@ def test_a_cancel_inside_a_long_document_keeps_what_was_read_and_the_next_run_re
         assert report.cancelled and report.added == 1
         [partial] = report.partial
         assert partial["path"].endswith("long.txt") and "stopped while it read this file" in partial["reason"]
-        # What was read before the stop is searchable; what lies past it is not yet.
-        assert [h.path for h in idx.search("word5", mode="keyword")] == [str(root / "long.txt")]
+        # What was read before the stop is searchable, and the file opens; what lies past it is not yet.
+        [hit] = idx.search("word5", mode="keyword")
+        assert hit.path == str(root / "long.txt")
+        with Index.open_file(idx.item(hit.item_id)) as f:
+            assert f.read(5) == b"word0"
         assert idx.search("word19999", mode="keyword") == []
         kept = idx.counts()["chunks"]
-        assert 0 < kept
+        assert 0 < kept and idx.counts()["documents_in_part"] == 1
         again = idx.index([root], ocr=False)
         assert not again.cancelled and again.updated == 1 and again.partial == []
         assert [h.path for h in idx.search("word19999", mode="keyword")] == [str(root / "long.txt")]
         whole = idx.counts()["chunks"]
-        assert whole > kept and idx.counts()["chunks_without_vectors"] == 0
+        assert whole > kept and idx.counts()["chunks_without_vectors"] == idx.counts()["documents_in_part"] == 0
         assert idx.index([root], ocr=False).unchanged == 1  # read whole: nothing more to do
     with Index(tmp_path / "clean", model=toyclip, device="cpu") as clean:  # as a run never stopped
         clean.index([root], ocr=False)

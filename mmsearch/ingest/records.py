@@ -55,8 +55,8 @@ class Record:
     # left to the vectors step: raises ItemsFailed where the rest of the file cannot be read; a cancel
     # ends it early, the document then `unfinished`.
     stream: Iterator[list[Chunk]] | None = None
-    # Its reading stopped at a cancel: what was read is kept and searchable, and the next run reads the
-    # file again whole.
+    # Its reading stopped at a cancel: what was read is kept and searchable, its row 'indexing' (as a video
+    # committed in part), and the next run reads the file again whole.
     unfinished: bool = False
     no_words: bool = False  # the OCR glance saw no words in it: its words count as read
     # A video, one part of it at a time: its length, its frames' times (one per vector), how far into it
