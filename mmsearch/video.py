@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -93,18 +94,25 @@ def _video_stream(container: Any) -> Any:
     return stream
 
 
-def probe(source: str | IO[bytes]) -> VideoInfo:
-    """What the container says of a video; raises VideoError with the reason."""
+@contextmanager
+def _reading(source: str | IO[bytes]) -> Iterator[tuple[Any, Any]]:
+    """A video's container and its first video stream, closed after; whatever FFmpeg raises inside is a
+    VideoError with its reason."""
     container = _open(source)
     try:
-        stream = _video_stream(container)
-        return _info(container, stream, _first_frame(container, stream))
+        yield container, _video_stream(container)
     except VideoError:
         raise
     except Exception as e:  # (MemoryError too)
         raise VideoError(_reason(e)) from None
     finally:
         container.close()
+
+
+def probe(source: str | IO[bytes]) -> VideoInfo:
+    """What the container says of a video; raises VideoError with the reason."""
+    with _reading(source) as (container, stream):
+        return _info(container, stream, _first_frame(container, stream))
 
 
 def _first_frame(container: Any, stream: Any) -> Any:
@@ -180,9 +188,7 @@ def frames(source: str | IO[bytes], *, start_s: float = 0.0, end_s: float | None
     """The frames kept in [start_s, end_s) of a video (see the module's docstring). `after_s`: the time
     of the last frame kept before start_s (none is kept within MIN_GAP_S of it). `short_side`: frames are
     scaled down (never up) so their short side is about this. Raises VideoError with the reason."""
-    container = _open(source)
-    try:
-        stream = _video_stream(container)
+    with _reading(source) as (container, stream):
         times = _keyframe_times(container, stream, start_s, end_s)
         stop = end_s if end_s is not None else max([start_s, *times, _duration(container, stream)])
         # Decoded whole where its keyframes leave a gap longer than MAX_GAP_S (from the last frame kept
@@ -193,12 +199,6 @@ def frames(source: str | IO[bytes], *, start_s: float = 0.0, end_s: float | None
         reference = _thumb(_frame_at(container, stream, after_s)) if after_s is not None else None
         yield from _kept(_decoded(container, stream, start_s, end_s, keyframes_only=not whole),
                          start_s, after_s, reference, short_side, candidates=whole)
-    except VideoError:
-        raise
-    except Exception as e:  # (MemoryError too)
-        raise VideoError(_reason(e)) from None
-    finally:
-        container.close()
 
 
 def _seek(container: Any, stream: Any, start_s: float) -> None:
@@ -319,9 +319,7 @@ def _rotation_of(frame: Any) -> int:
 def frame_at(source: str | IO[bytes], time_s: float, fit: int) -> Image.Image:
     """The picture of a video at `time_s` (the first frame there or after), upright, its long side about
     `fit` pixels at most: a kept frame's thumbnail. Raises VideoError."""
-    container = _open(source)
-    try:
-        stream = _video_stream(container)
+    with _reading(source) as (container, stream):
         frame = _frame_at(container, stream, time_s)
         if frame is None:
             raise VideoError(f"has no frame at {time_s:.1f} s")
@@ -331,12 +329,6 @@ def frame_at(source: str | IO[bytes], time_s: float, fit: int) -> Image.Image:
         picture = frame.reformat(width=tw, height=th, format="rgb24").to_image()
         rotation = _rotation_of(frame) or _rotation(stream, None)
         return picture.rotate(rotation, expand=True) if rotation else picture
-    except VideoError:
-        raise
-    except Exception as e:  # (MemoryError too)
-        raise VideoError(_reason(e)) from None
-    finally:
-        container.close()
 
 
 def _frame_at(container: Any, stream: Any, time_s: float) -> Any:
