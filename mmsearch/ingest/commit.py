@@ -31,9 +31,8 @@ KEEP_VECTORS = 4096
 def commit(run: Run, records: Batch) -> None:
     """Write the records in one transaction (the observer sees "commit" inside it, before it commits),
     then apply what it added and removed to the graph. A record whose items fail part-way (a document's
-    page further on) is written as a file in error instead, the batch again from the start; a cancel
-    while items are made (records.Cancelled) leaves the index as it was; a document whose reading a cancel
-    stopped (Record.unfinished) is written as far as it was read."""
+    page further on) is written as a file in error instead, the batch again from the start; a document
+    whose reading a cancel stopped (Record.unfinished) is written as far as it was read."""
     while True:
         try:
             done = _write(run, records)

@@ -117,9 +117,5 @@ class Vectors:
 Batch = list["Record | Words | Vectors"]  # committed in one transaction
 
 
-class Cancelled(Exception):
-    """The run was cancelled while a record's items were being made: its transaction is not committed."""
-
-
 class ItemsFailed(Exception):
     """The rest of a file's items cannot be made (a page further on cannot be read): the reason."""

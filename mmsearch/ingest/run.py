@@ -35,7 +35,7 @@ from ..vectors import VectorStore
 from . import documents, images, ocr, videos
 from .commit import commit
 from .context import Run, Step, Work
-from .records import Batch, Cancelled
+from .records import Batch
 from .report import IndexReport, Observer, Progress, ProgressFn
 
 __all__ = ["Engine", "LocalEngine", "run_index", "steps"]
@@ -182,13 +182,11 @@ def run_index(run: Run, roots: Iterable[str], *, exclude: Iterable[str] = (), in
 
 
 def _do(run: Run, step: Step, work: Work) -> None:
-    """A step's batches, each committed before the step goes on; a cancel inside a commit ends the step."""
+    """A step's batches, each committed before the step goes on (a step ends itself at a cancel)."""
     batches = step.produce(run, work)
     try:
         for records in batches:
             commit(run, records)
-    except Cancelled:
-        pass
     finally:
         batches.close()
 
