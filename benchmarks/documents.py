@@ -406,7 +406,7 @@ def _bigrams(text: str) -> str:
 
 
 def _tokenizers():
-    from mmsearch.catalog import fts_text
+    from mmsearch.keyword import fts_text
 
     # name -> (tokenize=, text transform or None for external content, query -> MATCH or None for LIKE)
     return {

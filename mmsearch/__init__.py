@@ -12,7 +12,9 @@ Nothing here imports torch or transformers; heavy modules load on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+# typing.TYPE_CHECKING without importing typing (a cold keyword query does not load it; mypy reads the
+# name alike).
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 __all__ = ["Index", "MultiIndex", "IndexReport", "SearchResult", "Progress", "MmsearchError", "InvalidArgument",
@@ -42,7 +44,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # Lazy, so `import mmsearch` stays cheap and the CLI pays only for what a command uses.
     import importlib
 

@@ -1,7 +1,8 @@
 """The `mmsearch` console script (and `python -m mmsearch`).
 
-An ordinary `mmsearch query ...` line is answered without loading the typer app (see cli_query.py);
-every other command goes to cli.app.
+An ordinary `mmsearch query ...` line is answered without loading the typer app (see cli_query.py), a
+plain keyword query without loading the library either (cli_keyword.py); every other command goes to
+cli.app.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ def main() -> None:
 
         parsed = parse_query_args(sys.argv[2:])
         if parsed is not None:
+            if parsed["mode"] == "keyword":
+                from .cli_keyword import answer
+
+                if answer(parsed):
+                    return
             run_query(**parsed)
             return
     from .cli import app

@@ -67,11 +67,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import private
+from . import keyword, passages, private
 from .errors import MmsearchError
 from .filenames import display_path as db_path
 from .filenames import from_stored, path_bytes
-from . import passages
+from .keyword import register_functions
 
 if TYPE_CHECKING:
     import numpy as np  # imported where vectors are read or written: a keyword query loads none of it
@@ -702,9 +702,7 @@ class Catalog:
 
     def opening(self, file_id: int) -> str | None:
         """The text a document opens with: its first chunk's."""
-        r = self.conn.execute("SELECT text FROM items WHERE file_id = ? AND text IS NOT NULL AND kind = 'document'"
-                              " ORDER BY page, start LIMIT 1", (file_id,)).fetchone()
-        return r[0] if r else None
+        return keyword.opening(self.conn, file_id)
 
     def files_by_path(self, paths: Sequence[str]) -> dict[str, FileRow]:
         """The indexed files among `paths` (as the scanner sees them), under any root."""
@@ -1056,85 +1054,21 @@ class Catalog:
         return out
 
     def keyword_search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """FTS5 over the passages (passages.py) of documents and of the words read in pictures: (passage
-        id, score), best first. A user who types several words means them together: first come the
-        passages that hold the query as typed (punctuation too; case, accents and spacing aside), then
-        those holding its words as a phrase, then all of its words, then any. The score's integer part
-        says which (3, 2, 1, 0; a one-word query has only 3 and 2), its fraction is bm25 within that
-        (squashed into [0, 1), higher is better)."""
-        out: list[tuple[int, float]] = []
-        seen: set[int] = set()
-        tiers = fts_queries(query)
-        for i, match in enumerate(tiers):
-            if len(out) >= limit:
-                break
-            try:
-                # Each tier's matches include the stronger tiers' (a phrase holds all its words), so
-                # `limit` rows always hold enough new ones.
-                rows = self.conn.execute(
-                    "SELECT rowid, -bm25(passages_fts) FROM passages_fts WHERE passages_fts MATCH ?"
-                    " ORDER BY bm25(passages_fts) LIMIT ?", (match, limit),
-                ).fetchall()
-            except sqlite3.OperationalError:
-                return out
-            levels = {passage_id: 2 - i for passage_id, _ in rows}
-            if i == 0 and rows:
-                # The phrase ignores punctuation ("4.19.0, 18 August" matches "4.19.0 (18 August"): the
-                # passages with the query as typed go first.
-                typed = fold(" ".join(query.split()))
-                marks = ",".join("?" * len(rows))
-                for passage_id, text in self.conn.execute(f"SELECT id, text FROM passages WHERE id IN ({marks})",
-                                                          [r[0] for r in rows]):
-                    if typed in fold(" ".join(text.split())):
-                        levels[passage_id] = 3
-                rows.sort(key=lambda r: -levels[r[0]])  # stable: bm25 order within each level
-            for passage_id, relevance in rows:
-                if passage_id not in seen and len(out) < limit:
-                    seen.add(passage_id)
-                    relevance = max(float(relevance), 0.0)
-                    out.append((int(passage_id), levels[passage_id] + relevance / (1.0 + relevance)))
-        return out
+        """The passages that hold the query's words, best first: (passage id, level + bm25 squashed);
+        keyword.search says how."""
+        return keyword.search(self.conn, query, limit)
 
     def files_containing(self, query: str, limit: int = 100_000) -> list[int]:
-        """The files (ids) with a passage that holds all of the query's words (as keyword_search matches
-        them), at most `limit` of them."""
-        tiers = fts_queries(query)
-        if not tiers:
-            return []
-        match = tiers[0] if len(tiers) == 1 else tiers[1]
-        try:
-            return [r[0] for r in self.conn.execute(
-                "SELECT DISTINCT passages.file_id FROM passages_fts JOIN passages ON passages.id = passages_fts.rowid"
-                " WHERE passages_fts MATCH ? LIMIT ?", (match, limit))]
-        except sqlite3.OperationalError:
-            return []
+        """The files (ids) with a passage that holds all of the query's words, at most `limit` of them."""
+        return keyword.files_containing(self.conn, query, limit)
 
     def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
         """Passages with their file's row, by id (ids gone since are left out)."""
-        out: dict[int, PassageRow] = {}
-        for i in range(0, len(ids), 900):
-            part = list(ids[i : i + 900])
-            marks = ",".join("?" * len(part))
-            for r in self.conn.execute(
-                'SELECT passages.id, passages.file_id, files.path, files.path_bytes, files.kind, passages.page,'
-                ' passages.start, passages."end", passages.text, files.media_type, files.width, files.height,'
-                " files.taken_at, files.mtime_ns"
-                f" FROM passages JOIN files ON files.id = passages.file_id WHERE passages.id IN ({marks})", part,
-            ):
-                out[r[0]] = PassageRow(r[0], r[1], from_stored(r[2], r[3]), *r[4:])
-        return out
+        return {r[0]: PassageRow(r[0], r[1], from_stored(r[2], r[3]), *r[4:]) for r in keyword.passage_rows(self.conn, ids)}
 
     def item_at(self, file_id: int, page: int | None, position: int) -> int | None:
-        """The item of a file that a place in its text belongs to: the chunk of that page holding the
-        position (the last to start at or before it), else the file's first item with a vector (a
-        picture's own, for the words read in it)."""
-        row = self.conn.execute(
-            "SELECT id FROM items WHERE file_id = ? AND page IS ? AND start <= ? AND kind != ? ORDER BY start DESC"
-            " LIMIT 1", (file_id, page, position, OCR_KIND)).fetchone()
-        if row is None:
-            row = self.conn.execute("SELECT id FROM items WHERE file_id = ? ORDER BY kind = ?, id LIMIT 1",
-                                    (file_id, OCR_KIND)).fetchone()
-        return None if row is None else int(row[0])
+        """The item of a file that a place in its text belongs to (keyword.item_at)."""
+        return keyword.item_at(self.conn, file_id, page, position)
 
     def file_ids_matching(self, *, kind: str | None = None, under: str | None = None, after: float | None = None,
                           before: float | None = None) -> list[int]:
@@ -1143,13 +1077,7 @@ class Catalog:
         return [r[0] for r in self.conn.execute(f"SELECT files.id FROM files WHERE {where}", params)]
 
     def file_kinds(self, file_ids: Iterable[int]) -> dict[int, str]:
-        ids = list(file_ids)
-        out: dict[int, str] = {}
-        for lo in range(0, len(ids), 900):
-            part = ids[lo : lo + 900]
-            marks = ",".join("?" * len(part))
-            out.update(self.conn.execute(f"SELECT id, kind FROM files WHERE id IN ({marks})", part).fetchall())
-        return out
+        return keyword.file_kinds(self.conn, list(file_ids))
 
     def item_ids_matching(self, *, kind: str | None = None, under: str | None = None, after: float | None = None,
                           before: float | None = None) -> list[int]:
@@ -1350,68 +1278,3 @@ def _rebuild_passages(conn: sqlite3.Connection) -> None:
                             " ORDER BY page, start", (file_id,)).fetchall()
         _insert_passages(conn, file_id, (p for number, offset, text in passages.rebuild_pages(rows)
                                          for p in passages.cut(number, offset, text)))
-
-
-# Scripts written without spaces between words (passages.CJK_RANGES), whose runs FTS5's unicode61 tokenizer
-# would make one token each: each character becomes a token of its own; a query's run of them becomes a
-# phrase, which matches exactly that run (measured against trigram and bigrams: benchmarks/documents.py cjk).
-
-
-def fts_text(text: str) -> str:
-    """The text passages_fts indexes for a passage (and a query is cut like it): CJK characters spaced apart."""
-    if text.isascii():
-        return text
-    return passages.cjk().sub(r" \g<0> ", text)
-
-
-def fold(text: str) -> str:
-    """Lower case without accents, one character for one (positions in the result are positions in
-    `text`): how keyword search compares a query with a chunk as typed, and where a snippet finds it."""
-    if text.isascii():
-        return text.lower()
-    return text.translate(_FOLDED)
-
-
-class _Folded(dict):
-    """str.translate's table for fold, each character folded the first time it is met (a character at a
-    time in Python cost a query's snippets 10 ms on a page of accented text)."""
-
-    def __missing__(self, code: int) -> str:
-        import unicodedata
-
-        ch = chr(code)
-        folded = ch.lower() if ch.isascii() else unicodedata.normalize("NFD", ch)[0].lower()[0]
-        self[code] = folded
-        return folded
-
-
-_FOLDED = _Folded()
-
-
-def register_functions(conn: sqlite3.Connection) -> None:
-    """The SQL functions the FTS triggers call; every connection that may write items needs them."""
-    conn.create_function("mmsearch_fts_text", 1, fts_text, deterministic=True)
-
-
-def _phrase(text: str) -> str:
-    # Inside double quotes FTS5 hands everything to the tokenizer: no operator, column or syntax surprises.
-    return '"' + " ".join(fts_text(text).split()).replace('"', '""') + '"'
-
-
-def fts_queries(text: str) -> list[str]:
-    """A user's words as FTS5 queries, strongest first: the words as one phrase, all of them, any of them.
-    A word is what the user separated by spaces (`Keep-Alive` is one: the phrase `keep alive`); one
-    word gives one query."""
-    words = [w for w in text.split() if any(c.isalnum() for c in w)]  # what unicode61 makes tokens of
-    if not words:
-        return []
-    each = [_phrase(w) for w in words]
-    if len(each) == 1:
-        return each
-    return [_phrase(" ".join(words)), " AND ".join(each), " OR ".join(each)]
-
-
-def fts_query(text: str) -> str:
-    """The loosest of fts_queries (any of the words), for callers that want one expression."""
-    queries = fts_queries(text)
-    return queries[-1] if queries else ""

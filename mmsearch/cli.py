@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import cli_models, cli_query
+from . import cli_models, cli_output, cli_query
 from .cli_query import fail as _fail_with
 from .filenames import display_path, printable
 
@@ -226,8 +226,8 @@ def _progress(disabled: bool):
                     if ev.characters is not None and ev.path:  # inside a long document (a name is no markup)
                         what += f" {escape(printable(os.path.basename(ev.path)))}: {ev.characters / 1e6:.1f}M characters"
                     if ev.video_s is not None and ev.path:  # inside a long video
-                        what += (f" {escape(printable(os.path.basename(ev.path)))}: {cli_query.clock(ev.video_s)}"
-                                 f" of {cli_query.clock(ev.duration_s or 0)}")
+                        what += (f" {escape(printable(os.path.basename(ev.path)))}: {cli_output.clock(ev.video_s)}"
+                                 f" of {cli_output.clock(ev.duration_s or 0)}")
                     p.update(task, description=what, completed=ev.done, total=ev.total,
                              rate=f"{speed:.1f}" if speed else "")
 
@@ -276,9 +276,10 @@ def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
         params.append(inspect.Parameter(arg_name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=arg_default,
                                         annotation=Annotated[annotation, typer.Argument(help=arg_help)]))
     for opt in options:
-        kind = opt.type if opt.type is bool or opt.default is not None else Optional[opt.type]
+        of = Path if opt.type is cli_query.PATH else opt.type
+        kind = of if of is bool or opt.default is not None else Optional[of]
         if opt.repeatable:
-            kind = Optional[list[opt.type]]  # type: ignore[name-defined]
+            kind = Optional[list[of]]  # type: ignore[valid-type]
         params.append(inspect.Parameter(opt.dest, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt.default,
                                         annotation=Annotated[kind, typer.Option(*opt.flags, help=opt.help)]))
 
@@ -303,7 +304,7 @@ def _similar(*, path: Path, index_dir: Optional[list[Path]], k: int, type_: str,
             hits = idx.similar(path, k=k, type=type_, under=under, after=after, before=before, at=at)
     except Exception as e:
         _fail_with(e)
-    cli_query.write_hits(hits, as_json)
+    cli_output.write_hits(hits, as_json)
 
 
 query = _declared("query", _query, cli_query.QUERY_OPTIONS, ("text", str, None, cli_query.QUERY_TEXT_HELP))

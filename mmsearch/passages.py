@@ -21,27 +21,16 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from .keyword import CJK_RANGES
+
 PASSAGE_WORDS = 200
 STEP_WORDS = 144
 OVERLAP_WORDS = PASSAGE_WORDS - STEP_WORDS  # a phrase of up to 57 words is never cut
 MAX_WORD_CHARS = 64
 
-# Scripts written without spaces between words: Han (with its iteration marks and radicals), kana, and
-# Hangul, whose words carry their particles. The keyword index takes each character as a word of its
-# own (catalog.fts_text), and so do passages.
-CJK_RANGES = (
-    "\u1100-\u11ff\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3040-\u30ff\u3131-\u318e"
-    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uff9f"
-    "\U00020000-\U0003134f"
-)
 
-
-@functools.cache
-def cjk() -> re.Pattern[str]:
-    """One CJK character (2-6 ms to compile: not at import, and never for an ASCII query)."""
-    return re.compile(f"[{CJK_RANGES}]")
-
-
+# A word: one CJK character (keyword.CJK_RANGES: the index takes each as a word of its own), or a run
+# of other non-space characters.
 @functools.cache
 def _word() -> re.Pattern[str]:
     return re.compile(f"[{CJK_RANGES}]|[^\\s{CJK_RANGES}]{{1,{MAX_WORD_CHARS}}}")

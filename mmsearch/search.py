@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import arguments
+from . import arguments, keyword
 from .calibration import META_KEY, Calibration, Null, meaning
-from .catalog import Catalog, ItemRow, PassageRow, fold, fts_text
+from .catalog import Catalog, ItemRow, PassageRow
 from .errors import InvalidArgument
 from .filenames import json_fields
 
@@ -43,12 +42,10 @@ if TYPE_CHECKING:
 
 MODES = arguments.MODES
 TYPES = arguments.TYPES
-SNIPPET_CHARS = 240
 MATCHES = ("words", "meaning", "both")
-# (base, width) of the score band of each keyword level (Catalog.keyword_search): as typed, as a
-# phrase, all the words; files found by meaning (or some words) score in [0, MEANING_WIDTH).
-BANDS = {3: (0.875, 0.125), 2: (0.75, 0.125), 1: (0.5, 0.25)}
-MEANING_WIDTH = 0.5
+# Files holding the query's words score in keyword.BANDS (one band for each level of keyword.search: as
+# typed, as a phrase, all the words); files found by meaning (or some words) in [0, MEANING_WIDTH).
+MEANING_WIDTH = keyword.SOME_WIDTH
 _BELOW_ONE = 0.9999  # keeps each band of words below the next
 # A video is a result once per moment that matches: its frames that match less well within this many
 # seconds of one that matches better are that moment (a long scene keeps a frame every 10 s).
@@ -168,7 +165,7 @@ class _Found:
     shard: int
     row: ItemRow | PassageRow
     cosine: float | None = None  # vector side: its best item's; words side: its passage's chunk's
-    level: int = -1  # words side: Catalog.keyword_search's level
+    level: int = -1  # words side: keyword.search's level
     fraction: float = 0.0  # words side: BM25 within the level, in [0, 1)
     item_id: int | None = None
     at: tuple[int, int] | None = None  # (position, length) of the words in the row's text
@@ -241,8 +238,8 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
         out.append(SearchResult(
             rank=len(out) + 1, path=row.path, kind=row.kind, score=round(float(score), 6), match=match,
             similarity=None if found.cosine is None else float(found.cosine),
-            snippet=_snippet(_shown_text(found, shards[found.shard][0], query_text), query_text, found.at), page=row.page, item_id=found.item_id, width=row.width,
-            height=row.height, taken_at=row.taken_at, time_s=getattr(row, "time_s", None),
+            snippet=keyword.snippet(_shown_text(found, shards[found.shard][0], query_text), query_text, found.at),
+            page=row.page, item_id=found.item_id, width=row.width, height=row.height, taken_at=row.taken_at, time_s=getattr(row, "time_s", None),
         ))
     if use_words:
         out.words = query_text
@@ -256,7 +253,7 @@ def _shown_text(found: _Found, catalog: Catalog, query_text: str | None) -> str 
     passage that only looks like a match would mislead."""
     row = found.row
     if (row.kind == "document" and row.text is not None and found.at is None
-            and _find_query(row.text, query_text) is None):
+            and keyword.find(row.text, query_text) is None):
         return catalog.opening(row.file_id) or row.text
     return row.text
 
@@ -282,8 +279,7 @@ def _ranked(mode: str, vec: list[_Found], key: list[_Found], nulls: dict[tuple[i
     out: list[tuple[float, str, _Found]] = []
     if mode == "keyword":
         for found in key:
-            base, width = BANDS.get(found.level, (0.0, MEANING_WIDTH))
-            out.append((base + width * found.fraction, "words", found))
+            out.append((keyword.score(found.level, found.fraction), "words", found))
     elif mode == "vector":
         for found in vec:
             if min_similarity is None or above_floor(found):
@@ -296,7 +292,7 @@ def _ranked(mode: str, vec: list[_Found], key: list[_Found], nulls: dict[tuple[i
             passes = above_floor(found)
             if found.level >= 1:  # holds all the query's words
                 holding.add(found.key)
-                base, width = BANDS[found.level]
+                base, width = keyword.BANDS[found.level]
                 r = found.fraction if m is None else (found.fraction + m) / 2
                 agrees = passes if passes is not None else found.key in by_vector
                 out.append((base + width * min(r, _BELOW_ONE), "both" if agrees else "words", found))
@@ -335,12 +331,9 @@ def _place_words(found: _Found, catalog: Catalog, query: str) -> None:
     """Where the query's words are in a passage, and the item (chunk) that holds that place."""
     row = found.row
     assert isinstance(row, PassageRow)
-    found.at = _find_query(row.text, query)
+    found.at = keyword.find(row.text, query)
     if found.level < 1:
-        tokens = set(_tokens(query))
-        folded = fold(row.text)
-        held = [t for t in tokens if re.search(_whole(t), folded)]
-        found.share = len(held) / max(len(tokens), 1)
+        found.share = keyword.share_held(row.text, query)
     found.item_id = catalog.item_at(row.file_id, row.page, row.start + (found.at[0] if found.at else 0))
 
 
@@ -471,79 +464,3 @@ def _group(hits: Hits, rows: dict) -> list[tuple[int, int, float]]:
             seen.add(row.file_id)
         out.append((row.file_id, item_id, score))
     return out
-
-
-# -- snippets ----------------------------------------------------------------------------------------
-
-
-def _snippet(text: str | None, query: str | None, at: tuple[int, int] | None = None) -> str | None:
-    """About SNIPPET_CHARS of `text` centred on the query's words (at `at`, else where _find_query finds
-    them), opening and closing on word boundaries (a CJK character is a word), whitespace made single
-    spaces."""
-    if text is None:
-        return None
-    if len(text) <= SNIPPET_CHARS:
-        return " ".join(text.split())
-    found = at if at is not None else _find_query(text, query)
-    start, first, last = 0, SNIPPET_CHARS, 0  # the window, and the match's span it must keep
-    if found is not None:
-        first, length = found
-        last = first + length
-        if length > SNIPPET_CHARS:
-            start = first  # a long match: its start
-        else:
-            start = max(0, min(first + length // 2 - SNIPPET_CHARS // 2, len(text) - SNIPPET_CHARS))
-    end = min(len(text), start + SNIPPET_CHARS)
-    if start > 0 and not _boundary(text, start):
-        start = next((i for i in range(start + 1, min(first, end) + 1) if _boundary(text, i)), start)
-    if end < len(text) and not _boundary(text, end):
-        end = next((i for i in range(end - 1, max(last, start), -1) if _boundary(text, i)), end)
-    piece = " ".join(text[start:end].split())
-    return ("…" if start > 0 else "") + piece + ("…" if end < len(text) else "")
-
-
-def _boundary(text: str, i: int) -> bool:
-    """Whether a word boundary lies before text[i]."""
-    a, b = text[i - 1], text[i]
-    if a.isspace() or b.isspace():
-        return True
-    from .passages import cjk
-
-    return bool(cjk().match(a) or cjk().match(b))
-
-
-def _find_query(text: str, query: str | None) -> tuple[int, int] | None:
-    """(position, length) in `text` of the query as typed (case, accents and spacing aside), else of its
-    words as a phrase (punctuation between them aside, as the keyword index matches them), else of its
-    longest word that occurs on its own."""
-    if not query:
-        return None
-    folded = fold(text)
-    words = query.split()
-    if not words:
-        return None
-    patterns = [r"\s+".join(re.escape(fold(w)) for w in words)]
-    tokens = _tokens(query)
-    if len(tokens) > 1:
-        patterns.append(r"[\W_]*".join(re.escape(t) for t in tokens))
-    for pattern in patterns:
-        m = re.search(pattern, folded)
-        if m:
-            return m.start(), m.end() - m.start()
-    for token in sorted(set(tokens), key=len, reverse=True):
-        if len(token) < 2 and token.isascii():
-            continue  # one Latin letter would match anywhere; one CJK character is a word
-        m = re.search(_whole(token), folded)
-        if m:
-            return m.start(), m.end() - m.start()
-    return None
-
-
-def _tokens(query: str) -> list[str]:
-    """The query's words as the keyword index cuts them (each CJK character one), folded."""
-    return re.findall(r"[^\W_]+", fold(fts_text(query)))
-
-
-def _whole(token: str) -> str:
-    """A pattern for a folded token standing as a word of its own (a CJK character always does)."""
-    return rf"(?<![^\W_]){re.escape(token)}(?![^\W_])" if token.isascii() else re.escape(token)

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from mmsearch.catalog import Catalog, ItemRow, fts_queries
-from mmsearch.search import SNIPPET_CHARS, _Found, _shown_text, _snippet
+from mmsearch.catalog import Catalog, ItemRow
+from mmsearch import keyword
+from mmsearch.keyword import SNIPPET_CHARS, fts_queries
+from mmsearch.search import _Found, _shown_text
 from real_corpus import cjk_pairs  # noqa: E402
 
 
@@ -112,24 +114,24 @@ def test_queries_are_quoted_words():
 def test_snippet_shows_the_matching_passage_of_a_long_chunk():
     words = " ".join(f"word{i}" for i in range(400))
     text = words + " the Keep-Alive header keeps it open " + words
-    snippet = _snippet(text, "keep-alive header")
+    snippet = keyword.snippet(text, "keep-alive header")
     assert "Keep-Alive header" in snippet and len(snippet) <= SNIPPET_CHARS + 2
     assert snippet.startswith("…") and snippet.endswith("…")
     # Accents folded, as the search does; the phrase is preferred to a lone word seen earlier.
     text = "résumé " + words + " Jürgen's Résumé and cover letter " + words
-    assert "Résumé and cover" in _snippet(text, "resume and cover")
+    assert "Résumé and cover" in keyword.snippet(text, "resume and cover")
     # A one-character Chinese word is a word.
     text = "中" * 300 + "派" + "中" * 300
-    assert "派" in _snippet(text, "派")
+    assert "派" in keyword.snippet(text, "派")
     short = "A short chunk."
-    assert _snippet(short, "nothing") == short
+    assert keyword.snippet(short, "nothing") == short
 
 
 def test_a_snippet_opens_and_closes_on_whole_words():
     """The issue's "t:alert(6)) zebra": a window cut inside a long word. The match is kept whole."""
     filler = " ".join(f"lorem{i}" for i in range(60))
     text = filler + " javascript:alert(6)) zebra stripes " + filler
-    snippet = _snippet(text, "zebra")
+    snippet = keyword.snippet(text, "zebra")
     assert "zebra" in snippet and snippet.startswith("…") and snippet.endswith("…")
     body = snippet.strip("…")
     assert body.split(" ")[0] in text.split(" ") and body.split(" ")[-1] in text.split(" ")  # whole words
@@ -147,9 +149,9 @@ def test_a_document_found_by_meaning_shows_its_opening():
             return {7: "Annual report of the harbour master. " + later}.get(file_id)
 
     found = _Found(r.path, 0, r, cosine=0.3, item_id=1)
-    snippet = _snippet(_shown_text(found, Openings(), "okapi"), "okapi")
+    snippet = keyword.snippet(_shown_text(found, Openings(), "okapi"), "okapi")
     assert snippet.startswith("Annual report of the harbour master.") and snippet.endswith("…")
-    held = _snippet(_shown_text(found, Openings(), "later50"), "later50")
+    held = keyword.snippet(_shown_text(found, Openings(), "later50"), "later50")
     assert held.startswith("…") and "later50" in held
 
 
