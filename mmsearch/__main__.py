@@ -1,8 +1,9 @@
 """The `mmsearch` console script (and `python -m mmsearch`).
 
-An ordinary `mmsearch query ...` line is answered without loading the typer app (see cli_query.py), a
-plain keyword query without loading the library either (cli_keyword.py); every other command goes to
-cli.app.
+Ordinary `mmsearch query ...` and `mmsearch index ...` lines are answered without typer, whose parsing
+costs a cold command tens of milliseconds (cli_query.py, cli_index.py), a plain keyword query without
+loading the library either (cli_keyword.py); every other line goes to cli.app, which builds those two
+commands from the same option declarations.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import sys
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["query"]:
+    command = sys.argv[1:2]
+    if command == ["query"]:
         from .cli_query import parse_query_args, run_query
 
         parsed = parse_query_args(sys.argv[2:])
@@ -22,6 +24,17 @@ def main() -> None:
                 if answer(parsed):
                     return
             run_query(**parsed)
+            return
+    elif command == ["index"]:
+        from .cli_index import parse_index_args, run_index
+
+        options = parse_index_args(sys.argv[2:])
+        if options is not None:
+            try:
+                run_index(**options)
+            except KeyboardInterrupt:  # a second Ctrl-C: as click ends a command it interrupts
+                sys.stderr.write("\nAborted!\n")
+                raise SystemExit(1) from None
             return
     from .cli import app
 

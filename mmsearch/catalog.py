@@ -882,15 +882,17 @@ class Catalog:
                    chunks: Sequence[tuple[int | None, int, int, str]]) -> list[int]:
         """A document's chunks (page, start, end, text) without their vectors: searchable by their words at
         once, their vectors computed later (pending_vectors, add_vectors). The vectors' generation stays."""
-        ids = []
-        for page, start, end, text in chunks:
-            cur = conn.execute('INSERT INTO items(file_id, kind, page, start, "end", text) VALUES (?,?,?,?,?,?)',
-                               (file_id, "document", page, start, end, text))
-            item_id = _rowid(cur)
-            conn.execute("INSERT INTO vectors_pending(item_id) VALUES (?)", (item_id,))
-            ids.append(item_id)
-        if chunks:
-            _follow_passages(conn, file_id, chunks)
+        if not chunks:
+            return []
+        # One executemany, not a statement a chunk. Item ids are AUTOINCREMENT (they only grow) and this
+        # transaction is the only writer: the new items are the ids past the largest before, in order.
+        before = conn.execute("SELECT coalesce(max(id), 0) FROM items").fetchone()[0]
+        conn.executemany('INSERT INTO items(file_id, kind, page, start, "end", text) VALUES (?,?,?,?,?,?)',
+                         [(file_id, "document", page, start, end, text) for page, start, end, text in chunks])
+        ids = [r[0] for r in conn.execute("SELECT id FROM items WHERE id > ? ORDER BY id", (before,))]
+        assert len(ids) == len(chunks), "items added by another writer within this transaction"
+        conn.executemany("INSERT INTO vectors_pending(item_id) VALUES (?)", [(i,) for i in ids])
+        _follow_passages(conn, file_id, chunks)
         return ids
 
     def pending_vectors(self, limit: int | None = None) -> list[tuple[int, str]]:

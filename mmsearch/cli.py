@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import cli_models, cli_output, cli_query
+from . import cli_index, cli_models, cli_output, cli_query
 from .cli_query import fail as _fail_with
 from .filenames import display_path, printable
 
@@ -28,11 +28,10 @@ app = typer.Typer(
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help=cli_query.INDEX.help)]
 JsonOpt = Annotated[bool, typer.Option("--json", help=cli_query.JSON.help)]
 # What a walk takes in, the same for `index` and `watch`.
-ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")]
-HiddenOpt = Annotated[bool, typer.Option("--hidden", "--include-hidden", help="Also index hidden files and folders.")]
-NoDefaultExcludesOpt = Annotated[bool, typer.Option(
-    "--no-default-excludes", help="Also index folders skipped by default: node_modules, __pycache__, virtualenvs, "
-                                  ".git, tools' caches (a folder holding CACHEDIR.TAG).")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option(*cli_index.EXCLUDE.flags, help=cli_index.EXCLUDE.help)]
+HiddenOpt = Annotated[bool, typer.Option(*cli_index.HIDDEN.flags, help=cli_index.HIDDEN.help)]
+NoDefaultExcludesOpt = Annotated[bool, typer.Option(*cli_index.NO_DEFAULT_EXCLUDES.flags,
+                                                    help=cli_index.NO_DEFAULT_EXCLUDES.help)]
 
 app.add_typer(cli_models.app, name="models")
 
@@ -60,209 +59,6 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
-@app.command()
-def index(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Folders to index (recursively) or single files: images (jpg, png, webp, gif, bmp, tiff; heic with "
-             "pillow-heif), documents (pdf, txt, md, office files, EPUB, HTML, RTF, mail, CSV/JSON, source "
-             "code) and videos (mp4, mov, mkv, webm, avi, m4v).")],
-    index_dir: IndexOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name (see `mmsearch models`) or bundle folder "
-                                                                 "[default: the default for your language, pulled when "
-                                                                 "none is installed: immich-vit-b-32-laion2b for "
-                                                                 "English, immich-xlm-roberta-b-32 for the others].")] = None,
-    language: Annotated[Optional[str], typer.Option(
-        "--language", help="The language you search in (ISO 639 code: en, zh, ja, de...), which picks the default "
-                           "model of a new index [default: the locale's, LC_ALL, LC_MESSAGES or LANG].")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA when it really works, else CPU), cpu or cuda.")] = "auto",
-    variant: Annotated[Optional[str], typer.Option("--variant", help="fp32, fp16 or int8 [default: fp16 on CUDA, int8 on CPU].")] = None,
-    exclude: ExcludeOpt = None,
-    hidden: HiddenOpt = False,
-    no_default_excludes: NoDefaultExcludesOpt = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core].")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray: decode and encode on a Ray "
-                                                         "cluster (pip install 'mmsearch[distributed]').")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(
-        "--ray-address", help="With --engine ray: the cluster's HOST:PORT [default: RAY_ADDRESS, else a Ray started "
-                              "on this machine for the run].")] = None,
-    shard_dir: Annotated[Optional[Path], typer.Option(
-        "--shard-dir", help="With --engine ray: where workers write their shards, a folder every node can write "
-                            "and this machine read [default: INDEX/shards].")] = None,
-    shard_files: Annotated[Optional[int], typer.Option(
-        "--shard-files", help="With --engine ray: files per shard [default: 256 photos, 16 documents].")] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once if another run is writing this index.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Download the default model without asking when no model "
-                                                          "is installed (not on a terminal, it is downloaded anyway).")] = False,
-    no_ocr: Annotated[bool, typer.Option(
-        "--no-ocr", help="Do not read the words in pictures and scanned PDF pages (read when mmsearch[ocr] is "
-                         "installed, after the rest is indexed).")] = False,
-    as_json: JsonOpt = False,
-    trace_steps: Annotated[Optional[Path], typer.Option(
-        "--trace-steps", hidden=True, help="Append the name of each step the run enters to this file.")] = None,
-    hold_steps: Annotated[float, typer.Option(
-        "--hold-steps", hidden=True, help="Hold each step open this many seconds (to aim a kill inside one).")] = 0.0,
-) -> None:
-    """Index photos, documents and videos under PATHS; a second run only does what changed.
-
-    Images (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC with pillow-heif), documents (PDF, text, office files, EPUB,
-    HTML, RTF, mail, CSV/JSON, source code) and videos (MP4, MOV, MKV, WebM, AVI, M4V: a frame per scene).
-    Unchanged files are skipped, changed ones re-encoded, deleted ones removed, moved ones keep their
-    vectors. With OCR installed (mmsearch[ocr]), the words in pictures and scanned pages are read
-    afterwards, once per picture. Ctrl-C stops cleanly: what was finished is kept; run the same
-    command to resume.
-    """
-    _setup_logging()
-    import sqlite3
-
-    from . import arguments
-    from .api import Index, IndexBusyError
-    from .catalog import CatalogWriteError
-
-    try:  # before the index is opened: a typo creates nothing
-        arguments.existing_paths(paths)
-        arguments.at_least_one("--workers", workers)
-        arguments.choice("--engine", engine, arguments.ENGINES)
-        if language is not None:
-            language = arguments.language(language)
-        if model is None:  # a new index: the default for the language, pulled where missing (asked on a terminal)
-            model = cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json, language=language)
-    except Exception as e:
-        _fail_with(e)
-
-    stop = threading.Event()
-    interrupts = [0]
-
-    def on_sigint(signum, frame):  # first Ctrl-C: finish the batch in hand and save; second: now
-        interrupts[0] += 1
-        if interrupts[0] > 1:
-            raise KeyboardInterrupt
-        stop.set()
-        typer.echo("\nStopping: saving what is finished (Ctrl-C again to quit at once)...", err=True)
-
-    signal.signal(signal.SIGINT, on_sigint)
-    idx_path: list[str] = []
-    try:
-        with Index(index_dir, model=model, device=device, variant=variant) as idx:
-            idx_path.append(str(idx.path))
-            with _progress(disabled=as_json) as progress:
-                report = idx.index(
-                    paths, exclude=exclude or (), include_hidden=hidden, default_excludes=not no_default_excludes,
-                    progress=progress,
-                    cancel=stop.is_set, workers=workers, wait=0 if no_wait else None,
-                    on_wait=lambda: typer.echo(f"Waiting for another `mmsearch index` on {idx.path} to finish...", err=True),
-                    observe=_step_observer(trace_steps, hold_steps), ocr=False if no_ocr else None,
-                    engine=engine, ray_address=ray_address,
-                    shard_dir=shard_dir, shard_files=shard_files,
-                )
-    except IndexBusyError as e:
-        _fail(str(e), 3)
-    except CatalogWriteError as e:  # disk full, read-only folder: the last committed state is still readable
-        _fail(str(e), 2)
-    except (OSError, sqlite3.Error) as e:
-        where = getattr(e, "filename", None) or (idx_path[0] if idx_path else "")
-        _fail(f"{where}: {getattr(e, 'strerror', None) or e}; the index keeps its last committed state. "
-              "Fix the cause, then run the same command to resume.", 2)
-    except Exception as e:
-        _fail_with(e)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        _print_report(report)
-    if report.cancelled:
-        typer.echo("Stopped early. Run the same command again to resume; finished files are not redone.", err=True)
-        raise typer.Exit(130)
-
-
-def _step_observer(trace: Path | None, hold: float) -> Any:
-    """For the crash and concurrency tests, which run the real command: the steps the run enters, written
-    to a file as they come, each (but the last) held open a while so a kill can be aimed inside it."""
-    if trace is None and not hold:
-        return None
-    import time
-
-    def observe(step: str) -> None:
-        if trace is not None:
-            with open(trace, "a") as f:
-                f.write(step + "\n")
-        if hold and step != "done":
-            time.sleep(hold)
-
-    return observe
-
-
-def _progress(disabled: bool):
-    """A rich progress bar (files/s, ETA) on a terminal; silent otherwise."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def bar():
-        if disabled or not sys.stderr.isatty():
-            yield None
-            return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
-
-        from rich.console import Console
-        from rich.markup import escape
-
-        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:>7} files/s"), TimeRemainingColumn()]
-        with Progress(*cols, console=Console(stderr=True), transient=False) as p:
-            task = p.add_task("Scanning", total=None, rate="")
-            later: dict[str, Any] = {}  # the bars of the vectors and words phases, from their starts
-
-            def update(ev):
-                if ev.phase == "scanning":
-                    p.update(task, description="Scanning", completed=ev.done, total=None)
-                elif ev.phase in ("reading text", "computing vectors"):
-                    # Phases with a bar of their own, from their start: the chunks' vectors, the words in pictures.
-                    if ev.phase not in later:
-                        later[ev.phase] = p.add_task("Reading text" if ev.phase == "reading text" else "Vectors",
-                                                     total=ev.total, rate="")
-                    speed = p.tasks[later[ev.phase]].speed
-                    p.update(later[ev.phase], completed=ev.done, total=ev.total, rate=f"{speed:.1f}" if speed else "")
-                else:
-                    speed = p.tasks[0].speed
-                    what = "Indexing" if ev.phase == "encoding" else "Saving"
-                    if ev.characters is not None and ev.path:  # inside a long document (a name is no markup)
-                        what += f" {escape(printable(os.path.basename(ev.path)))}: {ev.characters / 1e6:.1f}M characters"
-                    if ev.video_s is not None and ev.path:  # inside a long video
-                        what += (f" {escape(printable(os.path.basename(ev.path)))}: {cli_output.clock(ev.video_s)}"
-                                 f" of {cli_output.clock(ev.duration_s or 0)}")
-                    p.update(task, description=what, completed=ev.done, total=ev.total,
-                             rate=f"{speed:.1f}" if speed else "")
-
-            yield update
-
-    return bar()
-
-
-def _print_report(report) -> None:
-    # Plain text: paths are the user's data (a `[red]` in a folder name is not markup), and piped
-    # output is not wrapped.
-    typer.echo(
-        f"added {report.added}, updated {report.updated}, moved {report.moved}, removed {report.removed}, "
-        f"unchanged {report.unchanged}, errors {len(report.errors)} "
-        f"({report.seconds:.1f}s{', ' + report.device if report.device else ''})"
-    )
-    for err in report.errors[:20]:
-        typer.echo(f"  skipped {printable(err['path'])}: {printable(err['reason'])}")
-    if len(report.errors) > 20:
-        typer.echo(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
-    if report.ocr_read or (report.ocr_left and report.ocr_device):
-        typer.echo(f"words: read {report.ocr_read} pictures and scanned pages, {report.ocr_with_words} with words"
-                   + (f"; {report.ocr_left} files left to read" if report.ocr_left else "")
-                   + (f" ({report.ocr_device})" if report.ocr_device else ""))
-    for note in report.partial:
-        typer.echo(f"  partly indexed {printable(note['path'])}: {printable(note['reason'])}")
-    if report.not_read:
-        typer.echo(f"not read: {_not_read(report.not_read)}")
-
-
-def _not_read(counts: dict[str, int]) -> str:
-    """"120 .key, 3 .pages": the files of types mmsearch does not read, most first."""
-    return ", ".join(f"{n} {printable(suffix)}" for suffix, n in counts.items())
-
-
 def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
               argument: tuple[str, type, Any, str] | None = None) -> Any:
     """A typer command made from Option declarations (cli_query.py): the same declarations the fast
@@ -281,7 +77,8 @@ def _declared(name: str, body: Any, options: tuple[cli_query.Option, ...],
         if opt.repeatable:
             kind = Optional[list[of]]  # type: ignore[valid-type]
         params.append(inspect.Parameter(opt.dest, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt.default,
-                                        annotation=Annotated[kind, typer.Option(*opt.flags, help=opt.help)]))
+                                        annotation=Annotated[kind, typer.Option(*opt.flags, help=opt.help,
+                                                                                hidden=opt.hidden)]))
 
     def command(**kwargs: Any) -> None:
         body(**kwargs)
@@ -307,6 +104,12 @@ def _similar(*, path: Path, index_dir: Optional[list[Path]], k: int, type_: str,
     cli_output.write_hits(hits, as_json)
 
 
+def _index(**kwargs: Any) -> None:
+    cli_index.run_index(**kwargs)
+
+
+_index.__doc__ = cli_index.run_index.__doc__  # the command's help
+index = _declared("index", _index, cli_index.OPTIONS, ("paths", list[Path], ..., cli_index.PATHS_HELP))
 query = _declared("query", _query, cli_query.QUERY_OPTIONS, ("text", str, None, cli_query.QUERY_TEXT_HELP))
 similar = _declared("similar", _similar, (cli_query.INDEXES, *cli_query.FILTERS, cli_query.AT, cli_query.JSON),
                     ("path", Path, ..., "An indexed file (photo, document or video)."))
@@ -341,7 +144,7 @@ def status(index_dir: IndexOpt = None, as_json: JsonOpt = False) -> None:
         documents += f" and {c['documents_in_part']} read in part (`mmsearch index` reads them whole)"
     typer.echo(f"files:   {c['image']} images, {documents}{videos}, {c['errors']} in error")
     if info["not_read"]:
-        typer.echo(f"not read: {_not_read(info['not_read'])}")
+        typer.echo(f"not read: {cli_index.not_read_line(info['not_read'])}")
     from . import ocr
 
     left = f"; {c['words_to_read']} files still to read" if c["words_to_read"] else ""

@@ -202,10 +202,16 @@ def ensure_default_model(index_dir: Optional[Path], *, yes: bool, quiet: bool,
             f"{e.name} (~{e.download_mb} MB, {e.languages}{_recall(e, lang)})" for e in others)
             + ". `mmsearch models --available` lists all; --language CODE picks another language's default.")
     if not yes and sys.stdin.isatty() and sys.stderr.isatty():
-        if not typer.confirm("Download it now?", default=True, err=True):
+        # (SystemExit, not typer's Exit and Abort: `mmsearch index` runs this outside typer too.)
+        try:
+            agreed = typer.confirm("Download it now?", default=True, err=True)
+        except typer.Abort:  # Ctrl-C or end of input at the question
+            _say("\nAborted!")
+            raise SystemExit(1) from None
+        if not agreed:
             _say(f"Nothing was indexed. Pull a model with `mmsearch models pull {entry.name}` "
                  "(`mmsearch models --available` lists others), or give --model.")
-            raise typer.Exit(1)
+            raise SystemExit(1)
     pull_model(entry.name, progress=_say, bars=not quiet and sys.stderr.isatty(), plan=plan)
     return entry.name
 

@@ -28,7 +28,7 @@ def run_query(*, text, image, index_dir, k, type_, under, after, before, mode, m
     """The query command's body, run by cli.query (typer) and by the console script's fast path. The
     library checks every value; its errors become one line and an exit code (see fail)."""
     if (text is None) == (image is None):
-        _exit("give either TEXT or --image FILE (one of them)", 2)
+        exit_with("give either TEXT or --image FILE (one of them)", 2)
     try:
         with open_indexes(index_dir, model=model, device=device, variant=variant) as idx:
             hits = idx.search(text, image=image, k=k, type=type_, under=under, after=after, before=before, mode=mode,
@@ -57,10 +57,11 @@ def fail(error: Exception) -> None:
 
     if not isinstance(error, MmsearchError):
         raise error
-    _exit(str(error), 2 if isinstance(error, InvalidArgument) else 1)
+    exit_with(str(error), 2 if isinstance(error, InvalidArgument) else 1)
 
 
-def _exit(message: str, code: int = 1) -> None:
+def exit_with(message: str, code: int = 1) -> None:
+    """The message as one "Error: ..." line on stderr, and the exit code."""
     from .filenames import printable
 
     sys.stderr.write(f"Error: {printable(message, keep_newlines=True)}\n")
@@ -71,10 +72,10 @@ class Option:
     """One command-line option, declared once: cli.py builds the typer command from it, and the fast
     path (parse_query_args) parses with it."""
 
-    __slots__ = ("flags", "dest", "type", "default", "help", "repeatable")
+    __slots__ = ("flags", "dest", "type", "default", "help", "repeatable", "hidden")
 
     def __init__(self, flags: tuple[str, ...], dest: str, type: type, default: object, help: str,
-                 repeatable: bool = False):
+                 repeatable: bool = False, hidden: bool = False):
         self.flags = flags
         self.dest = dest  # the keyword of run_query (or of the command's body)
         # str, int, float, PATH or bool (a bool is a flag that takes no value). A PATH comes to the
@@ -83,6 +84,7 @@ class Option:
         self.default = default
         self.help = help
         self.repeatable = repeatable  # given again, it adds a value: the values come as a list (None when not given)
+        self.hidden = hidden  # left out of --help (the crash tests' hooks)
 
 
 class PATH(str):
@@ -123,11 +125,20 @@ QUERY_OPTIONS = (
 
 
 def parse_query_args(args: list[str]) -> dict[str, object] | None:
-    """`mmsearch query ...` parsed without typer, by QUERY_OPTIONS.
-    Anything unusual (--help, an unknown option, a bad value) returns None: typer then handles it,
-    with its usual messages."""
-    by_flag = {flag: opt for opt in QUERY_OPTIONS for flag in opt.flags}
-    out: dict[str, object] = {"text": None, **{opt.dest: opt.default for opt in QUERY_OPTIONS}}
+    """`mmsearch query ...` parsed without typer, by QUERY_OPTIONS (see parse_args)."""
+    parsed = parse_args(args, QUERY_OPTIONS)
+    if parsed is None or len(parsed[0]) > 1:
+        return None
+    positional, out = parsed
+    return {"text": positional[0] if positional else None, **out}
+
+
+def parse_args(args: list[str], options: tuple[Option, ...]) -> tuple[list[str], dict[str, object]] | None:
+    """A command line parsed without typer by its Option declarations: (the positional arguments, each
+    option's value by `dest`, defaults included). Anything unusual (--help, an unknown option, a bad
+    value) returns None: typer then handles it, with its usual messages."""
+    by_flag = {flag: opt for opt in options for flag in opt.flags}
+    out: dict[str, object] = {opt.dest: opt.default for opt in options}
     positional: list[str] = []
     i = 0
     while i < len(args):
@@ -161,8 +172,4 @@ def parse_query_args(args: list[str]) -> dict[str, object] | None:
         else:
             positional.append(a)
         i += 1
-    if len(positional) > 1:
-        return None
-    if positional:
-        out["text"] = positional[0]
-    return out
+    return positional, out

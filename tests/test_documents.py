@@ -450,7 +450,8 @@ def test_a_document_past_the_limit_is_indexed_that_far_and_reported(tmp_path: Pa
     # The command's report and `mmsearch status` say it in words too.
     from typer.testing import CliRunner
 
-    from mmsearch.cli import _print_report, app
+    from mmsearch.cli import app
+    from mmsearch.cli_index import _print_report
 
     _print_report(report)
     assert "partly indexed" in capsys.readouterr().out

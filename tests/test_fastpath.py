@@ -197,3 +197,35 @@ def test_sessions_open_where_the_cache_cannot_be_written(tmp_path, bundle, monke
     session, device = create_session(model, "cpu")
     out = session.run(None, {"input_ids": np.array([[1, 5, 2]], np.int64)})[0]
     assert device == "cpu" and out.shape[0] == 1 and np.isfinite(out).all()
+
+
+INDEX_LINES = [
+    ["/photos"],
+    ["/photos", "/docs", "--index", "/i", "--model", "toyclip", "--device=cpu", "--variant", "fp32", "--json"],
+    ["/p", "--exclude", "*.tmp", "--exclude=build", "--hidden", "--no-default-excludes", "--workers", "3", "-y"],
+    ["/p", "--engine", "ray", "--ray-address", "h:1", "--shard-dir", "/s", "--shard-files", "9", "--no-wait"],
+    ["/p", "--language", "zh", "--no-ocr", "--include-hidden", "--trace-steps", "/t", "--hold-steps", "0.5"],
+    ["--", "-odd-name"],
+]
+
+
+@pytest.mark.parametrize("args", INDEX_LINES)
+def test_index_fast_parser_and_typer_make_the_same_call(args, monkeypatch):
+    """`mmsearch index` is parsed without typer from the same declarations (cli_index.OPTIONS)."""
+    from typer.testing import CliRunner
+
+    from mmsearch import cli_index
+    from mmsearch.cli import app
+
+    calls: list[dict] = []
+    monkeypatch.setattr(cli_index, "run_index", lambda **kw: calls.append(kw))
+    result = CliRunner().invoke(app, ["index", *args])
+    assert result.exit_code == 0, result.output
+    assert [as_text(call) for call in calls] == [cli_index.parse_index_args(args)]
+
+
+def test_index_fast_parser_hands_odd_lines_to_typer():
+    from mmsearch.cli_index import parse_index_args
+
+    for odd in ([], ["--help"], ["/p", "--workers", "x"], ["/p", "--nope"], ["/p", "--json=1"], ["--index", "/i"]):
+        assert parse_index_args(odd) is None  # typer's job
