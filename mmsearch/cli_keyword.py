@@ -19,7 +19,7 @@ import sqlite3
 
 from . import keyword
 from .cli_output import write_hits
-from .filenames import from_stored, json_fields
+from .filenames import from_stored, json_fields, location
 
 # The catalog schema the SQL here and in keyword.py reads (catalog.SCHEMA_VERSION; a test holds them
 # equal, so a new schema comes here to be checked).
@@ -83,6 +83,7 @@ class Hit:
         out: dict[str, object] = {name: getattr(self, name) for name in (
             "rank", "path", "kind", "score", "match", "similarity", "snippet", "page", "item_id", "width", "height",
             "taken_at", "time_s")}
+        out["location"] = location(self.path, self.page)
         out.update(json_fields(self.path))
         return out
 

@@ -18,7 +18,7 @@ def write_hits(hits, as_json: bool) -> None:
 
         sys.stdout.write(json.dumps([h.to_dict() for h in hits], indent=2) + "\n")
         return
-    from .filenames import printable, shown
+    from .filenames import location, printable, shown
 
     words = getattr(hits, "words", None)
     lines = [] if words is None else [containing_line(hits.containing or {}, words)]
@@ -32,7 +32,10 @@ def write_hits(hits, as_json: bool) -> None:
         return
     rows = [("#", "score", "match", "kind", "path", "snippet")]
     for h in hits:
-        where = shown(h.path) + (f" (p. {h.page})" if h.page else "")
+        where = shown(h.path)
+        if h.page:
+            at = location(h.path, h.page) or ""
+            where += f" ({'p. ' + str(h.page) if at.startswith('page ') else at})"
         if getattr(h, "time_s", None) is not None:
             where += f" ({clock(h.time_s)})"
         rows.append((str(h.rank), f"{h.score:.3f}", h.match, h.kind, where,

@@ -70,3 +70,15 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
 def shown(path: str) -> str:
     """A path as printed: its display form with control characters escaped."""
     return printable(display_path(path))
+
+
+# What a document's numbered locations are called (formats.py cuts these files into them; every other
+# document's are pages).
+LOCATIONS = {".pptx": "slide", ".xlsx": "sheet", ".ods": "sheet", ".epub": "chapter"}
+
+
+def location(path: str, page: int | None) -> str | None:
+    """Where in its file a hit is, as a person says it: "page 3", "slide 3", "sheet 2", "chapter 4"."""
+    if page is None:
+        return None
+    return f"{LOCATIONS.get(os.path.splitext(path)[1].lower(), 'page')} {page}"

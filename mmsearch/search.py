@@ -32,7 +32,7 @@ from . import arguments, keyword
 from .calibration import META_KEY, Calibration, Null, meaning
 from .catalog import Catalog, ItemRow, PassageRow
 from .errors import InvalidArgument
-from .filenames import json_fields
+from .filenames import json_fields, location
 
 if TYPE_CHECKING:
     # numpy and the vectors load with the first query that has a vector: a keyword query needs neither.
@@ -112,8 +112,10 @@ class SearchResult:
     time_s: float | None = None  # a video's moment: its frame's time, in seconds from the start
 
     def to_dict(self) -> dict[str, Any]:
-        """As `--json` prints it: the path as filenames.json_fields writes it."""
+        """As `--json` prints it: the path as filenames.json_fields writes it, and the page as a
+        `location` a person reads ("slide 3" in a .pptx; filenames.location)."""
         out = asdict(self)
+        out["location"] = location(self.path, self.page)
         out.update(json_fields(self.path))
         return out
 

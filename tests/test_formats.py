@@ -131,6 +131,9 @@ def test_every_format_is_found_by_a_phrase_from_its_middle_at_its_slide_sheet_or
         hits = idx.search(f'"{phrase}"', mode="keyword", k=3)
         assert hits, (name, phrase)
         assert (Path(hits[0].path).name, hits[0].page) == (name, page), (name, phrase)
+        # Said as a person says it: "slide 3" in a deck, "sheet 2" in a workbook, "chapter 3" in a book.
+        word = {".pptx": "slide", ".xlsx": "sheet", ".ods": "sheet", ".epub": "chapter"}.get(Path(name).suffix, "page")
+        assert hits[0].to_dict()["location"] == (f"{word} {page}" if page else None), name
 
 
 def test_a_corrupt_office_file_is_in_error_with_its_reason_and_a_binary_without_suffix_is_not_read(indexed):
@@ -196,3 +199,12 @@ def test_the_benchmarks_corpus_of_every_format_holds_its_own_real_text_as_each_r
         text = words(" ".join(page.text for page in extract_pages(corpus.folder / name)))
         for para in paras:
             assert words(_middle(para)) in text, (name, _middle(para))
+
+
+def test_the_command_line_says_slide_sheet_and_chapter(made, indexed, capsys):
+    from mmsearch.cli_output import write_hits
+
+    idx, _ = indexed
+    phrase, _ = made[1]["talk.pptx"]
+    write_hits(idx.search(f'"{phrase}"', mode="keyword", k=1), as_json=False)
+    assert "talk.pptx (slide 3)" in capsys.readouterr().out

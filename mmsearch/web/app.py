@@ -52,7 +52,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import Index, InvalidArgument, MmsearchError, __version__, display_path, first_line, json_fields, private
+from .. import (Index, InvalidArgument, MmsearchError, __version__, display_path, first_line, json_fields, location,
+               private)
 from .jobs import IndexJob, RunInProgress
 from . import thumbs
 from .thumbs import DEFAULT_CACHE_BYTES, SIZES, ThumbnailError, Thumbnails, has_thumbnail
@@ -673,7 +674,8 @@ def _item_json(it: Any) -> dict[str, Any]:
     shown = display_path(it.fs_path)
     date = datetime.fromtimestamp(it.time_s).astimezone().isoformat() if it.time_s is not None else None
     return {
-        "item_id": it.item_id, "kind": it.kind, "page": it.page, "time_s": it.frame_s, **json_fields(it.fs_path),
+        "item_id": it.item_id, "kind": it.kind, "page": it.page, "location": location(it.fs_path, it.page),
+        "time_s": it.frame_s, **json_fields(it.fs_path),
         "name": os.path.basename(shown), "folder": os.path.dirname(shown), "size": it.size, "date": date,
         "taken_at": it.taken_at, "width": it.width, "height": it.height, "media_type": it.media_type,
         "thumbnail": has_thumbnail(it),

@@ -360,7 +360,7 @@ async function showQueryCard(q) {
     if (state.query !== q) return;
     q.name = d.name;
     card.querySelector(".what").textContent = `Like ${d.name}`;
-    card.querySelector(".where").textContent = [d.page ? `page ${d.page}` : null, shown(d.folder)].filter(Boolean).join(" · ");
+    card.querySelector(".where").textContent = [d.location, shown(d.folder)].filter(Boolean).join(" · ");
     if (d.thumbnail) {
       img.alt = d.name;
       img.src = thumbUrl(d);
@@ -522,7 +522,7 @@ function photoTile(h, i) {
 function docCard(h, i, marks) {
   const a = hitLink(h, i, "doc");
   if (hasThumb(h)) a.append(el("div", {class: "page-thumb"}, thumbImg(h)));
-  const meta = [h.page ? `page ${h.page}` : null, shown(dirname(h.path))].filter(Boolean).join(" · ");
+  const meta = [h.location, shown(dirname(h.path))].filter(Boolean).join(" · ");
   a.append(el("div", {class: "doc-body"},
     el("h3", {textContent: basename(h.path)}),
     el("p", {class: "meta", textContent: meta}),
@@ -626,7 +626,10 @@ async function openViewer(i) {
   $("v-folder").textContent = shown(dirname(h.path));
   $("v-date").textContent = "";
   $("v-size").textContent = "";
-  $("v-page").textContent = h.page ? String(h.page) : "";
+  // "slide 3": the label says what the number counts ("Slide"), the value the number.
+  const [where, number] = (h.location || "").split(" ");
+  $("v-page-label").textContent = where ? where[0].toUpperCase() + where.slice(1) : "Page";
+  $("v-page").textContent = number || "";
   $("v-page").hidden = $("v-page-label").hidden = !h.page;
   $("v-time").textContent = playing && h.time_s != null ? clock(h.time_s) : "";
   $("v-time").hidden = $("v-time-label").hidden = !(playing && h.time_s != null);
