@@ -1237,6 +1237,10 @@ def _follow_passages(conn: sqlite3.Connection, file_id: int, added: Sequence[tup
         if len(tail) == 8 and tail[-1][1] >= new_start:
             tail = conn.execute('SELECT start, "end" FROM passages WHERE file_id = ? AND page IS ? ORDER BY start DESC',
                                 (file_id, page)).fetchall()
+        if not tail:  # a page new to the index: its chunks are all in hand, none to read back
+            _insert_page_passages(conn, file_id, sorted((c for c in added if c[0] == page and c[3] is not None),
+                                                        key=lambda c: c[1]), None)
+            continue
         redo = None
         for start, end in tail:  # passages' ends grow with their starts: those reaching new_start are the last
             if redo is None or end >= new_start:
@@ -1259,7 +1263,13 @@ def _cut_passages(conn: sqlite3.Connection, file_id: int, page: int | None, redo
         # The chunks that reach `redo` or start after it (a chunk is far shorter than _CHUNK_REACH).
         rows = conn.execute(f'SELECT page, start, "end", text{base} AND start >= ? AND ("end" > ? OR start >= ?)'
                             " ORDER BY start", (file_id, page, redo - _CHUNK_REACH, redo, redo)).fetchall()
-    for number, offset, text in passages.rebuild_pages(rows):
+    _insert_page_passages(conn, file_id, rows, redo)
+
+
+def _insert_page_passages(conn: sqlite3.Connection, file_id: int, chunks: Sequence[tuple[int | None, Any, Any, Any]],
+                          redo: int | None) -> None:
+    """The passages of a page's chunks (page, start, end, text; in order of start) from `redo` on."""
+    for number, offset, text in passages.rebuild_pages(chunks):
         if redo is not None and redo > offset:
             text, offset = text[redo - offset :], redo
         _insert_passages(conn, file_id, passages.cut(number, offset, text))

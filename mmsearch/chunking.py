@@ -8,6 +8,7 @@ of any size is chunked in flat memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -77,7 +78,8 @@ def _iter_chunks(pages: Iterable[Page], tokenizer: TokenizerLike, max_tokens: in
 _INSIDE, _WORD, _SENTENCE, _PARAGRAPH = 0, 1, 2, 3
 _CUT_PREFERENCE = [bytes([k]) for k in (_PARAGRAPH, _SENTENCE, _WORD)]
 _TABLE_SIZE = 0x10000  # lookup tables cover the Basic Multilingual Plane; no space or stop lies beyond it
-_SPACE = np.array([chr(c).isspace() for c in range(_TABLE_SIZE)])
+_SPACE = np.zeros(_TABLE_SIZE, dtype=bool)  # str.isspace, which is what re's \s matches (1 ms, not 13 by a loop)
+_SPACE[[m.start() for m in re.finditer(r"\s", "".join(map(chr, range(_TABLE_SIZE))))]] = True
 _STOP = np.zeros(_TABLE_SIZE, dtype=bool)
 _STOP[[ord(c) for c in ".!?…\u3002\uff01\uff1f"]] = True  # with 。！？, which need no space after them
 _CLOSER = np.zeros(_TABLE_SIZE, dtype=bool)
@@ -237,8 +239,12 @@ class _Chunker:
         return j  # one token: can't cut finer (only a tiny max_tokens gets here with it still too long)
 
     def _span(self, i: int, j: int) -> tuple[int, int]:
+        """The characters of tokens i..j-1, without whitespace at either end."""
         a, b = self._starts[i], self._ends[j - 1]
-        piece = self.text[a:b]
+        text = self.text
+        if a < b and not text[a].isspace() and not text[b - 1].isspace():
+            return a, b  # (most spans: tokens that carry no space; slicing to strip costs a chunk ~1 us)
+        piece = text[a:b]
         return a + len(piece) - len(piece.lstrip()), b - len(piece) + len(piece.rstrip())
 
     def _add(self, i: int, j: int) -> None:

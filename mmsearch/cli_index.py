@@ -103,7 +103,7 @@ def run_index(*, paths, index_dir, model, language, device, variant, exclude, hi
     paths = [Path(p) for p in paths]
     index_dir, shard_dir, trace_steps = (None if p is None else Path(p) for p in (index_dir, shard_dir, trace_steps))
 
-    from . import arguments, cli_models
+    from . import arguments
     from .api import Index, IndexBusyError
     from .catalog import CatalogWriteError
 
@@ -116,6 +116,8 @@ def run_index(*, paths, index_dir, model, language, device, variant, exclude, hi
         if language is not None:
             language = arguments.language(language)
         if model is None:  # a new index: the default for the language, pulled where missing (asked on a terminal)
+            from . import cli_models
+
             model = cli_models.ensure_default_model(index_dir, yes=yes, quiet=as_json, language=language)
     except Exception as e:
         fail(e)
