@@ -256,8 +256,8 @@ def _print_report(report) -> None:
         _print(f"  ... and {len(report.errors) - 20} more (`mmsearch status` lists them)")
     if report.ocr_read or (report.ocr_left and report.ocr_device):
         _print(f"words: read {report.ocr_read} pictures and scanned pages, {report.ocr_with_words} with words"
-                   + (f"; {report.ocr_left} files left to read" if report.ocr_left else "")
-                   + (f" ({report.ocr_device})" if report.ocr_device else ""))
+               + (f"; {report.ocr_left} files left to read" if report.ocr_left else "")
+               + (f" ({report.ocr_device})" if report.ocr_device else ""))
     for note in report.partial:
         _print(f"  partly indexed {printable(note['path'])}: {printable(note['reason'])}")
     if report.not_read:
