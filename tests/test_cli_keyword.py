@@ -5,6 +5,7 @@ text nobody here wrote, and leave every other line to the library."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -33,6 +34,11 @@ def indexed(tmp_path_factory, toyclip):
     corpus = write_corpus(root / "corpus")
     formats = write_format_corpus(root / "corpus" / "formats", library_paragraphs(), per_file=12)
     (root / "corpus" / "Résumé notes.txt").write_text("Le café crème du matin, puis la crème brûlée.\n" * 3)
+    # A name that is not UTF-8 (printed escaped, its bytes in JSON) and one with a control character.
+    odd = os.fsencode(root / "corpus") + b"/caf\xe9 okapi.txt"
+    with open(odd, "w") as f:
+        f.write("The okapi grazes near the river bend at dawn.\n")
+    (root / "corpus" / "tab\there okapi.txt").write_text("An okapi drinks from the river at dusk.\n")
     picture(3).save(root / "corpus" / "photo.png")
     with Index(root / "index", model=toyclip, device="cpu") as idx:
         idx.index([root / "corpus"])
@@ -50,7 +56,7 @@ def queries(corpus, formats) -> list[str]:
         out[0] + " zzqxv",  # all but one word: the "some of the words" level
         "zzqxv wwkjq",  # nothing
         "the",  # a word nearly every passage holds: k files from far more passages
-        "CRÈME brulee", "resume",  # case and accents aside
+        "CRÈME brulee", "resume", "okapi river",  # case and accents aside
         '" - * ^', "Keep-Alive", "4.19.0, 18 August", "(function)",  # FTS5 syntax and punctuation stay words
     ]
     return out
@@ -77,6 +83,8 @@ def test_a_keyword_query_prints_what_the_library_prints(indexed, capsys):
         fast, slow = both(capsys, ["--index", str(index), "--mode", "keyword", "-k", str(k), "--json", "--", query])
         assert fast == slow, query
         found += bool(json.loads(fast))
+        if query == "okapi river":  # the odd names went through both paths alike
+            assert {h["path_encoding"] for h in json.loads(fast)} == {"bytes", "utf-8"}
     assert found >= 60  # the phrases are found (what is compared is not a list of empty answers)
 
 
