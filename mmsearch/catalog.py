@@ -655,8 +655,14 @@ class Catalog:
                           [(root_id, suffix, n) for suffix, n in counts.items()])
 
     def not_read(self) -> dict[str, int]:
-        """The files of types not read, by suffix, over every root; most first."""
-        rows = self.conn.execute("SELECT suffix, sum(files) AS n FROM not_read GROUP BY suffix ORDER BY n DESC, suffix")
+        """The files of types not read, by suffix, over every root; most first. A root inside another
+        root (indexed on its own first, then its parent) is counted by the parent's walk already: its
+        own counts are left out, or its files would count twice."""
+        rows = self.conn.execute(
+            "SELECT suffix, sum(files) AS n FROM not_read JOIN roots inner_root ON inner_root.id = not_read.root_id"
+            " WHERE NOT EXISTS (SELECT 1 FROM roots outer_root WHERE outer_root.id != inner_root.id"
+            "  AND substr(inner_root.path, 1, length(rtrim(outer_root.path, :sep)) + 1) = rtrim(outer_root.path, :sep) || :sep)"
+            " GROUP BY suffix ORDER BY n DESC, suffix", {"sep": os.sep})
         return {suffix: n for suffix, n in rows}
 
     # -- files -------------------------------------------------------------------------------

@@ -138,6 +138,14 @@ def test_files_of_types_not_read_are_counted_by_suffix(tmp_path: Path, toyclip: 
         assert idx.index([root], ocr=False).not_read == {".key": 1, "(no suffix)": 1, ".pages": 1}
         assert idx.status()["not_read"] == {".key": 1, "(no suffix)": 1, ".pages": 1}
 
+    # A folder indexed on its own, then the folder around it: its files are counted once.
+    with open_index(tmp_path / "nested", toyclip) as idx:
+        idx.index([root / "slides"], ocr=False)
+        assert idx.status()["not_read"] == {".key": 1}
+        idx.index([root], ocr=False)
+        assert len(idx.status()["roots"]) == 2
+        assert idx.status()["not_read"] == {".key": 1, "(no suffix)": 1, ".pages": 1}
+
 
 def test_the_command_and_status_say_what_was_not_read(tmp_path: Path, toyclip: Path):
     root = tmp_path / "files"
