@@ -1274,7 +1274,8 @@ def _cut_passages(conn: sqlite3.Connection, file_id: int, page: int | None, redo
 
 def _insert_page_passages(conn: sqlite3.Connection, file_id: int, chunks: Sequence[tuple[int | None, Any, Any, Any]],
                           redo: int | None) -> None:
-    """The passages of a page's chunks (page, start, end, text; in order of start) from `redo` on."""
+    """The passages cut from chunks (page, start, end, text; in order of page and start), from `redo` on
+    (a position in their page; None: all of them)."""
     for number, offset, text in passages.rebuild_pages(chunks):
         if redo is not None and redo > offset:
             text, offset = text[redo - offset :], redo
@@ -1294,5 +1295,4 @@ def _rebuild_passages(conn: sqlite3.Connection) -> None:
     for file_id in file_ids:
         rows = conn.execute('SELECT page, start, "end", text FROM items WHERE file_id = ? AND text IS NOT NULL'
                             " ORDER BY page, start", (file_id,)).fetchall()
-        _insert_passages(conn, file_id, (p for number, offset, text in passages.rebuild_pages(rows)
-                                         for p in passages.cut(number, offset, text)))
+        _insert_page_passages(conn, file_id, rows, None)

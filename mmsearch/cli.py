@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -14,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import cli_index, cli_models, cli_output, cli_query
+from .cli_query import exit_with as _fail
 from .cli_query import fail as _fail_with
 from .filenames import display_path, printable
 
@@ -48,11 +48,6 @@ def _version(value: bool) -> None:
 def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                    help="Print the version and exit.")] = False) -> None:
     pass
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"Error: {printable(message, keep_newlines=True)}", err=True)
-    raise typer.Exit(code)
 
 
 def _setup_logging() -> None:

@@ -13,7 +13,7 @@ import os
 import sys
 
 from .cli_output import clock
-from .cli_query import INDEX, JSON, PATH, Option, exit_with, fail
+from .cli_query import INDEX, JSON, PATH, Option, exit_with, fail, parse_args
 from .filenames import printable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy reads the name alike)
@@ -74,8 +74,6 @@ OPTIONS = (
 def parse_index_args(args: list[str]) -> dict[str, object] | None:
     """`mmsearch index ...` parsed without typer, by OPTIONS (cli_query.parse_args); None where typer is
     to handle the line (no path given too: typer says what is missing)."""
-    from .cli_query import parse_args
-
     parsed = parse_args(args, OPTIONS)
     if parsed is None or not parsed[0]:
         return None

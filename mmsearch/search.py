@@ -241,7 +241,8 @@ def rank_many(shards: Sequence[Shard], *, query_vector: np.ndarray | None, query
             rank=len(out) + 1, path=row.path, kind=row.kind, score=round(float(score), 6), match=match,
             similarity=None if found.cosine is None else float(found.cosine),
             snippet=keyword.snippet(_shown_text(found, shards[found.shard][0], query_text), query_text, found.at),
-            page=row.page, item_id=found.item_id, width=row.width, height=row.height, taken_at=row.taken_at, time_s=getattr(row, "time_s", None),
+            page=row.page, item_id=found.item_id, width=row.width, height=row.height, taken_at=row.taken_at,
+            time_s=getattr(row, "time_s", None),
         ))
     if use_words:
         out.words = query_text
